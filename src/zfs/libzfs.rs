@@ -1,0 +1,630 @@
+//! `Libzfs`: the safe wrapper around one `libzfs_handle_t`.
+//!
+//! libzfs is not thread-safe (per-handle error state, unlocked caches), so a
+//! `Libzfs` is deliberately neither `Send` nor `Sync`: it lives on the owner
+//! thread (`super::owner`) and everything else reaches it through that
+//! thread's queue. Every method takes dataset names as `&str`, opens what it
+//! needs, and closes it before returning; no libzfs pointer escapes.
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString, c_void};
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
+
+use iocaged_sys as sys;
+
+use super::error::{ErrorKind, Result, ZfsError};
+use super::nvlist::{NvList, read_user_props};
+
+/// Longest property value libzfs returns (ZAP_MAXVALUELEN, 8 KiB) plus NUL.
+const PROP_BUF: usize = sys::ZFS_MAXPROPLEN as usize + 1;
+
+/// A native property's value, both as `zfs get` prints it and as `zfs get -p`
+/// prints it. `None` where ZFS shows `-` (e.g. `origin` of a non-clone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeValue {
+    pub printed: Option<String>,
+    pub raw: Option<String>,
+    pub source: PropSource,
+}
+
+/// Where a property's value comes from (zprop_source_t).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropSource {
+    None,
+    Default,
+    Temporary,
+    Local,
+    Inherited,
+    Received,
+}
+
+impl PropSource {
+    fn from_raw(src: sys::zprop_source_t::Type) -> Self {
+        use sys::zprop_source_t as s;
+        match src {
+            s::ZPROP_SRC_DEFAULT => PropSource::Default,
+            s::ZPROP_SRC_TEMPORARY => PropSource::Temporary,
+            s::ZPROP_SRC_LOCAL => PropSource::Local,
+            s::ZPROP_SRC_INHERITED => PropSource::Inherited,
+            s::ZPROP_SRC_RECEIVED => PropSource::Received,
+            _ => PropSource::None,
+        }
+    }
+}
+
+/// A user property (`module:name`) and where it is set: `source` is the
+/// dataset it is set on (itself when local, an ancestor when inherited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserProp {
+    pub value: String,
+    pub source: String,
+}
+
+/// One dataset's properties, as read in one pass by [`Libzfs::scan_children`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetProps {
+    pub name: String,
+    pub user: BTreeMap<String, UserProp>,
+    pub native: BTreeMap<String, NativeValue>,
+}
+
+/// A pool, with what iocage uses to mark the active one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolInfo {
+    pub name: String,
+    /// The pool's `comment` property (`None` when unset). iocage 1.7.x marks
+    /// the active pool with `comment=iocage`.
+    pub comment: Option<String>,
+    /// The `org.freebsd.ioc:active` user property of the pool's root dataset.
+    pub active_prop: Option<String>,
+}
+
+/// The handle. Not `Send`: see the module comment.
+pub struct Libzfs {
+    hdl: NonNull<sys::libzfs_handle_t>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+/// An open dataset handle, closed on drop; borrowed from its `Libzfs`.
+struct Dataset<'a> {
+    zhp: NonNull<sys::zfs_handle_t>,
+    _lib: PhantomData<&'a Libzfs>,
+}
+
+impl Drop for Dataset<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `zhp` came from zfs_open or an iterator callback that handed
+        // us ownership, and is closed exactly once, here.
+        unsafe { sys::zfs_close(self.zhp.as_ptr()) }
+    }
+}
+
+impl Dataset<'_> {
+    fn name(&self) -> String {
+        // SAFETY: the handle is open; zfs_get_name returns a pointer into it,
+        // valid while it is open, copied at once.
+        unsafe { CStr::from_ptr(sys::zfs_get_name(self.zhp.as_ptr())).to_string_lossy().into_owned() }
+    }
+
+    fn is_snapshot(&self) -> bool {
+        // SAFETY: the handle is open.
+        unsafe { sys::zfs_get_type(self.zhp.as_ptr()) == sys::zfs_type_t::ZFS_TYPE_SNAPSHOT }
+    }
+}
+
+/// A pool handle, closed on drop.
+struct Pool<'a> {
+    zph: NonNull<sys::zpool_handle_t>,
+    _lib: PhantomData<&'a Libzfs>,
+}
+
+impl Drop for Pool<'_> {
+    fn drop(&mut self) {
+        // SAFETY: opened by zpool_open_canfail or handed to us by zpool_iter.
+        unsafe { sys::zpool_close(self.zph.as_ptr()) }
+    }
+}
+
+const FS: sys::zfs_type_t::Type = sys::zfs_type_t::ZFS_TYPE_FILESYSTEM;
+const ANY: sys::zfs_type_t::Type =
+    sys::zfs_type_t::ZFS_TYPE_FILESYSTEM | sys::zfs_type_t::ZFS_TYPE_SNAPSHOT | sys::zfs_type_t::ZFS_TYPE_VOLUME;
+
+fn cstring(op: &'static str, name: &str) -> Result<CString> {
+    CString::new(name).map_err(|_| ZfsError::new(op, name, ErrorKind::InvalidName, "name contains a NUL byte"))
+}
+
+impl Libzfs {
+    /// Opens libzfs. Fails when there is no ZFS kernel module or no access
+    /// to /dev/zfs.
+    pub fn init() -> Result<Self> {
+        // SAFETY: libzfs_init has no preconditions; it returns NULL on failure.
+        let hdl = unsafe { sys::libzfs_init() };
+        let hdl = NonNull::new(hdl).ok_or_else(|| {
+            let errno = std::io::Error::last_os_error();
+            ZfsError::new(
+                "initialise",
+                "libzfs",
+                ErrorKind::Unavailable,
+                format!("libzfs_init failed ({errno}); is the ZFS kernel module loaded and /dev/zfs accessible?"),
+            )
+        })?;
+        // SAFETY: `hdl` is a live handle; this only turns off stderr printing.
+        unsafe { sys::libzfs_print_on_error(hdl.as_ptr(), sys::boolean_t::B_FALSE) };
+        Ok(Libzfs { hdl, _not_send: PhantomData })
+    }
+
+    /// The error libzfs recorded for the last failed call on this handle.
+    fn last_error(&self, op: &'static str, target: &str) -> ZfsError {
+        use sys::zfs_error as e;
+        // SAFETY: the handle is live; the description is a NUL-terminated
+        // string in the handle's buffer, copied before any other libzfs call.
+        let (code, description) = unsafe {
+            let code = sys::libzfs_errno(self.hdl.as_ptr());
+            let desc = CStr::from_ptr(sys::libzfs_error_description(self.hdl.as_ptr())).to_string_lossy().into_owned();
+            (code, desc)
+        };
+        let kind = match code as sys::zfs_error_t {
+            e::EZFS_NOENT => ErrorKind::NotFound,
+            e::EZFS_INVALIDNAME | e::EZFS_NAMETOOLONG => ErrorKind::InvalidName,
+            e::EZFS_EXISTS => ErrorKind::Exists,
+            e::EZFS_BUSY | e::EZFS_UMOUNTFAILED => ErrorKind::Busy,
+            e::EZFS_BADPROP | e::EZFS_PROPREADONLY | e::EZFS_PROPTYPE | e::EZFS_PROPNONINHERIT | e::EZFS_PROPSPACE => {
+                ErrorKind::InvalidProperty
+            }
+            _ => ErrorKind::Other,
+        };
+        ZfsError::new(op, target, kind, description)
+    }
+
+    fn open(&self, op: &'static str, name: &str, types: sys::zfs_type_t::Type) -> Result<Dataset<'_>> {
+        let c = cstring(op, name)?;
+        // SAFETY: live handle, valid C string; NULL on failure with the error
+        // recorded on the handle.
+        let zhp = unsafe { sys::zfs_open(self.hdl.as_ptr(), c.as_ptr(), types as libc::c_int) };
+        match NonNull::new(zhp) {
+            Some(zhp) => Ok(Dataset { zhp, _lib: PhantomData }),
+            None => Err(self.last_error(op, name)),
+        }
+    }
+
+    fn open_pool(&self, op: &'static str, name: &str) -> Result<Pool<'_>> {
+        let c = cstring(op, name)?;
+        // SAFETY: live handle, valid C string; NULL on failure.
+        let zph = unsafe { sys::zpool_open_canfail(self.hdl.as_ptr(), c.as_ptr()) };
+        match NonNull::new(zph) {
+            Some(zph) => Ok(Pool { zph, _lib: PhantomData }),
+            None => Err(self.last_error(op, name)),
+        }
+    }
+
+    /// Whether a filesystem, volume or snapshot of that name exists.
+    pub fn exists(&self, name: &str) -> bool {
+        let Ok(c) = CString::new(name) else { return false };
+        // SAFETY: live handle, valid C string.
+        unsafe { sys::zfs_dataset_exists(self.hdl.as_ptr(), c.as_ptr(), ANY) == sys::boolean_t::B_TRUE }
+    }
+
+    /// Calls `f` with every direct child filesystem of `parent`, in the
+    /// order libzfs returns them (sorted by name).
+    fn each_child<'a>(&'a self, parent: &Dataset<'a>, mut f: impl FnMut(Dataset<'a>)) {
+        unsafe extern "C" fn trampoline<'a>(zhp: *mut sys::zfs_handle_t, data: *mut c_void) -> libc::c_int {
+            // SAFETY: `data` is the `&mut dyn FnMut` passed below, alive for
+            // the whole zfs_iter_filesystems call. The callback owns `zhp`
+            // (libzfs's iterator contract), so wrapping it in a Dataset that
+            // closes it on drop is correct.
+            unsafe {
+                let f = &mut *(data as *mut &mut dyn FnMut(Dataset<'a>));
+                if let Some(zhp) = NonNull::new(zhp) {
+                    f(Dataset { zhp, _lib: PhantomData });
+                }
+            }
+            0
+        }
+        let mut dynf: &mut dyn FnMut(Dataset<'a>) = &mut f;
+        // SAFETY: parent is open; the trampoline matches zfs_iter_f; the data
+        // pointer outlives the call. Panics cannot unwind through C here
+        // because the callback only builds Rust values (no panicking paths
+        // other than allocation failure, which aborts).
+        unsafe {
+            sys::zfs_iter_filesystems(parent.zhp.as_ptr(), Some(trampoline), (&raw mut dynf).cast());
+        }
+    }
+
+    /// Names of the direct child filesystems of `parent`, sorted.
+    pub fn children(&self, parent: &str) -> Result<Vec<String>> {
+        let p = self.open("list children of", parent, FS)?;
+        let mut names = Vec::new();
+        self.each_child(&p, |c| names.push(c.name()));
+        names.sort();
+        Ok(names)
+    }
+
+    fn native_of(&self, ds: &Dataset<'_>, prop: &str) -> Result<NativeValue> {
+        let c = cstring("read property of", prop)?;
+        // SAFETY: valid C string; zfs_name_to_prop only reads it.
+        let p = unsafe { sys::zfs_name_to_prop(c.as_ptr()) };
+        if p == sys::zfs_prop_t::ZPROP_INVAL || p == sys::zfs_prop_t::ZPROP_USERPROP {
+            return Err(ZfsError::new(
+                "read property of",
+                ds.name(),
+                ErrorKind::InvalidProperty,
+                format!("'{prop}' is not a native ZFS property"),
+            ));
+        }
+        let get = |literal: sys::boolean_t::Type| -> (Option<String>, PropSource) {
+            let mut buf = vec![0u8; PROP_BUF];
+            let mut src: sys::zprop_source_t::Type = sys::zprop_source_t::ZPROP_SRC_NONE;
+            // SAFETY: the handle is open; `buf` has PROP_BUF bytes, which is
+            // what we tell libzfs; the statbuf is optional (NULL, 0).
+            let rc = unsafe {
+                sys::zfs_prop_get(
+                    ds.zhp.as_ptr(),
+                    p,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    &mut src,
+                    ptr::null_mut(),
+                    0,
+                    literal,
+                )
+            };
+            if rc != 0 {
+                return (None, PropSource::None);
+            }
+            let s = CStr::from_bytes_until_nul(&buf).map(|s| s.to_string_lossy().into_owned()).ok();
+            (s, PropSource::from_raw(src))
+        };
+        let (printed, source) = get(sys::boolean_t::B_FALSE);
+        let (raw, _) = get(sys::boolean_t::B_TRUE);
+        Ok(NativeValue { printed, raw, source })
+    }
+
+    /// Native properties of one dataset, printed and raw.
+    pub fn native_props(&self, name: &str, props: &[&str]) -> Result<BTreeMap<String, NativeValue>> {
+        let ds = self.open("read properties of", name, ANY)?;
+        props.iter().map(|p| Ok((p.to_string(), self.native_of(&ds, p)?))).collect()
+    }
+
+    fn user_of(ds: &Dataset<'_>) -> BTreeMap<String, UserProp> {
+        // SAFETY: the handle is open; the returned list belongs to it and is
+        // copied by read_user_props before anything else touches the handle.
+        let entries = unsafe { read_user_props(sys::zfs_get_user_props(ds.zhp.as_ptr())) };
+        entries.into_iter().map(|(k, value, source)| (k, UserProp { value, source })).collect()
+    }
+
+    /// All user properties of a dataset (set locally or inherited).
+    pub fn user_props(&self, name: &str) -> Result<BTreeMap<String, UserProp>> {
+        let ds = self.open("read user properties of", name, ANY)?;
+        Ok(Self::user_of(&ds))
+    }
+
+    /// Every direct child filesystem of `parent` with all its user properties
+    /// and the named native ones, in one pass (one open per child).
+    pub fn scan_children(&self, parent: &str, native: &[&str]) -> Result<Vec<DatasetProps>> {
+        let p = self.open("list children of", parent, FS)?;
+        let mut out = Vec::new();
+        let mut err = None;
+        self.each_child(&p, |c| {
+            if err.is_some() {
+                return;
+            }
+            let mut props = DatasetProps { name: c.name(), user: Self::user_of(&c), native: BTreeMap::new() };
+            for n in native {
+                match self.native_of(&c, n) {
+                    Ok(v) => {
+                        props.native.insert(n.to_string(), v);
+                    }
+                    Err(e) => err = Some(e),
+                }
+            }
+            out.push(props);
+        });
+        match err {
+            Some(e) => Err(e),
+            None => {
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(out)
+            }
+        }
+    }
+
+    /// Sets several properties at once (one ioctl: all or none).
+    pub fn set_props(&self, name: &str, props: &[(&str, &str)]) -> Result<()> {
+        const OP: &str = "set properties on";
+        let ds = self.open(OP, name, ANY)?;
+        let list = NvList::from_props(OP, name, props)?;
+        // SAFETY: handle open, list owned and alive for the call.
+        let rc = unsafe { sys::zfs_prop_set_list(ds.zhp.as_ptr(), list.as_ptr()) };
+        if rc != 0 { Err(self.last_error(OP, name)) } else { Ok(()) }
+    }
+
+    /// Clears a local value so the property is inherited again.
+    pub fn inherit(&self, name: &str, prop: &str) -> Result<()> {
+        const OP: &str = "inherit property on";
+        let ds = self.open(OP, name, ANY)?;
+        let c = cstring(OP, prop)?;
+        // SAFETY: handle open, valid C string.
+        let rc = unsafe { sys::zfs_prop_inherit(ds.zhp.as_ptr(), c.as_ptr(), sys::boolean_t::B_FALSE) };
+        if rc != 0 { Err(self.last_error(OP, name)) } else { Ok(()) }
+    }
+
+    /// Creates a filesystem with the given properties (parent must exist).
+    pub fn create_filesystem(&self, name: &str, props: &[(&str, &str)]) -> Result<()> {
+        const OP: &str = "create";
+        let c = cstring(OP, name)?;
+        let list = NvList::from_props(OP, name, props)?;
+        // SAFETY: live handle, valid name, owned list.
+        let rc = unsafe { sys::zfs_create(self.hdl.as_ptr(), c.as_ptr(), FS, list.as_ptr()) };
+        if rc != 0 { Err(self.last_error(OP, name)) } else { Ok(()) }
+    }
+
+    /// Takes the snapshot `dataset@snap`.
+    pub fn snapshot(&self, snapshot: &str, props: &[(&str, &str)]) -> Result<()> {
+        const OP: &str = "snapshot";
+        let c = cstring(OP, snapshot)?;
+        let list = NvList::from_props(OP, snapshot, props)?;
+        // SAFETY: live handle, valid name, owned list.
+        let rc = unsafe { sys::zfs_snapshot(self.hdl.as_ptr(), c.as_ptr(), sys::boolean_t::B_FALSE, list.as_ptr()) };
+        if rc != 0 { Err(self.last_error(OP, snapshot)) } else { Ok(()) }
+    }
+
+    /// Clones `snapshot` to a new filesystem `target`.
+    pub fn clone_snapshot(&self, snapshot: &str, target: &str, props: &[(&str, &str)]) -> Result<()> {
+        const OP: &str = "clone";
+        let snap = self.open(OP, snapshot, sys::zfs_type_t::ZFS_TYPE_SNAPSHOT)?;
+        let t = cstring(OP, target)?;
+        let list = NvList::from_props(OP, target, props)?;
+        // SAFETY: snapshot handle open, valid target name, owned list.
+        let rc = unsafe { sys::zfs_clone(snap.zhp.as_ptr(), t.as_ptr(), list.as_ptr()) };
+        if rc != 0 { Err(self.last_error(OP, target)) } else { Ok(()) }
+    }
+
+    /// Mounts a filesystem at its `mountpoint`.
+    pub fn mount(&self, name: &str) -> Result<()> {
+        const OP: &str = "mount";
+        let ds = self.open(OP, name, FS)?;
+        // SAFETY: handle open; NULL options mean the dataset's own.
+        let rc = unsafe { sys::zfs_mount(ds.zhp.as_ptr(), ptr::null(), 0) };
+        if rc != 0 { Err(self.last_error(OP, name)) } else { Ok(()) }
+    }
+
+    /// Unmounts a filesystem (no-op when it is not mounted).
+    pub fn unmount(&self, name: &str) -> Result<()> {
+        const OP: &str = "unmount";
+        let ds = self.open(OP, name, FS)?;
+        self.unmount_ds(OP, &ds)
+    }
+
+    fn unmount_ds(&self, op: &'static str, ds: &Dataset<'_>) -> Result<()> {
+        if ds.is_snapshot() {
+            return Ok(());
+        }
+        // SAFETY: handle open; NULL mountpoint means "where it is mounted".
+        let mounted = unsafe { sys::zfs_is_mounted(ds.zhp.as_ptr(), ptr::null_mut()) };
+        if mounted == sys::boolean_t::B_FALSE {
+            return Ok(());
+        }
+        // SAFETY: as above.
+        let rc = unsafe { sys::zfs_unmount(ds.zhp.as_ptr(), ptr::null(), 0) };
+        if rc != 0 { Err(self.last_error(op, &ds.name())) } else { Ok(()) }
+    }
+
+    /// Whether a filesystem is mounted.
+    pub fn is_mounted(&self, name: &str) -> Result<bool> {
+        let ds = self.open("check mount of", name, FS)?;
+        // SAFETY: handle open.
+        Ok(unsafe { sys::zfs_is_mounted(ds.zhp.as_ptr(), ptr::null_mut()) } == sys::boolean_t::B_TRUE)
+    }
+
+    /// Renames a filesystem (not recursive over snapshots of children).
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        const OP: &str = "rename";
+        let ds = self.open(OP, from, FS)?;
+        let t = cstring(OP, to)?;
+        // SAFETY: a zeroed renameflags_t is "no flags" (plain bitfields).
+        let flags: sys::renameflags_t = unsafe { std::mem::zeroed() };
+        // SAFETY: handle open, valid target name.
+        let rc = unsafe { sys::zfs_rename(ds.zhp.as_ptr(), t.as_ptr(), flags) };
+        if rc != 0 { Err(self.last_error(OP, from)) } else { Ok(()) }
+    }
+
+    /// Destroys one filesystem or snapshot. Refuses (kind `HasDependents`)
+    /// when it has children, snapshots or clones; unmounts it first.
+    pub fn destroy(&self, name: &str) -> Result<()> {
+        const OP: &str = "destroy";
+        let ds = self.open(OP, name, ANY)?;
+        let deps = self.dependents(&ds);
+        if !deps.is_empty() {
+            return Err(ZfsError::new(
+                OP,
+                name,
+                ErrorKind::HasDependents,
+                format!("it has dependents: {}", deps.join(", ")),
+            ));
+        }
+        self.unmount_ds(OP, &ds)?;
+        // SAFETY: handle open; B_FALSE = destroy now, not deferred.
+        let rc = unsafe { sys::zfs_destroy(ds.zhp.as_ptr(), sys::boolean_t::B_FALSE) };
+        if rc != 0 { Err(self.last_error(OP, name)) } else { Ok(()) }
+    }
+
+    /// Direct dependents of a dataset: child filesystems, its snapshots and,
+    /// for a snapshot, its clones.
+    fn dependents(&self, ds: &Dataset<'_>) -> Vec<String> {
+        let mut deps = Vec::new();
+        if ds.is_snapshot() {
+            if let Ok(v) = self.native_of(ds, "clones") {
+                deps.extend(v.raw.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string));
+            }
+        } else {
+            self.each_child(ds, |c| deps.push(c.name()));
+            deps.extend(self.snapshots_of(ds));
+        }
+        deps
+    }
+
+    fn snapshots_of(&self, ds: &Dataset<'_>) -> Vec<String> {
+        unsafe extern "C" fn collect(zhp: *mut sys::zfs_handle_t, data: *mut c_void) -> libc::c_int {
+            // SAFETY: `data` is the Vec below, alive during the iteration;
+            // the callback owns `zhp` and closes it after copying its name.
+            unsafe {
+                let names = &mut *(data as *mut Vec<String>);
+                names.push(CStr::from_ptr(sys::zfs_get_name(zhp)).to_string_lossy().into_owned());
+                sys::zfs_close(zhp);
+            }
+            0
+        }
+        let mut names: Vec<String> = Vec::new();
+        // SAFETY: handle open; callback matches zfs_iter_f; `names` outlives
+        // the call; min/max txg 0 means all snapshots.
+        unsafe {
+            sys::zfs_iter_snapshots(ds.zhp.as_ptr(), sys::boolean_t::B_FALSE, Some(collect), (&raw mut names).cast(), 0, 0);
+        }
+        names.sort();
+        names
+    }
+
+    /// The snapshots of a filesystem, sorted by name.
+    pub fn snapshots(&self, name: &str) -> Result<Vec<String>> {
+        let ds = self.open("list snapshots of", name, FS)?;
+        Ok(self.snapshots_of(&ds))
+    }
+
+    /// Destroys a dataset with all its children and snapshots. Refuses before
+    /// destroying anything when a clone outside that tree depends on one of
+    /// its snapshots. Children go first, then snapshots, then the dataset.
+    pub fn destroy_recursive(&self, name: &str) -> Result<()> {
+        const OP: &str = "destroy recursively";
+        let tree = self.tree(name)?;
+        let inside = |n: &str| n == name || n.starts_with(&format!("{name}/")) || n.starts_with(&format!("{name}@"));
+        let mut outside = Vec::new();
+        for item in tree.iter().filter(|n| n.contains('@')) {
+            let snap = self.open(OP, item, sys::zfs_type_t::ZFS_TYPE_SNAPSHOT)?;
+            for clone in self.dependents(&snap) {
+                if !inside(&clone) {
+                    outside.push(format!("{clone} (clone of {item})"));
+                }
+            }
+        }
+        if !outside.is_empty() {
+            return Err(ZfsError::new(
+                OP,
+                name,
+                ErrorKind::HasDependents,
+                format!("datasets outside it depend on it: {}", outside.join(", ")),
+            ));
+        }
+        // Clones inside the tree must go before their origin snapshots: keep
+        // destroying whatever has no remaining dependents until done.
+        let mut pending = tree;
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut last_err = None;
+            let mut i = 0;
+            while i < pending.len() {
+                match self.destroy(&pending[i]) {
+                    Ok(()) => {
+                        pending.remove(i);
+                    }
+                    Err(e) if e.kind == ErrorKind::HasDependents => {
+                        last_err = Some(e);
+                        i += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if pending.len() == before {
+                return Err(last_err.unwrap_or_else(|| ZfsError::new(OP, name, ErrorKind::Other, "no progress")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `name`, its descendants and all their snapshots, deepest first.
+    fn tree(&self, name: &str) -> Result<Vec<String>> {
+        let root = self.open("list", name, FS)?;
+        let mut out = Vec::new();
+        self.walk(&root, &mut out);
+        Ok(out)
+    }
+
+    fn walk(&self, ds: &Dataset<'_>, out: &mut Vec<String>) {
+        let mut children = Vec::new();
+        self.each_child(ds, |c| children.push(c));
+        for c in &children {
+            self.walk(c, out);
+        }
+        out.extend(self.snapshots_of(ds));
+        out.push(ds.name());
+    }
+
+    /// Every imported pool with its comment and `org.freebsd.ioc:active`.
+    pub fn pools(&self) -> Result<Vec<PoolInfo>> {
+        unsafe extern "C" fn collect(zph: *mut sys::zpool_handle_t, data: *mut c_void) -> libc::c_int {
+            // SAFETY: `data` is the Vec below; the callback owns `zph` and
+            // closes it after copying its name.
+            unsafe {
+                let names = &mut *(data as *mut Vec<String>);
+                names.push(CStr::from_ptr(sys::zpool_get_name(zph)).to_string_lossy().into_owned());
+                sys::zpool_close(zph);
+            }
+            0
+        }
+        let mut names: Vec<String> = Vec::new();
+        // SAFETY: live handle; callback matches zpool_iter_f; `names` outlives the call.
+        let rc = unsafe { sys::zpool_iter(self.hdl.as_ptr(), Some(collect), (&raw mut names).cast()) };
+        if rc != 0 {
+            return Err(self.last_error("list", "pools"));
+        }
+        names.sort();
+        let mut pools = Vec::with_capacity(names.len());
+        for name in names {
+            let comment = self.pool_comment(&name)?;
+            let active_prop = self.user_props(&name)?.remove("org.freebsd.ioc:active").map(|p| p.value);
+            pools.push(PoolInfo { name, comment, active_prop });
+        }
+        Ok(pools)
+    }
+
+    fn pool_comment(&self, pool: &str) -> Result<Option<String>> {
+        let p = self.open_pool("read comment of", pool)?;
+        let mut buf = vec![0u8; PROP_BUF];
+        let mut src: sys::zprop_source_t::Type = sys::zprop_source_t::ZPROP_SRC_NONE;
+        // SAFETY: pool handle open; `buf` has the length we pass.
+        let rc = unsafe {
+            sys::zpool_get_prop(
+                p.zph.as_ptr(),
+                sys::zpool_prop_t::ZPOOL_PROP_COMMENT,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut src,
+                sys::boolean_t::B_TRUE,
+            )
+        };
+        if rc != 0 {
+            return Ok(None);
+        }
+        let s = CStr::from_bytes_until_nul(&buf).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(if s.is_empty() || s == "-" { None } else { Some(s) })
+    }
+
+    /// Sets a pool property (e.g. `comment`).
+    pub fn set_pool_prop(&self, pool: &str, prop: &str, value: &str) -> Result<()> {
+        const OP: &str = "set pool property on";
+        let p = self.open_pool(OP, pool)?;
+        let (n, v) = (cstring(OP, prop)?, cstring(OP, value)?);
+        // SAFETY: pool handle open, valid C strings.
+        let rc = unsafe { sys::zpool_set_prop(p.zph.as_ptr(), n.as_ptr(), v.as_ptr()) };
+        if rc != 0 { Err(self.last_error(OP, pool)) } else { Ok(()) }
+    }
+}
+
+impl Drop for Libzfs {
+    fn drop(&mut self) {
+        // SAFETY: the handle was returned by libzfs_init; every dataset and
+        // pool handle borrowed from it has been dropped (their lifetimes end
+        // before `self`'s), so it is finalised exactly once with nothing open.
+        unsafe { sys::libzfs_fini(self.hdl.as_ptr()) }
+    }
+}

@@ -1,0 +1,21 @@
+//! Safe access to ZFS through libzfs.
+//!
+//! - [`Libzfs`] wraps one `libzfs_handle_t` and offers the operations the
+//!   service needs (list, read and set properties, create, snapshot, clone,
+//!   destroy, mount, rename, pools). It is confined to one thread.
+//! - [`Zfs`] is the handle the rest of the program holds: it starts that
+//!   thread and sends it work, from async or blocking code.
+//! - Every failure is a [`ZfsError`] naming the operation, the dataset and
+//!   libzfs's own description.
+
+mod error;
+mod libzfs;
+mod nvlist;
+mod owner;
+
+pub use error::{ErrorKind, Result, ZfsError};
+pub use libzfs::{DatasetProps, Libzfs, NativeValue, PoolInfo, PropSource, UserProp};
+pub use owner::Zfs;
+
+/// The OpenZFS version iocaged was built against (from its headers).
+pub const OPENZFS_BUILD_VERSION: &str = iocaged_sys::OPENZFS_BUILD_VERSION;

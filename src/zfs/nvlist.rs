@@ -1,0 +1,101 @@
+//! Owned name/value lists (libnvpair) for passing properties to libzfs, and
+//! a reader for the nvlists libzfs hands back.
+
+use std::ffi::{CStr, CString};
+use std::ptr::{self, NonNull};
+
+use iocaged_sys as sys;
+
+use super::error::{ErrorKind, Result, ZfsError};
+
+/// An nvlist this process allocated and frees. Only string pairs are needed.
+pub(crate) struct NvList(NonNull<sys::nvlist_t>);
+
+impl NvList {
+    /// A new list with unique names (a later add of the same name replaces).
+    pub(crate) fn new() -> Self {
+        let mut raw: *mut sys::nvlist_t = ptr::null_mut();
+        // SAFETY: nvlist_alloc writes a freshly allocated list to `raw` on
+        // success (return 0); the flag and the 0 kmflag are what libzfs uses.
+        let rc = unsafe { sys::nvlist_alloc(&mut raw, sys::NV_UNIQUE_NAME, 0) };
+        match NonNull::new(raw) {
+            Some(p) if rc == 0 => NvList(p),
+            // Allocation failure of a few bytes: the process is out of memory.
+            _ => std::alloc::handle_alloc_error(std::alloc::Layout::new::<usize>()),
+        }
+    }
+
+    /// A list of string properties; names and values must not contain NUL.
+    pub(crate) fn from_props(op: &'static str, target: &str, props: &[(&str, &str)]) -> Result<Self> {
+        let list = NvList::new();
+        for (name, value) in props {
+            let bad = |what: &str| {
+                ZfsError::new(op, target, ErrorKind::InvalidProperty, format!("property {what} contains a NUL byte"))
+            };
+            let n = CString::new(*name).map_err(|_| bad("name"))?;
+            let v = CString::new(*value).map_err(|_| bad("value"))?;
+            // SAFETY: the list is live and owned; both strings are valid C
+            // strings that nvlist_add_string copies.
+            let rc = unsafe { sys::nvlist_add_string(list.0.as_ptr(), n.as_ptr(), v.as_ptr()) };
+            if rc != 0 {
+                return Err(ZfsError::new(op, target, ErrorKind::Other, format!("cannot add property {name}: errno {rc}")));
+            }
+        }
+        Ok(list)
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut sys::nvlist_t {
+        self.0.as_ptr()
+    }
+}
+
+impl Drop for NvList {
+    fn drop(&mut self) {
+        // SAFETY: the list was allocated by nvlist_alloc and is freed once.
+        unsafe { sys::nvlist_free(self.0.as_ptr()) }
+    }
+}
+
+/// Reads libzfs's user-property list (`name -> {"value": s, "source": s}`)
+/// into owned Rust strings. `list` is owned by libzfs and valid until the
+/// next property change on its dataset handle, so it is copied at once.
+///
+/// # Safety
+/// `list` must be null or a valid nvlist that stays alive during the call.
+pub(crate) unsafe fn read_user_props(list: *mut sys::nvlist_t) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    if list.is_null() {
+        return out;
+    }
+    let value_key = c"value";
+    let source_key = c"source";
+    let mut pair: *mut sys::nvpair_t = ptr::null_mut();
+    loop {
+        // SAFETY (whole block): `list` is valid per the caller; each pair and
+        // nested list comes from it and lives as long as it; strings returned
+        // by lookups are NUL-terminated and copied before the next call.
+        unsafe {
+            pair = sys::nvlist_next_nvpair(list, pair);
+            if pair.is_null() {
+                break;
+            }
+            let name = CStr::from_ptr(sys::nvpair_name(pair)).to_string_lossy().into_owned();
+            let mut inner: *mut sys::nvlist_t = ptr::null_mut();
+            if sys::nvpair_value_nvlist(pair, &mut inner) != 0 || inner.is_null() {
+                continue;
+            }
+            let mut value: *const libc::c_char = ptr::null();
+            if sys::nvlist_lookup_string(inner, value_key.as_ptr(), (&raw mut value).cast()) != 0 || value.is_null() {
+                continue;
+            }
+            let mut source: *const libc::c_char = ptr::null();
+            let source = if sys::nvlist_lookup_string(inner, source_key.as_ptr(), (&raw mut source).cast()) == 0 && !source.is_null() {
+                CStr::from_ptr(source).to_string_lossy().into_owned()
+            } else {
+                String::new()
+            };
+            out.push((name, CStr::from_ptr(value).to_string_lossy().into_owned(), source));
+        }
+    }
+    out
+}

@@ -1,0 +1,88 @@
+//! The one thread that owns the libzfs handle.
+//!
+//! Callers send closures over a channel; the owner runs them one at a time
+//! against its [`Libzfs`] and sends each result back. A request that needs
+//! many libzfs calls (read every jail) is one closure, so it costs one trip.
+//! [`Zfs::run`] is the async front for tokio; [`Zfs::run_blocking`] is for
+//! plain threads (the CLI, tests).
+
+use std::sync::mpsc;
+use std::thread;
+
+use tokio::sync::oneshot;
+
+use super::error::{ErrorKind, Result, ZfsError};
+use super::libzfs::Libzfs;
+
+type Job = Box<dyn FnOnce(&Libzfs) + Send>;
+
+/// A cheap, cloneable handle to the owner thread. The thread ends (and
+/// closes libzfs) when the last clone is dropped.
+#[derive(Clone)]
+pub struct Zfs {
+    tx: mpsc::Sender<Job>,
+}
+
+fn gone() -> ZfsError {
+    ZfsError::new("reach", "the libzfs owner thread", ErrorKind::Shutdown, "it has stopped")
+}
+
+impl Zfs {
+    /// Starts the owner thread and opens libzfs on it. Fails as
+    /// [`Libzfs::init`] does when ZFS is not available.
+    pub fn start() -> Result<Zfs> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+        thread::Builder::new()
+            .name("libzfs-owner".into())
+            .spawn(move || {
+                let lib = match Libzfs::init() {
+                    Ok(lib) => {
+                        let _ = ready_tx.send(Ok(()));
+                        lib
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Ok(job) = rx.recv() {
+                    job(&lib);
+                }
+            })
+            .map_err(|e| ZfsError::new("start", "the libzfs owner thread", ErrorKind::Other, e.to_string()))?;
+        ready_rx.recv().map_err(|_| gone())??;
+        Ok(Zfs { tx })
+    }
+
+    /// Runs `f` on the owner thread and awaits its result.
+    pub async fn run<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Libzfs) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Box::new(move |lib| {
+                let _ = tx.send(f(lib));
+            }))
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Runs `f` on the owner thread and blocks this thread until it is done.
+    /// Not for use inside an async task (use [`Zfs::run`]).
+    pub fn run_blocking<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Libzfs) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Box::new(move |lib| {
+                let _ = tx.send(f(lib));
+            }))
+            .map_err(|_| gone())?;
+        rx.recv().map_err(|_| gone())
+    }
+}

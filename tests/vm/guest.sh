@@ -1,0 +1,37 @@
+#!/bin/sh
+# Runs inside the test guest as PID 1 (after switch_root into the host's
+# read-only root). Loads OpenZFS, creates a file-backed pool, runs every test
+# binary listed in /mnt/env, writes the combined exit status to /mnt/status
+# and powers the guest off. It must never simply exit: PID 1 exiting panics
+# the kernel.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/tmp
+finish() {
+	echo "$1" >/mnt/status
+	sync
+	echo o >/proc/sysrq-trigger
+	sleep 30
+}
+. /mnt/env || finish 90
+
+say() { printf '[guest] %s\n' "$*"; }
+
+for m in spl zfs; do
+	insmod "$ZFS_MODULES/$m.ko" || { say "cannot load $m.ko"; finish 91; }
+done
+say "OpenZFS $(cat /sys/module/zfs/version) loaded"
+
+# A sparse file on tmpfs is the vdev; -R gives every mountpoint a writable
+# prefix (the root file system is the host's, read-only).
+truncate -s "${POOL_SIZE:-4G}" /tmp/vdev0
+zpool create -f -R /tmp/zroot -O compression=lz4 "$POOL" /tmp/vdev0 || { say "zpool create failed"; finish 92; }
+export IOCAGED_TEST_POOL="$POOL"
+
+status=0
+for t in $TESTS; do
+	say "running $t"
+	/mnt/bin/"$t" $TEST_ARGS || status=1
+done
+say "finished (status $status)"
+zpool export "$POOL" || say "zpool export failed"
+finish $status

@@ -1,0 +1,63 @@
+#!/bin/sh
+# Runs test binaries inside a QEMU guest that has the real OpenZFS kernel
+# module and a fresh file-backed pool.
+#
+# Usage: tests/vm/run.sh BINARY [BINARY...] [-- TEST-ARGS...]
+#
+# The guest boots the kernel that tests/vm/setup.sh prepared, sees the host's
+# root read-only over 9p (so host-built binaries and libzfs are used as they
+# are) and a per-run staging directory read-write on /mnt. The binaries are
+# copied there, because the guest mounts tmpfs over /tmp. Exits with the
+# guests's combined test status; a guest that never reports is a failure.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+
+bins=""
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+	bins="$bins $1"
+	shift
+done
+[ "${1:-}" = "--" ] && shift
+test_args="$*"
+[ -n "$bins" ] || { echo "usage: $0 BINARY... [-- TEST-ARGS...]" >&2; exit 2; }
+
+cache=$("$here/setup.sh")
+
+stage=$(mktemp -d /var/tmp/iocaged-vm-run.XXXXXX)
+trap 'rm -rf "$stage"' EXIT
+mkdir "$stage/bin"
+names=""
+for b in $bins; do
+	cp "$b" "$stage/bin/"
+	names="$names $(basename "$b")"
+done
+cp "$here/guest.sh" "$stage/guest.sh"
+cat >"$stage/env" <<ENV
+ZFS_MODULES='$cache/zfs'
+POOL='${IOCAGED_VM_POOL:-tank}'
+POOL_SIZE='${IOCAGED_VM_POOL_SIZE:-4G}'
+TESTS='$names'
+TEST_ARGS='$test_args'
+RUST_BACKTRACE=1
+export RUST_BACKTRACE
+ENV
+
+echo "[vm] booting guest ($(basename "$cache")) for:$names"
+# Software CPU (TCG): KVM is present here but hangs this kernel. The whole
+# run is bounded so that a wedged guest cannot hold CI.
+timeout "${IOCAGED_VM_TIMEOUT:-2400}" qemu-system-x86_64 \
+	-accel tcg,thread=multi -cpu max -smp 2 -m "${IOCAGED_VM_MEM:-4096}" \
+	-nographic -no-reboot -nodefaults -serial stdio \
+	-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
+	-append "console=ttyS0 panic=-1 quiet loglevel=3" \
+	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on \
+	-virtfs "local,path=$stage,mount_tag=work,security_model=none" </dev/null ||
+	echo "[vm] qemu exited with status $?"
+
+if [ ! -f "$stage/status" ]; then
+	echo "[vm] FAILED: the guest did not report a result (crash or timeout)"
+	exit 1
+fi
+status=$(cat "$stage/status")
+echo "[vm] guest tests exited with status $status"
+exit "$status"
