@@ -79,7 +79,8 @@ const TYPES: &[&str] = &[
     "data_type_t",
 ];
 
-const VARS: &[&str] = &["NV_UNIQUE_NAME", "ZFS_MAXPROPLEN", "ZPOOL_MAXPROPLEN", "ZFS_MAX_DATASET_NAME_LEN", "ZAP_MAXVALUELEN"];
+const VARS: &[&str] =
+    &["NV_UNIQUE_NAME", "ZFS_MAXPROPLEN", "ZPOOL_MAXPROPLEN", "ZFS_MAX_DATASET_NAME_LEN", "ZAP_MAXVALUELEN"];
 
 struct Headers {
     clang_args: Vec<String>,
@@ -129,9 +130,7 @@ fn main() {
         .generate()
         .unwrap_or_else(|e| fail(&format!("iocaged-sys: bindgen failed on the OpenZFS headers: {e}")));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("bindings.rs");
-    bindings
-        .write_to_file(&out)
-        .unwrap_or_else(|e| fail(&format!("iocaged-sys: cannot write {}: {e}", out.display())));
+    bindings.write_to_file(&out).unwrap_or_else(|e| fail(&format!("iocaged-sys: cannot write {}: {e}", out.display())));
 }
 
 /// Linux (and type-checking for FreeBSD from a Linux host): pkg-config.
@@ -200,10 +199,7 @@ fn freebsd_headers() -> Headers {
     ];
     let version = std::fs::read_to_string(root.join("META"))
         .ok()
-        .and_then(|meta| {
-            meta.lines()
-                .find_map(|l| l.strip_prefix("Version:").map(|v| v.trim().to_string()))
-        })
+        .and_then(|meta| meta.lines().find_map(|l| l.strip_prefix("Version:").map(|v| v.trim().to_string())))
         .unwrap_or_else(|| "unknown".to_string());
     Headers { clang_args, version }
 }

@@ -41,7 +41,12 @@ pub struct ZfsError {
 }
 
 impl ZfsError {
-    pub(crate) fn new(op: &'static str, target: impl Into<String>, kind: ErrorKind, description: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        op: &'static str,
+        target: impl Into<String>,
+        kind: ErrorKind,
+        description: impl Into<String>,
+    ) -> Self {
         ZfsError { op, target: target.into(), kind, description: description.into() }
     }
 }

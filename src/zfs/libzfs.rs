@@ -206,28 +206,34 @@ impl Libzfs {
     }
 
     /// Calls `f` with every direct child filesystem of `parent`, in the
-    /// order libzfs returns them (sorted by name).
+    /// order libzfs returns them.
     fn each_child<'a>(&'a self, parent: &Dataset<'a>, mut f: impl FnMut(Dataset<'a>)) {
-        unsafe extern "C" fn trampoline<'a>(zhp: *mut sys::zfs_handle_t, data: *mut c_void) -> libc::c_int {
-            // SAFETY: `data` is the `&mut dyn FnMut` passed below, alive for
-            // the whole zfs_iter_filesystems call. The callback owns `zhp`
-            // (libzfs's iterator contract), so wrapping it in a Dataset that
-            // closes it on drop is correct.
+        unsafe extern "C" fn trampoline<F: FnMut(NonNull<sys::zfs_handle_t>)>(
+            zhp: *mut sys::zfs_handle_t,
+            data: *mut c_void,
+        ) -> libc::c_int {
+            // SAFETY: `data` is the closure of type F passed below, alive for
+            // the whole zfs_iter_filesystems call. An unwinding panic cannot
+            // cross this frame: extern "C" aborts instead.
             unsafe {
-                let f = &mut *(data as *mut &mut dyn FnMut(Dataset<'a>));
+                let f = &mut *(data as *mut F);
                 if let Some(zhp) = NonNull::new(zhp) {
-                    f(Dataset { zhp, _lib: PhantomData });
+                    f(zhp);
                 }
             }
             0
         }
-        let mut dynf: &mut dyn FnMut(Dataset<'a>) = &mut f;
-        // SAFETY: parent is open; the trampoline matches zfs_iter_f; the data
-        // pointer outlives the call. Panics cannot unwind through C here
-        // because the callback only builds Rust values (no panicking paths
-        // other than allocation failure, which aborts).
+        fn trampoline_for<F: FnMut(NonNull<sys::zfs_handle_t>)>(_: &F) -> sys::zfs_iter_f {
+            Some(trampoline::<F>)
+        }
+        // The callback owns `zhp` (libzfs's iterator contract), so a Dataset
+        // that closes it on drop is the right wrapper.
+        let mut wrap = |zhp| f(Dataset { zhp, _lib: PhantomData });
+        let cb = trampoline_for(&wrap);
+        // SAFETY: parent is open; `cb` matches zfs_iter_f and receives the
+        // closure it was made for; the closure outlives the call.
         unsafe {
-            sys::zfs_iter_filesystems(parent.zhp.as_ptr(), Some(trampoline), (&raw mut dynf).cast());
+            sys::zfs_iter_filesystems(parent.zhp.as_ptr(), cb, (&raw mut wrap).cast());
         }
     }
 
@@ -254,9 +260,12 @@ impl Libzfs {
         }
         let get = |literal: sys::boolean_t::Type| -> (Option<String>, PropSource) {
             let mut buf = vec![0u8; PROP_BUF];
+            // libzfs fills in the source only when given a buffer for where
+            // an inherited value comes from.
+            let mut from = [0u8; sys::ZFS_MAX_DATASET_NAME_LEN as usize];
             let mut src: sys::zprop_source_t::Type = sys::zprop_source_t::ZPROP_SRC_NONE;
-            // SAFETY: the handle is open; `buf` has PROP_BUF bytes, which is
-            // what we tell libzfs; the statbuf is optional (NULL, 0).
+            // SAFETY: the handle is open; `buf` and `from` have the lengths
+            // we tell libzfs.
             let rc = unsafe {
                 sys::zfs_prop_get(
                     ds.zhp.as_ptr(),
@@ -264,8 +273,8 @@ impl Libzfs {
                     buf.as_mut_ptr().cast(),
                     buf.len(),
                     &mut src,
-                    ptr::null_mut(),
-                    0,
+                    from.as_mut_ptr().cast(),
+                    from.len(),
                     literal,
                 )
             };
@@ -479,7 +488,14 @@ impl Libzfs {
         // SAFETY: handle open; callback matches zfs_iter_f; `names` outlives
         // the call; min/max txg 0 means all snapshots.
         unsafe {
-            sys::zfs_iter_snapshots(ds.zhp.as_ptr(), sys::boolean_t::B_FALSE, Some(collect), (&raw mut names).cast(), 0, 0);
+            sys::zfs_iter_snapshots(
+                ds.zhp.as_ptr(),
+                sys::boolean_t::B_FALSE,
+                Some(collect),
+                (&raw mut names).cast(),
+                0,
+                0,
+            );
         }
         names.sort();
         names

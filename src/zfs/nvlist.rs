@@ -38,7 +38,12 @@ impl NvList {
             // strings that nvlist_add_string copies.
             let rc = unsafe { sys::nvlist_add_string(list.0.as_ptr(), n.as_ptr(), v.as_ptr()) };
             if rc != 0 {
-                return Err(ZfsError::new(op, target, ErrorKind::Other, format!("cannot add property {name}: errno {rc}")));
+                return Err(ZfsError::new(
+                    op,
+                    target,
+                    ErrorKind::Other,
+                    format!("cannot add property {name}: errno {rc}"),
+                ));
             }
         }
         Ok(list)
@@ -89,7 +94,9 @@ pub(crate) unsafe fn read_user_props(list: *mut sys::nvlist_t) -> Vec<(String, S
                 continue;
             }
             let mut source: *const libc::c_char = ptr::null();
-            let source = if sys::nvlist_lookup_string(inner, source_key.as_ptr(), (&raw mut source).cast()) == 0 && !source.is_null() {
+            let source = if sys::nvlist_lookup_string(inner, source_key.as_ptr(), (&raw mut source).cast()) == 0
+                && !source.is_null()
+            {
                 CStr::from_ptr(source).to_string_lossy().into_owned()
             } else {
                 String::new()

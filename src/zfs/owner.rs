@@ -86,3 +86,25 @@ impl Zfs {
         rx.recv().map_err(|_| gone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a host without the ZFS module (these build machines), starting
+    /// must fail with a message that says what is missing; where /dev/zfs
+    /// exists it must succeed. Either way the outcome is checked.
+    #[test]
+    fn start_reports_whether_zfs_is_available() {
+        match Zfs::start() {
+            Ok(z) => {
+                assert!(std::path::Path::new("/dev/zfs").exists());
+                assert!(z.run_blocking(|l| l.pools()).unwrap().is_ok());
+            }
+            Err(e) => {
+                assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+                assert!(e.to_string().contains("kernel module"), "{e}");
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@ finish() {
 	echo o >/proc/sysrq-trigger
 	sleep 30
 }
+# shellcheck source=/dev/null
 . /mnt/env || finish 90
 
 say() { printf '[guest] %s\n' "$*"; }
@@ -30,6 +31,7 @@ export IOCAGED_TEST_POOL="$POOL"
 status=0
 for t in $TESTS; do
 	say "running $t"
+	# shellcheck disable=SC2086 # TEST_ARGS is a word list
 	/mnt/bin/"$t" $TEST_ARGS || status=1
 done
 say "finished (status $status)"

@@ -18,7 +18,9 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
 	shift
 done
 [ "${1:-}" = "--" ] && shift
-test_args="$*"
+# libtest's colours would reach the log as escape codes (the serial console
+# looks like a terminal to the guest).
+test_args="--color=never $*"
 [ -n "$bins" ] || { echo "usage: $0 BINARY... [-- TEST-ARGS...]" >&2; exit 2; }
 
 cache=$("$here/setup.sh")

@@ -1,0 +1,82 @@
+#!/bin/sh
+# The one command that runs every test (README: "Running the tests"; CI runs
+# it through .ci/run). On a fresh Debian 12 machine it first installs what it
+# needs (tests/vm/setup.sh), then runs, in order:
+#   lint    shellcheck of the shell scripts; cargo fmt and clippy when the
+#           toolchain has them
+#   host    cargo test: unit and integration tests that need no ZFS module
+#   guest   the real-ZFS tests, inside the QEMU guest (tests/vm/run.sh)
+#   freebsd cargo check of everything for x86_64-unknown-freebsd
+# Every stage runs even when an earlier one failed; the exit status is
+# non-zero when any failed, and the last line counts them.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+root=$(pwd)
+
+if [ "$(id -u)" != 0 ]; then
+	echo "tests/all.sh must run as root (it installs packages and boots a VM with a ZFS pool)" >&2
+	exit 1
+fi
+
+tests/vm/setup.sh >/dev/null || { echo "set-up failed"; exit 1; }
+
+# rustup's cargo when there is one; Debian's cargo-web (installed by the
+# set-up) otherwise, so that a machine without rustup still runs everything.
+CARGO=${CARGO:-$(command -v cargo || echo /usr/bin/cargo)}
+export CARGO
+
+passed=0
+failed=0
+failures=""
+stage() { # name command...
+	name=$1
+	shift
+	start=$(date +%s)
+	echo "=== stage $name"
+	if "$@"; then
+		passed=$((passed + 1))
+		echo "=== stage $name: ok ($(($(date +%s) - start)) s)"
+	else
+		failed=$((failed + 1))
+		failures="$failures $name"
+		echo "=== stage $name: FAILED ($(($(date +%s) - start)) s)"
+	fi
+}
+
+lint() {
+	shellcheck -s sh tests/*.sh tests/vm/*.sh .ci/run || return 1
+	if "$CARGO" fmt --version >/dev/null 2>&1; then
+		"$CARGO" fmt --all -- --check || return 1
+	else
+		echo "note: rustfmt is not installed; format check not run"
+	fi
+	if "$CARGO" clippy --version >/dev/null 2>&1; then
+		"$CARGO" clippy --locked -q --workspace --all-targets -- -D warnings || return 1
+	else
+		echo "note: clippy is not installed; lint not run"
+	fi
+}
+
+host_tests() {
+	"$CARGO" test --locked --workspace
+}
+
+guest_tests() {
+	# The guest-only test targets (test = false in Cargo.toml), built here
+	# and run in the guest.
+	bins=$("$CARGO" test --locked --no-run --test guest_zfs --message-format=json 2>/dev/null |
+		sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+	[ -n "$bins" ] || { echo "no guest test binaries were built"; "$CARGO" test --locked --no-run --test guest_zfs; return 1; }
+	# shellcheck disable=SC2086
+	tests/vm/run.sh $bins
+}
+
+stage lint lint
+stage host host_tests
+stage guest guest_tests
+stage freebsd tests/freebsd-check.sh
+
+echo
+[ -z "$failures" ] || echo "failed stages:$failures"
+echo "stages: $passed passed, $failed failed"
+cd "$root" && [ "$failed" -eq 0 ]

@@ -1,0 +1,67 @@
+//! Helpers for tests that run inside the real-ZFS guest (tests/vm/run.sh).
+//!
+//! Every guest test starts with [`pool`], which fails the test unless the
+//! OpenZFS kernel module is loaded and the rig named a pool: no guest test
+//! can pass on a machine without real ZFS. The `zfs` command is used here as
+//! an independent oracle to set up and to check what iocaged did.
+
+#![allow(dead_code)]
+
+use std::process::Command;
+
+/// The test pool, after asserting that the real kernel module is loaded.
+pub fn pool() -> String {
+    let version = std::fs::read_to_string("/sys/module/zfs/version")
+        .expect("the OpenZFS kernel module is not loaded: guest tests run only in tests/vm/run.sh");
+    assert!(!version.trim().is_empty(), "empty /sys/module/zfs/version");
+    std::env::var("IOCAGED_TEST_POOL").expect("IOCAGED_TEST_POOL is not set: run through tests/vm/run.sh")
+}
+
+/// Runs the `zfs` (or `zpool`) command and returns its stdout; panics with
+/// its stderr when it fails.
+pub fn cmd(prog: &str, args: &[&str]) -> String {
+    let out = Command::new(prog).args(args).output().unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+    assert!(out.status.success(), "{prog} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn zfs(args: &[&str]) -> String {
+    cmd("zfs", args)
+}
+
+/// `zfs get -H -p -o value PROP NAME`, trimmed.
+pub fn get(name: &str, prop: &str) -> String {
+    zfs(&["get", "-H", "-p", "-o", "value", prop, name]).trim().to_string()
+}
+
+/// Every dataset and snapshot under `root`, sorted (to compare before/after).
+pub fn tree(root: &str) -> Vec<String> {
+    let mut v: Vec<String> =
+        zfs(&["list", "-H", "-o", "name", "-t", "all", "-r", root]).lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// A dataset of its own for one test, destroyed (recursively) at the end.
+pub struct Scratch {
+    pub name: String,
+}
+
+impl Scratch {
+    pub fn new(test: &str) -> Scratch {
+        let name = format!("{}/{}", pool(), test);
+        zfs(&["create", &name]);
+        Scratch { name }
+    }
+
+    /// `self.name/rel`
+    pub fn path(&self, rel: &str) -> String {
+        format!("{}/{}", self.name, rel)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("zfs").args(["destroy", "-R", &self.name]).status();
+    }
+}
