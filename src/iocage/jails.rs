@@ -1,0 +1,149 @@
+//! Reading jails: every jail's properties in one pass over
+//! `POOL/iocage/jails`, and finding the jail a client means.
+
+use std::collections::BTreeMap;
+
+use crate::zfs::{DatasetProps, ErrorKind, Libzfs, NativeValue, ZfsError};
+
+use super::error::ActionError;
+use super::layout::Layout;
+use super::props::{self, USER_PREFIX};
+
+/// One jail as stored: its UUID, its iocage properties (API names, as set
+/// on its dataset) and its native ZFS properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jail {
+    pub uuid: String,
+    pub dataset: String,
+    user: BTreeMap<String, String>,
+    native: BTreeMap<String, NativeValue>,
+}
+
+impl Jail {
+    fn from_dataset(d: DatasetProps) -> Jail {
+        let uuid = d.name.rsplit('/').next().unwrap_or_default().to_string();
+        let user = d
+            .user
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix(USER_PREFIX).map(|k| (k.to_string(), v.value)))
+            .collect();
+        Jail { uuid, dataset: d.name, user, native: d.native }
+    }
+
+    /// The jail's tag; its UUID when it has none.
+    pub fn tag(&self) -> &str {
+        match self.user.get("tag").map(String::as_str) {
+            Some(t) if t != "-" && !t.is_empty() => t,
+            _ => &self.uuid,
+        }
+    }
+
+    /// A property as the API shows it: the stored value, `-` when unset
+    /// (iocage 1.7.x showed what the jail's dataset holds), native ones as
+    /// ZFS prints them.
+    pub fn get(&self, name: &str) -> String {
+        match props::lookup(name) {
+            Some(p) if p.kind.is_native() => {
+                self.native.get(name).and_then(|v| v.printed.clone()).unwrap_or_else(|| "-".to_string())
+            }
+            _ => self.user.get(name).cloned().unwrap_or_else(|| "-".to_string()),
+        }
+    }
+
+    /// Every catalogued property with its value.
+    pub fn all(&self) -> BTreeMap<String, String> {
+        props::CATALOGUE.iter().map(|p| (p.name.to_string(), self.get(p.name))).collect()
+    }
+}
+
+/// Every jail on the pool, sorted by UUID. No jails dataset means no jails.
+pub fn read_all(lib: &Libzfs, layout: &Layout) -> Result<Vec<Jail>, ZfsError> {
+    let natives: Vec<&str> = props::native_names().collect();
+    match lib.scan_children(&layout.jails(), &natives) {
+        Ok(ds) => Ok(ds.into_iter().map(Jail::from_dataset).collect()),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The jail `query` names: an exact UUID, else an exact tag, else the one
+/// jail whose UUID starts with it. Never a pattern or a substring.
+pub fn resolve<'a>(jails: &'a [Jail], query: &str) -> Result<&'a Jail, ActionError> {
+    if query.is_empty() {
+        return Err(ActionError::BadArgument { key: "jail", reason: "it is empty".into() });
+    }
+    if let Some(j) = jails.iter().find(|j| j.uuid == query) {
+        return Ok(j);
+    }
+    let tagged: Vec<&Jail> = jails.iter().filter(|j| j.user.get("tag").is_some_and(|t| t == query)).collect();
+    let matches = if tagged.is_empty() { jails.iter().filter(|j| j.uuid.starts_with(query)).collect() } else { tagged };
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(ActionError::JailNotFound(query.to_string())),
+        many => Err(ActionError::AmbiguousJail {
+            query: query.to_string(),
+            candidates: many.iter().map(|j| format!("{} ({})", j.uuid, j.tag())).collect(),
+        }),
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn test_jail(uuid: &str, user: &[(&str, &str)]) -> Jail {
+    Jail {
+        uuid: uuid.into(),
+        dataset: format!("tank/iocage/jails/{uuid}"),
+        user: user.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        native: BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jails() -> Vec<Jail> {
+        vec![
+            test_jail("0bf985de-ca0f-11e5-8d45-d05099728dbf", &[("tag", "test")]),
+            test_jail("0bf9aaaa-ca0f-11e5-8d45-d05099728dbf", &[("tag", "foo")]),
+            test_jail("9b8e1033-d065-11e5-8209-d05099728dbf", &[("tag", "foo-bar")]),
+            test_jail("c0ffee00-0000-0000-0000-000000000000", &[]),
+        ]
+    }
+
+    #[test]
+    fn uuid_then_tag_then_unique_prefix() {
+        let j = jails();
+        assert_eq!(resolve(&j, "9b8e1033-d065-11e5-8209-d05099728dbf").unwrap().tag(), "foo-bar");
+        assert_eq!(resolve(&j, "test").unwrap().uuid, "0bf985de-ca0f-11e5-8d45-d05099728dbf");
+        assert_eq!(resolve(&j, "9b8e").unwrap().tag(), "foo-bar");
+        assert_eq!(resolve(&j, "c0ffee").unwrap().tag(), "c0ffee00-0000-0000-0000-000000000000");
+    }
+
+    #[test]
+    fn a_tag_never_matches_as_a_substring_or_prefix() {
+        let j = jails();
+        // `foo` is exactly one jail's tag; `foo-bar` must not be caught.
+        assert_eq!(resolve(&j, "foo").unwrap().uuid, "0bf9aaaa-ca0f-11e5-8d45-d05099728dbf");
+        assert_eq!(resolve(&j, "fo"), Err(ActionError::JailNotFound("fo".into())));
+        assert_eq!(resolve(&j, "bar"), Err(ActionError::JailNotFound("bar".into())));
+        assert_eq!(resolve(&j, ".*"), Err(ActionError::JailNotFound(".*".into())));
+    }
+
+    #[test]
+    fn an_ambiguous_prefix_lists_the_candidates() {
+        let err = resolve(&jails(), "0bf9").unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ActionError::AmbiguousJail { ref candidates, .. } if candidates.len() == 2), "{msg}");
+        assert!(msg.contains("0bf985de-ca0f-11e5-8d45-d05099728dbf (test)"), "{msg}");
+        assert!(msg.contains("0bf9aaaa-ca0f-11e5-8d45-d05099728dbf (foo)"), "{msg}");
+    }
+
+    #[test]
+    fn unset_properties_read_as_dash() {
+        let j = test_jail("u", &[("vnet", "off")]);
+        assert_eq!(j.get("vnet"), "off");
+        assert_eq!(j.get("branch"), "-");
+        assert_eq!(j.get("used"), "-");
+        assert_eq!(j.all().len(), 115);
+    }
+}

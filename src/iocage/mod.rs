@@ -1,0 +1,15 @@
+//! The iocage model and its actions: properties and their formats, where
+//! iocage keeps things on a pool, which pool is active, reading and finding
+//! jails, typed requests, and the service that answers them.
+
+pub mod error;
+pub mod jails;
+pub mod layout;
+pub mod pool;
+pub mod props;
+pub mod request;
+pub mod service;
+
+pub use error::ActionError;
+pub use request::{Action, Request};
+pub use service::{Iocage, PoolChoice};

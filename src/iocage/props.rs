@@ -1,0 +1,498 @@
+//! The iocage property catalogue: every property the API shows, its
+//! built-in default, where it lives (a ZFS user property, a settable native
+//! ZFS property, or read-only), and the format its values must have.
+//!
+//! The names and built-in defaults are those of iocage 1.7.x as the sysadm
+//! API document shows them (getdefaultsettings and getjailsettings). Values
+//! derived when a jail is created (tag, UUIDs, hostid, release, the jail's
+//! dataset) have no meaningful built-in and default to `none`.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The ZFS user-property namespace iocage keeps its properties in.
+pub const USER_PREFIX: &str = "org.freebsd.iocage:";
+
+/// Where a property's value lives and who may change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `org.freebsd.iocage:<name>` user property; clients may set it.
+    User,
+    /// A user property that only iocaged writes (UUID, release, type, ...).
+    UserReadOnly,
+    /// A native ZFS property clients may set (quota, compression, ...).
+    NativeSettable,
+    /// A native ZFS property nobody sets (used, available, origin, ...).
+    NativeReadOnly,
+}
+
+impl Kind {
+    pub fn is_native(self) -> bool {
+        matches!(self, Kind::NativeSettable | Kind::NativeReadOnly)
+    }
+    pub fn client_settable(self) -> bool {
+        matches!(self, Kind::User | Kind::NativeSettable)
+    }
+}
+
+/// Where the API lists a property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// In getdefaultsettings and in a jail's settings.
+    Everywhere,
+    /// Only in a jail's settings (iocage 1.7.x's per-jail bookkeeping).
+    JailOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpFamily {
+    V4,
+    V6,
+}
+
+/// The format a property's value must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `0` or `1`.
+    Bool01,
+    /// `on` or `off`.
+    OnOff,
+    /// `yes` or `no`.
+    YesNo,
+    /// A whole number in a range.
+    Int(i64, i64),
+    /// `off`, or `<amount>:<action>` (action deny, log, devctl, sig*).
+    Limit,
+    /// `off`, or a CPU list such as `1,2` or `0-3`.
+    Cpuset,
+    /// `none`, or `iface|addr[/mask]` entries separated by commas.
+    IpAddrs(IpFamily),
+    /// `none`, or one address.
+    Router(IpFamily),
+    /// `none`, or `nic:bridge` pairs separated by commas.
+    Interfaces,
+    /// `none`, or MAC addresses separated by commas.
+    Mac,
+    /// A name that may end up in a dataset name or a path.
+    Name,
+    /// A dataset name relative to the pool.
+    DatasetName,
+    /// `none` or a size (`10G`, `512M`, a byte count).
+    SizeOrNone,
+    /// A ZFS compression algorithm.
+    Compression,
+    /// A ZFS dedup setting.
+    Dedup,
+    /// An absolute path, `none` or `legacy`.
+    Mountpoint,
+    /// A UUID.
+    Uuid,
+    /// Free text: no control characters, within ZFS's value length.
+    Text,
+}
+
+/// One catalogue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prop {
+    pub name: &'static str,
+    /// Built-in default; `-` means "unset" (native props read from ZFS).
+    pub default: &'static str,
+    pub kind: Kind,
+    pub format: Format,
+    pub listed: Listed,
+}
+
+impl Prop {
+    /// The ZFS property name it is stored under.
+    pub fn zfs_name(&self) -> String {
+        if self.kind.is_native() { self.name.to_string() } else { format!("{USER_PREFIX}{}", self.name) }
+    }
+}
+
+const fn prop(name: &'static str, default: &'static str, kind: Kind, format: Format, listed: Listed) -> Prop {
+    Prop { name, default, kind, format, listed }
+}
+
+use Format::*;
+use Kind::*;
+use Listed::*;
+
+/// Every property, sorted by name.
+pub static CATALOGUE: &[Prop] = &[
+    prop("allow_chflags", "0", User, Bool01, Everywhere),
+    prop("allow_mount", "0", User, Bool01, Everywhere),
+    prop("allow_mount_devfs", "0", User, Bool01, Everywhere),
+    prop("allow_mount_nullfs", "0", User, Bool01, Everywhere),
+    prop("allow_mount_procfs", "0", User, Bool01, Everywhere),
+    prop("allow_mount_tmpfs", "0", User, Bool01, Everywhere),
+    prop("allow_mount_zfs", "0", User, Bool01, Everywhere),
+    prop("allow_quotas", "0", User, Bool01, Everywhere),
+    prop("allow_raw_sockets", "0", User, Bool01, Everywhere),
+    prop("allow_set_hostname", "1", User, Bool01, Everywhere),
+    prop("allow_socket_af", "0", User, Bool01, Everywhere),
+    prop("allow_sysvipc", "0", User, Bool01, Everywhere),
+    prop("available", "-", NativeReadOnly, Text, Everywhere),
+    prop("boot", "off", User, OnOff, Everywhere),
+    prop("bpf", "off", User, OnOff, Everywhere),
+    prop("branch", "-", User, Text, JailOnly),
+    prop("children_max", "0", User, Int(0, 100_000), Everywhere),
+    prop("compression", "-", NativeSettable, Compression, Everywhere),
+    prop("compressratio", "-", NativeReadOnly, Text, Everywhere),
+    prop("coredumpsize", "off", User, Limit, Everywhere),
+    prop("count", "1", User, Int(1, 10_000), Everywhere),
+    prop("cpuset", "off", User, Cpuset, Everywhere),
+    prop("cputime", "off", User, Limit, Everywhere),
+    prop("datasize", "off", User, Limit, Everywhere),
+    prop("dedup", "-", NativeSettable, Dedup, Everywhere),
+    prop("defaultrouter", "none", User, Router(IpFamily::V4), Everywhere),
+    prop("defaultrouter6", "none", User, Router(IpFamily::V6), Everywhere),
+    prop("devfs_ruleset", "4", User, Int(0, 65_535), Everywhere),
+    prop("dhcp", "off", User, OnOff, Everywhere),
+    prop("enforce_statfs", "2", User, Int(0, 2), Everywhere),
+    prop("exec_clean", "1", User, Bool01, Everywhere),
+    prop("exec_fib", "0", User, Int(0, 65_535), Everywhere),
+    prop("exec_jail_user", "root", User, Text, Everywhere),
+    prop("exec_poststart", "/usr/bin/true", User, Text, Everywhere),
+    prop("exec_poststop", "/usr/bin/true", User, Text, Everywhere),
+    prop("exec_prestart", "/usr/bin/true", User, Text, Everywhere),
+    prop("exec_prestop", "/usr/bin/true", User, Text, Everywhere),
+    prop("exec_start", "/bin/sh /etc/rc", User, Text, Everywhere),
+    prop("exec_stop", "/bin/sh /etc/rc.shutdown", User, Text, Everywhere),
+    prop("exec_system_jail_user", "0", User, Bool01, Everywhere),
+    prop("exec_system_user", "root", User, Text, Everywhere),
+    prop("exec_timeout", "60", User, Int(0, 86_400), Everywhere),
+    prop("ftpdir", "-", User, Text, JailOnly),
+    prop("ftpfiles", "base.txz doc.txz lib32.txz src.txz", User, Text, Everywhere),
+    prop("ftphost", "ftp.freebsd.org", User, Text, Everywhere),
+    prop("ftplocaldir", "-", User, Text, JailOnly),
+    prop("gitlocation", "https://github.com", User, Text, Everywhere),
+    prop("hack88", "0", User, Bool01, Everywhere),
+    prop("host_domainname", "none", User, Text, Everywhere),
+    prop("host_hostname", "none", User, Text, Everywhere),
+    prop("host_hostuuid", "none", UserReadOnly, Uuid, Everywhere),
+    prop("hostid", "none", User, Text, Everywhere),
+    prop("interfaces", "vnet0:bridge0,vnet1:bridge1", User, Interfaces, Everywhere),
+    prop("ip4", "new", User, Text, Everywhere),
+    prop("ip4_addr", "none", User, IpAddrs(IpFamily::V4), Everywhere),
+    prop("ip4_autoend", "none", User, Text, Everywhere),
+    prop("ip4_autostart", "none", User, Text, Everywhere),
+    prop("ip4_autosubnet", "none", User, Text, Everywhere),
+    prop("ip4_saddrsel", "1", User, Bool01, Everywhere),
+    prop("ip6", "new", User, Text, Everywhere),
+    prop("ip6_addr", "none", User, IpAddrs(IpFamily::V6), Everywhere),
+    prop("ip6_saddrsel", "1", User, Bool01, Everywhere),
+    prop("istemplate", "no", User, YesNo, Everywhere),
+    prop("jail_zfs", "off", User, OnOff, Everywhere),
+    prop("jail_zfs_dataset", "none", User, DatasetName, Everywhere),
+    prop("jail_zfs_mountpoint", "none", User, Text, Everywhere),
+    prop("last_started", "none", UserReadOnly, Text, Everywhere),
+    prop("login_flags", "-f root", User, Text, Everywhere),
+    prop("maxproc", "off", User, Limit, Everywhere),
+    prop("memorylocked", "off", User, Limit, Everywhere),
+    prop("memoryuse", "8G:log", User, Limit, Everywhere),
+    prop("mount_devfs", "1", User, Bool01, Everywhere),
+    prop("mount_fdescfs", "1", User, Bool01, Everywhere),
+    prop("mount_linprocfs", "0", User, Bool01, Everywhere),
+    prop("mount_procfs", "0", User, Bool01, Everywhere),
+    prop("mountpoint", "-", NativeSettable, Mountpoint, Everywhere),
+    prop("msgqqueued", "off", User, Limit, Everywhere),
+    prop("msgqsize", "off", User, Limit, Everywhere),
+    prop("nmsgq", "off", User, Limit, Everywhere),
+    prop("notes", "none", User, Text, Everywhere),
+    prop("nsemop", "off", User, Limit, Everywhere),
+    prop("nshm", "off", User, Limit, Everywhere),
+    prop("nthr", "off", User, Limit, Everywhere),
+    prop("openfiles", "off", User, Limit, Everywhere),
+    prop("origin", "-", NativeReadOnly, Text, Everywhere),
+    prop("owner", "root", User, Text, Everywhere),
+    prop("pcpu", "off", User, Limit, Everywhere),
+    prop("pkglist", "none", User, Text, Everywhere),
+    prop("priority", "99", User, Int(0, 99), Everywhere),
+    prop("pseudoterminals", "off", User, Limit, Everywhere),
+    prop("quota", "-", NativeSettable, SizeOrNone, Everywhere),
+    prop("release", "none", UserReadOnly, Name, Everywhere),
+    prop("reservation", "-", NativeSettable, SizeOrNone, Everywhere),
+    prop("resolver", "none", User, Text, Everywhere),
+    prop("rlimits", "off", User, OnOff, Everywhere),
+    prop("securelevel", "2", User, Int(-1, 3), Everywhere),
+    prop("shmsize", "off", User, Limit, Everywhere),
+    prop("stacksize", "off", User, Limit, Everywhere),
+    prop("start", "-", User, Text, JailOnly),
+    prop("stop_timeout", "30", User, Int(0, 86_400), Everywhere),
+    prop("swapuse", "off", User, Limit, Everywhere),
+    prop("sync_stat", "-", User, Text, JailOnly),
+    prop("sync_target", "none", User, Text, Everywhere),
+    prop("sync_tgt_zpool", "none", User, Text, Everywhere),
+    prop("tag", "none", User, Name, Everywhere),
+    prop("template", "-", User, YesNo, JailOnly),
+    prop("type", "basejail", UserReadOnly, Text, Everywhere),
+    prop("used", "-", NativeReadOnly, Text, Everywhere),
+    prop("vmemoryuse", "off", User, Limit, Everywhere),
+    prop("vnet", "off", User, OnOff, Everywhere),
+    prop("vnet0_mac", "none", User, Mac, Everywhere),
+    prop("vnet1_mac", "none", User, Mac, Everywhere),
+    prop("vnet2_mac", "none", User, Mac, Everywhere),
+    prop("vnet3_mac", "none", User, Mac, Everywhere),
+    prop("wallclock", "off", User, Limit, Everywhere),
+];
+
+/// Looks a property up by its API name.
+pub fn lookup(name: &str) -> Option<&'static Prop> {
+    CATALOGUE.binary_search_by(|p| p.name.cmp(name)).ok().map(|i| &CATALOGUE[i])
+}
+
+/// The native ZFS properties the catalogue shows.
+pub fn native_names() -> impl Iterator<Item = &'static str> {
+    CATALOGUE.iter().filter(|p| p.kind.is_native()).map(|p| p.name)
+}
+
+/// Longest user-property value ZFS stores (ZAP_MAXVALUELEN less the NUL).
+pub const MAX_VALUE_LEN: usize = 8191;
+
+/// Why a value was refused; the message names the property and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PropError {
+    #[error("unknown property '{0}'")]
+    Unknown(String),
+    #[error("property '{0}' is read-only")]
+    ReadOnly(String),
+    #[error("invalid value {value:?} for property '{name}': expected {expected}")]
+    Invalid { name: String, value: String, expected: String },
+}
+
+/// Checks `value` for the property `name`: the property must exist, be
+/// settable by clients, and the value must have the property's format.
+pub fn validate_client_value(name: &str, value: &str) -> Result<&'static Prop, PropError> {
+    let p = lookup(name).ok_or_else(|| PropError::Unknown(name.to_string()))?;
+    if !p.kind.client_settable() {
+        return Err(PropError::ReadOnly(name.to_string()));
+    }
+    check_format(p.format, value).map_err(|expected| PropError::Invalid {
+        name: name.to_string(),
+        value: value.to_string(),
+        expected: expected.to_string(),
+    })?;
+    Ok(p)
+}
+
+/// `Err(description of what was expected)` when `value` does not fit.
+pub fn check_format(format: Format, value: &str) -> Result<(), &'static str> {
+    let ok = match format {
+        Bool01 => matches!(value, "0" | "1"),
+        OnOff => matches!(value, "on" | "off"),
+        YesNo => matches!(value, "yes" | "no"),
+        Int(lo, hi) => value.parse::<i64>().is_ok_and(|n| (lo..=hi).contains(&n)),
+        Limit => value == "off" || is_limit(value),
+        Cpuset => value == "off" || is_cpu_list(value),
+        IpAddrs(f) => value == "none" || value.split(',').all(|e| is_ip_entry(e, f)),
+        Router(f) => value == "none" || is_ip(value, f),
+        Interfaces => {
+            value == "none"
+                || value.split(',').all(|e| e.split_once(':').is_some_and(|(n, b)| is_ifname(n) && is_ifname(b)))
+        }
+        Mac => value == "none" || value.split(',').all(is_mac),
+        Name => is_safe_name(value),
+        DatasetName => value == "none" || (value.split('/').all(is_safe_name) && value.len() < 256),
+        SizeOrNone => value == "none" || is_size(value),
+        Compression => is_compression(value),
+        Dedup => matches!(value, "on" | "off" | "verify" | "sha256" | "sha256,verify" | "sha512" | "skein" | "edonr"),
+        Mountpoint => matches!(value, "none" | "legacy") || (value.starts_with('/') && is_text(value)),
+        Uuid => is_uuid(value),
+        Text => is_text(value),
+    };
+    if ok && value.len() <= MAX_VALUE_LEN { Ok(()) } else { Err(expected(format)) }
+}
+
+fn expected(format: Format) -> &'static str {
+    match format {
+        Bool01 => "0 or 1",
+        OnOff => "on or off",
+        YesNo => "yes or no",
+        Int(..) => "a whole number in range",
+        Limit => "off or <amount>:<action> (action deny, log, devctl or sig<name>)",
+        Cpuset => "off or a CPU list such as 0-3 or 1,2",
+        IpAddrs(IpFamily::V4) => "none or iface|a.b.c.d[/mask][,...]",
+        IpAddrs(IpFamily::V6) => "none or iface|ipv6-address[/prefix][,...]",
+        Router(IpFamily::V4) => "none or an IPv4 address",
+        Router(IpFamily::V6) => "none or an IPv6 address",
+        Interfaces => "none or nic:bridge[,nic:bridge]",
+        Mac => "none or MAC addresses separated by commas",
+        Name => "a name of letters, digits and . _ - : (no /, @, #, .., spaces or control characters; at most 200)",
+        DatasetName => "none or a dataset name",
+        SizeOrNone => "none or a size such as 10G",
+        Compression => "a ZFS compression algorithm (on, off, lz4, zstd, gzip-1..9, ...)",
+        Dedup => "a ZFS dedup setting (on, off, verify, sha256, ...)",
+        Mountpoint => "an absolute path, none or legacy",
+        Uuid => "a UUID",
+        Text => "text without control characters, at most 8191 bytes",
+    }
+}
+
+/// Names that become part of a dataset name or a path: a conservative set
+/// of characters, never `.`/`..`, never longer than 200 bytes (a jail's
+/// dataset name must still fit in ZFS's 255).
+pub fn is_safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s != "."
+        && s != ".."
+        && !s.contains("..")
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
+}
+
+fn is_text(s: &str) -> bool {
+    !s.chars().any(char::is_control)
+}
+
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn is_amount(s: &str) -> bool {
+    let digits = s.trim_end_matches(|c: char| "kKmMgGtTpP%".contains(c));
+    !digits.is_empty() && s.len() - digits.len() <= 1 && digits.chars().all(|c| c.is_ascii_digit())
+}
+
+fn is_limit(s: &str) -> bool {
+    let Some((amount, action)) = s.split_once(':') else { return false };
+    let action_ok = matches!(action, "deny" | "log" | "devctl")
+        || action.strip_prefix("sig").is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric()));
+    is_amount(amount) && action_ok
+}
+
+fn is_size(s: &str) -> bool {
+    let num = s.trim_end_matches(|c: char| "kKmMgGtTpPeE".contains(c));
+    let num = num.strip_suffix('.').unwrap_or(num);
+    !num.is_empty() && s.len() - num.len() <= 1 && num.parse::<f64>().is_ok_and(|n| n >= 0.0)
+}
+
+fn is_cpu_list(s: &str) -> bool {
+    let cpu = |c: &str| !c.is_empty() && c.len() <= 4 && c.chars().all(|d| d.is_ascii_digit());
+    s.split(',').all(|part| match part.split_once('-') {
+        Some((a, b)) => cpu(a) && cpu(b) && a.parse::<u32>().ok() <= b.parse::<u32>().ok(),
+        None => cpu(part),
+    })
+}
+
+fn is_ip(s: &str, f: IpFamily) -> bool {
+    match f {
+        IpFamily::V4 => s.parse::<Ipv4Addr>().is_ok(),
+        IpFamily::V6 => s.parse::<Ipv6Addr>().is_ok(),
+    }
+}
+
+fn is_ip_entry(e: &str, f: IpFamily) -> bool {
+    let (iface, addr) = match e.split_once('|') {
+        Some((i, a)) => (Some(i), a),
+        None => (None, e),
+    };
+    let (addr, mask) = match addr.split_once('/') {
+        Some((a, m)) => (a, Some(m)),
+        None => (addr, None),
+    };
+    let max = if f == IpFamily::V4 { 32 } else { 128 };
+    iface.is_none_or(is_ifname) && is_ip(addr, f) && mask.is_none_or(|m| m.parse::<u32>().is_ok_and(|m| m <= max))
+}
+
+fn is_ifname(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 15 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn is_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+        || (s.len() == 12 && s.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn is_compression(s: &str) -> bool {
+    if matches!(s, "on" | "off" | "lz4" | "lzjb" | "zle" | "gzip" | "zstd" | "zstd-fast") {
+        return true;
+    }
+    let level = |rest: &str, lo: u32, hi: u32| rest.parse::<u32>().is_ok_and(|n| (lo..=hi).contains(&n));
+    s.strip_prefix("gzip-").is_some_and(|r| level(r, 1, 9))
+        || s.strip_prefix("zstd-fast-").is_some_and(|r| level(r, 1, 1000))
+        || s.strip_prefix("zstd-").is_some_and(|r| level(r, 1, 19))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_is_sorted_unique_and_complete() {
+        assert!(CATALOGUE.windows(2).all(|w| w[0].name < w[1].name), "sorted, no duplicates");
+        assert_eq!(CATALOGUE.len(), 115);
+        assert_eq!(CATALOGUE.iter().filter(|p| p.listed == Everywhere).count(), 109);
+        assert_eq!(native_names().collect::<Vec<_>>().len(), 9);
+        for p in CATALOGUE {
+            assert!(lookup(p.name).is_some());
+            // Every built-in default of a user property fits its own format.
+            if !p.kind.is_native() && p.default != "-" && p.default != "none" {
+                assert_eq!(check_format(p.format, p.default), Ok(()), "{}", p.name);
+            }
+        }
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(lookup("quota").unwrap().kind, NativeSettable);
+        assert_eq!(lookup("used").unwrap().kind, NativeReadOnly);
+        assert_eq!(lookup("release").unwrap().kind, UserReadOnly);
+        assert_eq!(lookup("vnet").unwrap().zfs_name(), "org.freebsd.iocage:vnet");
+        assert_eq!(lookup("quota").unwrap().zfs_name(), "quota");
+        assert!(lookup("nosuch").is_none());
+    }
+
+    #[test]
+    fn client_values_are_checked() {
+        let good = [
+            ("vnet", "on"),
+            ("allow_mount", "1"),
+            ("memoryuse", "8G:log"),
+            ("pcpu", "50:deny"),
+            ("maxproc", "100:sigterm"),
+            ("cpuset", "0-3,5"),
+            ("ip4_addr", "em0|192.168.0.10/24,lo0|127.0.1.1"),
+            ("ip6_addr", "em0|fe80::1/64"),
+            ("defaultrouter", "10.0.0.1"),
+            ("interfaces", "vnet0:bridge0,vnet1:bridge1"),
+            ("tag", "web-01"),
+            ("quota", "10G"),
+            ("compression", "zstd-3"),
+            ("notes", "anything at all = fine"),
+            ("securelevel", "-1"),
+        ];
+        for (k, v) in good {
+            assert_eq!(validate_client_value(k, v).map(|p| p.name), Ok(k), "{k}={v}");
+        }
+        let bad = [
+            ("vnet", "yes"),
+            ("allow_mount", "on"),
+            ("memoryuse", "8G"),
+            ("memoryuse", "8G:explode"),
+            ("cpuset", "3-1"),
+            ("ip4_addr", "em0|300.1.1.1"),
+            ("ip4_addr", "em0|10.0.0.1/33"),
+            ("interfaces", "vnet0"),
+            ("tag", "../etc"),
+            ("tag", "a/b"),
+            ("tag", "a b"),
+            ("tag", "x@y"),
+            ("quota", "lots"),
+            ("compression", "gzip-10"),
+            ("notes", "line\nbreak"),
+            ("securelevel", "4"),
+            ("exec_timeout", "-1"),
+        ];
+        for (k, v) in bad {
+            let err = validate_client_value(k, v).unwrap_err();
+            assert!(matches!(err, PropError::Invalid { .. }), "{k}={v}: {err}");
+            assert!(err.to_string().contains(k), "{err}");
+        }
+        assert_eq!(validate_client_value("used", "1G"), Err(PropError::ReadOnly("used".into())));
+        assert_eq!(validate_client_value("host_hostuuid", "x"), Err(PropError::ReadOnly("host_hostuuid".into())));
+        assert_eq!(validate_client_value("nope", "x"), Err(PropError::Unknown("nope".into())));
+        assert!(validate_client_value("notes", &"x".repeat(MAX_VALUE_LEN + 1)).is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! Typed iocage requests, parsed from a request's `args` object.
+//!
+//! Parsing is in two steps with two kinds of failure, as the original API
+//! had them: a missing or unknown `action` is a protocol error (400), while
+//! a known action with missing or malformed keys is answered in-band with
+//! `{"<action>": {"error": ...}}`.
+
+use serde_json::{Map, Value};
+
+use super::error::ActionError;
+
+/// The actions of the sysadm iocage class (names are case-sensitive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    GetDefaultSettings,
+    ListJails,
+    GetJailSettings,
+    Df,
+    StartJail,
+    StopJail,
+    CapJail,
+    CloneJail,
+    CreateJail,
+    DestroyJail,
+    ExecJail,
+    CleanJails,
+    CleanReleases,
+    CleanTemplates,
+    CleanAll,
+    ActivatePool,
+    DeactivatePool,
+}
+
+impl Action {
+    pub const ALL: [Action; 17] = [
+        Action::GetDefaultSettings,
+        Action::ListJails,
+        Action::GetJailSettings,
+        Action::Df,
+        Action::StartJail,
+        Action::StopJail,
+        Action::CapJail,
+        Action::CloneJail,
+        Action::CreateJail,
+        Action::DestroyJail,
+        Action::ExecJail,
+        Action::CleanJails,
+        Action::CleanReleases,
+        Action::CleanTemplates,
+        Action::CleanAll,
+        Action::ActivatePool,
+        Action::DeactivatePool,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::GetDefaultSettings => "getdefaultsettings",
+            Action::ListJails => "listjails",
+            Action::GetJailSettings => "getjailsettings",
+            Action::Df => "df",
+            Action::StartJail => "startjail",
+            Action::StopJail => "stopjail",
+            Action::CapJail => "capjail",
+            Action::CloneJail => "clonejail",
+            Action::CreateJail => "createjail",
+            Action::DestroyJail => "destroyjail",
+            Action::ExecJail => "execjail",
+            Action::CleanJails => "cleanjails",
+            Action::CleanReleases => "cleanreleases",
+            Action::CleanTemplates => "cleantemplates",
+            Action::CleanAll => "cleanall",
+            Action::ActivatePool => "activatepool",
+            Action::DeactivatePool => "deactivatepool",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// Whether the action changes anything (a read-only caller may not run
+    /// it). `activatepool` without a pool only reads, but the role check
+    /// happens before the arguments are looked at, so it counts as a write.
+    pub fn is_write(self) -> bool {
+        !matches!(self, Action::GetDefaultSettings | Action::ListJails | Action::GetJailSettings | Action::Df)
+    }
+}
+
+/// A parsed request with its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    GetDefaultSettings,
+    ListJails,
+    Df,
+    /// `jail` + `prop`; `switches: "-r"` + `prop` for every jail; `jail`
+    /// alone (or `prop: "all"`) for every property.
+    GetJailSettings {
+        jail: Option<String>,
+        prop: Option<String>,
+        all_jails: bool,
+    },
+    ActivatePool {
+        pool: Option<String>,
+    },
+    DeactivatePool {
+        pool: String,
+    },
+    /// Actions this build parses but does not run yet.
+    Unavailable(Action),
+}
+
+/// The action a request names. `Err` is the detail of a 400.
+pub fn action_of(args: &Map<String, Value>) -> Result<Action, String> {
+    match args.get("action") {
+        None => Err("missing \"action\"".into()),
+        Some(Value::String(s)) => Action::from_name(s).ok_or_else(|| format!("unknown action {s:?}")),
+        Some(_) => Err("\"action\" must be a string".into()),
+    }
+}
+
+fn string(args: &Map<String, Value>, key: &'static str) -> Result<Option<String>, ActionError> {
+    match args.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ActionError::BadArgument { key, reason: "it must be a string".into() }),
+    }
+}
+
+fn required(args: &Map<String, Value>, key: &'static str) -> Result<String, ActionError> {
+    match string(args, key)? {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(ActionError::MissingKeys(vec![key])),
+    }
+}
+
+/// Parses the arguments of `action`.
+pub fn parse(action: Action, args: &Map<String, Value>) -> Result<Request, ActionError> {
+    Ok(match action {
+        Action::GetDefaultSettings => Request::GetDefaultSettings,
+        Action::ListJails => Request::ListJails,
+        Action::Df => Request::Df,
+        Action::GetJailSettings => {
+            let jail = string(args, "jail")?.filter(|s| !s.is_empty());
+            let prop = string(args, "prop")?.filter(|s| !s.is_empty());
+            let all_jails = match string(args, "switches")?.as_deref().map(str::trim) {
+                None | Some("") => false,
+                Some("-r") => true,
+                Some(other) => {
+                    return Err(ActionError::BadArgument {
+                        key: "switches",
+                        reason: format!("{other:?} is not supported (only \"-r\")"),
+                    });
+                }
+            };
+            match (&jail, &prop, all_jails) {
+                (None, _, false) => return Err(ActionError::MissingKeys(vec!["jail"])),
+                (_, None, true) => return Err(ActionError::MissingKeys(vec!["prop"])),
+                _ => {}
+            }
+            Request::GetJailSettings { jail, prop, all_jails }
+        }
+        Action::ActivatePool => Request::ActivatePool { pool: string(args, "pool")?.filter(|s| !s.is_empty()) },
+        Action::DeactivatePool => Request::DeactivatePool { pool: required(args, "pool")? },
+        other => Request::Unavailable(other),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn action_names_round_trip_and_are_case_sensitive() {
+        for a in Action::ALL {
+            assert_eq!(Action::from_name(a.name()), Some(a));
+        }
+        assert_eq!(Action::from_name("ListJails"), None);
+        assert!(action_of(&args(json!({}))).unwrap_err().contains("missing"));
+        assert!(action_of(&args(json!({"action": "nope"}))).unwrap_err().contains("nope"));
+        assert!(action_of(&args(json!({"action": 3}))).is_err());
+    }
+
+    #[test]
+    fn getjailsettings_modes() {
+        let p = |v| parse(Action::GetJailSettings, &args(v));
+        assert_eq!(
+            p(json!({"jail": "test", "prop": "vnet"})),
+            Ok(Request::GetJailSettings { jail: Some("test".into()), prop: Some("vnet".into()), all_jails: false })
+        );
+        assert_eq!(
+            p(json!({"switches": "-r", "prop": "vnet"})),
+            Ok(Request::GetJailSettings { jail: None, prop: Some("vnet".into()), all_jails: true })
+        );
+        assert_eq!(
+            p(json!({"jail": "test"})),
+            Ok(Request::GetJailSettings { jail: Some("test".into()), prop: None, all_jails: false })
+        );
+        assert_eq!(p(json!({})), Err(ActionError::MissingKeys(vec!["jail"])));
+        assert_eq!(p(json!({"prop": "vnet"})), Err(ActionError::MissingKeys(vec!["jail"])));
+        assert_eq!(p(json!({"switches": "-r"})), Err(ActionError::MissingKeys(vec!["prop"])));
+        assert!(matches!(p(json!({"switches": "-x", "prop": "a"})), Err(ActionError::BadArgument { .. })));
+        assert!(matches!(p(json!({"jail": 7})), Err(ActionError::BadArgument { key: "jail", .. })));
+    }
+
+    #[test]
+    fn missing_keys_are_named() {
+        let err = parse(Action::DeactivatePool, &args(json!({}))).unwrap_err();
+        assert_eq!(err.to_string(), "Missing required keys: pool");
+    }
+}
