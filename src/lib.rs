@@ -6,6 +6,8 @@
 //! -> [`zfs`] (libzfs on its owner thread) and [`runtime`] (the kernel's
 //! jails).
 
+pub mod api;
+pub mod config;
 pub mod iocage;
 pub mod runtime;
 pub mod zfs;

@@ -23,6 +23,7 @@ const FUNCTIONS: &[&str] = &[
     "libzfs_errno",
     "libzfs_error_description",
     "libzfs_error_action",
+    "libzfs_error_init",
     "libzfs_print_on_error",
     "zfs_open",
     "zfs_close",

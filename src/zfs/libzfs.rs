@@ -141,12 +141,21 @@ impl Libzfs {
         // SAFETY: libzfs_init has no preconditions; it returns NULL on failure.
         let hdl = unsafe { sys::libzfs_init() };
         let hdl = NonNull::new(hdl).ok_or_else(|| {
-            let errno = std::io::Error::last_os_error();
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            // SAFETY: libzfs_error_init maps an errno to a static message
+            // (NULL for none); it touches no handle.
+            let why = unsafe { sys::libzfs_error_init(errno) };
+            let why = if why.is_null() {
+                String::new()
+            } else {
+                // SAFETY: non-null, NUL-terminated static string.
+                unsafe { CStr::from_ptr(why) }.to_string_lossy().replace('\n', " ")
+            };
             ZfsError::new(
                 "initialise",
                 "libzfs",
                 ErrorKind::Unavailable,
-                format!("libzfs_init failed ({errno}); is the ZFS kernel module loaded and /dev/zfs accessible?"),
+                format!("the ZFS kernel module is not usable: {why}").trim_end().to_string(),
             )
         })?;
         // SAFETY: `hdl` is a live handle; this only turns off stderr printing.

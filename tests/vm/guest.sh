@@ -5,7 +5,7 @@
 # and powers the guest off. It must never simply exit: PID 1 exiting panics
 # the kernel.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/tmp
+export HOME=/root
 finish() {
 	echo "$1" >/mnt/status
 	sync
@@ -22,10 +22,12 @@ for m in spl zfs; do
 done
 say "OpenZFS $(cat /sys/module/zfs/version) loaded"
 
-# A sparse file on tmpfs is the vdev; -R gives every mountpoint a writable
-# prefix (the root file system is the host's, read-only).
-truncate -s "${POOL_SIZE:-4G}" /tmp/vdev0
-zpool create -f -R /tmp/zroot -O compression=lz4 "$POOL" /tmp/vdev0 || { say "zpool create failed"; finish 92; }
+# A sparse file on a tmpfs of its own is the vdev (the root is an overlay
+# on tmpfs, so every mountpoint can be created where ZFS wants it).
+mkdir -p /var/lib/iocaged-test && mount -t tmpfs tmpfs /var/lib/iocaged-test
+truncate -s "${POOL_SIZE:-4G}" /var/lib/iocaged-test/vdev0
+zpool create -f -o cachefile=none -O compression=lz4 "$POOL" /var/lib/iocaged-test/vdev0 ||
+	{ say "zpool create failed"; finish 92; }
 export IOCAGED_TEST_POOL="$POOL"
 
 status=0

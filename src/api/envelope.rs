@@ -1,0 +1,211 @@
+//! The wire format both transports share: the request (`namespace`, `name`,
+//! `args`, and on WebSocket an `id`), the reply, and the protocol errors.
+//!
+//! WebSocket request: `{"id","name","namespace","args"}`; without `"args"`
+//! the whole object is the args. Reply: `{"args","id","name":"response",
+//! "namespace"}`, where an empty id makes `name` echo the request's name.
+//! REST: `PUT|GET|POST /<namespace>/<name>`, the body is the args (or its
+//! `"args"` member); reply `{"args": ...}` with the HTTP status.
+
+use serde_json::{Map, Value, json};
+
+/// A request, whatever transport it came over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// The client's id (any JSON value; `Null` over REST).
+    pub id: Value,
+    pub namespace: String,
+    pub name: String,
+    pub args: Map<String, Value>,
+}
+
+/// The protocol-level failures, each with its HTTP status and message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+}
+
+impl Status {
+    pub fn code(self) -> u16 {
+        match self {
+            Status::BadRequest => 400,
+            Status::Unauthorized => 401,
+            Status::Forbidden => 403,
+            Status::NotFound => 404,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Status::BadRequest => "Bad Request",
+            Status::Unauthorized => "Unauthorized",
+            Status::Forbidden => "Forbidden",
+            Status::NotFound => "Not Found",
+        }
+    }
+}
+
+/// A protocol error: the status the original API used, and a detail that
+/// says what exactly was wrong (clients match on `code`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} {}: {detail}", .status.code(), .status.message())]
+pub struct ProtocolError {
+    pub status: Status,
+    pub detail: String,
+}
+
+impl ProtocolError {
+    pub fn new(status: Status, detail: impl Into<String>) -> Self {
+        ProtocolError { status, detail: detail.into() }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(Status::BadRequest, detail)
+    }
+
+    /// `{"code":"400","message":"Bad Request","detail":...}`
+    pub fn body(&self) -> Value {
+        json!({
+            "code": self.status.code().to_string(),
+            "message": self.status.message(),
+            "detail": self.detail,
+        })
+    }
+}
+
+fn non_empty(obj: &Map<String, Value>, key: &str) -> Result<String, ProtocolError> {
+    match obj.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) | None => Err(ProtocolError::bad_request(format!("missing or empty \"{key}\""))),
+        Some(_) => Err(ProtocolError::bad_request(format!("\"{key}\" must be a string"))),
+    }
+}
+
+fn args_of(obj: &Map<String, Value>) -> Result<Map<String, Value>, ProtocolError> {
+    match obj.get("args") {
+        None => Ok(obj.clone()),
+        Some(Value::Object(a)) => Ok(a.clone()),
+        Some(_) => Err(ProtocolError::bad_request("\"args\" must be an object")),
+    }
+}
+
+/// Parses a WebSocket text message. On failure, returns the id (when one
+/// could be read) so that the error reply can still carry it.
+pub fn parse_ws(text: &str) -> Result<Call, (Value, ProtocolError)> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| (Value::Null, ProtocolError::bad_request(format!("invalid JSON: {e}"))))?;
+    let Value::Object(obj) = value else {
+        return Err((Value::Null, ProtocolError::bad_request("a request must be a JSON object")));
+    };
+    let id = obj.get("id").cloned().unwrap_or(Value::Null);
+    let parsed = (|| {
+        Ok(Call {
+            id: id.clone(),
+            namespace: non_empty(&obj, "namespace")?,
+            name: non_empty(&obj, "name")?,
+            args: args_of(&obj)?,
+        })
+    })();
+    parsed.map_err(|e| (id, e))
+}
+
+/// Parses a REST request: the path's two segments and the body.
+pub fn parse_rest(namespace: &str, name: &str, body: &[u8]) -> Result<Call, ProtocolError> {
+    let args = if body.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(obj)) => args_of(&obj)?,
+            Ok(_) => return Err(ProtocolError::bad_request("the body must be a JSON object")),
+            Err(e) => return Err(ProtocolError::bad_request(format!("invalid JSON: {e}"))),
+        }
+    };
+    Ok(Call { id: Value::Null, namespace: namespace.to_string(), name: name.to_string(), args })
+}
+
+fn id_is_empty(id: &Value) -> bool {
+    match id {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+/// The WebSocket reply to `call`.
+pub fn ws_reply(call: &Call, out: Value) -> Value {
+    let name = if id_is_empty(&call.id) { call.name.as_str() } else { "response" };
+    json!({ "args": out, "id": call.id, "name": name, "namespace": call.namespace })
+}
+
+/// The WebSocket error reply.
+pub fn ws_error(id: &Value, err: &ProtocolError) -> Value {
+    json!({ "args": err.body(), "id": id, "name": "error", "namespace": "error" })
+}
+
+/// The REST reply body (success or error).
+pub fn rest_body(out: Value) -> Value {
+    json!({ "args": out })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_request_with_and_without_args() {
+        let c = parse_ws(r#"{"id":"x","name":"iocage","namespace":"sysadm","args":{"action":"listjails"}}"#).unwrap();
+        assert_eq!((c.namespace.as_str(), c.name.as_str()), ("sysadm", "iocage"));
+        assert_eq!(c.args["action"], "listjails");
+        // Without "args", the whole object is the args.
+        let c = parse_ws(r#"{"id":"x","name":"iocage","namespace":"sysadm","action":"df"}"#).unwrap();
+        assert_eq!(c.args["action"], "df");
+        assert_eq!(c.args["id"], "x");
+    }
+
+    #[test]
+    fn ws_bad_requests_keep_the_id() {
+        for (text, want) in [
+            ("not json", "invalid JSON"),
+            ("[1,2]", "JSON object"),
+            (r#"{"id":"7","namespace":"sysadm"}"#, "\"name\""),
+            (r#"{"id":"7","name":"","namespace":"sysadm"}"#, "\"name\""),
+            (r#"{"id":"7","name":"iocage","namespace":3}"#, "\"namespace\""),
+            (r#"{"id":"7","name":"iocage","namespace":"sysadm","args":[]}"#, "\"args\""),
+        ] {
+            let (id, err) = parse_ws(text).unwrap_err();
+            assert_eq!(err.status, Status::BadRequest, "{text}");
+            assert!(err.detail.contains(want), "{text}: {}", err.detail);
+            if text.contains("\"7\"") {
+                assert_eq!(id, "7");
+            }
+        }
+    }
+
+    #[test]
+    fn rest_body_forms() {
+        assert_eq!(parse_rest("sysadm", "iocage", br#"{"action":"df"}"#).unwrap().args["action"], "df");
+        assert_eq!(parse_rest("sysadm", "iocage", br#"{"args":{"action":"df"}}"#).unwrap().args["action"], "df");
+        assert!(parse_rest("sysadm", "iocage", b"").unwrap().args.is_empty());
+        assert_eq!(parse_rest("sysadm", "iocage", b"[1]").unwrap_err().status, Status::BadRequest);
+        assert_eq!(parse_rest("sysadm", "iocage", b"{").unwrap_err().status, Status::BadRequest);
+        assert_eq!(parse_rest("sysadm", "iocage", br#"{"args":"x"}"#).unwrap_err().status, Status::BadRequest);
+    }
+
+    #[test]
+    fn reply_shapes() {
+        let mut c = parse_ws(r#"{"id":"fooid","name":"iocage","namespace":"sysadm","args":{}}"#).unwrap();
+        assert_eq!(
+            ws_reply(&c, json!({"a": 1})),
+            json!({"args": {"a": 1}, "id": "fooid", "name": "response", "namespace": "sysadm"})
+        );
+        c.id = json!("");
+        assert_eq!(ws_reply(&c, json!({}))["name"], "iocage", "an empty id echoes the request name");
+        let e = ws_error(&json!("fooid"), &ProtocolError::new(Status::NotFound, "no such"));
+        assert_eq!(e["args"]["code"], "404");
+        assert_eq!(e["args"]["message"], "Not Found");
+        assert_eq!((e["name"].as_str(), e["namespace"].as_str()), (Some("error"), Some("error")));
+    }
+}

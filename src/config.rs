@@ -1,0 +1,121 @@
+//! iocaged's configuration: a TOML file, overridden by command-line flags.
+//!
+//! ```toml
+//! websocket = ["127.0.0.1:12150"]   # WebSocket listen addresses
+//! rest = ["127.0.0.1:12151"]        # REST listen addresses
+//! pool = "auto"                     # the active pool, or a pool name
+//! log = "info"                      # tracing filter; RUST_LOG wins
+//! ```
+//! Both ports serve both transports (a WebSocket upgrade on the REST port
+//! works too); the two lists exist for compatibility with sysadm clients.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::iocage::PoolChoice;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub websocket: Vec<SocketAddr>,
+    pub rest: Vec<SocketAddr>,
+    pub pool: String,
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            websocket: vec![SocketAddr::from(([127, 0, 0, 1], 12150))],
+            rest: vec![SocketAddr::from(([127, 0, 0, 1], 12151))],
+            pool: "auto".into(),
+            log: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid configuration {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "refusing to listen on {0}: this build authenticates no one, so it serves loopback addresses only \
+         (127.0.0.0/8, ::1)"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("no listen address configured")]
+    NoListener,
+    #[error("invalid pool name {0:?}")]
+    BadPool(String),
+}
+
+impl Config {
+    /// Reads a configuration file; a missing file is an error (the caller
+    /// decides whether a default path may be absent).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks what the server will do with this configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.websocket.is_empty() && self.rest.is_empty() {
+            return Err(ConfigError::NoListener);
+        }
+        if let Some(a) = self.listen_addrs().find(|a| !a.ip().is_loopback()) {
+            return Err(ConfigError::NotLoopback(a));
+        }
+        self.pool_choice().map(|_| ())
+    }
+
+    pub fn listen_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.websocket.iter().chain(self.rest.iter()).copied()
+    }
+
+    pub fn pool_choice(&self) -> Result<PoolChoice, ConfigError> {
+        match self.pool.as_str() {
+            "auto" | "" => Ok(PoolChoice::Auto),
+            p if crate::iocage::props::is_safe_name(p) && !p.contains(':') => Ok(PoolChoice::Fixed(p.to_string())),
+            p => Err(ConfigError::BadPool(p.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_12150_12151() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.websocket[0].port(), 12150);
+        assert_eq!(c.rest[0].port(), 12151);
+        c.validate().unwrap();
+        assert_eq!(c.pool_choice().unwrap(), PoolChoice::Auto);
+    }
+
+    #[test]
+    fn parse_and_validate() {
+        let c = Config::parse("websocket = [\"[::1]:9000\"]\nrest = []\npool = \"tank\"\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.pool_choice().unwrap(), PoolChoice::Fixed("tank".into()));
+        assert!(Config::parse("nonsense = 1").unwrap_err().contains("nonsense"));
+        assert!(Config::parse("rest = [\"not an address\"]").is_err());
+        let open = Config::parse("rest = [\"0.0.0.0:12151\"]").unwrap();
+        assert!(matches!(open.validate(), Err(ConfigError::NotLoopback(_))));
+        let none = Config::parse("rest = []\nwebsocket = []").unwrap();
+        assert!(matches!(none.validate(), Err(ConfigError::NoListener)));
+        let bad = Config::parse("pool = \"a/b\"").unwrap();
+        assert!(matches!(bad.validate(), Err(ConfigError::BadPool(_))));
+    }
+}
