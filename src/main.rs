@@ -83,7 +83,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))
         .map_err(|e| format!("invalid log filter {:?}: {e}", config.log))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 
     let zfs = Zfs::start().map_err(|e| e.to_string())?;
     let pool = config.pool_choice().map_err(|e| e.to_string())?;

@@ -64,9 +64,15 @@ host_tests() {
 guest_tests() {
 	# The guest-only test targets (test = false in Cargo.toml), built here
 	# and run in the guest.
-	bins=$("$CARGO" test --locked --no-run --test guest_zfs --message-format=json 2>/dev/null |
+	targets=""
+	for f in tests/guest_*.rs; do
+		targets="$targets --test $(basename "$f" .rs)"
+	done
+	# shellcheck disable=SC2086
+	bins=$("$CARGO" test --locked --no-run $targets --message-format=json 2>/dev/null |
 		sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
-	[ -n "$bins" ] || { echo "no guest test binaries were built"; "$CARGO" test --locked --no-run --test guest_zfs; return 1; }
+	# shellcheck disable=SC2086
+	[ -n "$bins" ] || { echo "no guest test binaries were built"; "$CARGO" test --locked --no-run $targets; return 1; }
 	# shellcheck disable=SC2086
 	tests/vm/run.sh $bins
 }

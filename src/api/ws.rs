@@ -28,7 +28,17 @@ pub fn routes(
     api: Arc<Api>,
     shutdown: watch::Receiver<bool>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Rejection> + Clone {
-    warp::ws().and(warp::ext::get::<Peer>()).map(move |ws: Ws, peer: Peer| {
+    // Only upgrade requests are ours; anything else falls through to REST
+    // as "not found" rather than as a missing-header error.
+    let upgrade = warp::header::optional::<String>("upgrade")
+        .and_then(|u: Option<String>| async move {
+            match u {
+                Some(u) if u.eq_ignore_ascii_case("websocket") => Ok(()),
+                _ => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one();
+    upgrade.and(warp::ws()).and(warp::ext::get::<Peer>()).map(move |ws: Ws, peer: Peer| {
         let (api, shutdown) = (api.clone(), shutdown.clone());
         ws.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| session(api, peer, socket, shutdown))
     })

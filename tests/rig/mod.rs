@@ -7,6 +7,11 @@
 
 #![allow(dead_code)]
 
+pub mod client;
+pub mod daemon;
+pub mod fixture;
+pub mod seed;
+
 use std::process::Command;
 
 /// The test pool, after asserting that the real kernel module is loaded.

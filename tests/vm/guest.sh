@@ -21,6 +21,7 @@ for m in spl zfs; do
 	insmod "$ZFS_MODULES/$m.ko" || { say "cannot load $m.ko"; finish 91; }
 done
 say "OpenZFS $(cat /sys/module/zfs/version) loaded"
+ip link set lo up || say "cannot bring up lo"
 
 # A sparse file on a tmpfs of its own is the vdev (the root is an overlay
 # on tmpfs, so every mountpoint can be created where ZFS wants it).

@@ -1,0 +1,369 @@
+//! `iocaged serve` against real ZFS (run in the guest by tests/vm/run.sh):
+//! every request example of the API document for the read actions, over
+//! REST and over WebSocket, compared with the document's reply; then the
+//! bad-input cases, concurrency on one socket, and clean shutdown.
+//!
+//! The tests share the one test pool, so they take turns (`lock`).
+
+mod rig;
+
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::{Value, json};
+
+use rig::client::{self, Ws};
+use rig::daemon::Daemon;
+use rig::fixture::Fixture;
+use rig::seed::{self, Example, Transport, normalise};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn lock() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sends an example over its own transport; returns (expected, actual),
+/// both normalised.
+fn exchange(d: &Daemon, ex: &Example) -> (Value, Value) {
+    match ex.transport {
+        Transport::Rest => {
+            let r = client::rest(d.rest, &ex.request);
+            assert_eq!(r.status, 200, "{}", r.raw);
+            (normalise(&json!({"args": ex.reply["args"]})), normalise(&r.body))
+        }
+        Transport::WebSocket => {
+            let mut req = ex.request.clone();
+            if req.get("id").is_none() {
+                // The document's activatepool example omits the id its reply shows.
+                req["id"] = ex.reply["id"].clone();
+            }
+            let got = Ws::connect(d.ws).call(&req);
+            (normalise(&ex.reply), normalise(&got))
+        }
+    }
+}
+
+/// Runs every example of `action`, building the pool state each needs with
+/// `setup`, and fails with every mismatch at once.
+fn conform(action: &str, setup: impl Fn(&Example) -> Fixture) {
+    let _g = lock();
+    let examples = seed::of(action);
+    assert!(examples.len() >= 2, "{action}: the document has REST and WebSocket examples");
+    let mut failures = Vec::new();
+    for (i, ex) in examples.iter().enumerate() {
+        let fixture = setup(ex);
+        let before = fixture.state();
+        let d = Daemon::start(&[]);
+        let (want, got) = exchange(&d, ex);
+        if want != got {
+            failures.push(format!(
+                "example {i} ({:?}) {}\nwant {}\ngot  {}",
+                ex.transport,
+                ex.request,
+                serde_json::to_string_pretty(&want).unwrap(),
+                serde_json::to_string_pretty(&got).unwrap()
+            ));
+        }
+        if !action.ends_with("pool") {
+            assert_eq!(fixture.state(), before, "{action} changed the pool");
+        }
+        assert!(d.stop(), "iocaged did not shut down cleanly");
+    }
+    assert!(
+        failures.is_empty(),
+        "{action}: {} of {} examples differ:\n{}",
+        failures.len(),
+        examples.len(),
+        failures.join("\n\n")
+    );
+}
+
+fn strings(v: &Value) -> Vec<(String, String)> {
+    v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect()
+}
+
+fn body<'a>(ex: &'a Example, action: &str) -> &'a Value {
+    &ex.reply["args"][action]
+}
+
+const NATIVE: [&str; 9] =
+    ["available", "compression", "compressratio", "dedup", "mountpoint", "origin", "quota", "reservation", "used"];
+
+#[test]
+fn getdefaultsettings_matches_the_document() {
+    conform("getdefaultsettings", |ex| {
+        let f = Fixture::fresh();
+        let defaults: Vec<_> = strings(&body(ex, "getdefaultsettings")["defaults"])
+            .into_iter()
+            .filter(|(k, _)| !NATIVE.contains(&k.as_str()))
+            .collect();
+        f.set_defaults(&defaults);
+        f
+    });
+}
+
+#[test]
+fn listjails_matches_the_document() {
+    conform("listjails", |ex| {
+        let f = Fixture::fresh();
+        for (uuid, j) in body(ex, "listjails").as_object().unwrap() {
+            let p = |k: &str| j[k].as_str().unwrap().to_string();
+            f.jail(uuid, &[("tag", &p("tag")), ("type", &p("type")), ("boot", &p("boot"))]);
+        }
+        f
+    });
+}
+
+#[test]
+fn df_matches_the_document() {
+    conform("df", |ex| {
+        let f = Fixture::fresh();
+        for (uuid, j) in body(ex, "df").as_object().unwrap() {
+            f.jail(uuid, &[("tag", j["tag"].as_str().unwrap())]);
+        }
+        f
+    });
+}
+
+#[test]
+fn getjailsettings_matches_the_document() {
+    conform("getjailsettings", |ex| {
+        let f = Fixture::fresh();
+        let reply = body(ex, "getjailsettings").as_object().unwrap();
+        if ex.args().get("switches").is_some() {
+            for (uuid, j) in reply {
+                let props: Vec<(String, String)> =
+                    strings(j).into_iter().map(|(k, v)| if k == "TAG" { ("tag".into(), v) } else { (k, v) }).collect();
+                let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                f.jail(uuid, &props);
+            }
+        } else {
+            for (query, j) in reply {
+                let mut props: Vec<(String, String)> =
+                    strings(j).into_iter().filter(|(k, _)| !NATIVE.contains(&k.as_str())).collect();
+                if !props.iter().any(|(k, _)| k == "tag") {
+                    props.push(("tag".into(), query.clone()));
+                }
+                let uuid = props
+                    .iter()
+                    .find(|(k, _)| k == "host_hostuuid")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| "0bf985de-ca0f-11e5-8d45-d05099728dbf".into());
+                let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                f.jail(&uuid, &props);
+            }
+        }
+        f
+    });
+}
+
+#[test]
+fn activatepool_matches_the_document_and_marks_the_pool() {
+    conform("activatepool", |ex| if ex.args().contains_key("pool") { Fixture::inactive() } else { Fixture::fresh() });
+    let _g = lock();
+    let f = Fixture::inactive();
+    let d = Daemon::start(&[]);
+    let r = client::rest(d.rest, &json!({"action": "activatepool", "pool": f.pool}));
+    assert_eq!(r.body["args"]["activatepool"]["success"], format!("pool {} activated.", f.pool));
+    assert_eq!(rig::get(&f.pool, "org.freebsd.ioc:active"), "yes");
+    assert!(d.stop());
+}
+
+#[test]
+fn deactivatepool_matches_the_document_and_clears_both_markers() {
+    conform("deactivatepool", |_| Fixture::fresh());
+    let _g = lock();
+    let f = Fixture::inactive();
+    rig::cmd("zpool", &["set", "comment=iocage", &f.pool]);
+    let d = Daemon::start(&[]);
+    let r = client::rest(d.rest, &json!({"action": "deactivatepool", "pool": f.pool}));
+    assert_eq!(r.body["args"]["deactivatepool"]["success"], format!("pool {} deactivated.", f.pool));
+    let comment = rig::cmd("zpool", &["get", "-H", "-o", "value", "comment", &f.pool]);
+    assert!(matches!(comment.trim(), "" | "-"), "comment cleared, not {comment:?}");
+    // Deactivating again: the pool is no longer active, and that is said.
+    let r = client::rest(d.rest, &json!({"action": "deactivatepool", "pool": f.pool}));
+    let err = r.body["args"]["deactivatepool"]["error"].as_str().unwrap().to_string();
+    assert!(err.contains("not active") && err.contains(&f.pool), "{err}");
+    assert!(d.stop());
+}
+
+/// The error message of an in-band error reply, or a panic naming the reply.
+fn in_band_error(r: &Value, action: &str) -> String {
+    r["args"][action]["error"].as_str().unwrap_or_else(|| panic!("no in-band error in {r}")).to_string()
+}
+
+#[test]
+fn bad_arguments_are_answered_in_band_and_change_nothing() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    f.jail("0bf985de-ca0f-11e5-8d45-d05099728dbf", &[("tag", "test")]);
+    f.jail("0bf9aaaa-ca0f-11e5-8d45-d05099728dbf", &[("tag", "other")]);
+    let before = f.state();
+    let d = Daemon::start(&[]);
+    let cases: Vec<(Value, &str, Vec<&str>)> = vec![
+        (json!({"action": "getjailsettings"}), "getjailsettings", vec!["Missing required keys", "jail"]),
+        (
+            json!({"action": "getjailsettings", "switches": "-r"}),
+            "getjailsettings",
+            vec!["Missing required keys", "prop"],
+        ),
+        (json!({"action": "getjailsettings", "jail": "test", "prop": "nosuch"}), "getjailsettings", vec!["nosuch"]),
+        (
+            json!({"action": "getjailsettings", "jail": "ghost", "prop": "vnet"}),
+            "getjailsettings",
+            vec!["ghost", "not found"],
+        ),
+        (
+            json!({"action": "getjailsettings", "jail": "0bf9", "prop": "vnet"}),
+            "getjailsettings",
+            vec![
+                "ambiguous",
+                "0bf985de-ca0f-11e5-8d45-d05099728dbf (test)",
+                "0bf9aaaa-ca0f-11e5-8d45-d05099728dbf (other)",
+            ],
+        ),
+        (json!({"action": "getjailsettings", "jail": 5}), "getjailsettings", vec!["jail", "string"]),
+        (json!({"action": "deactivatepool"}), "deactivatepool", vec!["Missing required keys", "pool"]),
+        (json!({"action": "activatepool", "pool": "nosuchpool"}), "activatepool", vec!["nosuchpool", "does not exist"]),
+    ];
+    for (req, action, needles) in &cases {
+        for transport in [Transport::Rest, Transport::WebSocket] {
+            let reply = match transport {
+                Transport::Rest => {
+                    let r = client::rest(d.rest, req);
+                    assert_eq!(r.status, 200, "{req}: {}", r.raw);
+                    r.body
+                }
+                Transport::WebSocket => {
+                    let mut ws = Ws::connect(d.ws);
+                    ws.call(&json!({"id": "x", "name": "iocage", "namespace": "sysadm", "args": req}))
+                }
+            };
+            let msg = in_band_error(&reply, action);
+            for n in needles {
+                assert!(msg.contains(n), "{req} over {transport:?}: {msg:?} should mention {n:?}");
+            }
+        }
+    }
+    assert_eq!(f.state(), before, "a failed read changed the pool");
+    assert!(d.stop());
+}
+
+#[test]
+fn no_active_pool_and_two_active_pools_are_errors() {
+    let _g = lock();
+    let f = Fixture::inactive();
+    let d = Daemon::start(&[]);
+    for action in ["listjails", "df", "getdefaultsettings"] {
+        let msg = in_band_error(&client::rest(d.rest, &json!({"action": action})).body, action);
+        assert!(msg.contains("no active pool") && msg.contains("activatepool"), "{msg}");
+    }
+    // A second pool marked the 1.7.x way, the first the later way: ambiguous.
+    rig::zfs(&["set", "org.freebsd.ioc:active=yes", &f.pool]);
+    std::fs::write("/var/lib/iocaged-test/vdev-second", b"").unwrap();
+    rig::cmd("truncate", &["-s", "256M", "/var/lib/iocaged-test/vdev-second"]);
+    rig::cmd(
+        "zpool",
+        &["create", "-o", "cachefile=none", "-o", "comment=iocage", "second", "/var/lib/iocaged-test/vdev-second"],
+    );
+    let msg = in_band_error(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails");
+    rig::cmd("zpool", &["destroy", "second"]);
+    assert!(msg.contains("more than one") && msg.contains(&f.pool) && msg.contains("second"), "{msg}");
+    assert!(d.stop());
+}
+
+#[test]
+fn protocol_errors_over_rest() {
+    let _g = lock();
+    let _f = Fixture::fresh();
+    let d = Daemon::start(&[]);
+    let cases: [(&str, &str, &[u8], u16, &str); 7] = [
+        ("PUT", "/sysadm/iocage", b"{not json", 400, "invalid JSON"),
+        ("PUT", "/sysadm/iocage", b"[1,2]", 400, "object"),
+        ("PUT", "/sysadm/iocage", b"{}", 400, "action"),
+        ("POST", "/sysadm/iocage", br#"{"action":"ListJails"}"#, 400, "ListJails"),
+        ("PUT", "/sysadm/iocage", br#"{"args":"x"}"#, 400, "args"),
+        ("PUT", "/sysadm/nosuch", br#"{"action":"listjails"}"#, 404, "sysadm/nosuch"),
+        ("PUT", "/just-one-segment", b"{}", 404, "namespace"),
+    ];
+    for (method, path, body, status, needle) in cases {
+        let r = client::http(d.rest, method, path, &[], body);
+        assert_eq!(r.status, status, "{method} {path}: {}", r.raw);
+        assert_eq!(r.body["args"]["code"], status.to_string(), "{}", r.raw);
+        assert!(r.body["args"]["detail"].as_str().unwrap_or_default().contains(needle), "{}", r.raw);
+    }
+    // GET and POST work like PUT; the body may carry "args".
+    for method in ["GET", "POST"] {
+        let r = client::http(d.rest, method, "/sysadm/iocage", &[], br#"{"args":{"action":"listjails"}}"#);
+        assert_eq!((r.status, r.body["args"]["listjails"].is_object()), (200, true), "{}", r.raw);
+    }
+    let r = client::http(d.rest, "DELETE", "/sysadm/iocage", &[], b"{}");
+    assert_eq!(r.status, 400, "{}", r.raw);
+    assert!(d.stop());
+}
+
+#[test]
+fn protocol_errors_over_websocket_keep_the_id() {
+    let _g = lock();
+    let _f = Fixture::fresh();
+    let d = Daemon::start(&[]);
+    let mut ws = Ws::connect(d.ws);
+    ws.send_text("{not json");
+    let r = ws.recv().unwrap();
+    assert_eq!((r["name"].as_str(), r["args"]["code"].as_str()), (Some("error"), Some("400")), "{r}");
+    for (req, code) in [
+        (json!({"id": "a1", "name": "iocage", "namespace": "sysadm", "args": {"action": "nope"}}), "400"),
+        (json!({"id": "a2", "name": "", "namespace": "sysadm", "args": {}}), "400"),
+        (json!({"id": "a3", "name": "iocage", "namespace": "sysadm", "args": [1]}), "400"),
+        (json!({"id": "a4", "name": "nosuch", "namespace": "sysadm", "args": {}}), "404"),
+    ] {
+        let r = ws.call(&req);
+        assert_eq!(r["id"], req["id"], "{r}");
+        assert_eq!((r["name"].as_str(), r["namespace"].as_str()), (Some("error"), Some("error")), "{r}");
+        assert_eq!(r["args"]["code"], code, "{r}");
+    }
+    // Without "args" the whole object is the args; an empty id echoes the name.
+    let r = ws.call(&json!({"id": "", "name": "iocage", "namespace": "sysadm", "action": "listjails"}));
+    assert_eq!((r["name"].as_str(), r["args"]["listjails"].is_object()), (Some("iocage"), true), "{r}");
+    let r = ws.call(&json!({"id": "i", "name": "identify", "namespace": "rpc"}));
+    assert_eq!(r["args"]["type"], "server", "{r}");
+    assert!(d.stop());
+}
+
+#[test]
+fn concurrent_requests_on_one_socket_are_answered_by_id() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    for i in 0..5 {
+        f.jail(&format!("0000000{i}-0000-4000-8000-000000000000"), &[("tag", &format!("j{i}"))]);
+    }
+    let d = Daemon::start(&[]);
+    let mut ws = Ws::connect(d.ws);
+    let actions = ["listjails", "df", "getdefaultsettings"];
+    let n = 30;
+    for i in 0..n {
+        let action = actions[i % actions.len()];
+        ws.send(
+            &json!({"id": format!("req-{i}"), "name": "iocage", "namespace": "sysadm", "args": {"action": action}}),
+        );
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let r = ws.recv().expect("a reply for every request");
+        let id = r["id"].as_str().unwrap().to_string();
+        let i: usize = id.trim_start_matches("req-").parse().unwrap();
+        let action = actions[i % actions.len()];
+        assert!(r["args"][action].is_object(), "reply {id} is for {action}: {r}");
+        assert!(seen.insert(id, ()).is_none(), "one reply per id");
+    }
+    assert_eq!(seen.len(), n);
+    assert_eq!(
+        ws.call(&json!({"id": "z", "name": "iocage", "namespace": "sysadm", "args": {"action": "listjails"}}))["args"]
+            ["listjails"]
+            .as_object()
+            .unwrap()
+            .len(),
+        5
+    );
+    assert!(d.stop(), "clean shutdown with a WebSocket open");
+}

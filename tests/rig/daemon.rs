@@ -1,0 +1,70 @@
+//! Runs the real `iocaged serve` binary for a test and stops it cleanly.
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(12150);
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub ws: SocketAddr,
+    pub rest: SocketAddr,
+}
+
+impl Daemon {
+    /// Starts iocaged on fresh loopback ports with `extra` arguments and
+    /// waits until both ports accept connections.
+    pub fn start(extra: &[&str]) -> Daemon {
+        let port = NEXT_PORT.fetch_add(2, Ordering::SeqCst);
+        let ws: SocketAddr = ([127, 0, 0, 1], port).into();
+        let rest: SocketAddr = ([127, 0, 0, 1], port + 1).into();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iocaged"))
+            .args(["serve", "--websocket", &ws.to_string(), "--rest", &rest.to_string()])
+            .args(extra)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start iocaged");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(ws).is_err() || TcpStream::connect(rest).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("iocaged exited during start-up: {status}");
+            }
+            assert!(Instant::now() < deadline, "iocaged did not listen within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Daemon { child: Some(child), ws, rest }
+    }
+
+    /// Sends SIGTERM and returns whether iocaged exited successfully
+    /// within 30 s.
+    pub fn stop(mut self) -> bool {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}

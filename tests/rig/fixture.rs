@@ -1,0 +1,71 @@
+//! Builds iocage layouts on the test pool with the `zfs` command, the way
+//! iocage 1.7.x left them: `POOL/iocage` (mountpoint /iocage), `.defaults`,
+//! and one dataset per jail with `org.freebsd.iocage:*` user properties.
+
+use super::{cmd, pool, zfs};
+
+pub const PREFIX: &str = "org.freebsd.iocage:";
+
+pub struct Fixture {
+    pub pool: String,
+}
+
+impl Fixture {
+    /// An empty iocage layout on the test pool, marked active (user property).
+    pub fn fresh() -> Fixture {
+        let f = Fixture::inactive();
+        zfs(&["set", "org.freebsd.ioc:active=yes", &f.pool]);
+        f
+    }
+
+    /// An empty iocage layout on a pool that carries no activation marker.
+    pub fn inactive() -> Fixture {
+        let pool = pool();
+        let root = format!("{pool}/iocage");
+        if std::process::Command::new("zfs").args(["list", &root]).output().is_ok_and(|o| o.status.success()) {
+            zfs(&["destroy", "-r", &root]);
+        }
+        zfs(&["inherit", "org.freebsd.ioc:active", &pool]);
+        cmd("zpool", &["set", "comment=", &pool]);
+        zfs(&["create", "-o", "mountpoint=/iocage", &root]);
+        zfs(&["create", &format!("{root}/.defaults")]);
+        zfs(&["create", &format!("{root}/jails")]);
+        Fixture { pool }
+    }
+
+    pub fn defaults_dataset(&self) -> String {
+        format!("{}/iocage/.defaults", self.pool)
+    }
+
+    /// Sets iocage properties (API names) on `.defaults`; `-` values are skipped.
+    pub fn set_defaults(&self, props: &[(String, String)]) {
+        let mut args = vec!["set".to_string()];
+        args.extend(props.iter().filter(|(_, v)| v != "-").map(|(k, v)| format!("{PREFIX}{k}={v}")));
+        args.push(self.defaults_dataset());
+        if args.len() > 2 {
+            zfs(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+
+    /// Creates a jail dataset (and its `root`) with iocage properties.
+    pub fn jail(&self, uuid: &str, props: &[(&str, &str)]) -> String {
+        let name = format!("{}/iocage/jails/{uuid}", self.pool);
+        let mut args = vec!["create".to_string()];
+        for (k, v) in props.iter().filter(|(_, v)| *v != "-") {
+            args.push("-o".into());
+            args.push(format!("{PREFIX}{k}={v}"));
+        }
+        args.push(name.clone());
+        zfs(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        zfs(&["create", &format!("{name}/root")]);
+        name
+    }
+
+    /// Every locally set or received property on the pool, and its comment:
+    /// what a read action must leave exactly as it was.
+    pub fn state(&self) -> String {
+        let props = zfs(&["get", "-H", "-r", "-s", "local,received", "-o", "name,property,value", "all", &self.pool]);
+        let comment = cmd("zpool", &["get", "-H", "-o", "value", "comment", &self.pool]);
+        format!("{props}\ncomment={comment}")
+    }
+}

@@ -1,0 +1,156 @@
+//! The request/reply examples of the sysadm iocage API document, and the
+//! normalisation that conformance comparisons apply.
+
+use serde_json::Value;
+
+const DOC: &str = include_str!("../fixtures/sysadm-iocage-api.readable.txt");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Rest,
+    WebSocket,
+}
+
+/// One request of the document with the reply it shows for it.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub action: String,
+    pub transport: Transport,
+    pub request: Value,
+    pub reply: Value,
+}
+
+impl Example {
+    /// The request's args (the REST body, or the WebSocket `args`).
+    pub fn args(&self) -> &serde_json::Map<String, Value> {
+        let v = if self.transport == Transport::WebSocket { &self.request["args"] } else { &self.request };
+        v.as_object().expect("request args are an object")
+    }
+}
+
+/// Every example, in document order. A reply answers the requests that
+/// precede it since the previous reply (the document shows one "Response"
+/// for a REST and a WebSocket request in several places).
+pub fn examples() -> Vec<Example> {
+    let lines: Vec<&str> = DOC.lines().collect();
+    let mut out = Vec::new();
+    let mut pending: Vec<(Transport, Value)> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i] != "{" {
+            i += 1;
+            continue;
+        }
+        let end = (i..lines.len()).find(|&j| lines[j] == "}").expect("unterminated JSON block");
+        let block: Value = serde_json::from_str(&lines[i..=end].join("\n")).expect("JSON example parses");
+        i = end + 1;
+        let ws_request = block.get("namespace").is_some() && block["name"] == "iocage";
+        let rest_request = block.get("action").is_some();
+        if ws_request || rest_request {
+            let t = if ws_request { Transport::WebSocket } else { Transport::Rest };
+            pending.push((t, block));
+        } else {
+            for (transport, request) in pending.drain(..) {
+                let args = if transport == Transport::WebSocket { &request["args"] } else { &request };
+                let action = args["action"].as_str().expect("action").to_string();
+                out.push(Example { action, transport, request, reply: block.clone() });
+            }
+        }
+    }
+    out
+}
+
+/// Examples of one action.
+pub fn of(action: &str) -> Vec<Example> {
+    examples().into_iter().filter(|e| e.action == action).collect()
+}
+
+fn is_uuid(s: &str) -> bool {
+    let g: Vec<&str> = s.split('-').collect();
+    g.iter().map(|x| x.len()).eq([8, 4, 4, 4, 12]) && g.iter().all(|x| x.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Replaces every UUID inside `s` with `<uuid>`.
+fn mask_uuids(s: &str) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < s.len() {
+        if i + 36 <= s.len() && s.is_char_boundary(i + 36) && is_uuid(&s[i..i + 36]) {
+            out.push_str("<uuid>");
+            i += 36;
+        } else {
+            let c = s[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8().max(1);
+        }
+    }
+    out
+}
+
+fn is_date(s: &str) -> bool {
+    // 2016-01-29@14:19:49 (a tag's default) or 2016-02-10_20:15:00 (last_started)
+    let b = s.as_bytes();
+    b.len() >= 11
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+        && b[8..10].iter().all(u8::is_ascii_digit)
+        && (b[10] == b'@' || b[10] == b'_')
+}
+
+fn is_size(s: &str) -> bool {
+    let num = s.trim_end_matches(['B', 'K', 'M', 'G', 'T', 'P', 'E']);
+    num.len() + 1 == s.len() && !num.is_empty() && num.parse::<f64>().is_ok()
+}
+
+fn is_ratio(s: &str) -> bool {
+    s.strip_suffix('x').is_some_and(|n| n.contains('.') && n.parse::<f64>().is_ok())
+}
+
+/// The normalisation conformance allows, applied to a string: UUIDs, dates
+/// and sizes are masked, and the original server's two parsing accidents
+/// are applied to both sides (a value cut at its first colon, a leading
+/// space), so that whole, clean values compare equal to the document's.
+pub fn normalise_str(s: &str) -> String {
+    let s = s.trim_start();
+    if is_date(s) {
+        return "<date>".into();
+    }
+    let s = s.split(':').next().unwrap_or_default();
+    if is_size(s) {
+        return "<size>".into();
+    }
+    if is_ratio(s) {
+        return "<ratio>".into();
+    }
+    mask_uuids(s)
+}
+
+/// [`normalise_str`] over every string and object key of a JSON value.
+pub fn normalise(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(normalise_str(s)),
+        Value::Array(a) => Value::Array(a.iter().map(normalise).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (normalise_str(k), normalise(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalise_str("https://github.com"), "https");
+        assert_eq!(normalise_str(" tank"), "tank");
+        assert_eq!(normalise_str("8G:log"), "<size>");
+        assert_eq!(normalise_str("2016-02-10_20"), "<date>");
+        assert_eq!(normalise_str("2016-01-29@14:19:49"), "<date>");
+        assert_eq!(normalise_str("1.76M"), "<size>");
+        assert_eq!(normalise_str("2.27x"), "<ratio>");
+        assert_eq!(normalise_str("0"), "0");
+        assert_eq!(normalise_str("iocage/jails/9b7f1420-d065-11e5-8209-d05099728dbf/data"), "iocage/jails/<uuid>/data");
+    }
+}
