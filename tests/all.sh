@@ -70,7 +70,7 @@ guest_tests() {
 	done
 	# shellcheck disable=SC2086
 	bins=$("$CARGO" test --locked --no-run $targets --message-format=json 2>/dev/null |
-		sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+		grep '"kind":\["test"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
 	# shellcheck disable=SC2086
 	[ -n "$bins" ] || { echo "no guest test binaries were built"; "$CARGO" test --locked --no-run $targets; return 1; }
 	# shellcheck disable=SC2086

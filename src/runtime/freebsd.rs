@@ -1,7 +1,7 @@
 //! FreeBSD runtime: jails are jail(2) jails, found with jail_get(2) through
 //! the `jail` crate.
 
-use jail::RunningJails;
+use jail::RunningJail as KernelJail;
 
 use super::{RunningJail, Runtime, RuntimeError};
 
@@ -17,7 +17,7 @@ impl Runtime for FreeBsd {
     fn running(&self) -> Result<Vec<RunningJail>, RuntimeError> {
         // A jail that vanishes between jail_nextjid and reading its name is
         // simply no longer running: skip it.
-        Ok(RunningJails::new()
+        Ok(KernelJail::all()
             .filter_map(|j| j.name().ok().map(|name| RunningJail { name, jid: i64::from(j.jid) }))
             .collect())
     }

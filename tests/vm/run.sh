@@ -33,7 +33,8 @@ for b in $bins; do
 	cp "$b" "$stage/bin/"
 	names="$names $(basename "$b")"
 done
-cp "$here/guest.sh" "$stage/guest.sh"
+# The guest's script: the test runner by default; the demo brings its own.
+cp "${IOCAGED_VM_GUEST_SCRIPT:-$here/guest.sh}" "$stage/guest.sh"
 cat >"$stage/env" <<ENV
 ZFS_MODULES='$cache/zfs'
 POOL='${IOCAGED_VM_POOL:-tank}'
@@ -44,20 +45,32 @@ RUST_BACKTRACE=1
 export RUST_BACKTRACE
 ENV
 
+# Optional user-mode network with host-loopback port forwards
+# (IOCAGED_VM_FORWARD="12150 12151"), for the demo.
+net=""
+if [ -n "${IOCAGED_VM_FORWARD:-}" ]; then
+	fwd=""
+	for p in $IOCAGED_VM_FORWARD; do
+		fwd="$fwd,hostfwd=tcp:127.0.0.1:$p-:$p"
+	done
+	net="-netdev user,id=n0,restrict=on$fwd -device virtio-net-pci,netdev=n0"
+fi
+
 echo "[vm] booting guest ($(basename "$cache")) for:$names"
 # Software CPU (TCG): KVM is present here but hangs this kernel. The whole
-# run is bounded so that a wedged guest cannot hold CI.
+# run is bounded so that a wedged guest cannot hold CI (0: no bound).
+# shellcheck disable=SC2086 # $net is a word list
 timeout "${IOCAGED_VM_TIMEOUT:-2400}" qemu-system-x86_64 \
 	-accel tcg,thread=multi -cpu max -smp 2 -m "${IOCAGED_VM_MEM:-4096}" \
 	-nographic -no-reboot -nodefaults -serial stdio \
 	-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
 	-append "console=ttyS0 panic=-1 quiet loglevel=3" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on \
-	-virtfs "local,path=$stage,mount_tag=work,security_model=none" </dev/null ||
+	-virtfs "local,path=$stage,mount_tag=work,security_model=none" $net </dev/null ||
 	echo "[vm] qemu exited with status $?"
 
 if [ ! -f "$stage/status" ]; then
-	echo "[vm] FAILED: the guest did not report a result (crash or timeout)"
+	echo "[vm] FAILED: the guest did not report a result (stopped, crashed or timed out)"
 	exit 1
 fi
 status=$(cat "$stage/status")

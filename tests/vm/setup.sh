@@ -53,7 +53,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg'
 MAIN_PKGS="pkg-config libclang-dev clang libpam0g-dev busybox-static cpio kmod
  build-essential autoconf automake libtool gawk uuid-dev libblkid-dev libssl-dev
  zlib1g-dev libtirpc-dev libudev-dev libaio-dev libffi-dev python3
- rustc-web cargo-web rust-web-src shellcheck mandoc"
+ rustc-web cargo-web rust-web-src shellcheck mandoc socat curl"
 BPO_PKGS="libzfslinux-dev zfsutils-linux qemu-system-x86"
 
 packages() {
@@ -145,7 +145,7 @@ module_order() {
 		listed "$1" || echo "$1" >>"$out"
 	}
 	for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
-		9pnet 9pnet_virtio netfs fscache 9p overlay; do
+		9pnet 9pnet_virtio netfs fscache 9p overlay virtio_net; do
 		p=$(find "$CACHE/kmod/kernel" -name "$m.ko" | head -n1)
 		[ -n "$p" ] && add "$p"
 	done

@@ -1,0 +1,55 @@
+#!/bin/sh
+# The demo guest (PID 1, like guest.sh): a pool "tank" with an iocage layout
+# and a few jails, iocaged serving it, and the guest's ports 12150/12151
+# forwarded from the host's loopback by QEMU. iocaged listens on the guest's
+# loopback only (this build trusts loopback peers alone); socat hands the
+# forwarded connections to it, so they arrive from 127.0.0.1.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+finish() {
+	echo "$1" >/mnt/status
+	sync
+	echo o >/proc/sysrq-trigger
+	sleep 30
+}
+# shellcheck source=/dev/null
+. /mnt/env || finish 90
+say() { printf '[demo] %s\n' "$*"; }
+IOCAGED=/mnt/bin/iocaged
+
+for m in spl zfs; do
+	insmod "$ZFS_MODULES/$m.ko" || finish 91
+done
+ip link set lo up
+ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
+
+mkdir -p /var/lib/iocaged-demo && mount -t tmpfs tmpfs /var/lib/iocaged-demo
+truncate -s 2G /var/lib/iocaged-demo/vdev0
+zpool create -f -o cachefile=none -O compression=lz4 tank /var/lib/iocaged-demo/vdev0 || finish 92
+
+# An iocage 1.7.x-style layout: the root, defaults, three jails.
+P=org.freebsd.iocage
+zfs create -o mountpoint=/iocage tank/iocage
+zfs create -o $P:memoryuse=8G:log -o $P:devfs_ruleset=4 tank/iocage/.defaults
+zfs create tank/iocage/jails
+n=0
+for tag in web db cache; do
+	n=$((n + 1))
+	uuid=$(cat /proc/sys/kernel/random/uuid)
+	zfs create -o $P:tag=$tag -o $P:type=jail -o $P:boot=on -o $P:release=14.1-RELEASE \
+		-o $P:host_hostname="$uuid" -o $P:host_hostuuid="$uuid" -o $P:vnet=off \
+		-o $P:ip4_addr="lo0|127.0.1.$n" -o $P:notes="demo jail $n" "tank/iocage/jails/$uuid"
+	zfs create "tank/iocage/jails/$uuid/root"
+done
+zfs set org.freebsd.ioc:active=yes tank
+say "pool tank: $(zfs list -H -o name -r tank/iocage/jails -d 1 | wc -l) datasets under tank/iocage/jails"
+
+"$IOCAGED" serve --websocket 127.0.0.1:12150 --rest 127.0.0.1:12151 &
+pid=$!
+for p in 12150 12151; do
+	socat "TCP-LISTEN:$p,bind=10.0.2.15,fork,reuseaddr" "TCP:127.0.0.1:$p" &
+done
+say "iocaged is up; from the host: curl -X PUT localhost:12151/sysadm/iocage -d '{\"action\":\"listjails\"}'"
+say "stop with Ctrl-C on the host (or kill the qemu process)"
+wait "$pid"
+finish $?
