@@ -92,7 +92,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 
     let zfs = Zfs::start().map_err(|e| e.to_string())?;
     let pool = config.pool_choice().map_err(|e| e.to_string())?;
-    let api = Arc::new(Api::new(Iocage::new(zfs, iocaged::runtime::native(), pool), Gate::new()));
+    let iocage = Iocage::new(zfs, iocaged::runtime::native(), pool);
+    let api = Arc::new(Api::new(iocage.clone(), Gate::new()));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -104,6 +105,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         for addr in config.listen_addrs() {
             let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             listeners.push(l);
+        }
+        // A create that was cut short (crash, SIGKILL, power loss) left a
+        // marked jail behind: remove it before serving anything.
+        match iocage.recover().await {
+            Ok(removed) => {
+                for uuid in removed {
+                    tracing::warn!(jail = %uuid, "removed a jail whose creation never finished");
+                }
+            }
+            Err(e) => tracing::error!("could not check for unfinished creates: {e}"),
         }
         tracing::info!(
             version = VERSION,

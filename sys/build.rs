@@ -57,6 +57,10 @@ const FUNCTIONS: &[&str] = &[
     "zpool_get_name",
     "zpool_get_prop",
     "zpool_set_prop",
+    "libzfs_core_init",
+    "libzfs_core_fini",
+    "lzc_send",
+    "lzc_receive",
     "nvlist_alloc",
     "nvlist_free",
     "nvlist_add_string",
@@ -78,6 +82,7 @@ const TYPES: &[&str] = &[
     "renameflags_t",
     "boolean_t",
     "data_type_t",
+    "lzc_send_flags",
 ];
 
 const VARS: &[&str] =

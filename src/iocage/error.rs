@@ -28,6 +28,22 @@ pub enum ActionError {
     PoolNotActive(String),
     #[error("cannot activate pool '{pool}': pool {} is active; deactivate it first", .active.join(", "))]
     OtherPoolActive { pool: String, active: Vec<String> },
+    #[error("tag '{tag}' is already used by jail {uuid}")]
+    TagInUse { tag: String, uuid: String },
+    #[error("release '{0}' not found: fetch it first (no dataset {1})")]
+    ReleaseNotFound(String, String),
+    #[error("jail {0} is running: stop it first")]
+    JailRunning(String),
+    #[error("jails are running: {}; stop them first", .0.join(", "))]
+    JailsRunning(Vec<String>),
+    #[error("cannot remove {what}: these jails depend on it: {}; destroy them first", .dependents.join(", "))]
+    HasDependents { what: String, dependents: Vec<String> },
+    #[error("refusing to touch {0}: it is outside the iocage datasets")]
+    OutsideIocage(String),
+    #[error("cannot create jail {uuid}: {step} failed: {cause}; everything it created was removed")]
+    CreateFailed { uuid: String, step: &'static str, cause: Box<ActionError> },
+    #[error("cannot {what}: {message}")]
+    Io { what: String, message: String },
     #[error("the '{0}' action is not available in this version of iocaged")]
     NotImplemented(&'static str),
     #[error(transparent)]

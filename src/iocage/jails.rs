@@ -15,19 +15,27 @@ use super::props::{self, USER_PREFIX};
 pub struct Jail {
     pub uuid: String,
     pub dataset: String,
+    /// Still being created (or left behind by a create that crashed).
+    pub incomplete: bool,
     user: BTreeMap<String, String>,
     native: BTreeMap<String, NativeValue>,
 }
 
+/// The user property that marks a jail whose creation has not finished.
+/// Set on the jail's dataset in the first step of a create or clone and
+/// removed in the last; start-up removes any jail that still has it.
+pub const INCOMPLETE_PROP: &str = "org.freebsd.iocaged:incomplete";
+
 impl Jail {
     fn from_dataset(d: DatasetProps) -> Jail {
         let uuid = d.name.rsplit('/').next().unwrap_or_default().to_string();
+        let incomplete = d.user.contains_key(INCOMPLETE_PROP);
         let user = d
             .user
             .into_iter()
             .filter_map(|(k, v)| k.strip_prefix(USER_PREFIX).map(|k| (k.to_string(), v.value)))
             .collect();
-        Jail { uuid, dataset: d.name, user, native: d.native }
+        Jail { uuid, dataset: d.name, incomplete, user, native: d.native }
     }
 
     /// The jail's tag; its UUID when it has none.
@@ -50,14 +58,25 @@ impl Jail {
         }
     }
 
+    /// The iocage properties stored on the jail's dataset (API names).
+    pub fn stored(&self) -> &BTreeMap<String, String> {
+        &self.user
+    }
+
     /// Every catalogued property with its value.
     pub fn all(&self) -> BTreeMap<String, String> {
         props::CATALOGUE.iter().map(|p| (p.name.to_string(), self.get(p.name))).collect()
     }
 }
 
-/// Every jail on the pool, sorted by UUID. No jails dataset means no jails.
+/// Every complete jail on the pool, sorted by UUID. No jails dataset means
+/// no jails.
 pub fn read_all(lib: &Libzfs, layout: &Layout) -> Result<Vec<Jail>, ZfsError> {
+    Ok(read_all_with_incomplete(lib, layout)?.into_iter().filter(|j| !j.incomplete).collect())
+}
+
+/// Every jail dataset, those still being created included.
+pub fn read_all_with_incomplete(lib: &Libzfs, layout: &Layout) -> Result<Vec<Jail>, ZfsError> {
     let natives: Vec<&str> = props::native_names().collect();
     match lib.scan_children(&layout.jails(), &natives) {
         Ok(ds) => Ok(ds.into_iter().map(Jail::from_dataset).collect()),
@@ -92,6 +111,7 @@ pub(crate) fn test_jail(uuid: &str, user: &[(&str, &str)]) -> Jail {
     Jail {
         uuid: uuid.into(),
         dataset: format!("tank/iocage/jails/{uuid}"),
+        incomplete: false,
         user: user.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         native: BTreeMap::new(),
     }

@@ -52,6 +52,21 @@ impl Layout {
         format!("{}/iocage/releases", self.pool)
     }
 
+    /// `POOL/iocage/base` (the pieces basejails share)
+    pub fn base(&self) -> String {
+        format!("{}/iocage/base", self.pool)
+    }
+
+    /// `POOL/iocage/templates`
+    pub fn templates(&self) -> String {
+        format!("{}/iocage/templates", self.pool)
+    }
+
+    /// `POOL/iocage/download`
+    pub fn download(&self) -> String {
+        format!("{}/iocage/download", self.pool)
+    }
+
     /// Whether `dataset` (or `dataset@snap`) lies strictly inside `POOL/iocage`.
     pub fn contains(&self, dataset: &str) -> bool {
         let root = self.root();

@@ -2,9 +2,12 @@
 //! iocage keeps things on a pool, which pool is active, reading and finding
 //! jails, typed requests, and the service that answers them.
 
+pub mod create;
+pub mod destroy;
 pub mod error;
 pub mod jails;
 pub mod layout;
+pub mod names;
 pub mod pool;
 pub mod props;
 pub mod request;

@@ -105,8 +105,120 @@ pub enum Request {
     DeactivatePool {
         pool: String,
     },
+    /// `props` ("k=v k=v") and `switches` (`-e`, `-c`, `-b`, or none).
+    CreateJail {
+        props: PropList,
+        kind: CreateKind,
+        raw_props: String,
+        raw_switches: String,
+    },
+    CloneJail {
+        jail: String,
+        props: PropList,
+        raw_props: String,
+    },
+    DestroyJail {
+        jail: String,
+    },
+    CleanJails,
+    CleanReleases,
+    CleanTemplates,
+    CleanAll,
     /// Actions this build parses but does not run yet.
     Unavailable(Action),
+}
+
+/// `k=v` pairs in the order given.
+pub type PropList = Vec<(String, String)>;
+
+/// What createjail makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateKind {
+    /// No switch: an independent copy of the release (send/receive).
+    Thick,
+    /// `-c`: a ZFS clone of a snapshot of the release.
+    Clone,
+    /// `-b`: read-only clones of the release's base pieces.
+    Base,
+    /// `-e`: datasets and properties only.
+    Empty,
+}
+
+impl CreateKind {
+    /// The jail's `type` property.
+    pub fn jail_type(self) -> &'static str {
+        match self {
+            CreateKind::Thick => "jail",
+            CreateKind::Clone => "clonejail",
+            CreateKind::Base => "basejail",
+            CreateKind::Empty => "emptyjail",
+        }
+    }
+}
+
+/// Splits a `props` string: whitespace separates `k=v` pairs; single or
+/// double quotes group (so a value may hold spaces and `=`), and a backslash
+/// takes the next character as it is.
+pub fn parse_props(raw: &str) -> Result<PropList, ActionError> {
+    let bad = |reason: String| ActionError::BadArgument { key: "props", reason };
+    let mut tokens: Vec<String> = Vec::new();
+    let mut cur: Option<String> = None;
+    let mut quote: Option<char> = None;
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (_, '\\') => {
+                let next = chars.next().ok_or_else(|| bad("it ends with a lone backslash".into()))?;
+                cur.get_or_insert_with(String::new).push(next);
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.get_or_insert_with(String::new).push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                cur.get_or_insert_with(String::new);
+            }
+            (None, c) if c.is_whitespace() => tokens.extend(cur.take()),
+            (None, c) => cur.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err(bad("a quote is not closed".into()));
+    }
+    tokens.extend(cur.take());
+    let mut out: PropList = Vec::new();
+    for t in tokens {
+        let (k, v) = t.split_once('=').ok_or_else(|| bad(format!("{t:?} is not of the form name=value")))?;
+        if k.is_empty() {
+            return Err(bad(format!("{t:?} has no property name")));
+        }
+        if out.iter().any(|(seen, _)| seen == k) {
+            return Err(bad(format!("property '{k}' is given twice")));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+fn parse_switches(raw: &str) -> Result<CreateKind, ActionError> {
+    let mut kind = CreateKind::Thick;
+    for s in raw.split_whitespace() {
+        let k = match s {
+            "-e" => CreateKind::Empty,
+            "-c" => CreateKind::Clone,
+            "-b" => CreateKind::Base,
+            other => {
+                return Err(ActionError::BadArgument {
+                    key: "switches",
+                    reason: format!("unknown switch {other:?} (use -e, -c or -b)"),
+                });
+            }
+        };
+        if kind != CreateKind::Thick && kind != k {
+            return Err(ActionError::BadArgument { key: "switches", reason: "use only one of -e, -c and -b".into() });
+        }
+        kind = k;
+    }
+    Ok(kind)
 }
 
 /// The action a request names. `Err` is the detail of a 400.
@@ -161,6 +273,29 @@ pub fn parse(action: Action, args: &Map<String, Value>) -> Result<Request, Actio
         }
         Action::ActivatePool => Request::ActivatePool { pool: string(args, "pool")?.filter(|s| !s.is_empty()) },
         Action::DeactivatePool => Request::DeactivatePool { pool: required(args, "pool")? },
+        Action::CreateJail => {
+            if !args.contains_key("props") && !args.contains_key("switches") {
+                return Err(ActionError::MissingKeys(vec!["props"]));
+            }
+            let raw_props = string(args, "props")?.unwrap_or_default();
+            let raw_switches = string(args, "switches")?.unwrap_or_default();
+            Request::CreateJail {
+                props: parse_props(&raw_props)?,
+                kind: parse_switches(&raw_switches)?,
+                raw_props,
+                raw_switches,
+            }
+        }
+        Action::CloneJail => {
+            let jail = required(args, "jail")?;
+            let raw_props = string(args, "props")?.unwrap_or_default();
+            Request::CloneJail { jail, props: parse_props(&raw_props)?, raw_props }
+        }
+        Action::DestroyJail => Request::DestroyJail { jail: required(args, "jail")? },
+        Action::CleanJails => Request::CleanJails,
+        Action::CleanReleases => Request::CleanReleases,
+        Action::CleanTemplates => Request::CleanTemplates,
+        Action::CleanAll => Request::CleanAll,
         other => Request::Unavailable(other),
     })
 }
@@ -205,6 +340,44 @@ mod tests {
         assert_eq!(p(json!({"switches": "-r"})), Err(ActionError::MissingKeys(vec!["prop"])));
         assert!(matches!(p(json!({"switches": "-x", "prop": "a"})), Err(ActionError::BadArgument { .. })));
         assert!(matches!(p(json!({"jail": 7})), Err(ActionError::BadArgument { key: "jail", .. })));
+    }
+
+    #[test]
+    fn props_strings() {
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let p = |s: &str| parse_props(s);
+        assert_eq!(
+            p("tag=test release=10.2-RELEASE").unwrap(),
+            vec![pair("tag", "test"), pair("release", "10.2-RELEASE")]
+        );
+        assert_eq!(
+            p(r#"notes="a b=c"  exec_start='/bin/sh /etc/rc'"#).unwrap(),
+            vec![pair("notes", "a b=c"), pair("exec_start", "/bin/sh /etc/rc")]
+        );
+        assert_eq!(p(r"notes=a\ b").unwrap(), vec![pair("notes", "a b")]);
+        assert_eq!(p("  ").unwrap(), vec![]);
+        assert_eq!(p("memoryuse=8G:log").unwrap(), vec![pair("memoryuse", "8G:log")]);
+        for bad in ["tag", "=x", "tag=a tag=b", r#"notes="open"#, r"x=\"] {
+            assert!(matches!(p(bad), Err(ActionError::BadArgument { key: "props", .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn createjail_switches() {
+        let c = |sw: &str| match parse(Action::CreateJail, &args(json!({"props": "tag=a", "switches": sw}))) {
+            Ok(Request::CreateJail { kind, .. }) => Ok(kind),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(c(""), Ok(CreateKind::Thick));
+        assert_eq!(c("-e"), Ok(CreateKind::Empty));
+        assert_eq!(c("-c"), Ok(CreateKind::Clone));
+        assert_eq!(c(" -b "), Ok(CreateKind::Base));
+        assert!(c("-x").is_err());
+        assert!(c("-e -c").is_err());
+        assert_eq!(parse(Action::CreateJail, &args(json!({}))), Err(ActionError::MissingKeys(vec!["props"])));
+        assert_eq!(parse(Action::CloneJail, &args(json!({}))), Err(ActionError::MissingKeys(vec!["jail"])));
+        assert_eq!(parse(Action::DestroyJail, &args(json!({"jail": ""}))), Err(ActionError::MissingKeys(vec!["jail"])));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! trip to the libzfs owner thread, where it reads everything it needs
 //! (pools, jails, properties) in one pass.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -16,7 +16,8 @@ use super::jails::{self, Jail};
 use super::layout::Layout;
 use super::pool;
 use super::props::{self, Listed, PropError, USER_PREFIX};
-use super::request::Request;
+use super::request::{CreateKind, PropList, Request};
+use super::{create, destroy};
 
 /// Which pool the service works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +42,27 @@ impl Iocage {
     }
 
     /// Runs a request; `Ok` is the body that goes under the action's name.
+    ///
+    /// The request runs as a task of its own: if the client goes away, the
+    /// action still completes (or undoes itself); a create is never left
+    /// half-made because a connection dropped.
     pub async fn run(&self, req: Request) -> Result<Value, ActionError> {
+        let this = self.clone();
+        tokio::spawn(async move { this.execute(req).await })
+            .await
+            .unwrap_or_else(|e| Err(ActionError::Io { what: "run the action".into(), message: e.to_string() }))
+    }
+
+    /// Removes what creates left incomplete (run at start-up). Without an
+    /// active pool there is nothing to recover.
+    pub async fn recover(&self) -> Result<Vec<String>, ActionError> {
+        match self.on_pool(|lib, layout| destroy::recover(lib, &layout)).await {
+            Err(ActionError::NoActivePool) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    async fn execute(&self, req: Request) -> Result<Value, ActionError> {
         match req {
             Request::GetDefaultSettings => self.on_pool(|lib, layout| default_settings(lib, &layout)).await,
             Request::ListJails => {
@@ -65,14 +86,100 @@ impl Iocage {
             Request::DeactivatePool { pool: name } => {
                 self.zfs.run(move |lib| pool::deactivate(lib, &name).map(|()| deactivated(&name))).await?
             }
+            Request::CreateJail { props, kind, raw_props, raw_switches } => {
+                let plan = self.create(kind, props).await?;
+                let success = if kind == CreateKind::Empty {
+                    json!({ "uuid": plan.uuid })
+                } else {
+                    json!({ "Successfully created": format!("{} ({})", plan.uuid, plan.tag) })
+                };
+                Ok(json!({ "props": raw_props, "switches": raw_switches, "success": success }))
+            }
+            Request::CloneJail { jail, props, raw_props } => {
+                let query = jail.clone();
+                let plan = self
+                    .on_pool(move |lib, layout| {
+                        let jails = jails::read_all(lib, &layout)?;
+                        let source = jails::resolve(&jails, &query)?;
+                        let plan = create::prepare_clone(lib, &layout, source, &props)?;
+                        create::begin(lib, &plan)?;
+                        create::finish(lib, &plan)?;
+                        Ok(plan)
+                    })
+                    .await?;
+                let created = format!("{} ({})", plan.uuid, plan.tag);
+                Ok(json!({ "jail": jail, "props": raw_props, "success": { "Successfully created": created } }))
+            }
+            Request::DestroyJail { jail } => {
+                let running = self.running_names()?;
+                self.on_pool(move |lib, layout| {
+                    let jails = jails::read_all(lib, &layout)?;
+                    let target = jails::resolve(&jails, &jail)?;
+                    destroy::destroy_jail(lib, &layout, target, &running)?;
+                    Ok(json!({ "success": { "Destroying": target.uuid } }))
+                })
+                .await
+            }
+            Request::CleanJails => {
+                let running = self.running_names()?;
+                self.on_pool(move |lib, layout| destroy::clean_jails(lib, &layout, &running)).await?;
+                Ok(json!({ "success": "All jails have been cleaned." }))
+            }
+            Request::CleanReleases => {
+                self.on_pool(|lib, layout| destroy::clean_releases(lib, &layout)).await?;
+                Ok(json!({ "success": "All RELEASEs have been cleaned." }))
+            }
+            Request::CleanTemplates => {
+                self.on_pool(|lib, layout| destroy::clean_templates(lib, &layout)).await?;
+                Ok(json!({ "success": "All templates have been cleaned." }))
+            }
+            Request::CleanAll => {
+                let running = self.running_names()?;
+                self.on_pool(move |lib, layout| destroy::clean_all(lib, &layout, &running)).await?;
+                Ok(json!({ "success": "All iocage datasets have been cleaned." }))
+            }
             Request::Unavailable(action) => Err(ActionError::NotImplemented(action.name())),
         }
     }
 
+    /// createjail in its steps (see `create`): the copy of a thick jail runs
+    /// on a blocking thread, between two short trips to the owner thread.
+    async fn create(&self, kind: CreateKind, props: PropList) -> Result<create::Plan, ActionError> {
+        let plan = self
+            .on_pool(move |lib, layout| {
+                let plan = create::prepare(lib, &layout, kind, &props)?;
+                create::begin(lib, &plan)?;
+                Ok(plan)
+            })
+            .await?;
+        let p = plan.clone();
+        let copied = tokio::task::spawn_blocking(move || create::copy(&p))
+            .await
+            .unwrap_or_else(|e| Err(ActionError::Io { what: "copy the release".into(), message: e.to_string() }));
+        if let Err(cause) = copied {
+            let p = plan.clone();
+            self.zfs.run(move |lib| create::undo(lib, &p)).await?;
+            return Err(ActionError::CreateFailed {
+                uuid: plan.uuid,
+                step: "copying the release",
+                cause: Box::new(cause),
+            });
+        }
+        let p = plan.clone();
+        self.zfs.run(move |lib| create::finish(lib, &p)).await??;
+        Ok(plan)
+    }
+
+    /// Kernel names of the running jails.
+    fn running_names(&self) -> Result<HashSet<String>, ActionError> {
+        Ok(self.runtime.running()?.into_iter().map(|j| j.name).collect())
+    }
+
     /// Runs `f` on the owner thread with the layout of the pool in use.
-    async fn on_pool<F>(&self, f: F) -> Result<Value, ActionError>
+    async fn on_pool<R, F>(&self, f: F) -> Result<R, ActionError>
     where
-        F: FnOnce(&Libzfs, Layout) -> Result<Value, ActionError> + Send + 'static,
+        R: Send + 'static,
+        F: FnOnce(&Libzfs, Layout) -> Result<R, ActionError> + Send + 'static,
     {
         let choice = self.pool.clone();
         self.zfs

@@ -379,12 +379,33 @@ impl Libzfs {
 
     /// Takes the snapshot `dataset@snap`.
     pub fn snapshot(&self, snapshot: &str, props: &[(&str, &str)]) -> Result<()> {
+        self.snapshot_impl(snapshot, props, false)
+    }
+
+    /// Takes `dataset@snap` and the same-named snapshot of every descendant,
+    /// atomically.
+    pub fn snapshot_recursive(&self, snapshot: &str) -> Result<()> {
+        self.snapshot_impl(snapshot, &[], true)
+    }
+
+    fn snapshot_impl(&self, snapshot: &str, props: &[(&str, &str)], recursive: bool) -> Result<()> {
         const OP: &str = "snapshot";
         let c = cstring(OP, snapshot)?;
         let list = NvList::from_props(OP, snapshot, props)?;
+        let recursive = if recursive { sys::boolean_t::B_TRUE } else { sys::boolean_t::B_FALSE };
         // SAFETY: live handle, valid name, owned list.
-        let rc = unsafe { sys::zfs_snapshot(self.hdl.as_ptr(), c.as_ptr(), sys::boolean_t::B_FALSE, list.as_ptr()) };
+        let rc = unsafe { sys::zfs_snapshot(self.hdl.as_ptr(), c.as_ptr(), recursive, list.as_ptr()) };
         if rc != 0 { Err(self.last_error(OP, snapshot)) } else { Ok(()) }
+    }
+
+    /// `name` and all its descendant filesystems, parents before children.
+    pub fn descendants(&self, name: &str) -> Result<Vec<String>> {
+        let root = self.open("list", name, FS)?;
+        let mut out = Vec::new();
+        self.walk(&root, &mut out);
+        let mut fs: Vec<String> = out.into_iter().filter(|n| !n.contains('@')).collect();
+        fs.sort();
+        Ok(fs)
     }
 
     /// Clones `snapshot` to a new filesystem `target`.
@@ -398,10 +419,14 @@ impl Libzfs {
         if rc != 0 { Err(self.last_error(OP, target)) } else { Ok(()) }
     }
 
-    /// Mounts a filesystem at its `mountpoint`.
+    /// Mounts a filesystem at its `mountpoint` (no-op when it is mounted).
     pub fn mount(&self, name: &str) -> Result<()> {
         const OP: &str = "mount";
         let ds = self.open(OP, name, FS)?;
+        // SAFETY: handle open; NULL: we do not need the mountpoint back.
+        if unsafe { sys::zfs_is_mounted(ds.zhp.as_ptr(), ptr::null_mut()) } == sys::boolean_t::B_TRUE {
+            return Ok(());
+        }
         // SAFETY: handle open; NULL options mean the dataset's own.
         let rc = unsafe { sys::zfs_mount(ds.zhp.as_ptr(), ptr::null(), 0) };
         if rc != 0 { Err(self.last_error(OP, name)) } else { Ok(()) }

@@ -12,10 +12,12 @@ mod error;
 mod libzfs;
 mod nvlist;
 mod owner;
+mod stream;
 
 pub use error::{ErrorKind, Result, ZfsError};
 pub use libzfs::{DatasetProps, Libzfs, NativeValue, PoolInfo, PropSource, UserProp};
 pub use owner::Zfs;
+pub use stream::copy_snapshot;
 
 /// The OpenZFS version iocaged was built against (from its headers).
 pub const OPENZFS_BUILD_VERSION: &str = iocaged_sys::OPENZFS_BUILD_VERSION;

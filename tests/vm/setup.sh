@@ -86,7 +86,7 @@ kernel() {
 	[ -f "$CACHE/vmlinuz" ] && [ -d "$CACHE/kmod" ] && return
 	say "fetching kernel $KPKG"
 	d=$(mktemp -d /var/tmp/iocaged-kernel.XXXXXX); chmod 755 "$d"
-	(cd "$d" && apt-get download -qq "$KPKG")
+	(cd "$d" && apt-get download -qq -o APT::Sandbox::User=root "$KPKG")
 	dpkg-deb -x "$d"/*.deb "$d/x"
 	cp "$d/x/boot/vmlinuz-$KVER" "$CACHE/vmlinuz.tmp"
 	rm -rf "$CACHE/kmod"
@@ -105,7 +105,7 @@ zfs_modules() {
 	fi
 	say "building OpenZFS $ZVER modules for $KVER (takes a few minutes)"
 	d=$(mktemp -d /var/tmp/iocaged-zfs.XXXXXX); chmod 755 "$d"
-	(cd "$d" && apt-get download -qq "zfs-dkms=$ZVER_FULL")
+	(cd "$d" && apt-get download -qq -o APT::Sandbox::User=root "zfs-dkms=$ZVER_FULL")
 	dpkg-deb -x "$d"/zfs-dkms_*.deb "$d/x"
 	src=$(find "$d/x/usr/src" -maxdepth 1 -name 'zfs-*' | head -n1)
 	common=$(readlink -f "/usr/src/linux-headers-$KVER/Makefile" | sed 's|/Makefile$||')

@@ -1,0 +1,189 @@
+//! destroyjail, the four clean actions, and start-up recovery.
+//!
+//! Rules (where iocage lost data, see iocage-model.md): nothing outside
+//! `POOL/iocage` is destroyed (every target is checked with
+//! [`Layout::contains`]); a running jail is never destroyed; a release or
+//! template that jails still depend on is not removed, and the refusal
+//! names those jails; of a jail's origin snapshots only the one made for it
+//! (named after its UUID) is removed, never one a user made.
+
+use std::collections::HashSet;
+
+use crate::runtime::kernel_name;
+use crate::zfs::{ErrorKind, Libzfs};
+
+use super::error::ActionError;
+use super::jails::{self, Jail};
+use super::layout::Layout;
+
+/// Destroys `name` and everything below it, refusing outside `POOL/iocage`.
+fn destroy_tree(lib: &Libzfs, layout: &Layout, name: &str) -> Result<(), ActionError> {
+    if !layout.contains(name) {
+        return Err(ActionError::OutsideIocage(name.to_string()));
+    }
+    match lib.destroy_recursive(name) {
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// The origin snapshots of `jail`'s datasets that were made for it
+/// (`...@<its uuid>`).
+fn own_origins(lib: &Libzfs, jail: &Jail) -> Result<Vec<String>, ActionError> {
+    let mut out = Vec::new();
+    for fs in lib.descendants(&jail.dataset)? {
+        if let Some(origin) = lib.native_props(&fs, &["origin"])?.remove("origin").and_then(|v| v.printed) {
+            if origin.rsplit_once('@').is_some_and(|(_, snap)| snap == jail.uuid) {
+                out.push(origin);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes snapshots that no longer have clones. Logged, never fatal: the
+/// jail they were made for is already gone.
+fn remove_unused(lib: &Libzfs, layout: &Layout, snapshots: &[String]) {
+    for snap in snapshots.iter().filter(|s| layout.contains(s)) {
+        match lib.destroy(snap) {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::HasDependents) => {}
+            Err(e) => tracing::warn!("could not remove snapshot {snap}: {e}"),
+        }
+    }
+}
+
+/// Removes every snapshot named `@<uuid>` under the releases, base pieces
+/// and jails (what a create of that UUID took), where nothing depends on it.
+pub fn remove_snapshots_named(lib: &Libzfs, layout: &Layout, uuid: &str) {
+    let mut found = Vec::new();
+    for top in [layout.releases(), layout.base(), layout.jails()] {
+        if let Ok(all) = lib.descendants(&top) {
+            for fs in all {
+                let snap = format!("{fs}@{uuid}");
+                if lib.exists(&snap) {
+                    found.push(snap);
+                }
+            }
+        }
+    }
+    // Children's snapshots first, so that clones inside go before origins.
+    found.reverse();
+    remove_unused(lib, layout, &found);
+}
+
+fn running_iocage_jails(jails: &[Jail], running: &HashSet<String>) -> Vec<String> {
+    jails
+        .iter()
+        .filter(|j| running.contains(&kernel_name(&j.uuid)))
+        .map(|j| format!("{} ({})", j.uuid, j.tag()))
+        .collect()
+}
+
+/// destroyjail: refuses a running jail; removes its datasets and the
+/// snapshots made for it.
+pub fn destroy_jail(lib: &Libzfs, layout: &Layout, jail: &Jail, running: &HashSet<String>) -> Result<(), ActionError> {
+    if running.contains(&kernel_name(&jail.uuid)) {
+        return Err(ActionError::JailRunning(format!("{} ({})", jail.uuid, jail.tag())));
+    }
+    let origins = own_origins(lib, jail)?;
+    destroy_tree(lib, layout, &jail.dataset)?;
+    remove_unused(lib, layout, &origins);
+    Ok(())
+}
+
+/// Jails with a dataset cloned from something under `top`.
+fn dependents_of(lib: &Libzfs, jails: &[Jail], top: &str) -> Result<Vec<String>, ActionError> {
+    let prefix = format!("{top}/");
+    let mut out = Vec::new();
+    for j in jails {
+        for fs in lib.descendants(&j.dataset)? {
+            let origin = lib.native_props(&fs, &["origin"])?.remove("origin").and_then(|v| v.printed);
+            if origin.is_some_and(|o| o.starts_with(&prefix)) {
+                out.push(format!("{} ({})", j.uuid, j.tag()));
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Destroys `top` (if it exists) and creates it again, empty.
+fn empty_out(lib: &Libzfs, layout: &Layout, top: &str) -> Result<(), ActionError> {
+    if lib.exists(top) {
+        destroy_tree(lib, layout, top)?;
+        lib.create_filesystem(top, &[])?;
+        lib.mount(top)?;
+    }
+    Ok(())
+}
+
+/// cleanjails: every jail, with the snapshots made for them.
+pub fn clean_jails(lib: &Libzfs, layout: &Layout, running: &HashSet<String>) -> Result<(), ActionError> {
+    let jails = jails::read_all_with_incomplete(lib, layout)?;
+    let up = running_iocage_jails(&jails, running);
+    if !up.is_empty() {
+        return Err(ActionError::JailsRunning(up));
+    }
+    let mut origins = Vec::new();
+    for j in &jails {
+        origins.extend(own_origins(lib, j)?);
+    }
+    empty_out(lib, layout, &layout.jails())?;
+    remove_unused(lib, layout, &origins);
+    Ok(())
+}
+
+/// cleanreleases: the fetched releases, their base pieces and downloads;
+/// refused while jails depend on them.
+pub fn clean_releases(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError> {
+    let jails = jails::read_all_with_incomplete(lib, layout)?;
+    for top in [layout.releases(), layout.base()] {
+        let deps = dependents_of(lib, &jails, &top)?;
+        if !deps.is_empty() {
+            return Err(ActionError::HasDependents { what: top, dependents: deps });
+        }
+    }
+    for top in [layout.releases(), layout.base(), layout.download()] {
+        empty_out(lib, layout, &top)?;
+    }
+    Ok(())
+}
+
+/// cleantemplates: the templates; refused while jails depend on them.
+pub fn clean_templates(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError> {
+    let jails = jails::read_all_with_incomplete(lib, layout)?;
+    let deps = dependents_of(lib, &jails, &layout.templates())?;
+    if !deps.is_empty() {
+        return Err(ActionError::HasDependents { what: layout.templates(), dependents: deps });
+    }
+    empty_out(lib, layout, &layout.templates())
+}
+
+/// cleanall: everything under `POOL/iocage` (and nothing else).
+pub fn clean_all(lib: &Libzfs, layout: &Layout, running: &HashSet<String>) -> Result<(), ActionError> {
+    let jails = jails::read_all_with_incomplete(lib, layout)?;
+    let up = running_iocage_jails(&jails, running);
+    if !up.is_empty() {
+        return Err(ActionError::JailsRunning(up));
+    }
+    for child in
+        lib.children(&layout.root()).or_else(|e| if e.kind == ErrorKind::NotFound { Ok(vec![]) } else { Err(e) })?
+    {
+        destroy_tree(lib, layout, &child)?;
+    }
+    Ok(())
+}
+
+/// Start-up: removes every jail a create left incomplete (the daemon
+/// stopped or crashed part-way) with the snapshots taken for it. Returns
+/// the UUIDs removed.
+pub fn recover(lib: &Libzfs, layout: &Layout) -> Result<Vec<String>, ActionError> {
+    let mut removed = Vec::new();
+    for j in jails::read_all_with_incomplete(lib, layout)?.into_iter().filter(|j| j.incomplete) {
+        destroy_tree(lib, layout, &j.dataset)?;
+        remove_snapshots_named(lib, layout, &j.uuid);
+        removed.push(j.uuid);
+    }
+    Ok(removed)
+}
