@@ -101,13 +101,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     rt.block_on(async move {
-        let mut listeners = Vec::new();
-        for addr in config.listen_addrs() {
-            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            listeners.push(l);
-        }
         // A create that was cut short (crash, SIGKILL, power loss) left a
-        // marked jail behind: remove it before serving anything.
+        // marked jail behind: remove it before listening, so that no client
+        // ever sees it.
         match iocage.recover().await {
             Ok(removed) => {
                 for uuid in removed {
@@ -115,6 +111,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 }
             }
             Err(e) => tracing::error!("could not check for unfinished creates: {e}"),
+        }
+        let mut listeners = Vec::new();
+        for addr in config.listen_addrs() {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            listeners.push(l);
         }
         tracing::info!(
             version = VERSION,

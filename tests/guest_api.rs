@@ -7,76 +7,13 @@
 
 mod rig;
 
-use std::sync::{Mutex, MutexGuard};
-
 use serde_json::{Value, json};
 
 use rig::client::{self, Ws};
+use rig::conformance::{conform, lock};
 use rig::daemon::Daemon;
 use rig::fixture::Fixture;
-use rig::seed::{self, Example, Transport, normalise};
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Sends an example over its own transport; returns (expected, actual),
-/// both normalised.
-fn exchange(d: &Daemon, ex: &Example) -> (Value, Value) {
-    match ex.transport {
-        Transport::Rest => {
-            let r = client::rest(d.rest, &ex.request);
-            assert_eq!(r.status, 200, "{}", r.raw);
-            (normalise(&json!({"args": ex.reply["args"]})), normalise(&r.body))
-        }
-        Transport::WebSocket => {
-            let mut req = ex.request.clone();
-            if req.get("id").is_none() {
-                // The document's activatepool example omits the id its reply shows.
-                req["id"] = ex.reply["id"].clone();
-            }
-            let got = Ws::connect(d.ws).call(&req);
-            (normalise(&ex.reply), normalise(&got))
-        }
-    }
-}
-
-/// Runs every example of `action`, building the pool state each needs with
-/// `setup`, and fails with every mismatch at once.
-fn conform(action: &str, setup: impl Fn(&Example) -> Fixture) {
-    let _g = lock();
-    let examples = seed::of(action);
-    assert!(examples.len() >= 2, "{action}: the document has REST and WebSocket examples");
-    let mut failures = Vec::new();
-    for (i, ex) in examples.iter().enumerate() {
-        let fixture = setup(ex);
-        let before = fixture.state();
-        let d = Daemon::start(&[]);
-        let (want, got) = exchange(&d, ex);
-        if want != got {
-            failures.push(format!(
-                "example {i} ({:?}) {}\nwant {}\ngot  {}",
-                ex.transport,
-                ex.request,
-                serde_json::to_string_pretty(&want).unwrap(),
-                serde_json::to_string_pretty(&got).unwrap()
-            ));
-        }
-        if !action.ends_with("pool") {
-            assert_eq!(fixture.state(), before, "{action} changed the pool");
-        }
-        assert!(d.stop(), "iocaged did not shut down cleanly");
-    }
-    assert!(
-        failures.is_empty(),
-        "{action}: {} of {} examples differ:\n{}",
-        failures.len(),
-        examples.len(),
-        failures.join("\n\n")
-    );
-}
+use rig::seed::{Example, Transport};
 
 fn strings(v: &Value) -> Vec<(String, String)> {
     v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect()
@@ -91,7 +28,7 @@ const NATIVE: [&str; 9] =
 
 #[test]
 fn getdefaultsettings_matches_the_document() {
-    conform("getdefaultsettings", |ex| {
+    conform("getdefaultsettings", true, |ex| {
         let f = Fixture::fresh();
         let defaults: Vec<_> = strings(&body(ex, "getdefaultsettings")["defaults"])
             .into_iter()
@@ -104,7 +41,7 @@ fn getdefaultsettings_matches_the_document() {
 
 #[test]
 fn listjails_matches_the_document() {
-    conform("listjails", |ex| {
+    conform("listjails", true, |ex| {
         let f = Fixture::fresh();
         for (uuid, j) in body(ex, "listjails").as_object().unwrap() {
             let p = |k: &str| j[k].as_str().unwrap().to_string();
@@ -116,7 +53,7 @@ fn listjails_matches_the_document() {
 
 #[test]
 fn df_matches_the_document() {
-    conform("df", |ex| {
+    conform("df", true, |ex| {
         let f = Fixture::fresh();
         for (uuid, j) in body(ex, "df").as_object().unwrap() {
             f.jail(uuid, &[("tag", j["tag"].as_str().unwrap())]);
@@ -127,7 +64,7 @@ fn df_matches_the_document() {
 
 #[test]
 fn getjailsettings_matches_the_document() {
-    conform("getjailsettings", |ex| {
+    conform("getjailsettings", true, |ex| {
         let f = Fixture::fresh();
         let reply = body(ex, "getjailsettings").as_object().unwrap();
         if ex.args().get("switches").is_some() {
@@ -159,7 +96,11 @@ fn getjailsettings_matches_the_document() {
 
 #[test]
 fn activatepool_matches_the_document_and_marks_the_pool() {
-    conform("activatepool", |ex| if ex.args().contains_key("pool") { Fixture::inactive() } else { Fixture::fresh() });
+    conform(
+        "activatepool",
+        false,
+        |ex| if ex.args().contains_key("pool") { Fixture::inactive() } else { Fixture::fresh() },
+    );
     let _g = lock();
     let f = Fixture::inactive();
     let d = Daemon::start(&[]);
@@ -171,7 +112,7 @@ fn activatepool_matches_the_document_and_marks_the_pool() {
 
 #[test]
 fn deactivatepool_matches_the_document_and_clears_both_markers() {
-    conform("deactivatepool", |_| Fixture::fresh());
+    conform("deactivatepool", false, |_| Fixture::fresh());
     let _g = lock();
     let f = Fixture::inactive();
     rig::cmd("zpool", &["set", "comment=iocage", &f.pool]);

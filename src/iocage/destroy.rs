@@ -108,6 +108,21 @@ fn dependents_of(lib: &Libzfs, jails: &[Jail], top: &str) -> Result<Vec<String>,
     Ok(out)
 }
 
+/// Refuses, before anything is destroyed, when a clone outside one of
+/// `tops` depends on a snapshot inside it: a clean is all or nothing.
+fn check_removable(lib: &Libzfs, layout: &Layout, tops: &[String]) -> Result<(), ActionError> {
+    for top in tops.iter().filter(|t| lib.exists(t)) {
+        if !layout.contains(top) {
+            return Err(ActionError::OutsideIocage(top.clone()));
+        }
+        let outside = lib.outside_dependents(top)?;
+        if !outside.is_empty() {
+            return Err(ActionError::HasDependents { what: top.clone(), dependents: outside });
+        }
+    }
+    Ok(())
+}
+
 /// Destroys `top` (if it exists) and creates it again, empty.
 fn empty_out(lib: &Libzfs, layout: &Layout, top: &str) -> Result<(), ActionError> {
     if lib.exists(top) {
@@ -129,6 +144,7 @@ pub fn clean_jails(lib: &Libzfs, layout: &Layout, running: &HashSet<String>) -> 
     for j in &jails {
         origins.extend(own_origins(lib, j)?);
     }
+    check_removable(lib, layout, &[layout.jails()])?;
     empty_out(lib, layout, &layout.jails())?;
     remove_unused(lib, layout, &origins);
     Ok(())
@@ -144,8 +160,10 @@ pub fn clean_releases(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError> 
             return Err(ActionError::HasDependents { what: top, dependents: deps });
         }
     }
-    for top in [layout.releases(), layout.base(), layout.download()] {
-        empty_out(lib, layout, &top)?;
+    let tops = [layout.releases(), layout.base(), layout.download()];
+    check_removable(lib, layout, &tops)?;
+    for top in &tops {
+        empty_out(lib, layout, top)?;
     }
     Ok(())
 }
@@ -157,6 +175,7 @@ pub fn clean_templates(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError>
     if !deps.is_empty() {
         return Err(ActionError::HasDependents { what: layout.templates(), dependents: deps });
     }
+    check_removable(lib, layout, &[layout.templates()])?;
     empty_out(lib, layout, &layout.templates())
 }
 
@@ -167,9 +186,10 @@ pub fn clean_all(lib: &Libzfs, layout: &Layout, running: &HashSet<String>) -> Re
     if !up.is_empty() {
         return Err(ActionError::JailsRunning(up));
     }
-    for child in
-        lib.children(&layout.root()).or_else(|e| if e.kind == ErrorKind::NotFound { Ok(vec![]) } else { Err(e) })?
-    {
+    let children =
+        lib.children(&layout.root()).or_else(|e| if e.kind == ErrorKind::NotFound { Ok(vec![]) } else { Err(e) })?;
+    check_removable(lib, layout, &children)?;
+    for child in children {
         destroy_tree(lib, layout, &child)?;
     }
     Ok(())

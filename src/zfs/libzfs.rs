@@ -547,16 +547,7 @@ impl Libzfs {
     pub fn destroy_recursive(&self, name: &str) -> Result<()> {
         const OP: &str = "destroy recursively";
         let tree = self.tree(name)?;
-        let inside = |n: &str| n == name || n.starts_with(&format!("{name}/")) || n.starts_with(&format!("{name}@"));
-        let mut outside = Vec::new();
-        for item in tree.iter().filter(|n| n.contains('@')) {
-            let snap = self.open(OP, item, sys::zfs_type_t::ZFS_TYPE_SNAPSHOT)?;
-            for clone in self.dependents(&snap) {
-                if !inside(&clone) {
-                    outside.push(format!("{clone} (clone of {item})"));
-                }
-            }
-        }
+        let outside = self.outside_dependents_of(&tree, name)?;
         if !outside.is_empty() {
             return Err(ZfsError::new(
                 OP,
@@ -589,6 +580,27 @@ impl Libzfs {
             }
         }
         Ok(())
+    }
+
+    /// Clones outside `name`'s tree of snapshots inside it: what stops a
+    /// recursive destroy of `name` (checked before destroying anything).
+    pub fn outside_dependents(&self, name: &str) -> Result<Vec<String>> {
+        let tree = self.tree(name)?;
+        self.outside_dependents_of(&tree, name)
+    }
+
+    fn outside_dependents_of(&self, tree: &[String], name: &str) -> Result<Vec<String>> {
+        let inside = |n: &str| n == name || n.starts_with(&format!("{name}/")) || n.starts_with(&format!("{name}@"));
+        let mut outside = Vec::new();
+        for item in tree.iter().filter(|n| n.contains('@')) {
+            let snap = self.open("check dependents of", item, sys::zfs_type_t::ZFS_TYPE_SNAPSHOT)?;
+            for clone in self.dependents(&snap) {
+                if !inside(&clone) {
+                    outside.push(format!("{clone} (clone of {item})"));
+                }
+            }
+        }
+        Ok(outside)
     }
 
     /// `name`, its descendants and all their snapshots, deepest first.

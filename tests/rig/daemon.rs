@@ -44,6 +44,14 @@ impl Daemon {
         self.terminate()
     }
 
+    /// SIGKILL: the daemon gets no chance to clean up.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     fn terminate(&mut self) -> bool {
         let Some(mut child) = self.child.take() else { return true };
         // SAFETY: kill(2) on the pid of a child we own and have not reaped.

@@ -23,7 +23,8 @@ impl Fixture {
         let pool = pool();
         let root = format!("{pool}/iocage");
         if std::process::Command::new("zfs").args(["list", &root]).output().is_ok_and(|o| o.status.success()) {
-            zfs(&["destroy", "-r", &root]);
+            // -R: a failed test may have left clones of it elsewhere.
+            zfs(&["destroy", "-R", &root]);
         }
         zfs(&["inherit", "org.freebsd.ioc:active", &pool]);
         cmd("zpool", &["set", "comment=", &pool]);
@@ -59,6 +60,40 @@ impl Fixture {
         zfs(&args.iter().map(String::as_str).collect::<Vec<_>>());
         zfs(&["create", &format!("{name}/root")]);
         name
+    }
+
+    /// A fetched release: `POOL/iocage/releases/<rel>/root` with a small
+    /// tree (`/etc/rc`, `/bin/marker`) and `extra_mib` MiB of random data.
+    pub fn release(&self, rel: &str, extra_mib: usize) -> String {
+        let root = format!("{}/iocage/releases/{rel}/root", self.pool);
+        zfs(&["create", "-p", &root]);
+        let dir = format!("/iocage/releases/{rel}/root");
+        std::fs::create_dir_all(format!("{dir}/etc")).unwrap();
+        std::fs::create_dir_all(format!("{dir}/bin")).unwrap();
+        std::fs::write(format!("{dir}/etc/rc"), "#!/bin/sh\nexec sleep 100000\n").unwrap();
+        std::fs::write(format!("{dir}/bin/marker"), rel).unwrap();
+        if extra_mib > 0 {
+            cmd(
+                "dd",
+                &[
+                    "if=/dev/urandom",
+                    &format!("of={dir}/data.bin"),
+                    "bs=1M",
+                    &format!("count={extra_mib}"),
+                    "status=none",
+                ],
+            );
+        }
+        root
+    }
+
+    /// Base pieces for basejails: `POOL/iocage/base/<rel>/root/<piece>`.
+    pub fn base(&self, rel: &str, pieces: &[&str]) {
+        for p in pieces {
+            let ds = format!("{}/iocage/base/{rel}/root/{p}", self.pool);
+            zfs(&["create", "-p", &ds]);
+            std::fs::write(format!("/iocage/base/{rel}/root/{p}/piece"), p).unwrap();
+        }
     }
 
     /// Every locally set or received property on the pool, and its comment:

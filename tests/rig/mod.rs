@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod conformance;
 pub mod daemon;
 pub mod fixture;
 pub mod seed;

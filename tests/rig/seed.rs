@@ -87,16 +87,33 @@ fn mask_uuids(s: &str) -> String {
     out
 }
 
-fn is_date(s: &str) -> bool {
-    // 2016-01-29@14:19:49 (a tag's default) or 2016-02-10_20:15:00 (last_started)
+/// Replaces dates (`2016-01-29@14...`, `2016-02-10_20...`: a tag's
+/// default, last_started) with `<date>`, wherever they stand.
+fn mask_dates(s: &str) -> String {
     let b = s.as_bytes();
-    b.len() >= 11
-        && b[..4].iter().all(u8::is_ascii_digit)
-        && b[4] == b'-'
-        && b[5..7].iter().all(u8::is_ascii_digit)
-        && b[7] == b'-'
-        && b[8..10].iter().all(u8::is_ascii_digit)
-        && (b[10] == b'@' || b[10] == b'_')
+    let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        let is_date = digits(i..i + 4)
+            && b.get(i + 4) == Some(&b'-')
+            && digits(i + 5..i + 7)
+            && b.get(i + 7) == Some(&b'-')
+            && digits(i + 8..i + 10)
+            && matches!(b.get(i + 10), Some(b'@' | b'_'));
+        if is_date {
+            out.push_str("<date>");
+            i += 11;
+            while i < b.len() && (b[i].is_ascii_digit() || b[i] == b':') {
+                i += 1;
+            }
+        } else {
+            let c = s[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8().max(1);
+        }
+    }
+    out
 }
 
 fn is_size(s: &str) -> bool {
@@ -114,9 +131,6 @@ fn is_ratio(s: &str) -> bool {
 /// space), so that whole, clean values compare equal to the document's.
 pub fn normalise_str(s: &str) -> String {
     let s = s.trim_start();
-    if is_date(s) {
-        return "<date>".into();
-    }
     let s = s.split(':').next().unwrap_or_default();
     if is_size(s) {
         return "<size>".into();
@@ -124,7 +138,7 @@ pub fn normalise_str(s: &str) -> String {
     if is_ratio(s) {
         return "<ratio>".into();
     }
-    mask_uuids(s)
+    mask_uuids(&mask_dates(s))
 }
 
 /// [`normalise_str`] over every string and object key of a JSON value.
@@ -152,5 +166,10 @@ mod tests {
         assert_eq!(normalise_str("2.27x"), "<ratio>");
         assert_eq!(normalise_str("0"), "0");
         assert_eq!(normalise_str("iocage/jails/9b7f1420-d065-11e5-8209-d05099728dbf/data"), "iocage/jails/<uuid>/data");
+        // The document's reply, cut at its colon, and a whole value compare equal.
+        assert_eq!(
+            normalise_str(" 89e78032-cfba-11e5-8209-d05099728dbf (2016-02-09@23"),
+            normalise_str("9b7f1420-d065-11e5-8209-d05099728dbf (2026-11-29@00:21:33)")
+        );
     }
 }
