@@ -5,6 +5,11 @@
 //! rest = ["127.0.0.1:12151"]        # REST listen addresses
 //! pool = "auto"                     # the active pool, or a pool name
 //! log = "info"                      # tracing filter; RUST_LOG wins
+//! pam_service = "login"             # PAM service for password logins
+//! keys = "/etc/iocaged/keys"        # API keys (FreeBSD: /usr/local/etc/iocaged/keys)
+//! tls_certificate = "/etc/iocaged/cert.pem"   # both or neither: TLS on every port
+//! tls_key = "/etc/iocaged/key.pem"
+//! allow_plaintext = false           # plaintext on a non-loopback address
 //! ```
 //! Both ports serve both transports (a WebSocket upgrade on the REST port
 //! works too); the two lists exist for compatibility with sysadm clients.
@@ -23,7 +28,16 @@ pub struct Config {
     pub rest: Vec<SocketAddr>,
     pub pool: String,
     pub log: String,
+    pub pam_service: String,
+    pub keys: PathBuf,
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub allow_plaintext: bool,
 }
+
+/// Where API keys live by default.
+pub const DEFAULT_KEYS: &str =
+    if cfg!(target_os = "freebsd") { "/usr/local/etc/iocaged/keys" } else { "/etc/iocaged/keys" };
 
 impl Default for Config {
     fn default() -> Self {
@@ -32,6 +46,11 @@ impl Default for Config {
             rest: vec![SocketAddr::from(([127, 0, 0, 1], 12151))],
             pool: "auto".into(),
             log: "info".into(),
+            pam_service: "login".into(),
+            keys: PathBuf::from(DEFAULT_KEYS),
+            tls_certificate: None,
+            tls_key: None,
+            allow_plaintext: false,
         }
     }
 }
@@ -43,10 +62,12 @@ pub enum ConfigError {
     #[error("invalid configuration {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error(
-        "refusing to listen on {0}: this build authenticates no one, so it serves loopback addresses only \
-         (127.0.0.0/8, ::1)"
+        "refusing to listen in plaintext on {0}: configure tls_certificate and tls_key \
+         (`iocaged tls self-signed` makes a pair), or set allow_plaintext = true"
     )]
-    NotLoopback(SocketAddr),
+    Plaintext(SocketAddr),
+    #[error("tls_certificate and tls_key go together: set both or neither")]
+    HalfTls,
     #[error("no listen address configured")]
     NoListener,
     #[error("invalid pool name {0:?}")]
@@ -71,10 +92,26 @@ impl Config {
         if self.websocket.is_empty() && self.rest.is_empty() {
             return Err(ConfigError::NoListener);
         }
-        if let Some(a) = self.listen_addrs().find(|a| !a.ip().is_loopback()) {
-            return Err(ConfigError::NotLoopback(a));
+        if self.tls_certificate.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::HalfTls);
+        }
+        if !self.tls() && !self.allow_plaintext {
+            if let Some(a) = self.listen_addrs().find(|a| !a.ip().is_loopback()) {
+                return Err(ConfigError::Plaintext(a));
+            }
         }
         self.pool_choice().map(|_| ())
+    }
+
+    /// Whether the ports speak TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_certificate.is_some() && self.tls_key.is_some()
+    }
+
+    /// Plaintext listen addresses that are not loopback (allowed only with
+    /// `allow_plaintext`, and warned about).
+    pub fn exposed_plaintext(&self) -> Vec<SocketAddr> {
+        if self.tls() { Vec::new() } else { self.listen_addrs().filter(|a| !a.ip().is_loopback()).collect() }
     }
 
     pub fn listen_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
@@ -112,7 +149,15 @@ mod tests {
         assert!(Config::parse("nonsense = 1").unwrap_err().contains("nonsense"));
         assert!(Config::parse("rest = [\"not an address\"]").is_err());
         let open = Config::parse("rest = [\"0.0.0.0:12151\"]").unwrap();
-        assert!(matches!(open.validate(), Err(ConfigError::NotLoopback(_))));
+        assert!(matches!(open.validate(), Err(ConfigError::Plaintext(_))));
+        let allowed = Config::parse("rest = [\"0.0.0.0:12151\"]\nallow_plaintext = true").unwrap();
+        allowed.validate().unwrap();
+        assert_eq!(allowed.exposed_plaintext().len(), 1);
+        let tls = Config::parse("rest = [\"0.0.0.0:1\"]\ntls_certificate = \"/c\"\ntls_key = \"/k\"").unwrap();
+        tls.validate().unwrap();
+        assert!(tls.exposed_plaintext().is_empty());
+        let half = Config::parse("tls_key = \"/k\"").unwrap();
+        assert!(matches!(half.validate(), Err(ConfigError::HalfTls)));
         let none = Config::parse("rest = []\nwebsocket = []").unwrap();
         assert!(matches!(none.validate(), Err(ConfigError::NoListener)));
         let bad = Config::parse("pool = \"a/b\"").unwrap();

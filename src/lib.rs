@@ -7,6 +7,7 @@
 //! jails).
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod iocage;
 pub mod runtime;

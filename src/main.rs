@@ -8,8 +8,9 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use iocaged::api::{Api, auth::Gate, server};
-use iocaged::config::Config;
+use iocaged::api::{Api, server, tls};
+use iocaged::auth::{Auth, Role, keys};
+use iocaged::config::{Config, DEFAULT_KEYS};
 use iocaged::iocage::Iocage;
 use iocaged::zfs::{OPENZFS_BUILD_VERSION, Zfs};
 
@@ -27,6 +28,50 @@ struct Cli {
 enum Command {
     /// Run the daemon.
     Serve(ServeArgs),
+    /// Manage API keys (Bearer credentials for automation).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// TLS helpers.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key and print it (the only time it is shown).
+    Add {
+        name: String,
+        /// `read` (listjails, getjailsettings, df, getdefaultsettings) or `write` (everything).
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = DEFAULT_KEYS)]
+        file: PathBuf,
+    },
+    /// Remove a key; the daemon refuses it from then on.
+    Revoke {
+        name: String,
+        #[arg(long, default_value = DEFAULT_KEYS)]
+        file: PathBuf,
+    },
+    /// List the keys' names and roles.
+    List {
+        #[arg(long, default_value = DEFAULT_KEYS)]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Write a self-signed certificate and its key (mode 0600), for first use.
+    SelfSigned {
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// Host names and addresses the certificate is for (repeatable).
+        #[arg(long = "name", default_value = "localhost")]
+        names: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -46,19 +91,58 @@ struct ServeArgs {
     /// Log filter (e.g. `info`, `iocaged=debug`); RUST_LOG wins over it.
     #[arg(long)]
     log: Option<String>,
+    /// API key file (replaces the configured one).
+    #[arg(long)]
+    keys: Option<PathBuf>,
+    /// PAM service for password logins (replaces the configured one).
+    #[arg(long)]
+    pam_service: Option<String>,
+    /// TLS certificate (PEM); with --tls-key, every port speaks TLS.
+    #[arg(long)]
+    tls_certificate: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Allow plaintext on non-loopback addresses (logged as a warning).
+    #[arg(long)]
+    allow_plaintext: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => match serve(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("iocaged: {e}");
-                ExitCode::FAILURE
-            }
-        },
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Key(k) => key(k),
+        Command::Tls(TlsCommand::SelfSigned { cert, key, names }) => {
+            tls::self_signed(&cert, &key, names).map_err(|e| e.to_string()).map(|()| {
+                println!("wrote {} and {}", cert.display(), key.display());
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("iocaged: {e}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn key(cmd: KeyCommand) -> Result<(), String> {
+    match cmd {
+        KeyCommand::Add { name, role, file } => {
+            let role = Role::parse(&role).ok_or_else(|| format!("invalid role {role:?}: use read or write"))?;
+            let key = keys::add(&file, &name, role).map_err(|e| e.to_string())?;
+            println!("{key}");
+        }
+        KeyCommand::Revoke { name, file } => keys::revoke(&file, &name).map_err(|e| e.to_string())?,
+        KeyCommand::List { file } => {
+            for k in keys::load(&file).map_err(|e| e.to_string())? {
+                println!("{} {}", k.name, k.role.as_str());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
@@ -78,6 +162,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(l) = args.log {
         config.log = l;
     }
+    if let Some(k) = args.keys {
+        config.keys = k;
+    }
+    if let Some(p) = args.pam_service {
+        config.pam_service = p;
+    }
+    if args.tls_certificate.is_some() || args.tls_key.is_some() {
+        config.tls_certificate = args.tls_certificate;
+        config.tls_key = args.tls_key;
+    }
+    config.allow_plaintext |= args.allow_plaintext;
     config.validate().map_err(|e| e.to_string())?;
 
     let filter = EnvFilter::try_from_default_env()
@@ -90,10 +185,18 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    for addr in config.exposed_plaintext() {
+        tracing::warn!("listening in plaintext on {addr} (allow_plaintext): credentials cross the network in clear");
+    }
+    let acceptor = match (&config.tls_certificate, &config.tls_key) {
+        (Some(c), Some(k)) => Some(tls::acceptor(c, k).map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    let keys = keys::KeyStore::open(&config.keys).map_err(|e| e.to_string())?;
     let zfs = Zfs::start().map_err(|e| e.to_string())?;
     let pool = config.pool_choice().map_err(|e| e.to_string())?;
     let iocage = Iocage::new(zfs, iocaged::runtime::native(), pool);
-    let api = Arc::new(Api::new(iocage.clone(), Gate::new()));
+    let api = Arc::new(Api::new(iocage.clone(), Auth::new(config.pam_service.clone(), Some(keys))));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -125,7 +228,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             pool = %config.pool,
             "iocaged listening"
         );
-        server::serve(listeners, api, shutdown_signal()).await;
+        server::serve(listeners, acceptor, api, shutdown_signal()).await;
         tracing::info!("stopped");
         Ok(())
     })

@@ -135,7 +135,49 @@ fn main() {
     let bindings = builder
         .generate()
         .unwrap_or_else(|e| fail(&format!("iocaged-sys: bindgen failed on the OpenZFS headers: {e}")));
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("bindings.rs");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let out = out_dir.join("bindings.rs");
+    bindings.write_to_file(&out).unwrap_or_else(|e| fail(&format!("iocaged-sys: cannot write {}: {e}", out.display())));
+    pam_bindings(&out_dir, cross.then_some(host.as_str()));
+}
+
+/// PAM: the application side of `security/pam_appl.h`, which OpenPAM
+/// (FreeBSD) and Linux-PAM share. Debian: `libpam0g-dev`.
+fn pam_bindings(out_dir: &Path, cross_host: Option<&str>) {
+    println!("cargo::rerun-if-changed=pam.h");
+    if cross_host.is_none() {
+        println!("cargo::rustc-link-lib=dylib=pam");
+    }
+    let mut builder = bindgen::Builder::default()
+        .header("pam.h")
+        .default_enum_style(bindgen::EnumVariation::ModuleConsts)
+        .layout_tests(false)
+        .generate_comments(false)
+        .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));
+    if let Some(host) = cross_host {
+        builder = builder.clang_arg(format!("--target={host}"));
+    }
+    for f in ["pam_start", "pam_authenticate", "pam_acct_mgmt", "pam_end", "pam_strerror"] {
+        builder = builder.allowlist_function(f);
+    }
+    for t in ["pam_handle_t", "pam_conv", "pam_message", "pam_response"] {
+        builder = builder.allowlist_type(t);
+    }
+    for v in [
+        "PAM_SUCCESS",
+        "PAM_PROMPT_ECHO_OFF",
+        "PAM_PROMPT_ECHO_ON",
+        "PAM_ERROR_MSG",
+        "PAM_TEXT_INFO",
+        "PAM_CONV_ERR",
+        "PAM_BUF_ERR",
+    ] {
+        builder = builder.allowlist_var(v);
+    }
+    let bindings = builder.generate().unwrap_or_else(|e| {
+        fail(&format!("iocaged-sys: bindgen failed on security/pam_appl.h ({e}); on Debian install libpam0g-dev"))
+    });
+    let out = out_dir.join("pam.rs");
     bindings.write_to_file(&out).unwrap_or_else(|e| fail(&format!("iocaged-sys: cannot write {}: {e}", out.display())));
 }
 

@@ -1,22 +1,15 @@
-//! The gate every request passes before any action runs.
+//! Credentials as the transports carry them, and the per-connection
+//! session of a WebSocket.
 //!
-//! `rpc/identify` needs no credentials; everything else must be allowed by
-//! [`Gate::check`] for the access it needs (read or write). Until password
-//! and token authentication exist, the gate trusts exactly one kind of
-//! caller: a peer on the loopback interface (root on this host, in effect).
-//! Any other peer gets 401, and the server refuses to listen anywhere but
-//! loopback (see `config`), so no remote caller can reach an action.
+//! REST: `Authorization: Basic base64(user:password)` (checked with PAM on
+//! every request, as the original did) or `Authorization: Bearer <token or
+//! API key>`. WebSocket: `rpc/auth` or `rpc/auth_token` once; the token is
+//! kept with the connection and checked (and renewed) on every request.
 
 use std::net::IpAddr;
+use std::sync::Mutex;
 
-use super::envelope::{ProtocolError, Status};
-
-/// What a request needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Read,
-    Write,
-}
+use base64::Engine;
 
 /// Who is asking, as far as the transport knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,35 +17,57 @@ pub struct Peer {
     pub addr: IpAddr,
 }
 
-impl Peer {
-    pub fn is_loopback(&self) -> bool {
-        match self.addr {
-            IpAddr::V4(a) => a.is_loopback(),
-            IpAddr::V6(a) => a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
-        }
-    }
+/// What a request presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    None,
+    Basic {
+        user: String,
+        password: String,
+    },
+    Bearer(String),
+    /// A header that is there but unusable; the reason goes in the 401.
+    Malformed(&'static str),
 }
 
-/// The authorisation gate.
-#[derive(Debug, Clone, Default)]
-pub struct Gate {}
-
-impl Gate {
-    pub fn new() -> Self {
-        Gate {}
-    }
-
-    /// Allows or refuses `access` for `peer`.
-    pub fn check(&self, peer: &Peer, access: Access) -> Result<(), ProtocolError> {
-        let _ = access;
-        if peer.is_loopback() {
-            Ok(())
+/// Parses an `Authorization` header.
+pub fn parse_authorization(header: Option<&str>) -> Credentials {
+    let Some(h) = header else { return Credentials::None };
+    let h = h.trim();
+    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return if rest.is_empty() {
+            Credentials::Malformed("empty Bearer token")
         } else {
-            Err(ProtocolError::new(
-                Status::Unauthorized,
-                "this iocaged accepts requests from loopback only (no credentials are configured)",
-            ))
-        }
+            Credentials::Bearer(rest.into())
+        };
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(rest) else {
+            return Credentials::Malformed("Basic credentials are not base64");
+        };
+        let Ok(text) = String::from_utf8(raw) else { return Credentials::Malformed("Basic credentials are not UTF-8") };
+        return match text.split_once(':') {
+            Some((u, p)) if !u.is_empty() => Credentials::Basic { user: u.into(), password: p.into() },
+            _ => Credentials::Malformed("Basic credentials must be user:password"),
+        };
+    }
+    Credentials::Malformed("use Basic or Bearer authorization")
+}
+
+/// A WebSocket connection's session: the token from rpc/auth(_token).
+#[derive(Debug, Default)]
+pub struct WsSession {
+    token: Mutex<Option<String>>,
+}
+
+impl WsSession {
+    pub fn token(&self) -> Option<String> {
+        self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn set(&self, token: Option<String>) {
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
     }
 }
 
@@ -61,14 +76,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_loopback_peers_pass() {
-        let g = Gate::new();
-        for a in ["127.0.0.1", "127.5.0.1", "::1", "::ffff:127.0.0.1"] {
-            assert_eq!(g.check(&Peer { addr: a.parse().unwrap() }, Access::Write), Ok(()), "{a}");
-        }
-        for a in ["10.0.0.1", "192.168.1.1", "::ffff:10.0.0.1", "fe80::1"] {
-            let err = g.check(&Peer { addr: a.parse().unwrap() }, Access::Read).unwrap_err();
-            assert_eq!(err.status, Status::Unauthorized, "{a}");
+    fn authorization_headers() {
+        assert_eq!(parse_authorization(None), Credentials::None);
+        assert_eq!(parse_authorization(Some("Bearer abc")), Credentials::Bearer("abc".into()));
+        assert_eq!(
+            parse_authorization(Some("Basic cm9vdDpzM2NyZXQ6eA==")),
+            Credentials::Basic { user: "root".into(), password: "s3cret:x".into() }
+        );
+        for bad in ["", "Bearer", "Bearer   ", "Basic !!!", "Basic Om5vdXNlcg==", "Digest x", "Basic bm9jb2xvbg=="] {
+            assert!(matches!(parse_authorization(Some(bad)), Credentials::Malformed(_)), "{bad:?}");
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::auth::Peer;
+use super::auth::{Peer, parse_authorization};
 use super::envelope::{self, ProtocolError, Status};
 use super::{Api, Transport};
 
@@ -22,21 +22,29 @@ pub fn routes(api: Arc<Api>) -> impl Filter<Extract = (warp::reply::Response,), 
     warp::path!(String / String)
         .and(method)
         .and(warp::ext::get::<Peer>())
+        .and(warp::header::optional::<String>("authorization"))
         .and(warp::body::content_length_limit(MAX_BODY))
         .and(warp::body::bytes())
-        .then(move |namespace: String, name: String, peer: Peer, body: warp::hyper::body::Bytes| {
-            let api = api.clone();
-            async move {
-                let result = match envelope::parse_rest(&namespace, &name, &body) {
-                    Ok(call) => api.handle(Transport::Rest, peer, &call).await,
-                    Err(e) => Err(e),
-                };
-                match result {
-                    Ok(out) => json_reply(StatusCode::OK, &envelope::rest_body(out)),
-                    Err(e) => error_reply(&e),
+        .then(
+            move |namespace: String,
+                  name: String,
+                  peer: Peer,
+                  authz: Option<String>,
+                  body: warp::hyper::body::Bytes| {
+                let api = api.clone();
+                async move {
+                    let creds = parse_authorization(authz.as_deref());
+                    let result = match envelope::parse_rest(&namespace, &name, &body) {
+                        Ok(call) => api.handle(Transport::Rest, peer, &creds, None, &call).await,
+                        Err(e) => Err(e),
+                    };
+                    match result {
+                        Ok(out) => json_reply(StatusCode::OK, &envelope::rest_body(out)),
+                        Err(e) => error_reply(&e),
+                    }
                 }
-            }
-        })
+            },
+        )
 }
 
 fn json_reply(status: StatusCode, body: &Value) -> warp::reply::Response {

@@ -1,6 +1,7 @@
 //! The HTTP server: our own accept loop over hyper (so that each request
-//! carries its peer address, and TLS can wrap the stream later), serving
-//! the WebSocket and REST routes on every listener, with graceful shutdown.
+//! carries its peer address, and TLS wraps the stream when configured),
+//! serving the WebSocket and REST routes on every listener, with graceful
+//! shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 use warp::Filter;
 
@@ -22,13 +24,18 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves `api` on every listener until `shutdown` resolves, then stops
 /// accepting, lets in-flight requests finish and returns.
-pub async fn serve(listeners: Vec<TcpListener>, api: Arc<Api>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    tls: Option<TlsAcceptor>,
+    api: Arc<Api>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let routes = ws::routes(api.clone(), stop_rx.clone()).map(warp::Reply::into_response).or(rest::routes(api)).unify();
     let routes = routes.recover(rest::recover).unify();
     let mut accepts = tokio::task::JoinSet::new();
     for listener in listeners {
-        accepts.spawn(accept_loop(listener, routes.clone(), stop_rx.clone()));
+        accepts.spawn(accept_loop(listener, tls.clone(), routes.clone(), stop_rx.clone()));
     }
     shutdown.await;
     tracing::info!("shutting down: no new connections; finishing requests in flight");
@@ -41,7 +48,7 @@ pub async fn serve(listeners: Vec<TcpListener>, api: Arc<Api>, shutdown: impl Fu
 
 /// Accepts connections until told to stop, then waits for its connections
 /// to finish (each is asked to close once its current request is done).
-async fn accept_loop<F>(listener: TcpListener, routes: F, mut stop: watch::Receiver<bool>)
+async fn accept_loop<F>(listener: TcpListener, tls: Option<TlsAcceptor>, routes: F, mut stop: watch::Receiver<bool>)
 where
     F: Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
 {
@@ -61,26 +68,50 @@ where
         };
         let _ = stream.set_nodelay(true);
         let svc = service(routes.clone(), remote);
-        let mut stop = stop.clone();
+        let (stop, tls) = (stop.clone(), tls.clone());
         conns.spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(peer = %remote, "connection ended with an error: {e}");
+            match tls {
+                None => serve_connection(stream, svc, remote, stop).await,
+                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => serve_connection(tls_stream, svc, remote, stop).await,
+                    Ok(Err(e)) => tracing::info!(peer = %remote, "TLS handshake failed: {e}"),
+                    Err(_) => tracing::info!(peer = %remote, "TLS handshake timed out"),
+                },
             }
         });
         while conns.try_join_next().is_some() {}
     }
     drop(listener);
     while conns.join_next().await.is_some() {}
+}
+
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+async fn serve_connection<IO, S>(io: IO, svc: S, remote: SocketAddr, mut stop: watch::Receiver<bool>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = warp::reply::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(peer = %remote, "connection ended with an error: {e}");
+    }
 }
 
 /// The per-connection hyper service: warp's routes, with the peer attached

@@ -15,11 +15,13 @@ use tokio::task::JoinSet;
 use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Rejection};
 
-use super::auth::Peer;
+use super::auth::{Credentials, Peer, WsSession};
 use super::envelope::{self, ProtocolError};
 use super::{Api, Transport};
 
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A socket that has not authenticated this long after connecting is closed.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_MESSAGE: usize = 1 << 20;
 
@@ -56,9 +58,15 @@ async fn session(api: Arc<Api>, peer: Peer, socket: WebSocket, mut shutdown: wat
         let _ = sink.close().await;
     });
     let mut inflight = JoinSet::new();
+    let session = Arc::new(WsSession::default());
+    let auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
     loop {
         let next = tokio::select! {
             n = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => n,
+            _ = tokio::time::sleep_until(auth_deadline), if session.token().is_none() => {
+                tracing::info!(peer = %peer.addr, "closing a WebSocket that did not authenticate within {AUTH_TIMEOUT:?}");
+                break;
+            }
             _ = shutdown.changed() => break,
         };
         let msg = match next {
@@ -81,13 +89,15 @@ async fn session(api: Arc<Api>, peer: Peer, socket: WebSocket, mut shutdown: wat
         } else {
             continue; // ping/pong
         };
-        let (api, tx) = (api.clone(), tx.clone());
+        let (api, tx, session) = (api.clone(), tx.clone(), session.clone());
         inflight.spawn(async move {
             let reply = match envelope::parse_ws(&text) {
-                Ok(call) => match api.handle(Transport::WebSocket, peer, &call).await {
-                    Ok(out) => envelope::ws_reply(&call, out),
-                    Err(e) => envelope::ws_error(&call.id, &e),
-                },
+                Ok(call) => {
+                    match api.handle(Transport::WebSocket, peer, &Credentials::None, Some(&session), &call).await {
+                        Ok(out) => envelope::ws_reply(&call, out),
+                        Err(e) => envelope::ws_error(&call.id, &e),
+                    }
+                }
                 Err((id, e)) => envelope::ws_error(&id, &e),
             };
             let _ = tx.send(Message::text(reply.to_string())).await;

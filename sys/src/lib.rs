@@ -10,3 +10,10 @@ include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
 /// The OpenZFS version of the headers these bindings were generated from.
 pub const OPENZFS_BUILD_VERSION: &str = env!("IOCAGED_OPENZFS_VERSION");
+
+/// PAM's application interface (`security/pam_appl.h`: OpenPAM on FreeBSD,
+/// Linux-PAM on Linux).
+pub mod pam {
+    #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, dead_code, clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/pam.rs"));
+}

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -18,10 +19,48 @@ pub struct Reply {
     pub raw: String,
 }
 
-/// Sends `method path` with `body` and returns the reply.
+static KEYS: Mutex<Vec<(SocketAddr, String)>> = Mutex::new(Vec::new());
+
+/// The API key the rig's daemon on `addr` accepts (see `Daemon::start`).
+pub fn register_key(addr: SocketAddr, key: &str) {
+    let mut k = KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    k.retain(|(a, _)| *a != addr);
+    k.push((addr, key.to_string()));
+}
+
+fn key_for(addr: SocketAddr) -> Option<String> {
+    KEYS.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|(a, _)| *a == addr).map(|(_, k)| k.clone())
+}
+
+/// Sends `method path` with `body`, authenticated with the rig daemon's
+/// API key unless `headers` has an Authorization of its own.
 pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let auth = key_for(addr).map(|k| format!("Bearer {k}"));
+    let mut h: Vec<(&str, &str)> = headers.to_vec();
+    if let Some(a) = &auth {
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+            h.push(("Authorization", a));
+        }
+    }
+    http_anonymous(addr, method, path, &h, body)
+}
+
+/// Sends `method path` with exactly the headers given.
+pub fn http_anonymous(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    exchange(s, addr, method, path, headers, body)
+}
+
+/// One HTTP/1.1 request and its reply over any stream.
+pub fn exchange<S: Read + Write>(
+    mut s: S,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
@@ -69,7 +108,18 @@ pub struct Ws {
 }
 
 impl Ws {
+    /// Connects and authenticates with the rig daemon's API key.
     pub fn connect(addr: SocketAddr) -> Ws {
+        let mut ws = Ws::connect_anonymous(addr);
+        if let Some(key) = key_for(addr) {
+            let r = ws.call(&serde_json::json!({"id": "rig-auth", "namespace": "rpc", "name": "auth_token", "args": {"token": key}}));
+            assert_eq!(r["name"], "response", "the rig's key was refused: {r}");
+        }
+        ws
+    }
+
+    /// Connects without authenticating.
+    pub fn connect_anonymous(addr: SocketAddr) -> Ws {
         let rt = runtime();
         let (socket, _) = rt
             .block_on(tokio_tungstenite::connect_async(format!("ws://{addr}/")))
@@ -104,4 +154,36 @@ impl Ws {
         self.send(v);
         self.recv().expect("a reply")
     }
+}
+
+/// One HTTPS request, trusting exactly the PEM certificate at `ca`.
+pub fn https(
+    addr: SocketAddr,
+    server_name: &str,
+    ca: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Reply, String> {
+    use tokio_rustls::rustls::{self, pki_types::CertificateDer, pki_types::ServerName, pki_types::pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    // Complete the handshake first so that a refusal is reported as such.
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).map_err(|e| format!("handshake: {e}"))?;
+    }
+    Ok(exchange(tls, addr, "PUT", path, headers, body))
 }

@@ -11,17 +11,31 @@ pub struct Daemon {
     child: Option<Child>,
     pub ws: SocketAddr,
     pub rest: SocketAddr,
+    /// A read/write API key this daemon accepts; the rig's clients present it.
+    pub key: String,
+    pub keys_file: String,
 }
+
+/// The PAM service the guest tests configure (tests/rig/users.rs).
+pub const PAM_SERVICE: &str = "iocaged-test";
 
 impl Daemon {
     /// Starts iocaged on fresh loopback ports with `extra` arguments and
     /// waits until both ports accept connections.
+    /// (Readiness is a TCP connect, so this serves TLS daemons too.)
     pub fn start(extra: &[&str]) -> Daemon {
         let port = NEXT_PORT.fetch_add(2, Ordering::SeqCst);
         let ws: SocketAddr = ([127, 0, 0, 1], port).into();
         let rest: SocketAddr = ([127, 0, 0, 1], port + 1).into();
+        let keys_file = format!("/tmp/iocaged-test-keys-{port}/keys");
+        let _ = std::fs::remove_dir_all(format!("/tmp/iocaged-test-keys-{port}"));
+        let key = iocaged::auth::keys::add(std::path::Path::new(&keys_file), "rig", iocaged::auth::Role::ReadWrite)
+            .expect("make the rig's API key");
+        super::client::register_key(ws, &key);
+        super::client::register_key(rest, &key);
         let mut child = Command::new(env!("CARGO_BIN_EXE_iocaged"))
             .args(["serve", "--websocket", &ws.to_string(), "--rest", &rest.to_string()])
+            .args(["--keys", &keys_file, "--pam-service", PAM_SERVICE])
             .args(extra)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
@@ -35,7 +49,7 @@ impl Daemon {
             assert!(Instant::now() < deadline, "iocaged did not listen within 60 s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Daemon { child: Some(child), ws, rest }
+        Daemon { child: Some(child), ws, rest, key, keys_file }
     }
 
     /// Sends SIGTERM and returns whether iocaged exited successfully

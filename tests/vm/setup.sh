@@ -145,7 +145,7 @@ module_order() {
 		listed "$1" || echo "$1" >>"$out"
 	}
 	for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
-		9pnet 9pnet_virtio netfs fscache 9p overlay virtio_net; do
+		9pnet 9pnet_virtio netfs fscache 9p overlay virtio_net dummy; do
 		p=$(find "$CACHE/kmod/kernel" -name "$m.ko" | head -n1)
 		[ -n "$p" ] && add "$p"
 	done

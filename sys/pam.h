@@ -1,0 +1,2 @@
+/* PAM application interface bound by iocaged-sys. */
+#include <security/pam_appl.h>
