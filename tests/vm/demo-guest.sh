@@ -2,8 +2,8 @@
 # The demo guest (PID 1, like guest.sh): a pool "tank" with an iocage layout
 # and a few jails, iocaged serving it, and the guest's ports 12150/12151
 # forwarded from the host's loopback by QEMU. iocaged listens on the guest's
-# loopback only (this build trusts loopback peers alone); socat hands the
-# forwarded connections to it, so they arrive from 127.0.0.1.
+# loopback (plaintext is only allowed there); socat hands it the forwarded
+# connections. Requests authenticate with the API key printed at start.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
 finish() {
@@ -44,12 +44,15 @@ done
 zfs set org.freebsd.ioc:active=yes tank
 say "pool tank: $(zfs list -H -o name -r tank/iocage/jails -d 1 | wc -l) datasets under tank/iocage/jails"
 
-"$IOCAGED" serve --websocket 127.0.0.1:12150 --rest 127.0.0.1:12151 &
+# A write key for the demo (kept in the guest's overlay, gone when it stops).
+KEY=$("$IOCAGED" key add demo --role write --file /etc/iocaged/keys) || finish 93
+"$IOCAGED" serve --websocket 127.0.0.1:12150 --rest 127.0.0.1:12151 --keys /etc/iocaged/keys &
 pid=$!
 for p in 12150 12151; do
 	socat "TCP-LISTEN:$p,bind=10.0.2.15,fork,reuseaddr" "TCP:127.0.0.1:$p" &
 done
-say "iocaged is up; from the host: curl -X PUT localhost:12151/sysadm/iocage -d '{\"action\":\"listjails\"}'"
+say "iocaged is up. API key: $KEY"
+say "from the host: curl -H 'Authorization: Bearer $KEY' -X PUT localhost:12151/sysadm/iocage -d '{\"action\":\"listjails\"}'"
 say "stop with Ctrl-C on the host (or kill the qemu process)"
 wait "$pid"
 finish $?

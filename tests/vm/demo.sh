@@ -4,7 +4,7 @@
 # 12150 (WebSocket) and 12151 (REST) to this host's loopback. Runs until
 # interrupted (Ctrl-C). Does its own set-up on a fresh Debian 12 machine.
 #
-#   curl -X PUT localhost:12151/sysadm/iocage -d '{"action":"listjails"}'
+#   curl -H "Authorization: Bearer <key it prints>" -X PUT localhost:12151/sysadm/iocage -d '{"action":"listjails"}'
 set -eu
 cd "$(dirname "$0")/../.."
 tests/vm/setup.sh >/dev/null
