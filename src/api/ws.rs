@@ -64,6 +64,11 @@ async fn session(api: Arc<Api>, peer: Peer, socket: WebSocket, mut shutdown: wat
         let next = tokio::select! {
             n = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => n,
             _ = tokio::time::sleep_until(auth_deadline), if session.token().is_none() => {
+                // The guard was read when this select began; a login that
+                // completed since then counts.
+                if session.token().is_some() {
+                    continue;
+                }
                 tracing::info!(peer = %peer.addr, "closing a WebSocket that did not authenticate within {AUTH_TIMEOUT:?}");
                 break;
             }
