@@ -201,12 +201,10 @@ fn no_active_pool_and_two_active_pools_are_errors() {
     }
     // A second pool marked the 1.7.x way, the first the later way: ambiguous.
     rig::zfs(&["set", "org.freebsd.ioc:active=yes", &f.pool]);
-    std::fs::write("/var/lib/iocaged-test/vdev-second", b"").unwrap();
-    rig::cmd("truncate", &["-s", "256M", "/var/lib/iocaged-test/vdev-second"]);
-    rig::cmd(
-        "zpool",
-        &["create", "-o", "cachefile=none", "-o", "comment=iocage", "second", "/var/lib/iocaged-test/vdev-second"],
-    );
+    // Beside the test pool's own vdev, on its tmpfs (tests/vm/guest-common.sh).
+    let vdev = format!("/var/lib/iocaged-{}/vdev-second", f.pool);
+    rig::cmd("truncate", &["-s", "256M", &vdev]);
+    rig::cmd("zpool", &["create", "-o", "cachefile=none", "-o", "comment=iocage", "second", &vdev]);
     let msg = in_band_error(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails");
     rig::cmd("zpool", &["destroy", "second"]);
     assert!(msg.contains("more than one") && msg.contains(&f.pool) && msg.contains("second"), "{msg}");

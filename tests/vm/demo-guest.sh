@@ -4,28 +4,13 @@
 # forwarded from the host's loopback by QEMU. iocaged listens on the guest's
 # loopback (plaintext is only allowed there); socat hands it the forwarded
 # connections. Requests authenticate with the API key printed at start.
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/root
-finish() {
-	echo "$1" >/mnt/status
-	sync
-	echo o >/proc/sysrq-trigger
-	sleep 30
-}
-# shellcheck source=/dev/null
-. /mnt/env || finish 90
-say() { printf '[demo] %s\n' "$*"; }
+# shellcheck source=tests/vm/guest-common.sh
+. /mnt/guest-common.sh
 IOCAGED=/mnt/bin/iocaged
 
-for m in spl zfs; do
-	insmod "$ZFS_MODULES/$m.ko" || finish 91
-done
-ip link set lo up
+load_zfs
 ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
-
-mkdir -p /var/lib/iocaged-demo && mount -t tmpfs tmpfs /var/lib/iocaged-demo
-truncate -s 2G /var/lib/iocaged-demo/vdev0
-zpool create -f -o cachefile=none -O compression=lz4 tank /var/lib/iocaged-demo/vdev0 || finish 92
+make_pool tank 2G
 
 # An iocage 1.7.x-style layout: the root, defaults, three jails.
 P=org.freebsd.iocage

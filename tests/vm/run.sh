@@ -35,6 +35,7 @@ for b in $bins; do
 done
 # The guest's script: the test runner by default; the demo brings its own.
 cp "${IOCAGED_VM_GUEST_SCRIPT:-$here/guest.sh}" "$stage/guest.sh"
+cp "$here/guest-common.sh" "$stage/guest-common.sh"
 cat >"$stage/env" <<ENV
 ZFS_MODULES='$cache/zfs'
 POOL='${IOCAGED_VM_POOL:-tank}'
