@@ -141,6 +141,27 @@ mod tests {
         assert_eq!(c.pool_choice().unwrap(), PoolChoice::Auto);
     }
 
+    /// dist/iocaged.toml documents every key with its default: uncommented,
+    /// it must parse to exactly the built-in defaults.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_shipped_config_documents_the_defaults() {
+        let shipped = include_str!("../dist/iocaged.toml");
+        assert_eq!(Config::parse(shipped).unwrap(), Config::default(), "commented out, it changes nothing");
+        let uncommented: String = shipped
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut want = Config::default();
+        want.tls_certificate = Some("/etc/iocaged/cert.pem".into());
+        want.tls_key = Some("/etc/iocaged/key.pem".into());
+        assert_eq!(Config::parse(&uncommented).unwrap(), want);
+    }
+
     #[test]
     fn parse_and_validate() {
         let c = Config::parse("websocket = [\"[::1]:9000\"]\nrest = []\npool = \"tank\"\n").unwrap();

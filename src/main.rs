@@ -193,7 +193,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         _ => None,
     };
     let keys = keys::KeyStore::open(&config.keys).map_err(|e| e.to_string())?;
+    // libzfs_init itself refuses a kernel module whose interface does not
+    // match this userland; the error says so (see Libzfs::init).
     let zfs = Zfs::start().map_err(|e| e.to_string())?;
+    let running = zfs.run_blocking(|l| l.versions()).map_err(|e| e.to_string())?;
+    tracing::info!(userland = %running.userland, kernel = %running.kernel, built_against = OPENZFS_BUILD_VERSION, "OpenZFS");
     let pool = config.pool_choice().map_err(|e| e.to_string())?;
     let iocage = Iocage::new(zfs, iocaged::runtime::native(), pool);
     let api = Arc::new(Api::new(iocage.clone(), Auth::new(config.pam_service.clone(), Some(keys))));

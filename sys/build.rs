@@ -51,6 +51,8 @@ const FUNCTIONS: &[&str] = &[
     "zfs_unmount",
     "zfs_is_mounted",
     "zfs_rename",
+    "zfs_version_userland",
+    "zfs_version_kernel",
     "zpool_iter",
     "zpool_open_canfail",
     "zpool_close",

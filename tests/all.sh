@@ -7,6 +7,8 @@
 #   host    cargo test: unit and integration tests that need no ZFS module
 #   guest   the real-ZFS tests, inside the QEMU guest (tests/vm/run.sh)
 #   freebsd cargo check of everything for x86_64-unknown-freebsd
+#   delivery the rc.d script, the vagrant scripts, the man page and the
+#           systemd unit pass their checkers
 # Every stage runs even when an earlier one failed; the exit status is
 # non-zero when any failed, and the last line counts them.
 set -u
@@ -77,10 +79,22 @@ guest_tests() {
 	tests/vm/run.sh $bins
 }
 
+delivery() {
+	shellcheck -s sh dist/freebsd/rc.d/iocaged vagrant/*.sh || return 1
+	mandoc -T lint -W warning iocaged.8 || return 1
+	# The unit, pointed at the binary just built (verify checks ExecStart).
+	"$CARGO" build --locked -q --bin iocaged || return 1
+	d=$(mktemp -d)
+	sed "s|/usr/local/sbin/iocaged|$root/target/debug/iocaged|" dist/linux/iocaged.service >"$d/iocaged.service"
+	systemd-analyze verify --man=no "$d/iocaged.service" || { rm -rf "$d"; return 1; }
+	rm -rf "$d"
+}
+
 stage lint lint
 stage host host_tests
 stage guest guest_tests
 stage freebsd tests/freebsd-check.sh
+stage delivery delivery
 
 echo
 [ -z "$failures" ] || echo "failed stages:$failures"

@@ -682,6 +682,53 @@ impl Libzfs {
     }
 }
 
+/// The OpenZFS versions in use: the userland library's and the loaded
+/// kernel module's (e.g. `zfs-2.3.2-2~bpo12+2`, `zfs-kmod-2.3.2-2~bpo12+2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versions {
+    pub userland: String,
+    pub kernel: String,
+}
+
+impl Libzfs {
+    /// The running OpenZFS versions, as `zfs version` prints them.
+    #[cfg(zfs_2_2)]
+    pub fn versions(&self) -> Versions {
+        // SAFETY: zfs_version_userland returns a static string;
+        // zfs_version_kernel a malloc'd one (or NULL) that we free.
+        unsafe {
+            let u = sys::zfs_version_userland();
+            let userland = if u.is_null() { String::new() } else { CStr::from_ptr(u).to_string_lossy().into_owned() };
+            let k = sys::zfs_version_kernel();
+            let kernel = if k.is_null() {
+                String::new()
+            } else {
+                let s = CStr::from_ptr(k).to_string_lossy().into_owned();
+                libc::free(k.cast());
+                s
+            };
+            Versions { userland, kernel }
+        }
+    }
+
+    /// The running OpenZFS versions, as `zfs version` prints them.
+    #[cfg(not(zfs_2_2))]
+    pub fn versions(&self) -> Versions {
+        let mut u = [0 as libc::c_char; 128];
+        let mut k = [0 as libc::c_char; 128];
+        // SAFETY: OpenZFS 2.1 fills caller buffers of the given length
+        // with NUL-terminated strings.
+        unsafe {
+            sys::zfs_version_userland(u.as_mut_ptr(), u.len() as libc::c_int);
+            sys::zfs_version_kernel(k.as_mut_ptr(), k.len() as libc::c_int);
+            Versions {
+                userland: CStr::from_ptr(u.as_ptr()).to_string_lossy().into_owned(),
+                kernel: CStr::from_ptr(k.as_ptr()).to_string_lossy().into_owned(),
+            }
+        }
+    }
+}
+
 impl Drop for Libzfs {
     fn drop(&mut self) {
         // SAFETY: the handle was returned by libzfs_init; every dataset and

@@ -16,11 +16,20 @@ pub mod users;
 
 use std::process::Command;
 
+/// The version of the loaded ZFS kernel module (panics when there is none).
+fn kernel_zfs_version() -> String {
+    let version = if cfg!(target_os = "freebsd") {
+        cmd("sysctl", &["-n", "vfs.zfs.version.module"])
+    } else {
+        std::fs::read_to_string("/sys/module/zfs/version")
+            .expect("the OpenZFS kernel module is not loaded: guest tests run only in tests/vm/run.sh")
+    };
+    version.trim().to_string()
+}
+
 /// The test pool, after asserting that the real kernel module is loaded.
 pub fn pool() -> String {
-    let version = std::fs::read_to_string("/sys/module/zfs/version")
-        .expect("the OpenZFS kernel module is not loaded: guest tests run only in tests/vm/run.sh");
-    assert!(!version.trim().is_empty(), "empty /sys/module/zfs/version");
+    assert!(!kernel_zfs_version().is_empty(), "no ZFS kernel module version");
     std::env::var("IOCAGED_TEST_POOL").expect("IOCAGED_TEST_POOL is not set: run through tests/vm/run.sh")
 }
 

@@ -53,7 +53,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg'
 MAIN_PKGS="pkg-config libclang-dev clang libpam0g-dev busybox-static cpio kmod
  build-essential autoconf automake libtool gawk uuid-dev libblkid-dev libssl-dev
  zlib1g-dev libtirpc-dev libudev-dev libaio-dev libffi-dev python3
- rustc-web cargo-web rust-web-src shellcheck mandoc socat curl"
+ rustc-web cargo-web rust-web-src shellcheck mandoc socat curl systemd"
 BPO_PKGS="libzfslinux-dev zfsutils-linux qemu-system-x86"
 
 packages() {

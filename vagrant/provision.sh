@@ -1,0 +1,31 @@
+#!/bin/sh
+# Provisions the FreeBSD test machine (see Vagrantfile). Idempotent.
+set -eu
+
+say() { printf '[provision] %s\n' "$*"; }
+
+say "packages: rust, llvm (libclang for bindgen), git, pkgconf"
+env ASSUME_ALWAYS_YES=yes pkg install -q rust llvm git-lite pkgconf curl
+
+# libzfs's headers are not installed on FreeBSD: they come from the system
+# sources, which must match the running system.
+release=$(freebsd-version -u | sed 's/-p[0-9]*$//; s/-RELEASE$//')
+if [ ! -f /usr/src/sys/contrib/openzfs/include/libzfs.h ]; then
+	say "fetching /usr/src for releng/$release"
+	rm -rf /usr/src
+	git clone -q --depth 1 -b "releng/$release" https://git.FreeBSD.org/src.git /usr/src
+fi
+
+# rctl needs RACCT, which is a boot-time tunable.
+if ! grep -q '^kern.racct.enable=1' /boot/loader.conf 2>/dev/null; then
+	say "enabling RACCT (takes effect after the reboot)"
+	echo 'kern.racct.enable=1' >>/boot/loader.conf
+fi
+
+# The test pool: a sparse file, like the Linux guest's.
+if ! zpool list tank >/dev/null 2>&1; then
+	say "creating pool tank on /var/tmp/iocaged-vdev0"
+	truncate -s 4G /var/tmp/iocaged-vdev0
+	zpool create -O compression=lz4 tank /var/tmp/iocaged-vdev0
+fi
+say "done"
