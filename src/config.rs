@@ -156,9 +156,11 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let mut want = Config::default();
-        want.tls_certificate = Some("/etc/iocaged/cert.pem".into());
-        want.tls_key = Some("/etc/iocaged/key.pem".into());
+        let want = Config {
+            tls_certificate: Some("/etc/iocaged/cert.pem".into()),
+            tls_key: Some("/etc/iocaged/key.pem".into()),
+            ..Config::default()
+        };
         assert_eq!(Config::parse(&uncommented).unwrap(), want);
     }
 
