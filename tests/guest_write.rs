@@ -147,6 +147,13 @@ fn each_create_switch_leaves_the_expected_datasets_and_properties() {
 
     let listed = call(&d, json!({"action": "listjails"}));
     assert_eq!(listed.as_object().unwrap().len(), 4, "{listed}");
+    // Destroying them leaves no snapshot taken for them (a basejail's
+    // recursive base snapshot included) and keeps the releases.
+    for tag in ["thick", "thin", "based", "empty"] {
+        assert!(call(&d, json!({"action": "destroyjail", "jail": tag}))["success"].is_object(), "{tag}");
+    }
+    assert_eq!(rig::zfs(&["list", "-H", "-t", "snapshot", "-o", "name", "-r", &format!("{}/iocage", f.pool)]), "");
+    assert!(tree(&f.pool).contains(&root));
     assert!(d.stop());
 }
 

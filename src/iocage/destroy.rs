@@ -4,8 +4,9 @@
 //! `POOL/iocage` is destroyed (every target is checked with
 //! [`Layout::contains`]); a running jail is never destroyed; a release or
 //! template that jails still depend on is not removed, and the refusal
-//! names those jails; of a jail's origin snapshots only the one made for it
-//! (named after its UUID) is removed, never one a user made.
+//! names those jails; of the snapshots around a jail only those made for it
+//! (named after its UUID, as iocage named them) are removed, never one a
+//! user made.
 
 use std::collections::HashSet;
 
@@ -25,20 +26,6 @@ fn destroy_tree(lib: &Libzfs, layout: &Layout, name: &str) -> Result<(), ActionE
         Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
         other => Ok(other?),
     }
-}
-
-/// The origin snapshots of `jail`'s datasets that were made for it
-/// (`...@<its uuid>`).
-fn own_origins(lib: &Libzfs, jail: &Jail) -> Result<Vec<String>, ActionError> {
-    let mut out = Vec::new();
-    for fs in lib.descendants(&jail.dataset)? {
-        if let Some(origin) = lib.native_props(&fs, &["origin"])?.remove("origin").and_then(|v| v.printed) {
-            if origin.rsplit_once('@').is_some_and(|(_, snap)| snap == jail.uuid) {
-                out.push(origin);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Removes snapshots that no longer have clones. Logged, never fatal: the
@@ -86,9 +73,9 @@ pub fn destroy_jail(lib: &Libzfs, layout: &Layout, jail: &Jail, running: &HashSe
     if running.contains(&kernel_name(&jail.uuid)) {
         return Err(ActionError::JailRunning(format!("{} ({})", jail.uuid, jail.tag())));
     }
-    let origins = own_origins(lib, jail)?;
     destroy_tree(lib, layout, &jail.dataset)?;
-    remove_unused(lib, layout, &origins);
+    // Its clones' origins, and for a basejail the base's own snapshot too.
+    remove_snapshots_named(lib, layout, &jail.uuid);
     Ok(())
 }
 
@@ -140,13 +127,11 @@ pub fn clean_jails(lib: &Libzfs, layout: &Layout, running: &HashSet<String>) -> 
     if !up.is_empty() {
         return Err(ActionError::JailsRunning(up));
     }
-    let mut origins = Vec::new();
-    for j in &jails {
-        origins.extend(own_origins(lib, j)?);
-    }
     check_removable(lib, layout, &[layout.jails()])?;
     empty_out(lib, layout, &layout.jails())?;
-    remove_unused(lib, layout, &origins);
+    for j in &jails {
+        remove_snapshots_named(lib, layout, &j.uuid);
+    }
     Ok(())
 }
 
