@@ -1,10 +1,11 @@
-//! The API edge: transports (REST and WebSocket over one HTTP server),
-//! the envelope, the authorisation gate, and dispatch to the services.
+//! The API edge: transports (REST and WebSocket over one HTTP server, TLS
+//! when configured), the envelope, credentials, and dispatch.
 //!
-//! A request's path: [`server`] accepts a connection and tags it with the
-//! peer -> [`rest`] or [`ws`] turn bytes into a [`Call`] -> [`Api::handle`]
-//! checks the gate, dispatches by `namespace/name`, logs one line -> the
-//! transport writes the reply.
+//! A request's path: [`server`] accepts a connection (and its TLS) and tags
+//! it with the peer -> [`rest`] or [`ws`] turn bytes into a [`Call`] and
+//! [`auth::Credentials`] -> [`Api::handle`] refuses locked-out addresses,
+//! authenticates (`crate::auth`), checks the role, dispatches by
+//! `namespace/name`, logs one line -> the transport writes the reply.
 
 pub mod auth;
 pub mod envelope;
