@@ -69,16 +69,39 @@ impl Jail {
     }
 }
 
-/// Every complete jail on the pool, sorted by UUID. No jails dataset means
-/// no jails.
-pub fn read_all(lib: &Libzfs, layout: &Layout) -> Result<Vec<Jail>, ZfsError> {
-    Ok(read_all_with_incomplete(lib, layout)?.into_iter().filter(|j| !j.incomplete).collect())
+/// Which native ZFS properties a read needs (they cost two libzfs lookups
+/// per jail each; listjails needs none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Natives {
+    None,
+    /// available, compressratio, quota, reservation, used.
+    Space,
+    All,
+}
+
+impl Natives {
+    fn names(self) -> Vec<&'static str> {
+        match self {
+            Natives::None => Vec::new(),
+            Natives::Space => vec!["available", "compressratio", "quota", "reservation", "used"],
+            Natives::All => props::native_names().collect(),
+        }
+    }
+}
+
+/// Every complete jail on the pool, sorted by UUID, with the native
+/// properties asked for (others read as `-`). No jails dataset: no jails.
+pub fn read_all(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<Jail>, ZfsError> {
+    Ok(read(lib, layout, natives)?.into_iter().filter(|j| !j.incomplete).collect())
 }
 
 /// Every jail dataset, those still being created included.
 pub fn read_all_with_incomplete(lib: &Libzfs, layout: &Layout) -> Result<Vec<Jail>, ZfsError> {
-    let natives: Vec<&str> = props::native_names().collect();
-    match lib.scan_children(&layout.jails(), &natives) {
+    read(lib, layout, Natives::All)
+}
+
+fn read(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<Jail>, ZfsError> {
+    match lib.scan_children(&layout.jails(), &natives.names()) {
         Ok(ds) => Ok(ds.into_iter().map(Jail::from_dataset).collect()),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),

@@ -12,7 +12,7 @@ use crate::runtime::{Runtime, kernel_name};
 use crate::zfs::{Libzfs, Zfs};
 
 use super::error::ActionError;
-use super::jails::{self, Jail};
+use super::jails::{self, Jail, Natives};
 use super::layout::Layout;
 use super::pool;
 use super::props::{self, Listed, PropError, USER_PREFIX};
@@ -67,16 +67,19 @@ impl Iocage {
             Request::GetDefaultSettings => self.on_pool(|lib, layout| default_settings(lib, &layout)).await,
             Request::ListJails => {
                 let running = self.running_jids()?;
-                self.on_pool(move |lib, layout| Ok(list_jails(&jails::read_all(lib, &layout)?, &running))).await
+                self.on_pool(move |lib, layout| {
+                    Ok(list_jails(&jails::read_all(lib, &layout, Natives::None)?, &running))
+                })
+                .await
             }
             Request::GetJailSettings { jail, prop, all_jails } => {
                 self.on_pool(move |lib, layout| {
-                    let jails = jails::read_all(lib, &layout)?;
+                    let jails = jails::read_all(lib, &layout, Natives::All)?;
                     jail_settings(&jails, jail.as_deref(), prop.as_deref(), all_jails)
                 })
                 .await
             }
-            Request::Df => self.on_pool(|lib, layout| Ok(df(&jails::read_all(lib, &layout)?))).await,
+            Request::Df => self.on_pool(|lib, layout| Ok(df(&jails::read_all(lib, &layout, Natives::Space)?))).await,
             Request::ActivatePool { pool: Some(name) } => {
                 self.zfs.run(move |lib| pool::activate(lib, &name).map(|()| activated(&name))).await?
             }
@@ -99,7 +102,7 @@ impl Iocage {
                 let query = jail.clone();
                 let plan = self
                     .on_pool(move |lib, layout| {
-                        let jails = jails::read_all(lib, &layout)?;
+                        let jails = jails::read_all(lib, &layout, Natives::All)?;
                         let source = jails::resolve(&jails, &query)?;
                         let plan = create::prepare_clone(lib, &layout, source, &props)?;
                         create::begin(lib, &plan)?;
@@ -113,7 +116,7 @@ impl Iocage {
             Request::DestroyJail { jail } => {
                 let running = self.running_names()?;
                 self.on_pool(move |lib, layout| {
-                    let jails = jails::read_all(lib, &layout)?;
+                    let jails = jails::read_all(lib, &layout, Natives::All)?;
                     let target = jails::resolve(&jails, &jail)?;
                     destroy::destroy_jail(lib, &layout, target, &running)?;
                     Ok(json!({ "success": { "Destroying": target.uuid } }))
