@@ -305,45 +305,43 @@ pub fn copy(plan: &Plan) -> Result<(), ActionError> {
 
 /// Step 4: mount, fstab, the data dataset, native properties, unmark.
 pub fn finish(lib: &Libzfs, plan: &Plan) -> Result<(), ActionError> {
-    let step = (|| -> Result<&'static str, ActionError> {
-        if plan.kind == CreateKind::Thick && plan.source.is_none() {
-            lib.destroy(&format!("{}@{}", plan.root(), plan.uuid))?;
-            if let Some(snap) = plan.source_snapshot() {
-                lib.destroy(&snap)?;
-            }
-        }
-        for fs in lib.descendants(&plan.dataset())? {
-            let mp = lib.native_props(&fs, &["mountpoint"])?;
-            if !matches!(mp["mountpoint"].printed.as_deref(), Some("none" | "legacy") | None) {
-                lib.mount(&fs)?;
-            }
-        }
-        let dir = lib.native_props(&plan.dataset(), &["mountpoint"])?["mountpoint"].printed.clone().unwrap_or_default();
-        write_fstab(&dir, plan.source.as_deref())?;
-        if let Some(data) = plan.data_dataset().filter(|d| !d.ends_with("/none")) {
-            if !lib.exists(&data) {
-                let mut props = vec![("mountpoint", "none")];
-                if cfg!(target_os = "freebsd") {
-                    props.push(("jailed", "on"));
-                }
-                lib.create_filesystem(&data, &props)?;
-            }
-        }
-        let native: Vec<(&str, &str)> = plan.native.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        if !native.is_empty() {
-            lib.set_props(&plan.dataset(), &native).map_err(|e| fail_step("setting native properties", e.into()))?;
-        }
-        lib.inherit(&plan.dataset(), INCOMPLETE_PROP)?;
-        Ok("")
-    })();
-    step.map(|_| ()).map_err(|e| match e {
-        ActionError::CreateFailed { step, cause, .. } => fail(lib, plan, step, *cause),
-        other => fail(lib, plan, "finishing the jail", other),
-    })
+    let mut step = "finishing the jail";
+    finish_steps(lib, plan, &mut step).map_err(|e| fail(lib, plan, step, e))
 }
 
-fn fail_step(step: &'static str, cause: ActionError) -> ActionError {
-    ActionError::CreateFailed { uuid: String::new(), step, cause: Box::new(cause) }
+/// The work of [`finish`]; `step` names the part under way, for the error.
+fn finish_steps(lib: &Libzfs, plan: &Plan, step: &mut &'static str) -> Result<(), ActionError> {
+    if plan.kind == CreateKind::Thick && plan.source.is_none() {
+        lib.destroy(&format!("{}@{}", plan.root(), plan.uuid))?;
+        if let Some(snap) = plan.source_snapshot() {
+            lib.destroy(&snap)?;
+        }
+    }
+    for fs in lib.descendants(&plan.dataset())? {
+        let mp = lib.native_props(&fs, &["mountpoint"])?;
+        if !matches!(mp["mountpoint"].printed.as_deref(), Some("none" | "legacy") | None) {
+            lib.mount(&fs)?;
+        }
+    }
+    let dir = lib.native_props(&plan.dataset(), &["mountpoint"])?["mountpoint"].printed.clone().unwrap_or_default();
+    write_fstab(&dir, plan.source.as_deref())?;
+    if let Some(data) = plan.data_dataset().filter(|d| !d.ends_with("/none")) {
+        if !lib.exists(&data) {
+            let mut props = vec![("mountpoint", "none")];
+            if cfg!(target_os = "freebsd") {
+                props.push(("jailed", "on"));
+            }
+            lib.create_filesystem(&data, &props)?;
+        }
+    }
+    let native: Vec<(&str, &str)> = plan.native.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    if !native.is_empty() {
+        *step = "setting native properties";
+        lib.set_props(&plan.dataset(), &native)?;
+        *step = "finishing the jail";
+    }
+    lib.inherit(&plan.dataset(), INCOMPLETE_PROP)?;
+    Ok(())
 }
 
 /// An empty fstab for a new jail; a clone keeps the source's as

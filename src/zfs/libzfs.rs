@@ -113,6 +113,31 @@ impl Dataset<'_> {
     }
 }
 
+/// A pool's `comment` (`None` when unset).
+///
+/// # Safety
+/// `zph` must be an open pool handle.
+unsafe fn pool_comment(zph: *mut sys::zpool_handle_t) -> Option<String> {
+    let mut buf = vec![0u8; PROP_BUF];
+    let mut src: sys::zprop_source_t::Type = sys::zprop_source_t::ZPROP_SRC_NONE;
+    // SAFETY: the caller guarantees an open handle; `buf` has the length we pass.
+    let rc = unsafe {
+        sys::zpool_get_prop(
+            zph,
+            sys::zpool_prop_t::ZPOOL_PROP_COMMENT,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut src,
+            sys::boolean_t::B_TRUE,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let s = CStr::from_bytes_until_nul(&buf).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    if s.is_empty() || s == "-" { None } else { Some(s) }
+}
+
 /// A pool handle, closed on drop.
 struct Pool<'a> {
     zph: NonNull<sys::zpool_handle_t>,
@@ -401,9 +426,8 @@ impl Libzfs {
     /// `name` and all its descendant filesystems, parents before children.
     pub fn descendants(&self, name: &str) -> Result<Vec<String>> {
         let root = self.open("list", name, FS)?;
-        let mut out = Vec::new();
-        self.walk(&root, &mut out);
-        let mut fs: Vec<String> = out.into_iter().filter(|n| !n.contains('@')).collect();
+        let mut fs = Vec::new();
+        self.walk(&root, false, &mut fs);
         fs.sort();
         Ok(fs)
     }
@@ -607,68 +631,52 @@ impl Libzfs {
     fn tree(&self, name: &str) -> Result<Vec<String>> {
         let root = self.open("list", name, FS)?;
         let mut out = Vec::new();
-        self.walk(&root, &mut out);
+        self.walk(&root, true, &mut out);
         Ok(out)
     }
 
-    fn walk(&self, ds: &Dataset<'_>, out: &mut Vec<String>) {
+    /// Depth first, children before their parent; with their snapshots
+    /// (listed before their dataset) when `snapshots` is set.
+    fn walk(&self, ds: &Dataset<'_>, snapshots: bool, out: &mut Vec<String>) {
         let mut children = Vec::new();
         self.each_child(ds, |c| children.push(c));
         for c in &children {
-            self.walk(c, out);
+            self.walk(c, snapshots, out);
         }
-        out.extend(self.snapshots_of(ds));
+        if snapshots {
+            out.extend(self.snapshots_of(ds));
+        }
         out.push(ds.name());
     }
 
     /// Every imported pool with its comment and `org.freebsd.ioc:active`.
+    /// Each pool is opened once (by the iteration); this runs on every
+    /// request when the pool is chosen automatically.
     pub fn pools(&self) -> Result<Vec<PoolInfo>> {
         unsafe extern "C" fn collect(zph: *mut sys::zpool_handle_t, data: *mut c_void) -> libc::c_int {
-            // SAFETY: `data` is the Vec below; the callback owns `zph` and
-            // closes it after copying its name.
+            // SAFETY: `data` is the Vec below; the callback owns `zph`, reads
+            // its name and comment, and closes it.
             unsafe {
-                let names = &mut *(data as *mut Vec<String>);
-                names.push(CStr::from_ptr(sys::zpool_get_name(zph)).to_string_lossy().into_owned());
+                let found = &mut *(data as *mut Vec<(String, Option<String>)>);
+                let name = CStr::from_ptr(sys::zpool_get_name(zph)).to_string_lossy().into_owned();
+                found.push((name, pool_comment(zph)));
                 sys::zpool_close(zph);
             }
             0
         }
-        let mut names: Vec<String> = Vec::new();
-        // SAFETY: live handle; callback matches zpool_iter_f; `names` outlives the call.
-        let rc = unsafe { sys::zpool_iter(self.hdl.as_ptr(), Some(collect), (&raw mut names).cast()) };
+        let mut found: Vec<(String, Option<String>)> = Vec::new();
+        // SAFETY: live handle; callback matches zpool_iter_f; `found` outlives the call.
+        let rc = unsafe { sys::zpool_iter(self.hdl.as_ptr(), Some(collect), (&raw mut found).cast()) };
         if rc != 0 {
             return Err(self.last_error("list", "pools"));
         }
-        names.sort();
-        let mut pools = Vec::with_capacity(names.len());
-        for name in names {
-            let comment = self.pool_comment(&name)?;
+        found.sort();
+        let mut pools = Vec::with_capacity(found.len());
+        for (name, comment) in found {
             let active_prop = self.user_props(&name)?.remove("org.freebsd.ioc:active").map(|p| p.value);
             pools.push(PoolInfo { name, comment, active_prop });
         }
         Ok(pools)
-    }
-
-    fn pool_comment(&self, pool: &str) -> Result<Option<String>> {
-        let p = self.open_pool("read comment of", pool)?;
-        let mut buf = vec![0u8; PROP_BUF];
-        let mut src: sys::zprop_source_t::Type = sys::zprop_source_t::ZPROP_SRC_NONE;
-        // SAFETY: pool handle open; `buf` has the length we pass.
-        let rc = unsafe {
-            sys::zpool_get_prop(
-                p.zph.as_ptr(),
-                sys::zpool_prop_t::ZPOOL_PROP_COMMENT,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut src,
-                sys::boolean_t::B_TRUE,
-            )
-        };
-        if rc != 0 {
-            return Ok(None);
-        }
-        let s = CStr::from_bytes_until_nul(&buf).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(if s.is_empty() || s == "-" { None } else { Some(s) })
     }
 
     /// Sets a pool property (e.g. `comment`).
