@@ -109,6 +109,15 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // The runtime's helper processes (see `iocaged::runtime`): not part of
+    // the command line people use, and started before anything else.
+    let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    match args.get(1).map(String::as_str) {
+        Some("jail-exec") => return iocaged::runtime::helper::exec_main(&args[2..]),
+        #[cfg(target_os = "linux")]
+        Some("jail-init") => return iocaged::runtime::linux::init::init_main(),
+        _ => {}
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),

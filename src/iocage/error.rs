@@ -42,10 +42,12 @@ pub enum ActionError {
     OutsideIocage(String),
     #[error("cannot create jail {uuid}: {step} failed: {cause}; everything it created was removed")]
     CreateFailed { uuid: String, step: &'static str, cause: Box<ActionError> },
+    #[error("cannot {verb} {jail}: {step} failed: {message}")]
+    Lifecycle { verb: &'static str, jail: String, step: String, message: String },
+    #[error("jail {0} is not running: start it first")]
+    NotRunning(String),
     #[error("cannot {what}: {message}")]
     Io { what: String, message: String },
-    #[error("the '{0}' action is not available in this version of iocaged")]
-    NotImplemented(&'static str),
     #[error(transparent)]
     Zfs(#[from] ZfsError),
     #[error(transparent)]

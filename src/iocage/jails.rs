@@ -135,8 +135,23 @@ pub(crate) fn test_jail(uuid: &str, user: &[(&str, &str)]) -> Jail {
         uuid: uuid.into(),
         dataset: format!("tank/iocage/jails/{uuid}"),
         incomplete: false,
-        user: user.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        native: BTreeMap::new(),
+        user: user
+            .iter()
+            .filter(|(k, _)| !props::lookup(k).is_some_and(|p| p.kind.is_native()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        native: user
+            .iter()
+            .filter(|(k, _)| props::lookup(k).is_some_and(|p| p.kind.is_native()))
+            .map(|(k, v)| {
+                let value = NativeValue {
+                    printed: Some(v.to_string()),
+                    raw: Some(v.to_string()),
+                    source: crate::zfs::PropSource::Local,
+                };
+                (k.to_string(), value)
+            })
+            .collect(),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod destroy;
 pub mod error;
 pub mod jails;
 pub mod layout;
+pub mod lifecycle;
 pub mod names;
 pub mod pool;
 pub mod props;

@@ -124,8 +124,23 @@ pub enum Request {
     CleanReleases,
     CleanTemplates,
     CleanAll,
-    /// Actions this build parses but does not run yet.
-    Unavailable(Action),
+    StartJail {
+        jail: String,
+    },
+    StopJail {
+        jail: String,
+    },
+    CapJail {
+        jail: String,
+    },
+    /// `jail`, `user`, `command`; `output: "lossless"` adds the whole
+    /// stdout, stderr and exit code next to the original's lines.
+    ExecJail {
+        jail: String,
+        user: String,
+        command: String,
+        lossless: bool,
+    },
 }
 
 /// `k=v` pairs in the order given.
@@ -296,7 +311,34 @@ pub fn parse(action: Action, args: &Map<String, Value>) -> Result<Request, Actio
         Action::CleanReleases => Request::CleanReleases,
         Action::CleanTemplates => Request::CleanTemplates,
         Action::CleanAll => Request::CleanAll,
-        other => Request::Unavailable(other),
+        Action::StartJail => Request::StartJail { jail: required(args, "jail")? },
+        Action::StopJail => Request::StopJail { jail: required(args, "jail")? },
+        Action::CapJail => Request::CapJail { jail: required(args, "jail")? },
+        Action::ExecJail => {
+            let missing: Vec<&'static str> = ["jail", "user", "command"]
+                .into_iter()
+                .filter(|k| matches!(required(args, k), Err(ActionError::MissingKeys(_))))
+                .collect();
+            if !missing.is_empty() {
+                return Err(ActionError::MissingKeys(missing));
+            }
+            let lossless = match string(args, "output")?.as_deref() {
+                None | Some("" | "lines") => false,
+                Some("lossless") => true,
+                Some(other) => {
+                    return Err(ActionError::BadArgument {
+                        key: "output",
+                        reason: format!("{other:?} is not supported (\"lines\" or \"lossless\")"),
+                    });
+                }
+            };
+            Request::ExecJail {
+                jail: required(args, "jail")?,
+                user: required(args, "user")?,
+                command: required(args, "command")?,
+                lossless,
+            }
+        }
     })
 }
 

@@ -4,20 +4,23 @@
 //! (pools, jails, properties) in one pass.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OwnedMutexGuard;
 
 use serde_json::{Map, Value, json};
 
-use crate::runtime::{Runtime, kernel_name};
+use crate::runtime::{ExecOutput, Runtime, kernel_name};
 use crate::zfs::{Libzfs, Zfs};
 
 use super::error::ActionError;
 use super::jails::{self, Jail, Natives};
 use super::layout::Layout;
+use super::lifecycle::{self, Progress};
 use super::pool;
 use super::props::{self, Listed, PropError, USER_PREFIX};
 use super::request::{CreateKind, PropList, Request};
-use super::{create, destroy};
+use super::{create, destroy, names};
 
 /// Which pool the service works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +37,13 @@ pub struct Iocage {
     zfs: Zfs,
     runtime: Arc<dyn Runtime>,
     pool: PoolChoice,
+    /// One lock per jail (by UUID), taken by start, stop, cap and destroy.
+    turns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Iocage {
     pub fn new(zfs: Zfs, runtime: Arc<dyn Runtime>, pool: PoolChoice) -> Self {
-        Iocage { zfs, runtime, pool }
+        Iocage { zfs, runtime, pool, turns: Arc::default() }
     }
 
     /// Runs a request; `Ok` is the body that goes under the action's name.
@@ -141,8 +146,72 @@ impl Iocage {
                 self.on_pool(move |lib, layout| destroy::clean_all(lib, &layout, &running)).await?;
                 Ok(json!({ "success": "All iocage datasets have been cleaned." }))
             }
-            Request::Unavailable(action) => Err(ActionError::NotImplemented(action.name())),
+            Request::StartJail { jail } => {
+                let (plan, _turn) = self.plan_and_lock(&jail).await?;
+                let (progress, plan) = self.blocking(move |rt| lifecycle::start(rt, &plan).map(|p| (p, plan))).await?;
+                if let Progress::Lines(_) = progress {
+                    let prop = format!("{USER_PREFIX}last_started");
+                    let stamp = names::timestamp();
+                    self.zfs.run(move |lib| lib.set_props(&plan.dataset, &[(prop.as_str(), stamp.as_str())])).await??;
+                }
+                Ok(keyed(jail, progress_body(progress)))
+            }
+            Request::StopJail { jail } => {
+                let (plan, _turn) = self.plan_and_lock(&jail).await?;
+                let progress = self.blocking(move |rt| lifecycle::stop(rt, &plan)).await?;
+                Ok(keyed(jail, progress_body(progress)))
+            }
+            Request::CapJail { jail } => {
+                let (plan, _turn) = self.plan_and_lock(&jail).await?;
+                self.blocking(move |rt| lifecycle::cap(rt, &plan)).await?;
+                Ok(json!({ "success": format!("jail {jail} capped.") }))
+            }
+            Request::ExecJail { jail, user, command, lossless } => {
+                // No turn: commands may run alongside each other and a stop.
+                let plan = self.plan(&jail).await?;
+                let out = self.blocking(move |rt| lifecycle::exec(rt, &plan, &user, &command)).await?;
+                Ok(exec_reply(&out, lossless))
+            }
         }
+    }
+
+    /// The lifecycle plan of the jail a client names.
+    async fn plan(&self, query: &str) -> Result<lifecycle::Plan, ActionError> {
+        let query = query.to_string();
+        self.on_pool(move |lib, layout| {
+            let jails = jails::read_all(lib, &layout, Natives::All)?;
+            lifecycle::plan(jails::resolve(&jails, &query)?)
+        })
+        .await
+    }
+
+    /// The plan, and this jail's turn: start, stop, cap and destroy of one
+    /// jail never interleave (other jails' go on in parallel).
+    async fn plan_and_lock(&self, query: &str) -> Result<(lifecycle::Plan, OwnedMutexGuard<()>), ActionError> {
+        let plan = self.plan(query).await?;
+        let turn = self.turn(&plan.uuid).await;
+        Ok((plan, turn))
+    }
+
+    /// Waits for, and holds, the jail's turn.
+    async fn turn(&self, uuid: &str) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut turns = self.turns.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            turns.entry(uuid.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Runs a blocking runtime operation on a blocking thread.
+    async fn blocking<R, F>(&self, f: F) -> Result<R, ActionError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn Runtime) -> Result<R, ActionError> + Send + 'static,
+    {
+        let rt = self.runtime.clone();
+        tokio::task::spawn_blocking(move || f(&*rt))
+            .await
+            .unwrap_or_else(|e| Err(ActionError::Io { what: "run the action".into(), message: e.to_string() }))
     }
 
     /// createjail in its steps (see `create`): the copy of a thick jail runs
@@ -200,6 +269,40 @@ impl Iocage {
     fn running_jids(&self) -> Result<HashMap<String, i64>, ActionError> {
         Ok(self.runtime.running()?.into_iter().map(|j| (j.name, j.jid)).collect())
     }
+}
+
+/// `{key: value}`: replies nest under the name the client used.
+fn keyed(key: String, value: Value) -> Value {
+    Value::Object(Map::from_iter([(key, value)]))
+}
+
+/// startjail/stopjail: one key per progress line (value `""`), or `INFO`.
+fn progress_body(p: Progress) -> Value {
+    match p {
+        Progress::Lines(lines) => Value::Object(lines.into_iter().map(|l| (l, Value::from(""))).collect()),
+        Progress::Already(info) => json!({ "INFO": info }),
+    }
+}
+
+/// execjail: the original's shape (each output line a key), and with
+/// `lossless` the whole streams and the exit code beside it. A command
+/// that fails answers with `error`.
+fn exec_reply(out: &ExecOutput, lossless: bool) -> Value {
+    let lines: Map<String, Value> =
+        out.stdout.lines().chain(out.stderr.lines()).map(|l| (l.to_string(), Value::from(""))).collect();
+    let mut reply = Map::new();
+    if out.success() {
+        reply.insert("success".into(), Value::Object(lines));
+    } else {
+        let detail = out.last_line().map(|l| format!(": {l}")).unwrap_or_default();
+        reply.insert("error".into(), Value::from(format!("the command {}{detail}", out.ending())));
+    }
+    if lossless {
+        reply.insert("stdout".into(), Value::from(out.stdout.clone()));
+        reply.insert("stderr".into(), Value::from(out.stderr.clone()));
+        reply.insert("exit_code".into(), out.code.map_or(Value::Null, Value::from));
+    }
+    Value::Object(reply)
 }
 
 fn activated(pool: &str) -> Value {

@@ -1,24 +1,43 @@
 //! The jail runtime: the kernel side of a jail (FreeBSD jail(2) and rctl;
 //! on Linux, namespaces and cgroup v2). The iocage layer decides *what* to
-//! run from the properties; a runtime knows *how*.
+//! run from the properties ([`JailSpec`], built by `iocage::lifecycle`); a
+//! runtime knows *how*.
 //!
-//! Today the interface has what the read actions need (which jails are
-//! running, with their jid); the lifecycle (start, stop, exec, limits) is
-//! added on top of it by the lifecycle work.
+//! Two things cannot be done from inside a multi-threaded daemon: entering
+//! a jail (setns(2) of a mount namespace refuses a process whose threads
+//! share their filesystem context; jail_attach(2) would jail the whole
+//! daemon) and, on Linux, becoming the first process of new namespaces. So
+//! the daemon starts a short-lived copy of its own binary for those
+//! ([`helper`]): `iocaged jail-exec` runs a command in a jail and reports
+//! its output as JSON; `iocaged jail-init` (Linux) sets a jail up and
+//! stays as its init.
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub mod exec;
+pub mod helper;
+pub mod limits;
+pub mod passwd;
 
 #[cfg(target_os = "freebsd")]
 mod freebsd;
 #[cfg(target_os = "linux")]
-mod linux;
+pub mod linux;
+
+pub use exec::ExecOutput;
+pub use limits::Limit;
 
 /// A running jail as the kernel knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningJail {
     /// Kernel name, `ioc-<uuid>` for iocage's jails.
     pub name: String,
-    /// FreeBSD: the jid. Linux: the pid of the jail's init process.
+    /// FreeBSD: the jid. Linux: the host pid of the jail's init process.
     pub jid: i64,
 }
 
@@ -31,10 +50,108 @@ pub struct RuntimeError {
     pub message: String,
 }
 
-/// What the service needs from the kernel's jails.
+impl RuntimeError {
+    pub fn new(op: &'static str, jail: &str, message: impl Into<String>) -> Self {
+        RuntimeError { op, jail: jail.to_string(), message: message.into() }
+    }
+}
+
+/// Everything a runtime needs to create a jail: what iocage's properties
+/// say, already validated and translated (no property names below here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailSpec {
+    /// Kernel name, `ioc-<uuid>`.
+    pub name: String,
+    /// The jail's root directory (`<jail mountpoint>/root`).
+    pub root: PathBuf,
+    pub hostname: String,
+    pub hostuuid: String,
+    /// Its own network stack (FreeBSD VNET; a Linux network namespace).
+    pub vnet: bool,
+    /// Shared-IP addresses (FreeBSD ip4.addr/ip6.addr).
+    pub addresses: Vec<IpAddr>,
+    /// FreeBSD jail parameters (`securelevel`, `allow.mount`, ...), in order.
+    pub params: Vec<(String, i64)>,
+    /// What to mount, in order (the runtime unmounts in reverse).
+    pub mounts: Vec<Mount>,
+    /// Resource limits (empty when `rlimits=off`).
+    pub limits: Vec<Limit>,
+    /// CPU list (`0-3,5`) the jail is bound to, when `cpuset` is not `off`.
+    pub cpuset: Option<String>,
+}
+
+/// A filesystem to mount for a jail; targets are absolute host paths
+/// inside the jail's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mount {
+    /// FreeBSD devfs with a ruleset; on Linux a tmpfs with the harmless
+    /// device nodes (null, zero, full, random, urandom, tty).
+    Devfs {
+        target: PathBuf,
+        ruleset: u32,
+    },
+    /// FreeBSD fdescfs; on Linux the `/dev/fd` family of links to `/proc`.
+    Fdescfs {
+        target: PathBuf,
+    },
+    Procfs {
+        target: PathBuf,
+    },
+    /// A line of the jail's fstab.
+    Fstab {
+        source: String,
+        target: PathBuf,
+        fstype: String,
+        options: Vec<String>,
+    },
+}
+
+impl Mount {
+    pub fn target(&self) -> &PathBuf {
+        match self {
+            Mount::Devfs { target, .. }
+            | Mount::Fdescfs { target }
+            | Mount::Procfs { target }
+            | Mount::Fstab { target, .. } => target,
+        }
+    }
+}
+
+/// A command to run inside a running jail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// The user (looked up in the jail's own `/etc/passwd`).
+    pub user: String,
+    /// Run by the jail's `/bin/sh -c`.
+    pub command: String,
+    /// Killed (with what it started in its process group) after this.
+    pub timeout: Option<Duration>,
+}
+
+/// What the service needs from the kernel's jails. Every method blocks;
+/// the service calls them from blocking threads.
 pub trait Runtime: Send + Sync + 'static {
     /// Every running jail (iocage's or not).
     fn running(&self) -> Result<Vec<RunningJail>, RuntimeError>;
+
+    /// Checks, without changing anything, that this runtime can create the
+    /// jail as specified (limits it cannot enforce, mounts it cannot do).
+    fn check(&self, spec: &JailSpec) -> Result<(), RuntimeError>;
+
+    /// Creates the jail: mounts, the jail itself, its limits. A failure
+    /// part-way undoes what was done and names the step.
+    fn start(&self, spec: &JailSpec) -> Result<RunningJail, RuntimeError>;
+
+    /// Removes the jail: every process in it, its mounts, its limits.
+    fn stop(&self, jail: &RunningJail, spec: &JailSpec) -> Result<(), RuntimeError>;
+
+    /// Replaces the jail's limits and CPU set with these.
+    fn set_limits(&self, jail: &RunningJail, limits: &[Limit], cpuset: Option<&str>) -> Result<(), RuntimeError>;
+
+    /// Runs a command inside the jail and returns its output.
+    fn exec(&self, jail: &RunningJail, spec: &ExecSpec) -> Result<ExecOutput, RuntimeError> {
+        exec::run(jail, spec)
+    }
 }
 
 /// The kernel name iocage gives a jail.
@@ -47,5 +164,14 @@ pub fn native() -> Arc<dyn Runtime> {
     #[cfg(target_os = "freebsd")]
     return Arc::new(freebsd::FreeBsd::new());
     #[cfg(target_os = "linux")]
-    return Arc::new(linux::Linux::new(linux::DEFAULT_STATE_DIR));
+    return Arc::new(linux::Linux::new(linux::DEFAULT_STATE_DIR, linux::DEFAULT_CGROUP_DIR));
+}
+
+/// Enters a running jail from a helper process (see [`helper`]); the
+/// process is single-threaded when this is called.
+pub(crate) fn enter(jail: &RunningJail) -> Result<(), String> {
+    #[cfg(target_os = "freebsd")]
+    return freebsd::enter(jail);
+    #[cfg(target_os = "linux")]
+    return linux::enter(jail);
 }

@@ -25,6 +25,8 @@ load_zfs() {
 	done
 	say "OpenZFS $(cat /sys/module/zfs/version) loaded"
 	ip link set lo up || say "cannot bring up lo"
+	# cgroup v2, as systemd mounts it on a host: the Linux jail runtime's limits.
+	mount -t cgroup2 cgroup2 /sys/fs/cgroup || say "cannot mount cgroup2"
 }
 
 # make_pool NAME SIZE: a pool on a sparse file in a tmpfs of its own (the

@@ -1,0 +1,74 @@
+//! Resource limits: iocage's limit properties (`memoryuse=8G:log`) as the
+//! runtimes take them. FreeBSD turns each into an rctl rule; Linux maps
+//! the few that cgroup v2 can enforce.
+
+use serde::{Deserialize, Serialize};
+
+/// One limit: `resource` is iocage's (and rctl's) name, `amount` as
+/// written (`8G`, `50`), `action` `deny`, `log`, `devctl` or `sig<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limit {
+    pub resource: String,
+    pub amount: String,
+    pub action: String,
+}
+
+impl Limit {
+    /// Parses a limit property's value; `None` for `off`.
+    pub fn parse(resource: &str, value: &str) -> Result<Option<Limit>, String> {
+        if value == "off" {
+            return Ok(None);
+        }
+        let (amount, action) =
+            value.split_once(':').ok_or_else(|| format!("{resource}={value}: expected <amount>:<action> or off"))?;
+        amount_value(amount).ok_or_else(|| format!("{resource}={value}: {amount:?} is not an amount"))?;
+        Ok(Some(Limit { resource: resource.into(), amount: amount.into(), action: action.into() }))
+    }
+
+    /// The amount as a number: sizes with K/M/G/T/P suffixes are powers of
+    /// 1024 (as rctl reads them); `%` is dropped.
+    pub fn value(&self) -> u64 {
+        amount_value(&self.amount).unwrap_or(0)
+    }
+
+    /// The rctl rule for a jail: `jail:<name>:<resource>:<action>=<amount>`.
+    pub fn rctl_rule(&self, jail: &str) -> String {
+        format!("jail:{jail}:{}:{}={}", self.resource, self.action, self.amount.trim_end_matches('%'))
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}:{}", self.resource, self.amount, self.action)
+    }
+}
+
+fn amount_value(s: &str) -> Option<u64> {
+    let s = s.trim_end_matches('%');
+    let (digits, shift) = match s.chars().last()? {
+        'k' | 'K' => (&s[..s.len() - 1], 10),
+        'm' | 'M' => (&s[..s.len() - 1], 20),
+        'g' | 'G' => (&s[..s.len() - 1], 30),
+        't' | 'T' => (&s[..s.len() - 1], 40),
+        'p' | 'P' => (&s[..s.len() - 1], 50),
+        _ => (s, 0),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse_into_rctl_rules() {
+        let l = Limit::parse("memoryuse", "8G:log").unwrap().unwrap();
+        assert_eq!(l.value(), 8 << 30);
+        assert_eq!(l.rctl_rule("ioc-x"), "jail:ioc-x:memoryuse:log=8G");
+        assert_eq!(Limit::parse("pcpu", "50%:deny").unwrap().unwrap().rctl_rule("j"), "jail:j:pcpu:deny=50");
+        assert_eq!(Limit::parse("maxproc", "off").unwrap(), None);
+        assert!(Limit::parse("maxproc", "12").unwrap_err().contains("maxproc=12"));
+        assert!(Limit::parse("maxproc", "x:deny").is_err());
+        assert!(Limit::parse("memoryuse", "99999999P:deny").is_err(), "overflow is refused");
+    }
+}

@@ -1,0 +1,175 @@
+//! cgroup v2 for Linux jails: one group per jail under
+//! `/sys/fs/cgroup/iocaged`, holding every process of the jail (so that
+//! stop can find and kill them all) and its limits.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::runtime::Limit;
+
+/// The controllers the jails' limits use.
+const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
+
+/// The files a jail's limits are written to, with their "no limit" value.
+const LIMIT_FILES: [(&str, &str); 5] = [
+    ("memory.max", "max"),
+    ("memory.high", "max"),
+    ("pids.max", "max"),
+    ("cpu.max", "max 100000"),
+    ("cpuset.cpus", ""),
+];
+
+/// The cgroup files and values for `limits`, or the limits cgroup v2
+/// cannot enforce.
+pub fn translate(limits: &[Limit], cpuset: Option<&str>) -> Result<Vec<(&'static str, String)>, Vec<String>> {
+    let mut out = Vec::new();
+    let mut unsupported = Vec::new();
+    for l in limits {
+        match (l.resource.as_str(), l.action.as_str()) {
+            ("memoryuse", "deny") => out.push(("memory.max", l.value().to_string())),
+            ("memoryuse", "log") => out.push(("memory.high", l.value().to_string())),
+            ("maxproc", "deny") => out.push(("pids.max", l.value().to_string())),
+            ("pcpu", "deny") => out.push(("cpu.max", format!("{} 100000", l.value().max(1) * 1000))),
+            _ => unsupported.push(l.to_string()),
+        }
+    }
+    if let Some(cpus) = cpuset {
+        out.push(("cpuset.cpus", cpus.to_string()));
+    }
+    if unsupported.is_empty() { Ok(out) } else { Err(unsupported) }
+}
+
+pub struct Cgroups {
+    root: PathBuf,
+}
+
+impl Cgroups {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Cgroups { root: root.into() }
+    }
+
+    pub fn jail(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Creates `iocaged`'s group and enables the controllers for it.
+    fn prepare(&self) -> Result<(), String> {
+        let parent = self.root.parent().unwrap_or(Path::new("/"));
+        let available = fs::read_to_string(parent.join("cgroup.controllers"))
+            .map_err(|e| format!("cgroup v2 is not mounted at {} ({e})", parent.display()))?;
+        let wanted: Vec<&str> =
+            CONTROLLERS.into_iter().filter(|c| available.split_whitespace().any(|a| a == *c)).collect();
+        let enable = wanted.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(" ");
+        fs::write(parent.join("cgroup.subtree_control"), &enable)
+            .map_err(|e| format!("enabling {enable} in {}: {e}", parent.display()))?;
+        match fs::create_dir(&self.root) {
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(format!("{}: {e}", self.root.display())),
+            _ => {}
+        }
+        fs::write(self.root.join("cgroup.subtree_control"), &enable)
+            .map_err(|e| format!("enabling {enable} in {}: {e}", self.root.display()))
+    }
+
+    /// A new, empty group for a jail (one left by a crash is reused when
+    /// it is empty).
+    pub fn create(&self, name: &str) -> Result<PathBuf, String> {
+        self.prepare()?;
+        let dir = self.jail(name);
+        match fs::create_dir(&dir) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && self.procs(name).is_empty() => Ok(dir),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                Err(format!("{} still holds processes of an earlier run", dir.display()))
+            }
+            Err(e) => Err(format!("{}: {e}", dir.display())),
+        }
+    }
+
+    /// Writes the jail's limits; what `limits` does not set is unlimited.
+    pub fn apply(&self, name: &str, limits: &[Limit], cpuset: Option<&str>) -> Result<(), String> {
+        let wanted = translate(limits, cpuset).map_err(|u| format!("cannot enforce on Linux: {}", u.join(", ")))?;
+        let dir = self.jail(name);
+        for (file, unlimited) in LIMIT_FILES {
+            let value = wanted.iter().find(|(f, _)| *f == file).map_or(unlimited, |(_, v)| v.as_str());
+            let path = dir.join(file);
+            if value.is_empty() && !path.exists() {
+                continue;
+            }
+            fs::write(&path, value).map_err(|e| format!("writing {value:?} to {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Pids in the jail's group.
+    pub fn procs(&self, name: &str) -> Vec<i32> {
+        fs::read_to_string(self.jail(name).join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Kills whatever is left in the group and removes it.
+    pub fn remove(&self, name: &str) -> Result<(), String> {
+        let dir = self.jail(name);
+        if !dir.exists() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.procs(name).is_empty() {
+            let _ = fs::write(dir.join("cgroup.kill"), "1");
+            if Instant::now() > deadline {
+                return Err(format!("processes {:?} in {} did not die", self.procs(name), dir.display()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        loop {
+            match fs::remove_dir(&dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                // The last process may still be leaving the group.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(format!("{}: {e}", dir.display())),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(r: &str, v: &str) -> Limit {
+        Limit::parse(r, v).unwrap().unwrap()
+    }
+
+    #[test]
+    fn limits_map_to_cgroup_files_or_are_refused() {
+        let got = translate(
+            &[limit("memoryuse", "64M:deny"), limit("maxproc", "100:deny"), limit("pcpu", "50:deny")],
+            Some("0-1"),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("memory.max", (64u64 << 20).to_string()),
+                ("pids.max", "100".into()),
+                ("cpu.max", "50000 100000".into()),
+                ("cpuset.cpus", "0-1".into())
+            ]
+        );
+        assert_eq!(
+            translate(&[limit("memoryuse", "8G:log")], None).unwrap(),
+            vec![("memory.high", (8u64 << 30).to_string())]
+        );
+        assert_eq!(
+            translate(&[limit("vmemoryuse", "1G:deny"), limit("maxproc", "5:log")], None),
+            Err(vec!["vmemoryuse=1G:deny".to_string(), "maxproc=5:log".to_string()])
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! Linux runtime: a jail is a set of new PID, mount, UTS and IPC namespaces
+//! (and a network namespace with `vnet=on`) around an init process, rooted
+//! at the jail's dataset, in a cgroup of its own ([`cgroup`]).
+//!
+//! The kernel has no registry of "jails", so the runtime keeps one: a
+//! directory per running jail under the state directory holding its
+//! init's pid and start time. A jail is running while that process lives;
+//! that is also how running jails are found again after the daemon
+//! restarts. The jail's mounts live in its own mount namespace and vanish
+//! with it; stop kills the init (the kernel then kills everything else in
+//! the PID namespace) and empties and removes the cgroup.
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::exec::{self, self_exe};
+use super::{ExecOutput, ExecSpec, JailSpec, Limit, Mount, RunningJail, Runtime, RuntimeError};
+
+pub mod cgroup;
+pub mod init;
+
+pub const DEFAULT_STATE_DIR: &str = "/run/iocaged/jails";
+pub const DEFAULT_CGROUP_DIR: &str = "/sys/fs/cgroup/iocaged";
+
+pub struct Linux {
+    state_dir: PathBuf,
+    cgroups: cgroup::Cgroups,
+}
+
+impl Linux {
+    pub fn new(state_dir: impl Into<PathBuf>, cgroup_dir: impl Into<PathBuf>) -> Self {
+        Linux { state_dir: state_dir.into(), cgroups: cgroup::Cgroups::new(cgroup_dir) }
+    }
+
+    fn record(&self, name: &str, pid: i32) -> std::io::Result<()> {
+        let dir = self.state_dir.join(name);
+        fs::create_dir_all(&dir)?;
+        let start = start_time(pid).unwrap_or_default();
+        fs::write(dir.join("pid"), format!("{pid} {start}\n"))
+    }
+}
+
+/// Field 22 of /proc/PID/stat (start time in clock ticks since boot):
+/// with the pid, it names one process even after pids wrap around.
+/// `None` when the process is gone or a zombie.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// The pid recorded for a jail, if that very process is still alive.
+fn live_pid(record: &str) -> Option<i32> {
+    let mut it = record.split_whitespace();
+    let pid: i32 = it.next()?.parse().ok()?;
+    let start: u64 = it.next()?.parse().ok()?;
+    (pid > 0 && start_time(pid) == Some(start)).then_some(pid)
+}
+
+impl Runtime for Linux {
+    fn running(&self) -> Result<Vec<RunningJail>, RuntimeError> {
+        let entries = match fs::read_dir(&self.state_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(RuntimeError::new("list", "running jails", format!("{}: {e}", self.state_dir.display())));
+            }
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let record = fs::read_to_string(entry.path().join("pid")).unwrap_or_default();
+            if let Some(pid) = live_pid(&record) {
+                out.push(RunningJail { name, jid: i64::from(pid) });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn check(&self, spec: &JailSpec) -> Result<(), RuntimeError> {
+        cgroup::translate(&spec.limits, spec.cpuset.as_deref()).map_err(|unsupported| {
+            RuntimeError::new("start", &spec.name, format!("cannot enforce on Linux: {}", unsupported.join(", ")))
+        })?;
+        for m in &spec.mounts {
+            if let Mount::Fstab { fstype, target, .. } = m {
+                if !init::SUPPORTED_FSTYPES.contains(&fstype.as_str()) {
+                    return Err(RuntimeError::new(
+                        "start",
+                        &spec.name,
+                        format!("fstab: cannot mount {fstype} on {} on Linux", target.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&self, spec: &JailSpec) -> Result<RunningJail, RuntimeError> {
+        let fail = |m: String| RuntimeError::new("start", &spec.name, m);
+        let cgroup = self.cgroups.create(&spec.name).map_err(|e| fail(format!("creating its cgroup: {e}")))?;
+        let undo_cgroup = |e: RuntimeError| {
+            let _ = self.cgroups.remove(&spec.name);
+            e
+        };
+        self.cgroups
+            .apply(&spec.name, &spec.limits, spec.cpuset.as_deref())
+            .map_err(|e| undo_cgroup(fail(format!("applying limits: {e}"))))?;
+        let pid = spawn_init(spec, &cgroup).map_err(|e| undo_cgroup(fail(e)))?;
+        if let Err(e) = self.record(&spec.name, pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            return Err(undo_cgroup(fail(format!("recording it in {}: {e}", self.state_dir.display()))));
+        }
+        Ok(RunningJail { name: spec.name.clone(), jid: i64::from(pid) })
+    }
+
+    fn stop(&self, jail: &RunningJail, _spec: &JailSpec) -> Result<(), RuntimeError> {
+        let fail = |m: String| RuntimeError::new("stop", &jail.name, m);
+        let pid = i32::try_from(jail.jid).map_err(|_| fail(format!("bad init pid {}", jail.jid)))?;
+        let started = start_time(pid);
+        // SIGKILL to a PID namespace's init makes the kernel kill every
+        // other process of the namespace.
+        match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => return Err(fail(format!("killing its init {pid}: {e}"))),
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while started.is_some() && start_time(pid) == started {
+            if Instant::now() > deadline {
+                return Err(fail(format!("its init {pid} did not die")));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.cgroups.remove(&jail.name).map_err(|e| fail(format!("removing its cgroup: {e}")))?;
+        match fs::remove_dir_all(self.state_dir.join(&jail.name)) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(fail(format!("removing its state: {e}"))),
+            _ => Ok(()),
+        }
+    }
+
+    fn set_limits(&self, jail: &RunningJail, limits: &[Limit], cpuset: Option<&str>) -> Result<(), RuntimeError> {
+        self.cgroups.apply(&jail.name, limits, cpuset).map_err(|e| RuntimeError::new("limit", &jail.name, e))
+    }
+
+    fn exec(&self, jail: &RunningJail, spec: &ExecSpec) -> Result<ExecOutput, RuntimeError> {
+        exec::run_with(jail, spec, Some(&self.cgroups.jail(&jail.name)))
+    }
+}
+
+/// Starts `iocaged jail-init` with the spec on its stdin and reads its one
+/// line: `ok <pid>` or `error <what failed>`.
+fn spawn_init(spec: &JailSpec, cgroup: &std::path::Path) -> Result<i32, String> {
+    let request = serde_json::to_vec(&init::InitRequest { spec: spec.clone(), cgroup: cgroup.to_path_buf() })
+        .map_err(|e| format!("encoding the spec: {e}"))?;
+    let mut child = Command::new(self_exe())
+        .arg("jail-init")
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the init helper: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&request).map_err(|e| format!("writing the spec to the init helper: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("waiting for the init helper: {e}"))?;
+    let line = String::from_utf8_lossy(&out.stdout);
+    match line.trim().split_once(' ') {
+        Some(("ok", pid)) => pid.parse().map_err(|_| format!("the init helper said {line:?}")),
+        Some(("error", why)) => Err(why.to_string()),
+        _ => Err(format!("the init helper failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())),
+    }
+}
+
+/// Enters a running jail's namespaces and cgroup (helper side).
+pub(crate) fn enter(jail: &RunningJail) -> Result<(), String> {
+    let pid = jail.jid;
+    // Open every namespace first: once in the jail's mount namespace,
+    // /proc is the jail's.
+    let mut fds = Vec::new();
+    for (ns, flag) in [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ] {
+        let path = format!("/proc/{pid}/ns/{ns}");
+        fds.push((fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?, flag, ns));
+    }
+    for (fd, flag, ns) in &fds {
+        nix::sched::setns(fd.as_fd(), *flag).map_err(|e| format!("setns {ns}: {e}"))?;
+    }
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_jails_are_those_whose_init_still_lives() {
+        let dir = std::env::temp_dir().join(format!("iocaged-linux-rt-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let me = std::process::id() as i32;
+        let mine = start_time(me).unwrap();
+        for (name, record) in [
+            ("ioc-live", format!("{me} {mine}")),
+            ("ioc-reused", format!("{me} {}", mine + 1)),
+            ("ioc-dead", format!("{} 1", i32::MAX)),
+            ("ioc-garbage", "x".into()),
+        ] {
+            fs::create_dir_all(dir.join(name)).unwrap();
+            fs::write(dir.join(name).join("pid"), record).unwrap();
+        }
+        fs::create_dir_all(dir.join("ioc-nopid")).unwrap();
+        let rt = Linux::new(&dir, "/nonexistent");
+        assert_eq!(rt.running().unwrap(), vec![RunningJail { name: "ioc-live".into(), jid: i64::from(me) }]);
+        assert_eq!(Linux::new(dir.join("absent"), "/nonexistent").running().unwrap(), vec![]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,310 @@
+//! The jail lifecycle against real ZFS with the Linux runtime (run in the
+//! guest): startjail, stopjail, capjail and execjail on jails of a small
+//! busybox release. The document's examples; what a running jail is (its
+//! own hostname, processes, cgroup limits); stop leaving no process, mount
+//! or cgroup behind; failures part-way leaving nothing; a restarted daemon
+//! finding its running jails; one jail's starts and stops taking turns.
+
+mod rig;
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use rig::client::{self, Ws};
+use rig::conformance::{conform, lock};
+use rig::daemon::Daemon;
+use rig::fixture::Fixture;
+use rig::{get, zfs};
+
+const RELEASE: &str = "13.2-RELEASE";
+
+fn call(d: &Daemon, args: Value) -> Value {
+    let r = client::rest(d.rest, &args);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let action = args["action"].as_str().unwrap().to_string();
+    r.body["args"][action].clone()
+}
+
+/// A fresh pool with the busybox release and a jail made from it with
+/// `props` (a createjail props string); returns its UUID.
+fn busybox_jail(f: &Fixture, d: &Daemon, props: &str) -> String {
+    let r = call(d, json!({"action": "createjail", "props": format!("release={RELEASE} {props}"), "switches": "-c"}));
+    let s = r["success"]["Successfully created"].as_str().unwrap_or_else(|| panic!("not created: {r}"));
+    let _ = f;
+    s.split_whitespace().next().unwrap().to_string()
+}
+
+/// The pool the document's examples need: jail `test`, up or down.
+fn test_jail(up: bool) -> Fixture {
+    let f = Fixture::fresh();
+    f.busybox_release(RELEASE);
+    let d = Daemon::start(&[]);
+    busybox_jail(&f, &d, "tag=test mount_procfs=1");
+    if up {
+        let r = call(&d, json!({"action": "startjail", "jail": "test"}));
+        assert!(r["test"]["+ Starting services OK"].is_string(), "{r}");
+    }
+    assert!(d.stop());
+    f
+}
+
+fn cgroup(uuid: &str) -> String {
+    format!("/sys/fs/cgroup/iocaged/ioc-{uuid}")
+}
+
+/// Lines of /proc/mounts under the jail's directory (host's view).
+fn mounts_under(uuid: &str) -> Vec<String> {
+    let root = format!("/iocage/jails/{uuid}/root/");
+    std::fs::read_to_string("/proc/mounts").unwrap().lines().filter(|l| l.contains(&root)).map(str::to_string).collect()
+}
+
+/// Host pids whose command line is exactly `argv`.
+fn processes(argv: &[&str]) -> Vec<String> {
+    let want = argv.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn listed(d: &Daemon, uuid: &str) -> Value {
+    call(d, json!({"action": "listjails"}))[uuid].clone()
+}
+
+/// Asserts that nothing of a jail is left in the kernel.
+fn assert_gone(d: &Daemon, uuid: &str) {
+    let l = listed(d, uuid);
+    assert_eq!((l["state"].as_str(), l["jid"].as_str()), (Some("down"), Some("-")), "{l}");
+    assert!(!std::path::Path::new(&cgroup(uuid)).exists(), "its cgroup is left");
+    assert!(!std::path::Path::new(&format!("/run/iocaged/jails/ioc-{uuid}")).exists(), "its state is left");
+    assert_eq!(mounts_under(uuid), Vec::<String>::new(), "mounts are left");
+    assert_eq!(processes(&["sleep", "100000"]), Vec::<String>::new(), "the jail's rc process is left");
+}
+
+#[test]
+fn startjail_matches_the_document() {
+    conform("startjail", false, |ex| test_jail(ex.reply.to_string().contains("already up")));
+}
+
+#[test]
+fn stopjail_matches_the_document() {
+    conform("stopjail", false, |ex| test_jail(!ex.reply.to_string().contains("already down")));
+}
+
+#[test]
+fn capjail_matches_the_document() {
+    conform("capjail", false, |_| test_jail(true));
+}
+
+#[test]
+fn execjail_matches_the_document() {
+    conform("execjail", false, |_| test_jail(true));
+}
+
+#[test]
+fn a_jail_runs_isolated_and_stops_without_a_trace() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    f.busybox_release(RELEASE);
+    let d = Daemon::start(&[]);
+    let uuid = busybox_jail(&f, &d, "tag=bb host_hostname=bbhost mount_procfs=1");
+    let before = zfs(&["list", "-H", "-t", "all", "-o", "name", "-r", &f.pool]);
+
+    let r = call(&d, json!({"action": "startjail", "jail": "bb"}));
+    let keys: Vec<&String> = r["bb"].as_object().unwrap_or_else(|| panic!("{r}")).keys().collect();
+    assert_eq!(
+        keys,
+        [
+            &format!("* Starting {uuid} (bb)"),
+            &"+ Started (shared IP mode) OK".to_string(),
+            &"+ Starting services OK".to_string()
+        ],
+        "{r}"
+    );
+    let l = listed(&d, &uuid);
+    assert_eq!(l["state"], "up", "{l}");
+    let jid = l["jid"].as_str().unwrap().to_string();
+    let init_pidns = std::fs::read_link(format!("/proc/{jid}/ns/pid")).expect("the jid is the init's host pid");
+    assert_ne!(init_pidns, std::fs::read_link("/proc/self/ns/pid").unwrap(), "the jail has its own PID namespace");
+    assert!(get(&format!("{}/iocage/jails/{uuid}", f.pool), "org.freebsd.iocage:last_started").starts_with("20"));
+    assert_eq!(
+        std::fs::read_to_string(format!("/iocage/jails/{uuid}/root/tmp/rc.ran")).unwrap(),
+        "bbhost\n",
+        "exec_start ran /etc/rc inside the jail"
+    );
+
+    // Inside: its own hostname, its own processes only, its own users.
+    let r = call(&d, json!({"action": "execjail", "jail": "bb", "user": "root", "command": "hostname"}));
+    assert_eq!(r, json!({"success": {"bbhost": ""}}));
+    let r = call(
+        &d,
+        json!({"action": "execjail", "jail": "bb", "user": "root", "command": "ps -o pid,comm", "output": "lossless"}),
+    );
+    let stdout = r["stdout"].as_str().unwrap_or_else(|| panic!("{r}"));
+    let procs: Vec<(u32, String)> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next().unwrap().parse().unwrap(), f.next().unwrap_or_default().to_string())
+        })
+        .collect();
+    let comms: BTreeSet<&str> = procs.iter().map(|(_, c)| c.as_str()).collect();
+    assert!(comms.contains("sleep") && comms.contains("ps"), "{stdout}");
+    assert!(procs.iter().any(|(p, _)| *p == 1), "the jail's init is pid 1: {stdout}");
+    assert!(procs.len() <= 5, "only the jail's processes are visible: {stdout}");
+    assert_eq!(r["exit_code"], 0);
+    let r = call(&d, json!({"action": "execjail", "jail": "bb", "user": "alice", "command": "id -u; id -G; pwd"}));
+    assert_eq!(r, json!({"success": {"1001": "", "1001 20": "", "/home/alice": ""}}));
+
+    // Output whole, and failures told.
+    let r = call(
+        &d,
+        json!({"action": "execjail", "jail": "bb", "user": "root", "command": "printf 'a\\n\\na\\n'; echo err >&2; exit 3", "output": "lossless"}),
+    );
+    assert_eq!(
+        (r["stdout"].as_str(), r["stderr"].as_str(), &r["exit_code"]),
+        (Some("a\n\na\n"), Some("err\n"), &json!(3))
+    );
+    assert!(r["error"].as_str().unwrap().contains("exited with status 3: err"), "{r}");
+    let r = call(&d, json!({"action": "execjail", "jail": "bb", "user": "mallory", "command": "id"}));
+    assert!(r["error"].as_str().unwrap().contains("no user \"mallory\""), "{r}");
+
+    // capjail: limits from the properties into the jail's cgroup.
+    assert_eq!(call(&d, json!({"action": "capjail", "jail": "bb"})), json!({"success": "jail bb capped."}));
+    let memory_max = || std::fs::read_to_string(format!("{}/memory.max", cgroup(&uuid))).unwrap();
+    assert_eq!(memory_max(), "max\n", "rlimits=off: no limit");
+    let ds = format!("{}/iocage/jails/{uuid}", f.pool);
+    zfs(&["set", "org.freebsd.iocage:rlimits=on", "org.freebsd.iocage:memoryuse=64M:deny", &ds]);
+    assert_eq!(call(&d, json!({"action": "capjail", "jail": "bb"})), json!({"success": "jail bb capped."}));
+    assert_eq!(memory_max(), format!("{}\n", 64 << 20));
+    zfs(&["set", "org.freebsd.iocage:vmemoryuse=1G:deny", &ds]);
+    let r = call(&d, json!({"action": "capjail", "jail": "bb"}));
+    assert!(r["error"].as_str().unwrap().contains("vmemoryuse=1G:deny"), "{r}");
+    assert_eq!(memory_max(), format!("{}\n", 64 << 20), "a refused cap changes nothing");
+    zfs(&["set", "org.freebsd.iocage:vmemoryuse=off", &ds]);
+
+    // Starting again is "already up"; stop removes everything.
+    let r = call(&d, json!({"action": "startjail", "jail": "bb"}));
+    assert_eq!(r, json!({"bb": {"INFO": format!(" {uuid} (bb) is already up")}}));
+    let r = call(&d, json!({"action": "stopjail", "jail": uuid}));
+    // An object's keys: the original's shape keeps no order (JSON objects
+    // come out sorted, as the document shows them).
+    let keys: BTreeSet<&str> =
+        r[&uuid].as_object().unwrap_or_else(|| panic!("{r}")).keys().map(String::as_str).collect();
+    let want = format!("* Stopping {uuid} (bb)");
+    let want = BTreeSet::from([
+        want.as_str(),
+        "+ Running pre-stop OK",
+        "+ Stopping services OK",
+        "+ Removing jail process OK",
+        "+ Running post-stop OK",
+    ]);
+    assert_eq!(keys, want, "{r}");
+    assert!(std::path::Path::new(&format!("/iocage/jails/{uuid}/root/tmp/rc.shutdown")).exists(), "exec_stop ran");
+    assert!(!std::path::Path::new(&format!("/proc/{jid}")).exists() || processes(&["sleep", "100000"]).is_empty());
+    assert_gone(&d, &uuid);
+    let r = call(&d, json!({"action": "stopjail", "jail": "bb"}));
+    assert_eq!(r, json!({"bb": {"INFO": format!(" {uuid} (bb) is already down")}}));
+    let r = call(&d, json!({"action": "execjail", "jail": "bb", "user": "root", "command": "id"}));
+    assert!(r["error"].as_str().unwrap().contains("is not running"), "{r}");
+    assert_eq!(zfs(&["list", "-H", "-t", "all", "-o", "name", "-r", &f.pool]), before, "no dataset was added or lost");
+    assert!(d.stop());
+}
+
+#[test]
+fn exec_timeout_kills_a_hanging_start_and_undoes_it() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    f.busybox_release(RELEASE);
+    let d = Daemon::start(&[]);
+    let uuid = busybox_jail(&f, &d, "tag=hang mount_procfs=1 exec_start=\"sleep 100000\" exec_timeout=2");
+    let r = call(&d, json!({"action": "startjail", "jail": "hang"}));
+    let e = r["error"].as_str().unwrap_or_else(|| panic!("{r}"));
+    assert!(e.contains("exec_start failed") && e.contains("timeout") && e.contains("removed again"), "{e}");
+    assert_gone(&d, &uuid);
+    assert_eq!(get(&format!("{}/iocage/jails/{uuid}", f.pool), "org.freebsd.iocage:last_started"), "none");
+    assert!(d.stop());
+}
+
+#[test]
+fn a_failing_prestart_leaves_nothing_behind() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    f.busybox_release(RELEASE);
+    let d = Daemon::start(&[]);
+    let uuid = busybox_jail(&f, &d, "tag=pre mount_procfs=1 exec_prestart=\"echo no way >&2; exit 4\"");
+    let r = call(&d, json!({"action": "startjail", "jail": "pre"}));
+    let e = r["error"].as_str().unwrap_or_else(|| panic!("{r}"));
+    assert!(e.contains("exec_prestart failed") && e.contains("exited with status 4: no way"), "{e}");
+    assert_gone(&d, &uuid);
+    // An executable hook file in the jail's directory wins over the property.
+    let hook = format!("/iocage/jails/{uuid}/prestart");
+    std::fs::write(&hook, "#!/bin/sh\necho \"$IOCAGE_UUID\" > \"$IOCAGE_PATH/tmp/prestart.ran\"\n").unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let r = call(&d, json!({"action": "startjail", "jail": "pre"}));
+    assert!(r["pre"]["+ Starting services OK"].is_string(), "{r}");
+    assert_eq!(
+        std::fs::read_to_string(format!("/iocage/jails/{uuid}/root/tmp/prestart.ran")).unwrap(),
+        format!("{uuid}\n")
+    );
+    assert!(call(&d, json!({"action": "stopjail", "jail": "pre"}))["pre"]["+ Removing jail process OK"].is_string());
+    assert_gone(&d, &uuid);
+    assert!(d.stop());
+}
+
+#[test]
+fn a_restarted_daemon_finds_and_stops_a_running_jail() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    f.busybox_release(RELEASE);
+    let d = Daemon::start(&[]);
+    let uuid = busybox_jail(&f, &d, "tag=keep mount_procfs=1");
+    assert!(call(&d, json!({"action": "startjail", "jail": "keep"}))["keep"].is_object());
+    let jid = listed(&d, &uuid)["jid"].clone();
+    assert!(d.stop(), "iocaged did not shut down cleanly");
+    assert_eq!(processes(&["sleep", "100000"]).len(), 1, "the jail outlives the daemon");
+
+    let d = Daemon::start(&[]);
+    let l = listed(&d, &uuid);
+    assert_eq!((l["state"].as_str(), &l["jid"]), (Some("up"), &jid), "{l}");
+    let r = call(&d, json!({"action": "execjail", "jail": "keep", "user": "root", "command": "hostname"}));
+    assert_eq!(r, json!({"success": {uuid.clone(): ""}}), "hostname defaults to the UUID");
+    assert!(call(&d, json!({"action": "stopjail", "jail": "keep"}))["keep"]["+ Removing jail process OK"].is_string());
+    assert_gone(&d, &uuid);
+    assert!(d.stop());
+}
+
+#[test]
+fn starts_and_stops_of_one_jail_take_turns() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    f.busybox_release(RELEASE);
+    let d = Daemon::start(&[]);
+    let uuid = busybox_jail(&f, &d, "tag=turns mount_procfs=1");
+    for (action, done, already) in [
+        ("startjail", "+ Starting services OK", "is already up"),
+        ("stopjail", "+ Removing jail process OK", "is already down"),
+    ] {
+        // Six requests at once over one WebSocket, each to be answered.
+        let mut ws = Ws::connect(d.ws);
+        for i in 0..6 {
+            ws.send(&json!({"id": format!("r{i}"), "namespace": "sysadm", "name": "iocage", "args": {"action": action, "jail": "turns"}}));
+        }
+        let replies: Vec<Value> = (0..6).map(|_| ws.recv().expect("a reply")).collect();
+        let bodies: Vec<&Value> = replies.iter().map(|r| &r["args"][action]["turns"]).collect();
+        let did = bodies.iter().filter(|b| b[done].is_string()).count();
+        let skipped = bodies.iter().filter(|b| b["INFO"].as_str().is_some_and(|i| i.contains(already))).count();
+        assert_eq!(
+            (did, skipped),
+            (1, 5),
+            "{action}: exactly one did it, the rest waited and saw it done: {replies:?}"
+        );
+    }
+    assert_gone(&d, &uuid);
+    assert!(d.stop());
+}
