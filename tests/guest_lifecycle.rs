@@ -308,3 +308,27 @@ fn starts_and_stops_of_one_jail_take_turns() {
     assert_gone(&d, &uuid);
     assert!(d.stop());
 }
+
+#[test]
+fn cleanjails_stops_running_jails_before_destroying_them() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    f.busybox_release(RELEASE);
+    let d = Daemon::start(&[]);
+    let up = busybox_jail(&f, &d, "tag=up mount_procfs=1");
+    let down = busybox_jail(&f, &d, "tag=down");
+    assert!(call(&d, json!({"action": "startjail", "jail": "up"}))["up"].is_object());
+    let r = call(&d, json!({"action": "destroyjail", "jail": "up"}));
+    assert!(r["error"].as_str().unwrap().contains("is running"), "destroyjail refuses a running jail: {r}");
+    assert_eq!(call(&d, json!({"action": "cleanjails"})), json!({"success": "All jails have been cleaned."}));
+    for uuid in [&up, &down] {
+        assert!(!std::path::Path::new(&cgroup(uuid)).exists(), "its cgroup is left");
+        assert_eq!(mounts_under(uuid), Vec::<String>::new(), "mounts are left");
+    }
+    assert_eq!(processes(&["sleep", "100000"]), Vec::<String>::new(), "the jail's rc process is left");
+    assert_eq!(
+        zfs(&["list", "-H", "-o", "name", "-d", "1", &format!("{}/iocage/jails", f.pool)]).trim(),
+        format!("{}/iocage/jails", f.pool)
+    );
+    assert!(d.stop());
+}

@@ -2,7 +2,8 @@
 //!
 //! Rules (where iocage lost data, see iocage-model.md): nothing outside
 //! `POOL/iocage` is destroyed (every target is checked with
-//! [`Layout::contains`]); a running jail is never destroyed; a release or
+//! [`Layout::contains`]); a running jail is never destroyed (destroyjail
+//! refuses one; the clean actions stop them first); a release or
 //! template that jails still depend on is not removed, and the refusal
 //! names those jails; of the snapshots around a jail only those made for it
 //! (named after its UUID, as iocage named them) are removed, never one a
@@ -118,6 +119,18 @@ fn empty_out(lib: &Libzfs, layout: &Layout, top: &str) -> Result<(), ActionError
         lib.mount(top)?;
     }
     Ok(())
+}
+
+/// What cleanjails (`everything` false) and cleanall check before they
+/// change anything, stopping jails included: that no dataset outside the
+/// ones they remove depends on them.
+pub fn check_clean(lib: &Libzfs, layout: &Layout, everything: bool) -> Result<(), ActionError> {
+    let tops = if everything {
+        lib.children(&layout.root()).or_else(|e| if e.kind == ErrorKind::NotFound { Ok(vec![]) } else { Err(e) })?
+    } else {
+        vec![layout.jails()]
+    };
+    check_removable(lib, layout, &tops)
 }
 
 /// cleanjails: every jail, with the snapshots made for them.

@@ -119,6 +119,8 @@ impl Iocage {
                 Ok(json!({ "jail": jail, "props": raw_props, "success": { "Successfully created": created } }))
             }
             Request::DestroyJail { jail } => {
+                let uuid = self.uuid_of(&jail).await?;
+                let _turn = self.turn(&uuid).await;
                 let running = self.running_names()?;
                 self.on_pool(move |lib, layout| {
                     let jails = jails::read_all(lib, &layout, Natives::All)?;
@@ -129,6 +131,8 @@ impl Iocage {
                 .await
             }
             Request::CleanJails => {
+                self.on_pool(|lib, layout| destroy::check_clean(lib, &layout, false)).await?;
+                self.stop_running().await?;
                 let running = self.running_names()?;
                 self.on_pool(move |lib, layout| destroy::clean_jails(lib, &layout, &running)).await?;
                 Ok(json!({ "success": "All jails have been cleaned." }))
@@ -142,6 +146,8 @@ impl Iocage {
                 Ok(json!({ "success": "All templates have been cleaned." }))
             }
             Request::CleanAll => {
+                self.on_pool(|lib, layout| destroy::check_clean(lib, &layout, true)).await?;
+                self.stop_running().await?;
                 let running = self.running_names()?;
                 self.on_pool(move |lib, layout| destroy::clean_all(lib, &layout, &running)).await?;
                 Ok(json!({ "success": "All iocage datasets have been cleaned." }))
@@ -173,6 +179,34 @@ impl Iocage {
                 Ok(exec_reply(&out, lossless))
             }
         }
+    }
+
+    /// The UUID of the jail a client names.
+    async fn uuid_of(&self, query: &str) -> Result<String, ActionError> {
+        let query = query.to_string();
+        self.on_pool(move |lib, layout| {
+            let jails = jails::read_all(lib, &layout, Natives::None)?;
+            Ok(jails::resolve(&jails, &query)?.uuid.clone())
+        })
+        .await
+    }
+
+    /// Stops every running jail of the pool, each in its turn (what the
+    /// clean actions do before destroying jails; iocage did not).
+    async fn stop_running(&self) -> Result<(), ActionError> {
+        let running = self.running_names()?;
+        let plans = self
+            .on_pool(move |lib, layout| {
+                let jails = jails::read_all(lib, &layout, Natives::All)?;
+                jails.iter().filter(|j| running.contains(&kernel_name(&j.uuid))).map(lifecycle::plan).collect()
+            })
+            .await?;
+        let plans: Vec<lifecycle::Plan> = plans;
+        for plan in plans {
+            let _turn = self.turn(&plan.uuid).await;
+            self.blocking(move |rt| lifecycle::stop(rt, &plan)).await?;
+        }
+        Ok(())
     }
 
     /// The lifecycle plan of the jail a client names.

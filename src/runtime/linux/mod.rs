@@ -40,11 +40,36 @@ impl Linux {
         Linux { state_dir: state_dir.into(), cgroups: cgroup::Cgroups::new(cgroup_dir) }
     }
 
-    fn record(&self, name: &str, pid: i32) -> std::io::Result<()> {
+    /// Claims the jail's name: its state directory, made atomically, so
+    /// that two starts of one jail cannot both go ahead (the service's
+    /// turns already prevent that; this holds without them). A directory
+    /// left by a jail that died is taken over.
+    fn claim(&self, name: &str) -> Result<(), String> {
         let dir = self.state_dir.join(name);
-        fs::create_dir_all(&dir)?;
+        fs::create_dir_all(&self.state_dir).map_err(|e| format!("{}: {e}", self.state_dir.display()))?;
+        match fs::create_dir(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                let record = fs::read_to_string(dir.join("pid")).unwrap_or_default();
+                match live_pid(&record) {
+                    Some(pid) => Err(format!("it is already running (init pid {pid})")),
+                    // A start still setting it up has not written the pid yet;
+                    // one that died doing so (the daemon was killed) left it
+                    // empty for good.
+                    None if record.is_empty() && !stale(&dir) => Err("another start of it is under way".into()),
+                    None => {
+                        fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                        fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))
+                    }
+                }
+            }
+            Err(e) => Err(format!("{}: {e}", dir.display())),
+        }
+    }
+
+    fn record(&self, name: &str, pid: i32) -> std::io::Result<()> {
         let start = start_time(pid).unwrap_or_default();
-        fs::write(dir.join("pid"), format!("{pid} {start}\n"))
+        fs::write(self.state_dir.join(name).join("pid"), format!("{pid} {start}\n"))
     }
 }
 
@@ -59,6 +84,13 @@ fn start_time(pid: i32) -> Option<u64> {
         return None;
     }
     fields.get(19)?.parse().ok()
+}
+
+/// A claim older than any start takes.
+fn stale(dir: &std::path::Path) -> bool {
+    fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(120)))
 }
 
 /// The pid recorded for a jail, if that very process is still alive.
@@ -110,10 +142,15 @@ impl Runtime for Linux {
 
     fn start(&self, spec: &JailSpec) -> Result<RunningJail, RuntimeError> {
         let fail = |m: String| RuntimeError::new("start", &spec.name, m);
-        let cgroup = self.cgroups.create(&spec.name).map_err(|e| fail(format!("creating its cgroup: {e}")))?;
+        self.claim(&spec.name).map_err(fail)?;
+        let unclaim = |e: RuntimeError| {
+            let _ = fs::remove_dir_all(self.state_dir.join(&spec.name));
+            e
+        };
+        let cgroup = self.cgroups.create(&spec.name).map_err(|e| unclaim(fail(format!("creating its cgroup: {e}"))))?;
         let undo_cgroup = |e: RuntimeError| {
             let _ = self.cgroups.remove(&spec.name);
-            e
+            unclaim(e)
         };
         self.cgroups
             .apply(&spec.name, &spec.limits, spec.cpuset.as_deref())
