@@ -64,8 +64,10 @@ pub(crate) fn self_exe() -> PathBuf {
 /// Runs `spec` in `jail`; `cgroup` is the Linux jail's cgroup, which the
 /// command joins so that the jail's limits hold for it too.
 pub fn run_with(jail: &RunningJail, spec: &ExecSpec, cgroup: Option<&Path>) -> Result<ExecOutput, RuntimeError> {
+    use std::os::unix::process::CommandExt;
     let timeout = spec.timeout.map_or(0, |t| t.as_secs().max(1));
     let out = Command::new(self_exe())
+        .arg0("iocaged")
         .arg("jail-exec")
         .arg(&jail.name)
         .arg(jail.jid.to_string())

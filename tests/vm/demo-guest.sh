@@ -12,6 +12,18 @@ load_zfs
 ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
 make_pool tank 2G
 
+# busybox_root DIR: a tiny system for a jail to start from (the host's static
+# busybox; /etc/rc leaves a long-running process, as a service would).
+busybox_root() {
+	mkdir -p "$1/bin" "$1/etc" "$1/dev" "$1/proc" "$1/tmp" "$1/root"
+	cp /bin/busybox "$1/bin/busybox"
+	for a in sh sleep hostname ps cat echo id ls uptime df; do ln -s busybox "$1/bin/$a"; done
+	printf '#!/bin/sh\nsleep 100000 &\n' >"$1/etc/rc"
+	printf '#!/bin/sh\n' >"$1/etc/rc.shutdown"
+	echo 'root:x:0:0:root:/root:/bin/sh' >"$1/etc/passwd"
+	echo 'wheel:x:0:root' >"$1/etc/group"
+}
+
 # An iocage 1.7.x-style layout: the root, defaults, three jails.
 P=org.freebsd.iocage
 zfs create -o mountpoint=/iocage tank/iocage
@@ -23,8 +35,10 @@ for tag in web db cache; do
 	uuid=$(cat /proc/sys/kernel/random/uuid)
 	zfs create -o $P:tag=$tag -o $P:type=jail -o $P:boot=on -o $P:release=14.1-RELEASE \
 		-o $P:host_hostname="$uuid" -o $P:host_hostuuid="$uuid" -o $P:vnet=off \
-		-o $P:ip4_addr="lo0|127.0.1.$n" -o $P:notes="demo jail $n" "tank/iocage/jails/$uuid"
+		-o $P:ip4_addr="lo0|127.0.1.$n" -o $P:notes="demo jail $n" -o $P:mount_procfs=1 \
+		"tank/iocage/jails/$uuid"
 	zfs create "tank/iocage/jails/$uuid/root"
+	busybox_root "/iocage/jails/$uuid/root"
 done
 zfs set org.freebsd.ioc:active=yes tank
 say "pool tank: $(zfs list -H -o name -r tank/iocage/jails -d 1 | wc -l) datasets under tank/iocage/jails"

@@ -13,6 +13,7 @@
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -202,6 +203,7 @@ fn spawn_init(spec: &JailSpec, cgroup: &std::path::Path) -> Result<i32, String> 
     let request = serde_json::to_vec(&init::InitRequest { spec: spec.clone(), cgroup: cgroup.to_path_buf() })
         .map_err(|e| format!("encoding the spec: {e}"))?;
     let mut child = Command::new(self_exe())
+        .arg0("iocaged")
         .arg("jail-init")
         .env_clear()
         .stdin(Stdio::piped())
