@@ -56,6 +56,7 @@ const FUNCTIONS: &[&str] = &[
     "zpool_iter",
     "zpool_open_canfail",
     "zpool_close",
+    "zpool_get_history",
     "zpool_get_name",
     "zpool_get_prop",
     "zpool_set_prop",

@@ -306,3 +306,39 @@ fn concurrent_requests_on_one_socket_are_answered_by_id() {
     );
     assert!(d.stop(), "clean shutdown with a WebSocket open");
 }
+
+/// listjails answers from an index kept between requests; a change made
+/// behind the daemon's back (with the `zfs` command) shows at once.
+#[test]
+fn listings_see_outside_changes_at_once() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    let a = f.jail("aaaaaaaa-0000-4000-8000-000000000001", &[("tag", "one"), ("boot", "off")]);
+    let d = Daemon::start(&[]);
+    let list = |d: &Daemon| client::rest(d.rest, &json!({"action": "listjails"})).body["args"]["listjails"].clone();
+    let first = list(&d);
+    assert_eq!(first["aaaaaaaa-0000-4000-8000-000000000001"]["tag"], "one", "{first}");
+    assert_eq!(list(&d), first, "nothing changed: the same answer");
+    rig::zfs(&["set", "org.freebsd.iocage:tag=renamed", "org.freebsd.iocage:boot=on", &a]);
+    let v = list(&d);
+    assert_eq!(v["aaaaaaaa-0000-4000-8000-000000000001"]["tag"], "renamed", "{v}");
+    assert_eq!(v["aaaaaaaa-0000-4000-8000-000000000001"]["boot"], "on", "{v}");
+    let b = f.jail("bbbbbbbb-0000-4000-8000-000000000002", &[("tag", "two")]);
+    assert_eq!(list(&d)["bbbbbbbb-0000-4000-8000-000000000002"]["tag"], "two");
+    // Inherited from a parent: the set is on another dataset.
+    rig::zfs(&["set", "org.freebsd.iocage:boot=inherited", &format!("{}/iocage/jails", f.pool)]);
+    rig::zfs(&["inherit", "org.freebsd.iocage:boot", &b]);
+    assert_eq!(list(&d)["bbbbbbbb-0000-4000-8000-000000000002"]["boot"], "inherited");
+    rig::zfs(&["destroy", "-r", &a]);
+    let v = list(&d);
+    assert!(v.get("aaaaaaaa-0000-4000-8000-000000000001").is_none(), "{v}");
+    let r = client::rest(d.rest, &json!({"action": "getjailsettings", "jail": "two", "prop": "tag"}));
+    assert_eq!(r.body["args"]["getjailsettings"], json!({"two": {"tag": "two"}}));
+    // A whole new layout under the same name: not mistaken for the old one.
+    let f = Fixture::fresh();
+    f.jail("cccccccc-0000-4000-8000-000000000003", &[("tag", "three")]);
+    let v = list(&d);
+    assert_eq!(v.as_object().map(|o| o.len()), Some(1), "{v}");
+    assert_eq!(v["cccccccc-0000-4000-8000-000000000003"]["tag"], "three");
+    assert!(d.stop());
+}

@@ -58,6 +58,14 @@ impl Jail {
         }
     }
 
+    /// This jail with all its native properties read (for one jail found
+    /// in the index: cheaper than scanning every jail for them).
+    pub fn with_natives(mut self, lib: &Libzfs) -> Result<Jail, ZfsError> {
+        let names: Vec<&str> = props::native_names().collect();
+        self.native = lib.native_props(&self.dataset, &names)?;
+        Ok(self)
+    }
+
     /// The iocage properties stored on the jail's dataset (API names).
     pub fn stored(&self) -> &BTreeMap<String, String> {
         &self.user

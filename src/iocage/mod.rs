@@ -5,6 +5,7 @@
 pub mod create;
 pub mod destroy;
 pub mod error;
+pub mod index;
 pub mod jails;
 pub mod layout;
 pub mod lifecycle;

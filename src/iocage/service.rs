@@ -14,6 +14,7 @@ use crate::runtime::{ExecOutput, Runtime, kernel_name};
 use crate::zfs::{Libzfs, Zfs};
 
 use super::error::ActionError;
+use super::index::Index;
 use super::jails::{self, Jail, Natives};
 use super::layout::Layout;
 use super::lifecycle::{self, Progress};
@@ -39,11 +40,13 @@ pub struct Iocage {
     pool: PoolChoice,
     /// One lock per jail (by UUID), taken by start, stop, cap and destroy.
     turns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The jails' iocage properties between requests (see `index`).
+    index: Arc<Index>,
 }
 
 impl Iocage {
     pub fn new(zfs: Zfs, runtime: Arc<dyn Runtime>, pool: PoolChoice) -> Self {
-        Iocage { zfs, runtime, pool, turns: Arc::default() }
+        Iocage { zfs, runtime, pool, turns: Arc::default(), index: Arc::default() }
     }
 
     /// Runs a request; `Ok` is the body that goes under the action's name.
@@ -72,15 +75,26 @@ impl Iocage {
             Request::GetDefaultSettings => self.on_pool(|lib, layout| default_settings(lib, &layout)).await,
             Request::ListJails => {
                 let running = self.running_jids()?;
-                self.on_pool(move |lib, layout| {
-                    Ok(list_jails(&jails::read_all(lib, &layout, Natives::None)?, &running))
-                })
-                .await
+                let index = self.index.clone();
+                self.on_pool(move |lib, layout| Ok(list_jails(&index.jails(lib, &layout)?, &running))).await
             }
             Request::GetJailSettings { jail, prop, all_jails } => {
+                let index = self.index.clone();
                 self.on_pool(move |lib, layout| {
-                    let jails = jails::read_all(lib, &layout, Natives::All)?;
-                    jail_settings(&jails, jail.as_deref(), prop.as_deref(), all_jails)
+                    let wanted = prop.as_deref().filter(|p| *p != "all");
+                    let natives = wanted.is_none_or(|p| props::lookup(p).is_some_and(|p| p.kind.is_native()));
+                    match (all_jails, jail.as_deref()) {
+                        (true, _) if natives => {
+                            let jails = jails::read_all(lib, &layout, Natives::All)?;
+                            jail_settings(&jails, None, prop.as_deref(), true)
+                        }
+                        (false, Some(query)) if natives => {
+                            let listed = index.jails(lib, &layout)?;
+                            let one = jails::resolve(&listed, query)?.clone().with_natives(lib)?;
+                            jail_settings(&[one], Some(query), prop.as_deref(), false)
+                        }
+                        _ => jail_settings(&index.jails(lib, &layout)?, jail.as_deref(), prop.as_deref(), all_jails),
+                    }
                 })
                 .await
             }
@@ -184,11 +198,8 @@ impl Iocage {
     /// The UUID of the jail a client names.
     async fn uuid_of(&self, query: &str) -> Result<String, ActionError> {
         let query = query.to_string();
-        self.on_pool(move |lib, layout| {
-            let jails = jails::read_all(lib, &layout, Natives::None)?;
-            Ok(jails::resolve(&jails, &query)?.uuid.clone())
-        })
-        .await
+        let index = self.index.clone();
+        self.on_pool(move |lib, layout| Ok(jails::resolve(&index.jails(lib, &layout)?, &query)?.uuid.clone())).await
     }
 
     /// Stops every running jail of the pool, each in its turn (what the
@@ -212,9 +223,10 @@ impl Iocage {
     /// The lifecycle plan of the jail a client names.
     async fn plan(&self, query: &str) -> Result<lifecycle::Plan, ActionError> {
         let query = query.to_string();
+        let index = self.index.clone();
         self.on_pool(move |lib, layout| {
-            let jails = jails::read_all(lib, &layout, Natives::All)?;
-            lifecycle::plan(jails::resolve(&jails, &query)?)
+            let listed = index.jails(lib, &layout)?;
+            lifecycle::plan(&jails::resolve(&listed, &query)?.clone().with_natives(lib)?)
         })
         .await
     }

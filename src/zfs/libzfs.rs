@@ -679,6 +679,36 @@ impl Libzfs {
         Ok(pools)
     }
 
+    /// The end of the pool's history log, read on from `from` (a value this
+    /// returned before, or 0). ZFS appends a record for every change to a
+    /// dataset's properties and for every create, destroy, rename, clone,
+    /// snapshot and receive, but none for reads or data writes: an
+    /// unchanged end means no dataset was changed. Costs one ioctl when
+    /// nothing was appended.
+    pub fn history_end(&self, pool: &str, from: u64) -> Result<u64> {
+        const OP: &str = "read the history of";
+        let p = self.open_pool(OP, pool)?;
+        let mut off = from;
+        loop {
+            let mut list: *mut sys::nvlist_t = std::ptr::null_mut();
+            let mut eof = sys::boolean_t::B_FALSE;
+            // SAFETY: pool handle open; `list` and `off`, `eof` are valid
+            // out-pointers; on success libzfs allocates `list`, which is
+            // freed right away (only the offset is used).
+            let rc = unsafe { sys::zpool_get_history(p.zph.as_ptr(), &mut list, &mut off, &mut eof) };
+            if !list.is_null() {
+                // SAFETY: allocated by zpool_get_history for us, freed once.
+                unsafe { sys::nvlist_free(list) };
+            }
+            if rc != 0 {
+                return Err(self.last_error(OP, pool));
+            }
+            if eof == sys::boolean_t::B_TRUE {
+                return Ok(off);
+            }
+        }
+    }
+
     /// Sets a pool property (e.g. `comment`).
     pub fn set_pool_prop(&self, pool: &str, prop: &str, value: &str) -> Result<()> {
         const OP: &str = "set pool property on";

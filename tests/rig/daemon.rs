@@ -58,6 +58,11 @@ impl Daemon {
         self.terminate()
     }
 
+    /// The daemon's pid (for reading its memory use).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: the daemon gets no chance to clean up.
     pub fn kill(mut self) {
         if let Some(mut child) = self.child.take() {
