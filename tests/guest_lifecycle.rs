@@ -161,6 +161,17 @@ fn a_jail_runs_isolated_and_stops_without_a_trace() {
     let r = call(&d, json!({"action": "execjail", "jail": "bb", "user": "alice", "command": "id -u; id -G; pwd"}));
     assert_eq!(r, json!({"success": {"1001": "", "1001 20": "", "/home/alice": ""}}));
 
+    // Root in the jail is not the host's root: no mounting, and a bounding
+    // set of the usual container capabilities only.
+    let r = call(
+        &d,
+        json!({"action": "execjail", "jail": "bb", "user": "root", "command": "grep CapBnd /proc/self/status"}),
+    );
+    assert_eq!(r, json!({"success": {"CapBnd:\t00000000a00405fb": ""}}));
+    let r =
+        call(&d, json!({"action": "execjail", "jail": "bb", "user": "root", "command": "mount -t tmpfs none /mnt"}));
+    assert!(r["error"].as_str().is_some_and(|e| e.contains("exited with status")), "mounting must fail: {r}");
+
     // Output whole, and failures told.
     let r = call(
         &d,

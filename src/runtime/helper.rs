@@ -104,6 +104,8 @@ fn become_and_exec(user: &str, command: &str, devnull: &std::fs::File, out: &Cap
         nix::unistd::dup2_stdin(devnull.as_fd())?;
         nix::unistd::dup2_stdout(out.file().as_fd())?;
         nix::unistd::dup2_stderr(err.file().as_fd())?;
+        #[cfg(target_os = "linux")]
+        super::linux::drop_capabilities().map_err(|_| nix::errno::Errno::last())?;
         let groups: Vec<Gid> = acct.groups.iter().map(|&g| Gid::from_raw(g)).collect();
         nix::unistd::setgroups(&groups)?;
         nix::unistd::setgid(Gid::from_raw(acct.gid))?;

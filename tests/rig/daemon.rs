@@ -24,6 +24,14 @@ impl Daemon {
     /// waits until both ports accept connections.
     /// (Readiness is a TCP connect, so this serves TLS daemons too.)
     pub fn start(extra: &[&str]) -> Daemon {
+        Daemon::start_logging(extra, None)
+    }
+
+    /// [`Daemon::start`] with the daemon's log (stderr) going to `log`
+    /// instead of the console: a log line per request on the guest's
+    /// serial console costs more than most requests, which a benchmark
+    /// must not measure.
+    pub fn start_logging(extra: &[&str], log: Option<&str>) -> Daemon {
         let port = NEXT_PORT.fetch_add(2, Ordering::SeqCst);
         let ws: SocketAddr = ([127, 0, 0, 1], port).into();
         let rest: SocketAddr = ([127, 0, 0, 1], port + 1).into();
@@ -39,6 +47,10 @@ impl Daemon {
             .args(extra)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("create the daemon's log")),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("start iocaged");
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -153,6 +153,8 @@ pub fn normalise(v: &Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+    // (In the harness-less benchmark these tests are compiled, not run.)
+    #[allow(unused_imports)]
     use super::*;
 
     #[test]

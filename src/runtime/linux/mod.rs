@@ -223,6 +223,42 @@ fn spawn_init(spec: &JailSpec, cgroup: &std::path::Path) -> Result<i32, String> 
     }
 }
 
+/// The capabilities a jail's processes keep (those container runtimes
+/// keep by default): root in a jail may own files, switch users, bind low
+/// ports, but not mount, load modules, trace the host's processes, change
+/// the clock or reach devices. Without this, root in a namespace jail
+/// would keep every power of the host's root.
+const JAIL_CAPABILITIES: [u32; 12] = [
+    0,  // CAP_CHOWN
+    1,  // CAP_DAC_OVERRIDE
+    3,  // CAP_FOWNER
+    4,  // CAP_FSETID
+    5,  // CAP_KILL
+    6,  // CAP_SETGID
+    7,  // CAP_SETUID
+    8,  // CAP_SETPCAP
+    10, // CAP_NET_BIND_SERVICE
+    18, // CAP_SYS_CHROOT
+    29, // CAP_AUDIT_WRITE
+    31, // CAP_SETFCAP
+];
+
+/// Drops every other capability from the bounding set, so that nothing
+/// the calling (helper) process executes can hold them (helper side).
+pub(crate) fn drop_capabilities() -> Result<(), String> {
+    let last: u32 =
+        fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
+    for cap in (0..=last).filter(|c| !JAIL_CAPABILITIES.contains(c)) {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and no
+        // pointers; it only changes this process's bounding set.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+        if rc != 0 {
+            return Err(format!("dropping capability {cap}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 /// Enters a running jail's namespaces and cgroup (helper side).
 pub(crate) fn enter(jail: &RunningJail) -> Result<(), String> {
     let pid = jail.jid;
