@@ -205,6 +205,9 @@ fn no_active_pool_and_two_active_pools_are_errors() {
     let vdev = format!("/var/lib/iocaged-{}/vdev-second", f.pool);
     rig::cmd("truncate", &["-s", "256M", &vdev]);
     rig::cmd("zpool", &["create", "-o", "cachefile=none", "-o", "comment=iocage", "second", &vdev]);
+    // Reads find the pool in use afresh at most a second after the last
+    // time (pools changed behind the daemon's back show within that).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let msg = in_band_error(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails");
     rig::cmd("zpool", &["destroy", "second"]);
     assert!(msg.contains("more than one") && msg.contains(&f.pool) && msg.contains("second"), "{msg}");

@@ -52,9 +52,9 @@ fn plan(full: bool) -> Plan {
             budget: Duration::from_secs(15),
             sample: 5,
             throughput_size: 100,
-            throughput_for: Duration::from_secs(4),
+            throughput_for: Duration::from_secs(3),
             clients: vec![1, 8, 64],
-            cycles: 20,
+            cycles: 10,
         }
     } else {
         Plan {
@@ -337,7 +337,16 @@ fn main() {
                 let r = ws.call(&json!({"id": "b", "namespace": "sysadm", "name": "iocage", "args": req}));
                 ok(&r, action);
             });
-            let single = time_command(&single_command(label, &jails, &first), if full && n < 1000 { 5 } else { 3 });
+            let single = time_command(
+                &single_command(label, &jails, &first),
+                if !full {
+                    2
+                } else if n < 1000 {
+                    5
+                } else {
+                    1
+                },
+            );
             let per_prop = (label == "listjails").then(|| per_property_listing(&jails, n, p.sample));
             let best = rest.p50.min(wsr.p50);
             results.push(format!(

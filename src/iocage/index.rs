@@ -9,11 +9,13 @@
 //! index remembers where the log ended when it read the jails; while the
 //! log has not grown (one ioctl to find out) and the jails dataset is the
 //! same one (its guid), the index is current. Otherwise it is read again.
-//! Only user properties are indexed: native ones such as `used` change
+//! Requests queued behind one that found the index current use that
+//! finding (see [`Index::jails`]). Only user properties are indexed: native ones such as `used` change
 //! with data writes, which the log does not record, so they are read
 //! fresh.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::zfs::{ErrorKind, Libzfs};
 
@@ -25,11 +27,20 @@ use super::layout::Layout;
 struct Snapshot {
     pool: String,
     /// guid of `POOL/iocage/jails`: a pool or dataset recreated under the
-    /// same name starts a history of its own.
+    /// same name starts a history of its own. Looked up again when older
+    /// than [`GUID_AGE`].
     guid: String,
+    guid_at: Instant,
     history_end: u64,
+    /// When the history was last found unchanged (or the jails read).
+    validated: Instant,
     jails: Arc<Vec<Jail>>,
 }
+
+/// How long a jails dataset's guid is trusted: within this, a pool
+/// destroyed and created again under the same name (and a history that
+/// happens to end where the old one did) could go unnoticed.
+const GUID_AGE: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub struct Index {
@@ -39,23 +50,49 @@ pub struct Index {
 impl Index {
     /// Every complete jail with its iocage properties (no native ones),
     /// from memory when nothing changed. Runs on the owner thread.
-    pub fn jails(&self, lib: &Libzfs, layout: &Layout) -> Result<Arc<Vec<Jail>>, ActionError> {
-        let guid = match lib.native_props(&layout.jails(), &["guid"]) {
-            Ok(mut n) => n.remove("guid").and_then(|v| v.raw).unwrap_or_default(),
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(Arc::new(Vec::new())),
-            Err(e) => return Err(e.into()),
-        };
+    ///
+    /// `arrived` is when the request came: if the index was found current
+    /// after that (by another request queued before this one), this one
+    /// uses that finding without asking ZFS again.
+    pub fn jails(&self, lib: &Libzfs, layout: &Layout, arrived: Instant) -> Result<Arc<Vec<Jail>>, ActionError> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        let same = current.as_ref().filter(|s| s.pool == layout.pool() && s.guid == guid);
-        let from = same.map_or(0, |s| s.history_end);
+        let mine = current.as_mut().filter(|s| s.pool == layout.pool());
+        if let Some(s) = mine.as_ref().filter(|s| s.validated >= arrived) {
+            return Ok(s.jails.clone());
+        }
+        let guid = match mine.as_ref().filter(|s| s.guid_at.elapsed() < GUID_AGE) {
+            Some(s) => s.guid.clone(),
+            None => match lib.native_props(&layout.jails(), &["guid"]) {
+                Ok(mut n) => n.remove("guid").and_then(|v| v.raw).unwrap_or_default(),
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    *current = None;
+                    return Ok(Arc::new(Vec::new()));
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let same = mine.filter(|s| s.guid == guid);
+        let from = same.as_ref().map_or(0, |s| s.history_end);
         // Read where the log ends *before* reading the jails: a change made
         // while they are read shows as growth next time.
         let end = lib.history_end(layout.pool(), from)?;
+        let now = Instant::now();
         if let Some(s) = same.filter(|s| s.history_end == end) {
+            s.validated = now;
+            if s.guid_at.elapsed() >= GUID_AGE {
+                s.guid_at = now;
+            }
             return Ok(s.jails.clone());
         }
         let jails = Arc::new(jails::read_all(lib, layout, Natives::None)?);
-        *current = Some(Snapshot { pool: layout.pool().to_string(), guid, history_end: end, jails: jails.clone() });
+        *current = Some(Snapshot {
+            pool: layout.pool().to_string(),
+            guid,
+            guid_at: now,
+            history_end: end,
+            validated: now,
+            jails: jails.clone(),
+        });
         Ok(jails)
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedMutexGuard;
 
@@ -42,11 +43,21 @@ pub struct Iocage {
     turns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// The jails' iocage properties between requests (see `index`).
     index: Arc<Index>,
+    /// The pool in use (or why there is none) and when it was found.
+    pool_choice: Arc<Mutex<Option<FoundPool>>>,
 }
+
+/// When the pool in use was found, and which it was (or why none).
+type FoundPool = (Instant, Result<String, ActionError>);
+
+/// How old the pool choice a read uses may be: a pool imported, exported
+/// or (de)activated behind the daemon's back shows in reads within this.
+/// The daemon's own activatepool and deactivatepool show at once.
+const POOL_CHOICE_AGE: Duration = Duration::from_secs(1);
 
 impl Iocage {
     pub fn new(zfs: Zfs, runtime: Arc<dyn Runtime>, pool: PoolChoice) -> Self {
-        Iocage { zfs, runtime, pool, turns: Arc::default(), index: Arc::default() }
+        Iocage { zfs, runtime, pool, turns: Arc::default(), index: Arc::default(), pool_choice: Arc::default() }
     }
 
     /// Runs a request; `Ok` is the body that goes under the action's name.
@@ -72,15 +83,17 @@ impl Iocage {
 
     async fn execute(&self, req: Request) -> Result<Value, ActionError> {
         match req {
-            Request::GetDefaultSettings => self.on_pool(|lib, layout| default_settings(lib, &layout)).await,
+            Request::GetDefaultSettings => self.on_read_pool(|lib, layout| default_settings(lib, &layout)).await,
             Request::ListJails => {
-                let running = self.running_jids()?;
+                let arrived = Instant::now();
                 let index = self.index.clone();
-                self.on_pool(move |lib, layout| Ok(list_jails(&index.jails(lib, &layout)?, &running))).await
+                let jails = self.on_read_pool(move |lib, layout| index.jails(lib, &layout, arrived)).await?;
+                Ok(list_jails(&jails, &self.running_jids()?))
             }
             Request::GetJailSettings { jail, prop, all_jails } => {
+                let arrived = Instant::now();
                 let index = self.index.clone();
-                self.on_pool(move |lib, layout| {
+                self.on_read_pool(move |lib, layout| {
                     let wanted = prop.as_deref().filter(|p| *p != "all");
                     let natives = wanted.is_none_or(|p| props::lookup(p).is_some_and(|p| p.kind.is_native()));
                     match (all_jails, jail.as_deref()) {
@@ -89,24 +102,33 @@ impl Iocage {
                             jail_settings(&jails, None, prop.as_deref(), true)
                         }
                         (false, Some(query)) if natives => {
-                            let listed = index.jails(lib, &layout)?;
+                            let listed = index.jails(lib, &layout, arrived)?;
                             let one = jails::resolve(&listed, query)?.clone().with_natives(lib)?;
                             jail_settings(&[one], Some(query), prop.as_deref(), false)
                         }
-                        _ => jail_settings(&index.jails(lib, &layout)?, jail.as_deref(), prop.as_deref(), all_jails),
+                        _ => {
+                            let listed = index.jails(lib, &layout, arrived)?;
+                            jail_settings(&listed, jail.as_deref(), prop.as_deref(), all_jails)
+                        }
                     }
                 })
                 .await
             }
-            Request::Df => self.on_pool(|lib, layout| Ok(df(&jails::read_all(lib, &layout, Natives::Space)?))).await,
+            Request::Df => {
+                self.on_read_pool(|lib, layout| Ok(df(&jails::read_all(lib, &layout, Natives::Space)?))).await
+            }
             Request::ActivatePool { pool: Some(name) } => {
-                self.zfs.run(move |lib| pool::activate(lib, &name).map(|()| activated(&name))).await?
+                let done = self.zfs.run(move |lib| pool::activate(lib, &name).map(|()| activated(&name))).await?;
+                self.forget_pool_choice();
+                done
             }
             Request::ActivatePool { pool: None } => {
-                self.on_pool(|_, layout| Ok(json!({"currently active": {"pool": layout.pool()}}))).await
+                self.on_read_pool(|_, layout| Ok(json!({"currently active": {"pool": layout.pool()}}))).await
             }
             Request::DeactivatePool { pool: name } => {
-                self.zfs.run(move |lib| pool::deactivate(lib, &name).map(|()| deactivated(&name))).await?
+                let done = self.zfs.run(move |lib| pool::deactivate(lib, &name).map(|()| deactivated(&name))).await?;
+                self.forget_pool_choice();
+                done
             }
             Request::CreateJail { props, kind, raw_props, raw_switches } => {
                 let plan = self.create(kind, props).await?;
@@ -199,7 +221,10 @@ impl Iocage {
     async fn uuid_of(&self, query: &str) -> Result<String, ActionError> {
         let query = query.to_string();
         let index = self.index.clone();
-        self.on_pool(move |lib, layout| Ok(jails::resolve(&index.jails(lib, &layout)?, &query)?.uuid.clone())).await
+        self.on_pool(move |lib, layout| {
+            Ok(jails::resolve(&index.jails(lib, &layout, Instant::now())?, &query)?.uuid.clone())
+        })
+        .await
     }
 
     /// Stops every running jail of the pool, each in its turn (what the
@@ -225,7 +250,7 @@ impl Iocage {
         let query = query.to_string();
         let index = self.index.clone();
         self.on_pool(move |lib, layout| {
-            let listed = index.jails(lib, &layout)?;
+            let listed = index.jails(lib, &layout, Instant::now())?;
             lifecycle::plan(&jails::resolve(&listed, &query)?.clone().with_natives(lib)?)
         })
         .await
@@ -293,18 +318,55 @@ impl Iocage {
         Ok(self.runtime.running()?.into_iter().map(|j| j.name).collect())
     }
 
-    /// Runs `f` on the owner thread with the layout of the pool in use.
+    /// After activatepool or deactivatepool: reads find the pool afresh.
+    fn forget_pool_choice(&self) {
+        *self.pool_choice.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Runs `f` on the owner thread with the layout of the pool in use,
+    /// found afresh (every action that changes anything uses this).
     async fn on_pool<R, F>(&self, f: F) -> Result<R, ActionError>
     where
         R: Send + 'static,
         F: FnOnce(&Libzfs, Layout) -> Result<R, ActionError> + Send + 'static,
     {
+        self.on_pool_within(Duration::ZERO, f).await
+    }
+
+    /// [`Iocage::on_pool`] for reads: the pool in use as found at most
+    /// [`POOL_CHOICE_AGE`] ago. Finding it opens every pool; reads that
+    /// answer from the index would spend most of their time on that.
+    async fn on_read_pool<R, F>(&self, f: F) -> Result<R, ActionError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Libzfs, Layout) -> Result<R, ActionError> + Send + 'static,
+    {
+        self.on_pool_within(POOL_CHOICE_AGE, f).await
+    }
+
+    async fn on_pool_within<R, F>(&self, age: Duration, f: F) -> Result<R, ActionError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Libzfs, Layout) -> Result<R, ActionError> + Send + 'static,
+    {
         let choice = self.pool.clone();
+        let cache = self.pool_choice.clone();
         self.zfs
             .run(move |lib| {
                 let pool = match choice {
                     PoolChoice::Fixed(p) => p,
-                    PoolChoice::Auto => pool::active(&lib.pools()?)?,
+                    PoolChoice::Auto => {
+                        let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+                        match cache.as_ref().filter(|(at, _)| !age.is_zero() && at.elapsed() < age) {
+                            Some((_, found)) => found.clone()?,
+                            None => {
+                                lib.forget_pools();
+                                let found = lib.pools().map_err(ActionError::from).and_then(|p| pool::active(&p));
+                                *cache = Some((Instant::now(), found.clone()));
+                                found?
+                            }
+                        }
+                    }
                 };
                 f(lib, Layout::new(pool))
             })

@@ -6,7 +6,8 @@
 //! thread's queue. Every method takes dataset names as `&str`, opens what it
 //! needs, and closes it before returning; no libzfs pointer escapes.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString, c_void};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
@@ -83,6 +84,9 @@ pub struct PoolInfo {
 /// The handle. Not `Send`: see the module comment.
 pub struct Libzfs {
     hdl: NonNull<sys::libzfs_handle_t>,
+    /// Pool handles kept open for [`Libzfs::history_end`], which runs on
+    /// every listing: opening a pool fetches its whole configuration.
+    history_pools: RefCell<HashMap<String, NonNull<sys::zpool_handle_t>>>,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -185,7 +189,7 @@ impl Libzfs {
         })?;
         // SAFETY: `hdl` is a live handle; this only turns off stderr printing.
         unsafe { sys::libzfs_print_on_error(hdl.as_ptr(), sys::boolean_t::B_FALSE) };
-        Ok(Libzfs { hdl, _not_send: PhantomData })
+        Ok(Libzfs { hdl, history_pools: RefCell::default(), _not_send: PhantomData })
     }
 
     /// The error libzfs recorded for the last failed call on this handle.
@@ -685,9 +689,41 @@ impl Libzfs {
     /// snapshot and receive, but none for reads or data writes: an
     /// unchanged end means no dataset was changed. Costs one ioctl when
     /// nothing was appended.
+    ///
+    /// The pool's handle stays open between calls (see [`Libzfs::forget_pools`]).
     pub fn history_end(&self, pool: &str, from: u64) -> Result<u64> {
         const OP: &str = "read the history of";
-        let p = self.open_pool(OP, pool)?;
+        let cached = self.history_pools.borrow().get(pool).copied();
+        let zph = match cached {
+            Some(zph) => zph,
+            None => {
+                let p = self.open_pool(OP, pool)?;
+                let zph = p.zph;
+                std::mem::forget(p); // now owned by `history_pools`
+                self.history_pools.borrow_mut().insert(pool.to_string(), zph);
+                zph
+            }
+        };
+        let result = self.read_history_end(zph, pool, from);
+        if result.is_err() {
+            // Exported or destroyed: open it afresh next time.
+            self.forget_pools();
+        }
+        result
+    }
+
+    /// Closes the pool handles [`Libzfs::history_end`] keeps, so that pools
+    /// exported, destroyed or re-created since are seen as they are now.
+    pub fn forget_pools(&self) {
+        for (_, zph) in self.history_pools.borrow_mut().drain() {
+            // SAFETY: opened by zpool_open_canfail, closed once (removed
+            // from the map here).
+            unsafe { sys::zpool_close(zph.as_ptr()) }
+        }
+    }
+
+    fn read_history_end(&self, zph: NonNull<sys::zpool_handle_t>, pool: &str, from: u64) -> Result<u64> {
+        const OP: &str = "read the history of";
         let mut off = from;
         loop {
             let mut list: *mut sys::nvlist_t = std::ptr::null_mut();
@@ -695,7 +731,7 @@ impl Libzfs {
             // SAFETY: pool handle open; `list` and `off`, `eof` are valid
             // out-pointers; on success libzfs allocates `list`, which is
             // freed right away (only the offset is used).
-            let rc = unsafe { sys::zpool_get_history(p.zph.as_ptr(), &mut list, &mut off, &mut eof) };
+            let rc = unsafe { sys::zpool_get_history(zph.as_ptr(), &mut list, &mut off, &mut eof) };
             if !list.is_null() {
                 // SAFETY: allocated by zpool_get_history for us, freed once.
                 unsafe { sys::nvlist_free(list) };
@@ -769,6 +805,7 @@ impl Libzfs {
 
 impl Drop for Libzfs {
     fn drop(&mut self) {
+        self.forget_pools();
         // SAFETY: the handle was returned by libzfs_init; every dataset and
         // pool handle borrowed from it has been dropped (their lifetimes end
         // before `self`'s), so it is finalised exactly once with nothing open.

@@ -47,7 +47,13 @@ impl Zfs {
                     }
                 };
                 while let Ok(job) = rx.recv() {
-                    job(&lib);
+                    // A bug that panics in one job fails that request (its
+                    // reply channel is dropped), not every later one. libzfs
+                    // is left consistent: a panic cannot unwind through its
+                    // C frames, so it happens between libzfs calls.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&lib))).is_err() {
+                        tracing::error!("a libzfs job panicked; its request failed, the owner thread goes on");
+                    }
                 }
             })
             .map_err(|e| ZfsError::new("start", "the libzfs owner thread", ErrorKind::Other, e.to_string()))?;
