@@ -137,12 +137,17 @@ impl Ws {
 
     /// The next text message as JSON; `None` when the server closed.
     pub fn recv(&mut self) -> Option<Value> {
+        self.recv_text().map(|t| serde_json::from_str(&t).expect("reply is JSON"))
+    }
+
+    /// The next text message as it came; `None` when the server closed.
+    pub fn recv_text(&mut self) -> Option<String> {
         loop {
             let socket = &mut self.socket;
             let next =
                 self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(120), socket.next()).await }).ok()?;
             match next {
-                Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).expect("reply is JSON")),
+                Some(Ok(Message::Text(t))) => return Some(t.to_string()),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                 Some(Ok(_)) => continue,
             }
