@@ -331,6 +331,102 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap()
 }
 
+/// Throughput of listjails against the trivial endpoint, same server (the
+/// pool of `n` jails the reads were measured on).
+fn throughput_table(p: &Plan, d: &Daemon, n: usize) -> Vec<String> {
+    let _ = KEY.set(d.key.clone());
+    let mut results = Vec::new();
+    results.push(format!("### Throughput at {n} jails: requests per second, listjails against `rpc/identify` (the trivial endpoint), same server"));
+    results.push(String::new());
+    results.push("| transport | clients | listjails req/s | rpc/identify req/s | identify / listjails |".into());
+    results.push("|---|---|---|---|---|".into());
+    let list = json!({"namespace": "sysadm", "name": "iocage", "args": {"action": "listjails"}});
+    let identify = json!({"namespace": "rpc", "name": "identify", "args": {}});
+    for ws in [false, true] {
+        let addr = if ws { d.ws } else { d.rest };
+        for &c in &p.clients {
+            let l = throughput(addr, ws, c, &list, p.throughput_for);
+            let i = throughput(addr, ws, c, &identify, p.throughput_for);
+            results.push(format!(
+                "| {} | {c} | {l:.0} | {i:.0} | {:.2} |",
+                if ws { "WebSocket" } else { "REST" },
+                i / l
+            ));
+            println!(
+                "{}",
+                format!(
+                    "[bench] throughput {} x{c}: listjails {l:.0}/s, identify {i:.0}/s",
+                    if ws { "WS" } else { "REST" }
+                )
+            );
+        }
+    }
+    results.push(String::new());
+    results
+}
+
+/// The lifecycle of a busybox jail whose rc does nothing (`:`), so that
+/// what is measured is iocaged's own work.
+fn lifecycle(p: &Plan) -> Vec<String> {
+    let mut results = Vec::new();
+    let f = Fixture::fresh();
+    f.busybox_release("13.2-RELEASE");
+    let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
+    let r = client::rest(
+        d.rest,
+        &json!({"action": "createjail", "props": "tag=life release=13.2-RELEASE exec_start=: exec_stop=:", "switches": "-c"}),
+    );
+    ok(&r.body, "createjail");
+    let (mut starts, mut stops, mut execs, mut nsenters) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..p.cycles {
+        let t = Instant::now();
+        let r = client::rest(d.rest, &json!({"action": "startjail", "jail": "life"}));
+        starts.push(t.elapsed());
+        assert!(ok(&r.body, "startjail")["life"]["+ Starting services OK"].is_string(), "{}", r.raw);
+        let jid = ok(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails")
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()["jid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let r =
+                client::rest(d.rest, &json!({"action": "execjail", "jail": "life", "user": "root", "command": "true"}));
+            execs.push(t.elapsed());
+            ok(&r.body, "execjail");
+            let t = Instant::now();
+            run("nsenter", &["-t", &jid, "-m", "-u", "-i", "-n", "-p", "/bin/true"]);
+            nsenters.push(t.elapsed());
+        }
+        let t = Instant::now();
+        let r = client::rest(d.rest, &json!({"action": "stopjail", "jail": "life"}));
+        stops.push(t.elapsed());
+        assert!(ok(&r.body, "stopjail")["life"]["+ Removing jail process OK"].is_string(), "{}", r.raw);
+    }
+    assert!(d.stop());
+    let (s, t, e, ns) = (stats(starts), stats(stops), stats(execs), stats(nsenters));
+    results.push("### Lifecycle of a busybox jail (Linux runtime; the jail's rc is `:`), ms".into());
+    results.push(String::new());
+    results.push("| action | p50 | p99 | n | shell-out comparison |".into());
+    results.push("|---|---|---|---|---|".into());
+    results.push(format!("| startjail | {} | {} | {} | |", ms(s.p50), ms(s.p99), s.n));
+    results.push(format!("| stopjail | {} | {} | {} | |", ms(t.p50), ms(t.p99), t.n));
+    results.push(format!("| execjail `true` | {} | {} | {} | `nsenter -t JID -a /bin/true` p50 {} ms (no user switch, no captured output) |", ms(e.p50), ms(e.p99), e.n, ms(ns.p50)));
+    println!(
+        "{}",
+        format!(
+            "[bench] lifecycle: start {:.1} ms, stop {:.1} ms, exec {:.1} ms (nsenter {:.1} ms)",
+            s.p50, t.p50, e.p50, ns.p50
+        )
+    );
+
+    results
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--full");
     let p = plan(full);
@@ -347,6 +443,12 @@ fn main() {
         ),
         String::new(),
     ];
+
+    // First the lifecycle, on an empty pool; then the sizes in increasing
+    // order, the throughput on the pool of its size, and the largest pool
+    // last (never destroyed: that alone takes minutes in the guest).
+    let life = lifecycle(&p);
+    let mut throughput = Vec::new();
 
     // Latency of the read actions, and the shell-out baselines.
     results.push("### Read actions: latency (ms) and the shell-out way, same pool, same run".into());
@@ -405,96 +507,17 @@ fn main() {
                 rss_kib(pid, "VmHWM:")
             );
         }
+        if n == p.throughput_size {
+            throughput = throughput_table(&p, &d, n);
+        }
         assert!(d.stop());
     }
     results.push(String::new());
     results.push(rss_line);
     results.push(String::new());
 
-    // Throughput of listjails against the trivial endpoint, same server.
-    let n = p.throughput_size;
-    let _f = Fixture::fresh();
-    let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
-    populate(&d, n);
-    let _ = KEY.set(d.key.clone());
-    results.push(format!("### Throughput at {n} jails: requests per second, listjails against `rpc/identify` (the trivial endpoint), same server"));
-    results.push(String::new());
-    results.push("| transport | clients | listjails req/s | rpc/identify req/s | identify / listjails |".into());
-    results.push("|---|---|---|---|---|".into());
-    let list = json!({"namespace": "sysadm", "name": "iocage", "args": {"action": "listjails"}});
-    let identify = json!({"namespace": "rpc", "name": "identify", "args": {}});
-    for ws in [false, true] {
-        let addr = if ws { d.ws } else { d.rest };
-        for &c in &p.clients {
-            let l = throughput(addr, ws, c, &list, p.throughput_for);
-            let i = throughput(addr, ws, c, &identify, p.throughput_for);
-            results.push(format!(
-                "| {} | {c} | {l:.0} | {i:.0} | {:.2} |",
-                if ws { "WebSocket" } else { "REST" },
-                i / l
-            ));
-            say(format!(
-                "[bench] throughput {} x{c}: listjails {l:.0}/s, identify {i:.0}/s",
-                if ws { "WS" } else { "REST" }
-            ));
-        }
-    }
-    assert!(d.stop());
-    results.push(String::new());
-
-    // The lifecycle of a busybox jail whose rc does nothing (`:`), so that
-    // what is measured is iocaged's own work.
-    let f = Fixture::fresh();
-    f.busybox_release("13.2-RELEASE");
-    let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
-    let r = client::rest(
-        d.rest,
-        &json!({"action": "createjail", "props": "tag=life release=13.2-RELEASE exec_start=: exec_stop=:", "switches": "-c"}),
-    );
-    ok(&r.body, "createjail");
-    let (mut starts, mut stops, mut execs, mut nsenters) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..p.cycles {
-        let t = Instant::now();
-        let r = client::rest(d.rest, &json!({"action": "startjail", "jail": "life"}));
-        starts.push(t.elapsed());
-        assert!(ok(&r.body, "startjail")["life"]["+ Starting services OK"].is_string(), "{}", r.raw);
-        let jid = ok(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails")
-            .as_object()
-            .unwrap()
-            .values()
-            .next()
-            .unwrap()["jid"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        for _ in 0..5 {
-            let t = Instant::now();
-            let r =
-                client::rest(d.rest, &json!({"action": "execjail", "jail": "life", "user": "root", "command": "true"}));
-            execs.push(t.elapsed());
-            ok(&r.body, "execjail");
-            let t = Instant::now();
-            run("nsenter", &["-t", &jid, "-m", "-u", "-i", "-n", "-p", "/bin/true"]);
-            nsenters.push(t.elapsed());
-        }
-        let t = Instant::now();
-        let r = client::rest(d.rest, &json!({"action": "stopjail", "jail": "life"}));
-        stops.push(t.elapsed());
-        assert!(ok(&r.body, "stopjail")["life"]["+ Removing jail process OK"].is_string(), "{}", r.raw);
-    }
-    assert!(d.stop());
-    let (s, t, e, ns) = (stats(starts), stats(stops), stats(execs), stats(nsenters));
-    results.push("### Lifecycle of a busybox jail (Linux runtime; the jail's rc is `:`), ms".into());
-    results.push(String::new());
-    results.push("| action | p50 | p99 | n | shell-out comparison |".into());
-    results.push("|---|---|---|---|---|".into());
-    results.push(format!("| startjail | {} | {} | {} | |", ms(s.p50), ms(s.p99), s.n));
-    results.push(format!("| stopjail | {} | {} | {} | |", ms(t.p50), ms(t.p99), t.n));
-    results.push(format!("| execjail `true` | {} | {} | {} | `nsenter -t JID -a /bin/true` p50 {} ms (no user switch, no captured output) |", ms(e.p50), ms(e.p99), e.n, ms(ns.p50)));
-    say(format!(
-        "[bench] lifecycle: start {:.1} ms, stop {:.1} ms, exec {:.1} ms (nsenter {:.1} ms)",
-        s.p50, t.p50, e.p50, ns.p50
-    ));
+    results.extend(throughput);
+    results.extend(life);
 
     println!("=== BENCHMARK RESULTS BEGIN ===");
     for l in &results {
