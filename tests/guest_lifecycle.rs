@@ -26,12 +26,20 @@ fn call(d: &Daemon, args: Value) -> Value {
     r.body["args"][action].clone()
 }
 
-/// A fresh pool with the busybox release and a jail made from it with
-/// `props` (a createjail props string); returns its UUID.
-fn busybox_jail(f: &Fixture, d: &Daemon, props: &str) -> String {
+/// The test's turn on the pool, a fresh pool with the busybox release, and
+/// a daemon (dropped in reverse: the daemon first, the turn last).
+fn busybox_pool() -> (std::sync::MutexGuard<'static, ()>, Fixture, Daemon) {
+    let turn = lock();
+    let f = Fixture::fresh();
+    f.busybox_release(RELEASE);
+    (turn, f, Daemon::start(&[]))
+}
+
+/// A jail made from the busybox release with `props` (a createjail props
+/// string); returns its UUID.
+fn busybox_jail(d: &Daemon, props: &str) -> String {
     let r = call(d, json!({"action": "createjail", "props": format!("release={RELEASE} {props}"), "switches": "-c"}));
     let s = r["success"]["Successfully created"].as_str().unwrap_or_else(|| panic!("not created: {r}"));
-    let _ = f;
     s.split_whitespace().next().unwrap().to_string()
 }
 
@@ -40,7 +48,7 @@ fn test_jail(up: bool) -> Fixture {
     let f = Fixture::fresh();
     f.busybox_release(RELEASE);
     let d = Daemon::start(&[]);
-    busybox_jail(&f, &d, "tag=test mount_procfs=1");
+    busybox_jail(&d, "tag=test mount_procfs=1");
     if up {
         let r = call(&d, json!({"action": "startjail", "jail": "test"}));
         assert!(r["test"]["+ Starting services OK"].is_string(), "{r}");
@@ -107,11 +115,8 @@ fn execjail_matches_the_document() {
 
 #[test]
 fn a_jail_runs_isolated_and_stops_without_a_trace() {
-    let _g = lock();
-    let f = Fixture::fresh();
-    f.busybox_release(RELEASE);
-    let d = Daemon::start(&[]);
-    let uuid = busybox_jail(&f, &d, "tag=bb host_hostname=bbhost mount_procfs=1");
+    let (_g, f, d) = busybox_pool();
+    let uuid = busybox_jail(&d, "tag=bb host_hostname=bbhost mount_procfs=1");
     let before = zfs(&["list", "-H", "-t", "all", "-o", "name", "-r", &f.pool]);
 
     let r = call(&d, json!({"action": "startjail", "jail": "bb"}));
@@ -229,11 +234,8 @@ fn a_jail_runs_isolated_and_stops_without_a_trace() {
 
 #[test]
 fn exec_timeout_kills_a_hanging_start_and_undoes_it() {
-    let _g = lock();
-    let f = Fixture::fresh();
-    f.busybox_release(RELEASE);
-    let d = Daemon::start(&[]);
-    let uuid = busybox_jail(&f, &d, "tag=hang mount_procfs=1 exec_start=\"sleep 100000\" exec_timeout=2");
+    let (_g, f, d) = busybox_pool();
+    let uuid = busybox_jail(&d, "tag=hang mount_procfs=1 exec_start=\"sleep 100000\" exec_timeout=2");
     let r = call(&d, json!({"action": "startjail", "jail": "hang"}));
     let e = r["error"].as_str().unwrap_or_else(|| panic!("{r}"));
     assert!(e.contains("exec_start failed") && e.contains("timeout") && e.contains("removed again"), "{e}");
@@ -244,11 +246,8 @@ fn exec_timeout_kills_a_hanging_start_and_undoes_it() {
 
 #[test]
 fn a_failing_prestart_leaves_nothing_behind() {
-    let _g = lock();
-    let f = Fixture::fresh();
-    f.busybox_release(RELEASE);
-    let d = Daemon::start(&[]);
-    let uuid = busybox_jail(&f, &d, "tag=pre mount_procfs=1 exec_prestart=\"echo no way >&2; exit 4\"");
+    let (_g, f, d) = busybox_pool();
+    let uuid = busybox_jail(&d, "tag=pre mount_procfs=1 exec_prestart=\"echo no way >&2; exit 4\"");
     let r = call(&d, json!({"action": "startjail", "jail": "pre"}));
     let e = r["error"].as_str().unwrap_or_else(|| panic!("{r}"));
     assert!(e.contains("exec_prestart failed") && e.contains("exited with status 4: no way"), "{e}");
@@ -270,11 +269,8 @@ fn a_failing_prestart_leaves_nothing_behind() {
 
 #[test]
 fn a_restarted_daemon_finds_and_stops_a_running_jail() {
-    let _g = lock();
-    let f = Fixture::fresh();
-    f.busybox_release(RELEASE);
-    let d = Daemon::start(&[]);
-    let uuid = busybox_jail(&f, &d, "tag=keep mount_procfs=1");
+    let (_g, f, d) = busybox_pool();
+    let uuid = busybox_jail(&d, "tag=keep mount_procfs=1");
     assert!(call(&d, json!({"action": "startjail", "jail": "keep"}))["keep"].is_object());
     let jid = listed(&d, &uuid)["jid"].clone();
     assert!(d.stop(), "iocaged did not shut down cleanly");
@@ -292,11 +288,8 @@ fn a_restarted_daemon_finds_and_stops_a_running_jail() {
 
 #[test]
 fn starts_and_stops_of_one_jail_take_turns() {
-    let _g = lock();
-    let f = Fixture::fresh();
-    f.busybox_release(RELEASE);
-    let d = Daemon::start(&[]);
-    let uuid = busybox_jail(&f, &d, "tag=turns mount_procfs=1");
+    let (_g, f, d) = busybox_pool();
+    let uuid = busybox_jail(&d, "tag=turns mount_procfs=1");
     for (action, done, already) in [
         ("startjail", "+ Starting services OK", "is already up"),
         ("stopjail", "+ Removing jail process OK", "is already down"),
@@ -322,12 +315,9 @@ fn starts_and_stops_of_one_jail_take_turns() {
 
 #[test]
 fn cleanjails_stops_running_jails_before_destroying_them() {
-    let _g = lock();
-    let f = Fixture::fresh();
-    f.busybox_release(RELEASE);
-    let d = Daemon::start(&[]);
-    let up = busybox_jail(&f, &d, "tag=up mount_procfs=1");
-    let down = busybox_jail(&f, &d, "tag=down");
+    let (_g, f, d) = busybox_pool();
+    let up = busybox_jail(&d, "tag=up mount_procfs=1");
+    let down = busybox_jail(&d, "tag=down");
     assert!(call(&d, json!({"action": "startjail", "jail": "up"}))["up"].is_object());
     let r = call(&d, json!({"action": "destroyjail", "jail": "up"}));
     assert!(r["error"].as_str().unwrap().contains("is running"), "destroyjail refuses a running jail: {r}");
