@@ -45,12 +45,18 @@ fn outside_addr() -> std::net::IpAddr {
     "10.9.9.1".parse().unwrap()
 }
 
+/// The test's turn, the test users, a fresh pool and a daemon (dropped in
+/// reverse: the daemon first, the turn last).
+fn with_users() -> (std::sync::MutexGuard<'static, ()>, Fixture, Daemon) {
+    let turn = lock();
+    users::setup();
+    let f = Fixture::fresh();
+    (turn, f, Daemon::start(&[]))
+}
+
 #[test]
 fn every_call_but_identify_needs_credentials() {
-    let _g = lock();
-    users::setup();
-    let _f = Fixture::fresh();
-    let d = Daemon::start(&[]);
+    let (_g, _f, d) = with_users();
     for action in Action::ALL {
         let r = put(d.rest, None, &json!({"action": action.name(), "jail": "x", "pool": "x", "props": "tag=x"}));
         assert_eq!(r.status, 401, "{}: {}", action.name(), r.raw);
@@ -70,10 +76,7 @@ fn every_call_but_identify_needs_credentials() {
 
 #[test]
 fn roles_decide_what_a_user_may_do() {
-    let _g = lock();
-    users::setup();
-    let _f = Fixture::fresh();
-    let d = Daemon::start(&[]);
+    let (_g, _f, d) = with_users();
     let (w, o, n) = (basic(WHEEL, PASSWORD), basic(OPERATOR, PASSWORD), basic(NOBODY, PASSWORD));
     // wheel: reads and writes.
     assert_eq!(put(d.rest, Some(&w), &json!({"action": "listjails"})).status, 200);
@@ -107,10 +110,7 @@ fn roles_decide_what_a_user_may_do() {
 
 #[test]
 fn wrong_passwords_and_malformed_headers_are_refused() {
-    let _g = lock();
-    users::setup();
-    let _f = Fixture::fresh();
-    let d = Daemon::start(&[]);
+    let (_g, _f, d) = with_users();
     for auth in [
         basic(WHEEL, "wrong"),
         basic("no-such-user", PASSWORD),
@@ -131,10 +131,7 @@ fn wrong_passwords_and_malformed_headers_are_refused() {
 
 #[test]
 fn websocket_sessions_tokens_and_auth_clear() {
-    let _g = lock();
-    users::setup();
-    let _f = Fixture::fresh();
-    let d = Daemon::start(&[]);
+    let (_g, _f, d) = with_users();
     let list = json!({"id": "l", "namespace": "sysadm", "name": "iocage", "args": {"action": "listjails"}});
     let mut ws = Ws::connect_anonymous(d.ws);
     let r = rpc(&mut ws, "auth", json!({"username": WHEEL, "password": PASSWORD}));
@@ -154,10 +151,7 @@ fn websocket_sessions_tokens_and_auth_clear() {
 
 #[test]
 fn api_keys_from_the_command_are_accepted_until_revoked() {
-    let _g = lock();
-    users::setup();
-    let _f = Fixture::fresh();
-    let d = Daemon::start(&[]);
+    let (_g, _f, d) = with_users();
     let bin = env!("CARGO_BIN_EXE_iocaged");
     let out = Command::new(bin).args(["key", "add", "ci", "--role", "read", "--file", &d.keys_file]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -246,10 +240,7 @@ fn tls_with_a_real_handshake_and_no_plaintext_outside_loopback() {
 
 #[test]
 fn an_unauthenticated_websocket_is_closed_after_30_seconds() {
-    let _g = lock();
-    users::setup();
-    let _f = Fixture::fresh();
-    let d = Daemon::start(&[]);
+    let (_g, _f, d) = with_users();
     let mut anon = Ws::connect_anonymous(d.ws);
     let mut authed = Ws::connect(d.ws);
     let started = Instant::now();

@@ -353,11 +353,8 @@ fn throughput_table(p: &Plan, d: &Daemon, n: usize) -> Vec<String> {
                 i / l
             ));
             println!(
-                "{}",
-                format!(
-                    "[bench] throughput {} x{c}: listjails {l:.0}/s, identify {i:.0}/s",
-                    if ws { "WS" } else { "REST" }
-                )
+                "[bench] throughput {} x{c}: listjails {l:.0}/s, identify {i:.0}/s",
+                if ws { "WS" } else { "REST" }
             );
         }
     }
@@ -417,11 +414,8 @@ fn lifecycle(p: &Plan) -> Vec<String> {
     results.push(format!("| stopjail | {} | {} | {} | |", ms(t.p50), ms(t.p99), t.n));
     results.push(format!("| execjail `true` | {} | {} | {} | `nsenter -t JID -a /bin/true` p50 {} ms (no user switch, no captured output) |", ms(e.p50), ms(e.p99), e.n, ms(ns.p50)));
     println!(
-        "{}",
-        format!(
-            "[bench] lifecycle: start {:.1} ms, stop {:.1} ms, exec {:.1} ms (nsenter {:.1} ms)",
-            s.p50, t.p50, e.p50, ns.p50
-        )
+        "[bench] lifecycle: start {:.1} ms, stop {:.1} ms, exec {:.1} ms (nsenter {:.1} ms)",
+        s.p50, t.p50, e.p50, ns.p50
     );
 
     results
