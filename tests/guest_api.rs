@@ -201,7 +201,7 @@ fn no_active_pool_and_two_active_pools_are_errors() {
     }
     // A second pool marked the 1.7.x way, the first the later way: ambiguous.
     rig::zfs(&["set", "org.freebsd.ioc:active=yes", &f.pool]);
-    // Beside the test pool's own vdev, on its tmpfs (tests/vm/guest-common.sh).
+    // Beside the test pool's own vdev (tests/vm/guest-common.sh, vagrant/provision.sh).
     let vdev = format!("/var/lib/iocaged-{}/vdev-second", f.pool);
     rig::cmd("truncate", &["-s", "256M", &vdev]);
     rig::cmd("zpool", &["create", "-o", "cachefile=none", "-o", "comment=iocage", "second", &vdev]);

@@ -34,14 +34,10 @@ fn rpc(ws: &mut Ws, name: &str, args: Value) -> Value {
     ws.call(&json!({"id": name, "namespace": "rpc", "name": name, "args": args}))
 }
 
-/// A non-loopback address of the guest's own (a dummy interface).
+/// A non-loopback address of the host's own (on an interface made for it).
 fn outside_addr() -> std::net::IpAddr {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        rig::cmd("ip", &["link", "add", "iocd0", "type", "dummy"]);
-        rig::cmd("ip", &["addr", "add", "10.9.9.1/24", "dev", "iocd0"]);
-        rig::cmd("ip", &["link", "set", "iocd0", "up"]);
-    });
+    ONCE.call_once(rig::host::add_outside_addr);
     "10.9.9.1".parse().unwrap()
 }
 

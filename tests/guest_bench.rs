@@ -323,14 +323,6 @@ fn raw_rest(addr: SocketAddr, path: &str, body: &str) -> String {
 /// The API key of the daemon being measured (for [`raw_rest`]).
 static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field).map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap()))
-        .unwrap()
-}
-
 /// Throughput of listjails against the trivial endpoint, same server (the
 /// pool of `n` jails the reads were measured on).
 fn throughput_table(p: &Plan, d: &Daemon, n: usize) -> Vec<String> {
@@ -362,19 +354,19 @@ fn throughput_table(p: &Plan, d: &Daemon, n: usize) -> Vec<String> {
     results
 }
 
-/// The lifecycle of a busybox jail whose rc does nothing (`:`), so that
+/// The lifecycle of a jail of the small release whose rc does nothing (`:`), so that
 /// what is measured is iocaged's own work.
 fn lifecycle(p: &Plan) -> Vec<String> {
     let mut results = Vec::new();
     let f = Fixture::fresh();
-    f.busybox_release("13.2-RELEASE");
+    f.static_release("13.2-RELEASE");
     let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
     let r = client::rest(
         d.rest,
         &json!({"action": "createjail", "props": "tag=life release=13.2-RELEASE exec_start=: exec_stop=:", "switches": "-c"}),
     );
     ok(&r.body, "createjail");
-    let (mut starts, mut stops, mut execs, mut nsenters) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut starts, mut stops, mut execs, mut enters) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..p.cycles {
         let t = Instant::now();
         let r = client::rest(d.rest, &json!({"action": "startjail", "jail": "life"}));
@@ -396,8 +388,9 @@ fn lifecycle(p: &Plan) -> Vec<String> {
             execs.push(t.elapsed());
             ok(&r.body, "execjail");
             let t = Instant::now();
-            run("nsenter", &["-t", &jid, "-m", "-u", "-i", "-n", "-p", "/bin/true"]);
-            nsenters.push(t.elapsed());
+            let (prog, args) = rig::host::enter_true(&jid);
+            run(prog, &args.iter().map(String::as_str).collect::<Vec<_>>());
+            enters.push(t.elapsed());
         }
         let t = Instant::now();
         let r = client::rest(d.rest, &json!({"action": "stopjail", "jail": "life"}));
@@ -405,16 +398,25 @@ fn lifecycle(p: &Plan) -> Vec<String> {
         assert!(ok(&r.body, "stopjail")["life"]["+ Removing jail process OK"].is_string(), "{}", r.raw);
     }
     assert!(d.stop());
-    let (s, t, e, ns) = (stats(starts), stats(stops), stats(execs), stats(nsenters));
-    results.push("### Lifecycle of a busybox jail (Linux runtime; the jail's rc is `:`), ms".into());
+    let (s, t, e, ns) = (stats(starts), stats(stops), stats(execs), stats(enters));
+    let (enter, enter_args) = rig::host::enter_true("JID");
+    let os = std::env::consts::OS;
+    results.push(format!("### Lifecycle of a jail of the small release ({os} runtime; the jail's rc is `:`), ms"));
     results.push(String::new());
     results.push("| action | p50 | p99 | n | shell-out comparison |".into());
     results.push("|---|---|---|---|---|".into());
     results.push(format!("| startjail | {} | {} | {} | |", ms(s.p50), ms(s.p99), s.n));
     results.push(format!("| stopjail | {} | {} | {} | |", ms(t.p50), ms(t.p99), t.n));
-    results.push(format!("| execjail `true` | {} | {} | {} | `nsenter -t JID -a /bin/true` p50 {} ms (no user switch, no captured output) |", ms(e.p50), ms(e.p99), e.n, ms(ns.p50)));
+    results.push(format!(
+        "| execjail `true` | {} | {} | {} | `{enter} {}` p50 {} ms (no user switch, no captured output) |",
+        ms(e.p50),
+        ms(e.p99),
+        e.n,
+        enter_args.join(" "),
+        ms(ns.p50)
+    ));
     println!(
-        "[bench] lifecycle: start {:.1} ms, stop {:.1} ms, exec {:.1} ms (nsenter {:.1} ms)",
+        "[bench] lifecycle: start {:.1} ms, stop {:.1} ms, exec {:.1} ms ({enter} {:.1} ms)",
         s.p50, t.p50, e.p50, ns.p50
     );
 
@@ -495,11 +497,12 @@ fn main() {
         }
         if n == *p.sizes.last().unwrap() {
             let pid = d.pid().unwrap();
-            rss_line = format!(
-                "Daemon memory after the reads at {n} jails: RSS {} KiB, peak (VmHWM) {} KiB.",
-                rss_kib(pid, "VmRSS:"),
-                rss_kib(pid, "VmHWM:")
-            );
+            let (rss, peak) = rig::host::rss_kib(pid);
+            rss_line = format!("Daemon memory after the reads at {n} jails: RSS {rss} KiB");
+            if let Some(peak) = peak {
+                rss_line += &format!(", peak (VmHWM) {peak} KiB");
+            }
+            rss_line += ".";
         }
         if n == p.throughput_size {
             throughput = throughput_table(&p, &d, n);

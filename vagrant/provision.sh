@@ -22,10 +22,12 @@ if ! grep -q '^kern.racct.enable=1' /boot/loader.conf 2>/dev/null; then
 	echo 'kern.racct.enable=1' >>/boot/loader.conf
 fi
 
-# The test pool: a sparse file, like the Linux guest's.
+# The test pool: a sparse file in /var/lib/iocaged-tank, where the Linux
+# guest keeps its own (the tests make a second pool's file beside it).
 if ! zpool list tank >/dev/null 2>&1; then
-	say "creating pool tank on /var/tmp/iocaged-vdev0"
-	truncate -s 4G /var/tmp/iocaged-vdev0
-	zpool create -O compression=lz4 tank /var/tmp/iocaged-vdev0
+	say "creating pool tank on /var/lib/iocaged-tank/vdev0"
+	mkdir -p /var/lib/iocaged-tank
+	truncate -s 4G /var/lib/iocaged-tank/vdev0
+	zpool create -O compression=lz4 tank /var/lib/iocaged-tank/vdev0
 fi
 say "done"

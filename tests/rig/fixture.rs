@@ -2,6 +2,7 @@
 //! iocage 1.7.x left them: `POOL/iocage` (mountpoint /iocage), `.defaults`,
 //! and one dataset per jail with `org.freebsd.iocage:*` user properties.
 
+use super::host::{MULTICALL, remove_running_jails};
 use super::{cmd, pool, zfs};
 
 pub const PREFIX: &str = "org.freebsd.iocage:";
@@ -88,23 +89,22 @@ impl Fixture {
         root
     }
 
-    /// A release made from the host's static busybox: enough of a system
-    /// for jails to start (`/etc/rc` leaves a `sleep` running and writes the
-    /// hostname it sees to `/tmp/rc.ran`; `/etc/rc.shutdown` writes
-    /// `/tmp/rc.shutdown`), with users root and alice (uid 1001).
-    pub fn busybox_release(&self, rel: &str) -> String {
+    /// A release made from the host's static multi-call binary
+    /// ([`MULTICALL`]: busybox on Linux, /rescue on FreeBSD): enough
+    /// of a system for jails to start (`/etc/rc` leaves a `sleep` running and
+    /// writes the hostname it sees to `/tmp/rc.ran`; `/etc/rc.shutdown`
+    /// writes `/tmp/rc.shutdown`), with users root and alice (uid 1001).
+    pub fn static_release(&self, rel: &str) -> String {
         let root = format!("{}/iocage/releases/{rel}/root", self.pool);
         zfs(&["create", "-p", &root]);
         let dir = format!("/iocage/releases/{rel}/root");
         for d in ["bin", "etc", "dev", "proc", "tmp", "root", "home/alice", "mnt", "var/run"] {
             std::fs::create_dir_all(format!("{dir}/{d}")).unwrap();
         }
-        std::fs::copy("/bin/busybox", format!("{dir}/bin/busybox")).expect("busybox-static is installed");
-        for applet in [
-            "sh", "sleep", "hostname", "ps", "cat", "echo", "id", "ls", "true", "false", "grep", "wc", "printf",
-            "kill", "touch", "env", "pwd", "mount", "head", "dd", "rm",
-        ] {
-            std::os::unix::fs::symlink("busybox", format!("{dir}/bin/{applet}")).unwrap();
+        let (binary, programs) = MULTICALL;
+        std::fs::copy(binary, format!("{dir}/bin/multicall")).unwrap_or_else(|e| panic!("{binary}: {e}"));
+        for program in programs {
+            std::os::unix::fs::symlink("multicall", format!("{dir}/bin/{program}")).unwrap();
         }
         let files = [
             ("etc/rc", "#!/bin/sh\nhostname > /tmp/rc.ran\nsleep 100000 &\n"),
@@ -133,26 +133,5 @@ impl Fixture {
         let props = zfs(&["get", "-H", "-r", "-s", "local,received", "-o", "name,property,value", "all", &self.pool]);
         let comment = cmd("zpool", &["get", "-H", "-o", "value", "comment", &self.pool]);
         format!("{props}\ncomment={comment}")
-    }
-}
-
-/// Kills the jails an earlier test left running (Linux runtime: the
-/// daemon's state directory and cgroups), so that their datasets can go.
-pub fn remove_running_jails() {
-    let Ok(entries) = std::fs::read_dir("/run/iocaged/jails") else { return };
-    for e in entries.flatten() {
-        if let Ok(record) = std::fs::read_to_string(e.path().join("pid")) {
-            if let Some(pid) = record.split_whitespace().next() {
-                let _ = std::process::Command::new("kill").args(["-9", pid]).status();
-            }
-        }
-        let _ = std::fs::remove_dir_all(e.path());
-        let cg = format!("/sys/fs/cgroup/iocaged/{}", e.file_name().to_string_lossy());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::path::Path::new(&cg).exists() && std::time::Instant::now() < deadline {
-            let _ = std::fs::write(format!("{cg}/cgroup.kill"), "1");
-            let _ = std::fs::remove_dir(&cg);
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
     }
 }

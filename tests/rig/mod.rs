@@ -11,6 +11,7 @@ pub mod client;
 pub mod conformance;
 pub mod daemon;
 pub mod fixture;
+pub mod host;
 pub mod seed;
 pub mod users;
 
