@@ -41,6 +41,8 @@ struct Plan {
     throughput_for: Duration,
     clients: Vec<usize>,
     cycles: usize,
+    /// createjail/clonejail/destroyjail rounds per pool size.
+    writes: usize,
 }
 
 fn plan(full: bool) -> Plan {
@@ -55,6 +57,7 @@ fn plan(full: bool) -> Plan {
             throughput_for: Duration::from_secs(3),
             clients: vec![1, 8, 64],
             cycles: 10,
+            writes: 5,
         }
     } else {
         Plan {
@@ -67,6 +70,7 @@ fn plan(full: bool) -> Plan {
             throughput_for: Duration::from_millis(500),
             clients: vec![1, 8],
             cycles: 2,
+            writes: 2,
         }
     }
 }
@@ -323,6 +327,28 @@ fn raw_rest(addr: SocketAddr, path: &str, body: &str) -> String {
 /// The API key of the daemon being measured (for [`raw_rest`]).
 static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// Write actions on a pool of `n` jails: createjail -e, clonejail of it,
+/// destroyjail of both, `p.writes` times; p50 of each (ms). They must not
+/// grow with the pool beyond the one listing a tag check needs.
+fn writes(p: &Plan, d: &Daemon, n: usize) -> [Stats; 3] {
+    let timed = |times: &mut Vec<Duration>, req: Value| {
+        let action = req["action"].as_str().unwrap().to_string();
+        let t = Instant::now();
+        let r = client::rest(d.rest, &req);
+        times.push(t.elapsed());
+        ok(&r.body, &action);
+    };
+    let (mut creates, mut clones, mut destroys) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..p.writes {
+        timed(&mut creates, json!({"action": "createjail", "props": format!("tag=w{i}"), "switches": "-e"}));
+        timed(&mut clones, json!({"action": "clonejail", "jail": format!("w{i}"), "props": format!("tag=wc{i}")}));
+        timed(&mut destroys, json!({"action": "destroyjail", "jail": format!("wc{i}")}));
+        timed(&mut destroys, json!({"action": "destroyjail", "jail": format!("w{i}")}));
+    }
+    println!("[bench] {n} jails, writes done");
+    [stats(creates), stats(clones), stats(destroys)]
+}
+
 /// Throughput of listjails against the trivial endpoint, same server (the
 /// pool of `n` jails the reads were measured on).
 fn throughput_table(p: &Plan, d: &Daemon, n: usize) -> Vec<String> {
@@ -425,16 +451,21 @@ fn lifecycle(p: &Plan) -> Vec<String> {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--full");
-    let p = plan(full);
+    let mut p = plan(full);
+    // `--sizes=100,1000`: other pool sizes (to measure one size alone).
+    if let Some(sizes) = std::env::args().find_map(|a| a.strip_prefix("--sizes=").map(str::to_string)) {
+        p.sizes = sizes.split(',').map(|n| n.parse().expect("--sizes=N,M,..")).collect();
+    }
     rig::pool();
     let say = |s: String| println!("{s}");
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let kernel = run("uname", &["-r"]).trim().to_string();
-    let zfs_version = std::fs::read_to_string("/sys/module/zfs/version").unwrap_or_default().trim().to_string();
+    let zfs_version = rig::kernel_zfs_version();
     let mut results = vec![
         format!(
-            "Run: {} mode; guest: {cpus} vCPUs (QEMU TCG, software CPU), Linux {kernel}, OpenZFS {zfs_version}; iocaged {} build.",
+            "Run: {} mode; guest: {cpus} vCPUs (QEMU TCG, software CPU), {} {kernel}, OpenZFS {zfs_version}; iocaged {} build.",
             if full { "full" } else { "short" },
+            std::env::consts::OS,
             if cfg!(debug_assertions) { "debug" } else { "release" }
         ),
         String::new(),
@@ -452,6 +483,7 @@ fn main() {
     results.push("| jails | action | REST p50 | REST p99 | WS p50 | WS p99 | n | one `zfs` process per property (scaled) | best single `zfs` command p50 | x per-property | x single command |".into());
     results.push("|---|---|---|---|---|---|---|---|---|---|---|".into());
     let mut rss_line = String::new();
+    let mut write_rows = Vec::new();
     for &n in &p.sizes {
         let f = Fixture::fresh();
         let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
@@ -507,10 +539,18 @@ fn main() {
         if n == p.throughput_size {
             throughput = throughput_table(&p, &d, n);
         }
+        let [c, k, x] = writes(&p, &d, n);
+        write_rows.push(format!("| {n} | {} | {} | {} | {} |", ms(c.p50), ms(k.p50), ms(x.p50), c.n));
         assert!(d.stop());
     }
     results.push(String::new());
     results.push(rss_line);
+    results.push(String::new());
+    results.push("### Write actions by pool size: p50 ms (createjail -e, clonejail of it, destroyjail of each)".into());
+    results.push(String::new());
+    results.push("| jails | createjail -e | clonejail | destroyjail | rounds |".into());
+    results.push("|---|---|---|---|---|".into());
+    results.extend(write_rows);
     results.push(String::new());
 
     results.extend(throughput);

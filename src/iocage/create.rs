@@ -19,7 +19,7 @@
 use crate::zfs::{Libzfs, copy_snapshot};
 
 use super::error::ActionError;
-use super::jails::{self, INCOMPLETE_PROP, Jail};
+use super::jails::{INCOMPLETE_PROP, Jail};
 use super::layout::Layout;
 use super::names;
 use super::props::{self, Kind, PropError, USER_PREFIX};
@@ -135,13 +135,20 @@ fn check_tag(jails: &[Jail], tag: &str) -> Result<(), ActionError> {
     }
 }
 
-/// Step 1 of createjail: decide everything, write nothing.
-pub fn prepare(lib: &Libzfs, layout: &Layout, kind: CreateKind, client: &PropList) -> Result<Plan, ActionError> {
+/// Step 1 of createjail: decide everything, write nothing. `jails` are
+/// the pool's jails, those still being created included (their tags are
+/// taken too).
+pub fn prepare(
+    lib: &Libzfs,
+    layout: &Layout,
+    jails: &[Jail],
+    kind: CreateKind,
+    client: &PropList,
+) -> Result<Plan, ActionError> {
     let native = check_client_props(client, true)?;
-    let jails = jails::read_all_with_incomplete(lib, layout)?;
     let given = |k: &str| client.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let tag = given("tag").unwrap_or_else(names::date_tag);
-    check_tag(&jails, &tag)?;
+    check_tag(jails, &tag)?;
     let mut user = effective_props(lib, layout, client)?;
     let release = given("release").or_else(|| {
         user.iter().find(|(k, _)| k == &format!("{USER_PREFIX}release")).map(|(_, v)| v.clone()).filter(|r| r != "none")
@@ -193,12 +200,12 @@ fn check_data_dataset(plan: &Plan) -> Result<(), ActionError> {
 
 /// Step 1 of clonejail: the new jail takes the source's properties, a new
 /// UUID (hostname and hostuuid too), a new tag, and the client's values.
-pub fn prepare_clone(lib: &Libzfs, layout: &Layout, source: &Jail, client: &PropList) -> Result<Plan, ActionError> {
+/// `jails` as for [`prepare`].
+pub fn prepare_clone(layout: &Layout, jails: &[Jail], source: &Jail, client: &PropList) -> Result<Plan, ActionError> {
     let native = check_client_props(client, false)?;
-    let jails = jails::read_all_with_incomplete(lib, layout)?;
     let given = |k: &str| client.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let tag = given("tag").unwrap_or_else(names::date_tag);
-    check_tag(&jails, &tag)?;
+    check_tag(jails, &tag)?;
     let uuid = names::new_uuid().map_err(|e| ActionError::Io { what: "make a UUID".into(), message: e.to_string() })?;
     let mut user: Vec<(String, String)> =
         source.stored().iter().map(|(k, v)| (format!("{USER_PREFIX}{k}"), v.replace(&source.uuid, &uuid))).collect();
@@ -377,6 +384,7 @@ pub fn undo(lib: &Libzfs, plan: &Plan) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::jails;
     use super::*;
 
     #[test]

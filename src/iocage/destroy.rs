@@ -43,10 +43,16 @@ fn remove_unused(lib: &Libzfs, layout: &Layout, snapshots: &[String]) {
 
 /// Removes every snapshot named `@<uuid>` under the releases, base pieces
 /// and jails (what a create of that UUID took), where nothing depends on it.
+/// Looks at every dataset there: for a jail whose origins are known,
+/// [`remove_snapshots_made_for`] looks only where it came from.
 pub fn remove_snapshots_named(lib: &Libzfs, layout: &Layout, uuid: &str) {
+    remove_snapshots_named_under(lib, layout, uuid, &[layout.releases(), layout.base(), layout.jails()]);
+}
+
+fn remove_snapshots_named_under(lib: &Libzfs, layout: &Layout, uuid: &str, tops: &[String]) {
     let mut found = Vec::new();
-    for top in [layout.releases(), layout.base(), layout.jails()] {
-        if let Ok(all) = lib.descendants(&top) {
+    for top in tops {
+        if let Ok(all) = lib.descendants(top) {
             for fs in all {
                 let snap = format!("{fs}@{uuid}");
                 if lib.exists(&snap) {
@@ -58,6 +64,34 @@ pub fn remove_snapshots_named(lib: &Libzfs, layout: &Layout, uuid: &str) {
     // Children's snapshots first, so that clones inside go before origins.
     found.reverse();
     remove_unused(lib, layout, &found);
+}
+
+/// What `jail` was made from: the releases, base pieces or jails (the
+/// datasets right under the layout's collections) that hold the origin of
+/// one of its datasets, where the origin snapshot is named after the jail
+/// (made for it by its create or clone; a user's snapshot is not).
+fn made_from(lib: &Libzfs, layout: &Layout, jail: &Jail) -> Result<Vec<String>, ActionError> {
+    let made_for_it = format!("@{}", jail.uuid);
+    let mut sources = Vec::new();
+    for fs in lib.descendants(&jail.dataset)? {
+        let origin = lib.native_props(&fs, &["origin"])?.remove("origin").and_then(|v| v.printed);
+        if let Some(entry) = origin.filter(|o| o.ends_with(&made_for_it)).and_then(|o| entry_of(layout, &o)) {
+            if !sources.contains(&entry) {
+                sources.push(entry);
+            }
+        }
+    }
+    Ok(sources)
+}
+
+/// The dataset right under one of the layout's collections that holds
+/// `name`: `POOL/iocage/base/13.2-RELEASE` for
+/// `POOL/iocage/base/13.2-RELEASE/root/usr@x`.
+fn entry_of(layout: &Layout, name: &str) -> Option<String> {
+    [layout.releases(), layout.base(), layout.jails(), layout.templates()].into_iter().find_map(|top| {
+        let first = name.strip_prefix(&format!("{top}/"))?.split(['/', '@']).next()?;
+        Some(format!("{top}/{first}"))
+    })
 }
 
 fn running_iocage_jails(jails: &[Jail], running: &HashSet<String>) -> Vec<String> {
@@ -74,9 +108,13 @@ pub fn destroy_jail(lib: &Libzfs, layout: &Layout, jail: &Jail, running: &HashSe
     if running.contains(&kernel_name(&jail.uuid)) {
         return Err(ActionError::JailRunning(format!("{} ({})", jail.uuid, jail.tag())));
     }
+    // Where it came from, read before it goes: the snapshots made for it
+    // are there (its clones' origins, and for a basejail the base's own
+    // recursive snapshot too). Looking only there keeps a destroy as cheap
+    // on a pool of 1000 jails as on one of 10.
+    let sources = made_from(lib, layout, jail)?;
     destroy_tree(lib, layout, &jail.dataset)?;
-    // Its clones' origins, and for a basejail the base's own snapshot too.
-    remove_snapshots_named(lib, layout, &jail.uuid);
+    remove_snapshots_named_under(lib, layout, &jail.uuid, &sources);
     Ok(())
 }
 
@@ -204,4 +242,26 @@ pub fn recover(lib: &Libzfs, layout: &Layout) -> Result<Vec<String>, ActionError
         removed.push(j.uuid);
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_is_the_entry_right_under_a_collection() {
+        let l = Layout::new("tank");
+        let entry = |n: &str| entry_of(&l, n);
+        assert_eq!(
+            entry("tank/iocage/base/13.2-RELEASE/root/usr/bin@x").as_deref(),
+            Some("tank/iocage/base/13.2-RELEASE")
+        );
+        assert_eq!(
+            entry("tank/iocage/releases/13.2-RELEASE/root@x").as_deref(),
+            Some("tank/iocage/releases/13.2-RELEASE")
+        );
+        assert_eq!(entry("tank/iocage/jails/abcd@x").as_deref(), Some("tank/iocage/jails/abcd"));
+        assert_eq!(entry("tank/iocage/releasesX/r@x"), None, "a lookalike name is no collection");
+        assert_eq!(entry("tank/other/releases/r@x"), None, "outside the layout");
+    }
 }

@@ -10,17 +10,19 @@
 //! log has not grown (one ioctl to find out) and the jails dataset is the
 //! same one (its guid), the index is current. Otherwise it is read again.
 //! Requests queued behind one that found the index current use that
-//! finding (see [`Index::jails`]). Only user properties are indexed: native ones such as `used` change
-//! with data writes, which the log does not record, so they are read
-//! fresh.
+//! finding (see [`Index::jails`]). Only user properties are indexed:
+//! native ones such as `used` change with data writes, which the log does
+//! not record, so they are read fresh. Jails still being created are kept
+//! too, apart (a new tag must not be one of theirs either).
 
+use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::zfs::{ErrorKind, Libzfs};
 
 use super::error::ActionError;
-use super::jails::{self, Jail, Natives};
+use super::jails::{self, Jail};
 use super::layout::Layout;
 
 /// The jails as last read, and how to tell whether that is still current.
@@ -34,7 +36,40 @@ struct Snapshot {
     history_end: u64,
     /// When the history was last found unchanged (or the jails read).
     validated: Instant,
+    jails: Listing,
+}
+
+/// The jails as the index holds them. Dereferences to the complete ones
+/// (what the actions list and find), sorted by UUID.
+#[derive(Clone, Default)]
+pub struct Listing {
+    /// The complete jails, then those still being created; each part
+    /// sorted by UUID.
     jails: Arc<Vec<Jail>>,
+    complete: usize,
+}
+
+impl Listing {
+    fn new(mut jails: Vec<Jail>) -> Listing {
+        // Stable: each part keeps the UUID order the read gave.
+        jails.sort_by_key(|j| j.incomplete);
+        let complete = jails.iter().take_while(|j| !j.incomplete).count();
+        Listing { jails: Arc::new(jails), complete }
+    }
+
+    /// Every jail dataset, those still being created (or left by a create
+    /// that crashed) included.
+    pub fn with_incomplete(&self) -> &[Jail] {
+        &self.jails
+    }
+}
+
+impl Deref for Listing {
+    type Target = [Jail];
+
+    fn deref(&self) -> &[Jail] {
+        &self.jails[..self.complete]
+    }
 }
 
 /// How long a jails dataset's guid is trusted: within this, a pool
@@ -54,7 +89,7 @@ impl Index {
     /// `arrived` is when the request came: if the index was found current
     /// after that (by another request queued before this one), this one
     /// uses that finding without asking ZFS again.
-    pub fn jails(&self, lib: &Libzfs, layout: &Layout, arrived: Instant) -> Result<Arc<Vec<Jail>>, ActionError> {
+    pub fn jails(&self, lib: &Libzfs, layout: &Layout, arrived: Instant) -> Result<Listing, ActionError> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let mine = current.as_mut().filter(|s| s.pool == layout.pool());
         if let Some(s) = mine.as_ref().filter(|s| s.validated >= arrived) {
@@ -66,7 +101,7 @@ impl Index {
                 Ok(mut n) => n.remove("guid").and_then(|v| v.raw).unwrap_or_default(),
                 Err(e) if e.kind == ErrorKind::NotFound => {
                     *current = None;
-                    return Ok(Arc::new(Vec::new()));
+                    return Ok(Listing::default());
                 }
                 Err(e) => return Err(e.into()),
             },
@@ -84,7 +119,7 @@ impl Index {
             }
             return Ok(s.jails.clone());
         }
-        let jails = Arc::new(jails::read_all(lib, layout, Natives::None)?);
+        let jails = Listing::new(jails::read_all_with_incomplete(lib, layout)?);
         *current = Some(Snapshot {
             pool: layout.pool().to_string(),
             guid,
@@ -94,5 +129,23 @@ impl Index {
             jails: jails.clone(),
         });
         Ok(jails)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_shows_complete_jails_and_keeps_the_others_apart() {
+        let mut making = jails::test_jail("bbbb", &[("tag", "new")]);
+        making.incomplete = true;
+        let read =
+            vec![jails::test_jail("aaaa", &[("tag", "web")]), making, jails::test_jail("cccc", &[("tag", "db")])];
+        let l = Listing::new(read);
+        let uuids = |js: &[Jail]| js.iter().map(|j| j.uuid.clone()).collect::<Vec<_>>();
+        assert_eq!(uuids(&l), ["aaaa", "cccc"], "complete jails, in UUID order");
+        assert_eq!(uuids(l.with_incomplete()), ["aaaa", "cccc", "bbbb"]);
+        assert!(jails::resolve(&l, "new").is_err(), "a jail being created is not found by its tag");
     }
 }

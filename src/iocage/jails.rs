@@ -103,9 +103,12 @@ pub fn read_all(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<J
     Ok(read(lib, layout, natives)?.into_iter().filter(|j| !j.incomplete).collect())
 }
 
-/// Every jail dataset, those still being created included.
+/// Every jail dataset, those still being created included, with its iocage
+/// properties only: what the writes check (tags in use, running jails,
+/// dependents, unfinished creates) needs no native property, and reading
+/// those costs two libzfs lookups per property and jail.
 pub fn read_all_with_incomplete(lib: &Libzfs, layout: &Layout) -> Result<Vec<Jail>, ZfsError> {
-    read(lib, layout, Natives::All)
+    read(lib, layout, Natives::None)
 }
 
 fn read(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<Jail>, ZfsError> {

@@ -14,6 +14,7 @@ pub mod pool;
 pub mod props;
 pub mod request;
 pub mod service;
+pub mod turns;
 
 pub use error::ActionError;
 pub use request::{Action, Request};

@@ -22,6 +22,7 @@ use super::lifecycle::{self, Progress};
 use super::pool;
 use super::props::{self, Listed, PropError, USER_PREFIX};
 use super::request::{CreateKind, PropList, Request};
+use super::turns::Turns;
 use super::{create, destroy, names};
 
 /// Which pool the service works on.
@@ -40,7 +41,7 @@ pub struct Iocage {
     runtime: Arc<dyn Runtime>,
     pool: PoolChoice,
     /// One lock per jail (by UUID), taken by start, stop, cap and destroy.
-    turns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    turns: Arc<Turns>,
     /// The jails' iocage properties between requests (see `index`).
     index: Arc<Index>,
     /// The pool in use (or why there is none) and when it was found.
@@ -141,11 +142,12 @@ impl Iocage {
             }
             Request::CloneJail { jail, props, raw_props } => {
                 let query = jail.clone();
+                let index = self.index.clone();
                 let plan = self
                     .on_pool(move |lib, layout| {
-                        let jails = jails::read_all(lib, &layout, Natives::All)?;
+                        let jails = index.jails(lib, &layout, Instant::now())?;
                         let source = jails::resolve(&jails, &query)?;
-                        let plan = create::prepare_clone(lib, &layout, source, &props)?;
+                        let plan = create::prepare_clone(&layout, jails.with_incomplete(), source, &props)?;
                         create::begin(lib, &plan)?;
                         create::finish(lib, &plan)?;
                         Ok(plan)
@@ -158,8 +160,9 @@ impl Iocage {
                 let uuid = self.uuid_of(&jail).await?;
                 let _turn = self.turn(&uuid).await;
                 let running = self.running_names()?;
+                let index = self.index.clone();
                 self.on_pool(move |lib, layout| {
-                    let jails = jails::read_all(lib, &layout, Natives::All)?;
+                    let jails = index.jails(lib, &layout, Instant::now())?;
                     let target = jails::resolve(&jails, &jail)?;
                     destroy::destroy_jail(lib, &layout, target, &running)?;
                     Ok(json!({ "success": { "Destroying": target.uuid } }))
@@ -231,10 +234,15 @@ impl Iocage {
     /// clean actions do before destroying jails; iocage did not).
     async fn stop_running(&self) -> Result<(), ActionError> {
         let running = self.running_names()?;
+        let index = self.index.clone();
         let plans = self
             .on_pool(move |lib, layout| {
-                let jails = jails::read_all(lib, &layout, Natives::All)?;
-                jails.iter().filter(|j| running.contains(&kernel_name(&j.uuid))).map(lifecycle::plan).collect()
+                let jails = index.jails(lib, &layout, Instant::now())?;
+                jails
+                    .iter()
+                    .filter(|j| running.contains(&kernel_name(&j.uuid)))
+                    .map(|j| lifecycle::plan(&j.clone().with_natives(lib)?))
+                    .collect()
             })
             .await?;
         let plans: Vec<lifecycle::Plan> = plans;
@@ -256,21 +264,20 @@ impl Iocage {
         .await
     }
 
-    /// The plan, and this jail's turn: start, stop, cap and destroy of one
-    /// jail never interleave (other jails' go on in parallel).
+    /// This jail's turn, and then its plan: start, stop, cap and destroy of
+    /// one jail never interleave (other jails' go on in parallel), and the
+    /// plan is made from what the jail is once the turn is ours (a destroy
+    /// or a change of properties may have come first).
     async fn plan_and_lock(&self, query: &str) -> Result<(lifecycle::Plan, OwnedMutexGuard<()>), ActionError> {
-        let plan = self.plan(query).await?;
-        let turn = self.turn(&plan.uuid).await;
+        let uuid = self.uuid_of(query).await?;
+        let turn = self.turn(&uuid).await;
+        let plan = self.plan(&uuid).await?;
         Ok((plan, turn))
     }
 
     /// Waits for, and holds, the jail's turn.
     async fn turn(&self, uuid: &str) -> OwnedMutexGuard<()> {
-        let lock = {
-            let mut turns = self.turns.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            turns.entry(uuid.to_string()).or_default().clone()
-        };
-        lock.lock_owned().await
+        self.turns.take(uuid).await
     }
 
     /// Runs a blocking runtime operation on a blocking thread.
@@ -288,9 +295,11 @@ impl Iocage {
     /// createjail in its steps (see `create`): the copy of a thick jail runs
     /// on a blocking thread, between two short trips to the owner thread.
     async fn create(&self, kind: CreateKind, props: PropList) -> Result<create::Plan, ActionError> {
+        let index = self.index.clone();
         let plan = self
             .on_pool(move |lib, layout| {
-                let plan = create::prepare(lib, &layout, kind, &props)?;
+                let jails = index.jails(lib, &layout, Instant::now())?;
+                let plan = create::prepare(lib, &layout, jails.with_incomplete(), kind, &props)?;
                 create::begin(lib, &plan)?;
                 Ok(plan)
             })

@@ -41,7 +41,10 @@ impl Daemon {
             .expect("make the rig's API key");
         super::client::register_key(ws, &key);
         super::client::register_key(rest, &key);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_iocaged"))
+        // IOCAGED_BIN: another build to run instead (to compare two builds
+        // with the benchmark in one guest run); by default this build's.
+        let bin = std::env::var("IOCAGED_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_iocaged").into());
+        let mut child = Command::new(bin)
             .args(["serve", "--websocket", &ws.to_string(), "--rest", &rest.to_string()])
             .args(["--keys", &keys_file, "--pam-service", PAM_SERVICE])
             .args(extra)

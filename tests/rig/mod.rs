@@ -18,7 +18,7 @@ pub mod users;
 use std::process::Command;
 
 /// The version of the loaded ZFS kernel module (panics when there is none).
-fn kernel_zfs_version() -> String {
+pub fn kernel_zfs_version() -> String {
     let version = if cfg!(target_os = "freebsd") {
         cmd("sysctl", &["-n", "vfs.zfs.version.module"])
     } else {
