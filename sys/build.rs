@@ -69,6 +69,7 @@ const FUNCTIONS: &[&str] = &[
     "nvlist_add_string",
     "nvlist_lookup_string",
     "nvlist_lookup_nvlist",
+    "nvlist_lookup_nvlist_array",
     "nvlist_next_nvpair",
     "nvpair_name",
     "nvpair_type",

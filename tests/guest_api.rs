@@ -328,15 +328,25 @@ fn listings_see_outside_changes_at_once() {
     assert_eq!(v["aaaaaaaa-0000-4000-8000-000000000001"]["boot"], "on", "{v}");
     let b = f.jail("bbbbbbbb-0000-4000-8000-000000000002", &[("tag", "two")]);
     assert_eq!(list(&d)["bbbbbbbb-0000-4000-8000-000000000002"]["tag"], "two");
-    // Inherited from a parent: the set is on another dataset.
+    // Inherited from a parent: the only change is on another dataset.
     rig::zfs(&["set", "org.freebsd.iocage:boot=inherited", &format!("{}/iocage/jails", f.pool)]);
-    rig::zfs(&["inherit", "org.freebsd.iocage:boot", &b]);
-    assert_eq!(list(&d)["bbbbbbbb-0000-4000-8000-000000000002"]["boot"], "inherited");
+    let v = list(&d);
+    assert_eq!(v["bbbbbbbb-0000-4000-8000-000000000002"]["boot"], "inherited", "{v}");
+    assert_eq!(v["aaaaaaaa-0000-4000-8000-000000000001"]["boot"], "on", "a local value stays: {v}");
     rig::zfs(&["destroy", "-r", &a]);
     let v = list(&d);
     assert!(v.get("aaaaaaaa-0000-4000-8000-000000000001").is_none(), "{v}");
     let r = client::rest(d.rest, &json!({"action": "getjailsettings", "jail": "two", "prop": "tag"}));
     assert_eq!(r.body["args"]["getjailsettings"], json!({"two": {"tag": "two"}}));
+    // Changes elsewhere on the pool leave the listing as it was; a jail
+    // renamed shows under its new name only.
+    let unchanged = list(&d);
+    rig::zfs(&["create", "-p", "-o", "org.freebsd.iocage:tag=x", &format!("{}/iocage/releases/r/root", f.pool)]);
+    assert_eq!(list(&d), unchanged);
+    rig::zfs(&["rename", &b, &format!("{}/iocage/jails/dddddddd-0000-4000-8000-000000000004", f.pool)]);
+    let v = list(&d);
+    assert!(v.get("bbbbbbbb-0000-4000-8000-000000000002").is_none(), "{v}");
+    assert_eq!(v["dddddddd-0000-4000-8000-000000000004"]["tag"], "two", "{v}");
     // A whole new layout under the same name: not mistaken for the old one.
     let f = Fixture::fresh();
     f.jail("cccccccc-0000-4000-8000-000000000003", &[("tag", "three")]);

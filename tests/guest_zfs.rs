@@ -335,3 +335,36 @@ fn async_front_and_concurrent_callers() {
         }
     });
 }
+
+#[test]
+fn the_history_names_the_datasets_changed_since_an_offset() {
+    let s = Scratch::new("history");
+    let z = lib();
+    let since = |from: u64| {
+        let p = pool();
+        z.run_blocking(move |l| l.history_since(&p, from, true)).unwrap().unwrap()
+    };
+    // Other tests change the pool at the same time: what they log may be
+    // among the records too, so only what this one did is looked for.
+    let start = since(0).end;
+    zfs(&["set", "org.example:x=1", &s.name]);
+    zfs(&["create", &s.path("new")]);
+    let t = since(start);
+    assert!(t.end > start, "the log grew");
+    for name in [&s.name, &s.path("new")] {
+        assert!(t.datasets.contains(name), "{name} is named: {:?}", t.datasets);
+    }
+    zfs(&["rename", &s.path("new"), &s.path("moved")]);
+    let t = since(t.end);
+    assert!(t.renamed, "a rename is told: {t:?}");
+    assert!(t.datasets.contains(&s.path("new")), "by its old name: {:?}", t.datasets);
+    zfs(&["inherit", "org.example:x", &s.name]);
+    zfs(&["destroy", &s.path("moved")]);
+    let t = since(t.end);
+    for name in [&s.name, &s.path("moved")] {
+        assert!(t.datasets.contains(name), "{name} is named: {:?}", t.datasets);
+    }
+    let end = t.end;
+    let p = pool();
+    assert_eq!(z.run_blocking(move |l| l.history_end(&p, end)).unwrap().unwrap(), since(end).end);
+}

@@ -8,18 +8,23 @@
 //! daemon, `zfs`, iocage), and never for reads or data writes. So the
 //! index remembers where the log ended when it read the jails; while the
 //! log has not grown (one ioctl to find out) and the jails dataset is the
-//! same one (its guid), the index is current. Otherwise it is read again.
+//! same one (its guid), the index is current. When it has grown, the new
+//! records name the datasets changed: only those jails are read again
+//! (everything is, after a rename, a change to the jails dataset or one of
+//! its parents, whose values the jails inherit, or more log than could be
+//! safely read back; see [`changed_jails`]).
 //! Requests queued behind one that found the index current use that
 //! finding (see [`Index::jails`]). Only user properties are indexed:
 //! native ones such as `used` change with data writes, which the log does
 //! not record, so they are read fresh. Jails still being created are kept
 //! too, apart (a new tag must not be one of theirs either).
 
+use std::collections::BTreeSet;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::zfs::{ErrorKind, Libzfs};
+use crate::zfs::{ErrorKind, HistoryTail, Libzfs};
 
 use super::error::ActionError;
 use super::jails::{self, Jail};
@@ -77,9 +82,39 @@ impl Deref for Listing {
 /// happens to end where the old one did) could go unnoticed.
 const GUID_AGE: Duration = Duration::from_secs(1);
 
+/// How much new history is read back record by record. The log is a ring
+/// of at least 128 KiB; well within that, no record since the last look
+/// can have been overwritten. Beyond it, everything is read again.
+const MAX_TAIL: u64 = 32 * 1024;
+
 #[derive(Default)]
 pub struct Index {
     current: Mutex<Option<Snapshot>>,
+}
+
+/// The jails (UUIDs) the history appended since `from` names, or `None`
+/// when the whole index must be read again: a rename (its record names
+/// only the old name), a change to the jails dataset or one of its parents
+/// (jails inherit their values), or more log than [`MAX_TAIL`]. Changes
+/// elsewhere on the pool (releases, templates, other datasets) name no
+/// jail.
+fn changed_jails(layout: &Layout, tail: &HistoryTail, from: u64) -> Option<BTreeSet<String>> {
+    if tail.renamed || tail.end.saturating_sub(from) > MAX_TAIL {
+        return None;
+    }
+    let parent = layout.jails();
+    let inside = format!("{parent}/");
+    let mut changed = BTreeSet::new();
+    for name in &tail.datasets {
+        let dataset = name.split('@').next().unwrap_or(name);
+        if dataset == parent || parent.starts_with(&format!("{dataset}/")) {
+            return None;
+        }
+        if let Some(uuid) = dataset.strip_prefix(&inside).and_then(|rest| rest.split('/').next()) {
+            changed.insert(uuid.to_string());
+        }
+    }
+    Some(changed)
 }
 
 impl Index {
@@ -110,16 +145,33 @@ impl Index {
         let from = same.as_ref().map_or(0, |s| s.history_end);
         // Read where the log ends *before* reading the jails: a change made
         // while they are read shows as growth next time.
-        let end = lib.history_end(layout.pool(), from)?;
+        let tail = lib.history_since(layout.pool(), from, same.is_some())?;
         let now = Instant::now();
-        if let Some(s) = same.filter(|s| s.history_end == end) {
-            s.validated = now;
+        if let Some(s) = same {
             if s.guid_at.elapsed() >= GUID_AGE {
                 s.guid_at = now;
             }
-            return Ok(s.jails.clone());
+            if s.history_end == tail.end {
+                s.validated = now;
+                return Ok(s.jails.clone());
+            }
+            if let Some(changed) = changed_jails(layout, &tail, from) {
+                let mut all: Vec<Jail> =
+                    s.jails.with_incomplete().iter().filter(|j| !changed.contains(&j.uuid)).cloned().collect();
+                for uuid in &changed {
+                    all.extend(jails::read_one(lib, layout, uuid)?);
+                }
+                all.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+                tracing::debug!(changed = changed.len(), jails = all.len(), "index: changed jails read again");
+                s.jails = Listing::new(all);
+                s.history_end = tail.end;
+                s.validated = now;
+                return Ok(s.jails.clone());
+            }
         }
+        let end = tail.end;
         let jails = Listing::new(jails::read_all_with_incomplete(lib, layout)?);
+        tracing::debug!(jails = jails.with_incomplete().len(), "index: every jail read");
         *current = Some(Snapshot {
             pool: layout.pool().to_string(),
             guid,
@@ -147,5 +199,35 @@ mod tests {
         assert_eq!(uuids(&l), ["aaaa", "cccc"], "complete jails, in UUID order");
         assert_eq!(uuids(l.with_incomplete()), ["aaaa", "cccc", "bbbb"]);
         assert!(jails::resolve(&l, "new").is_err(), "a jail being created is not found by its tag");
+    }
+
+    fn tail(names: &[&str], renamed: bool, grew: u64) -> HistoryTail {
+        HistoryTail { end: 1000 + grew, datasets: names.iter().map(|n| n.to_string()).collect(), renamed }
+    }
+
+    #[test]
+    fn the_history_names_the_jails_to_read_again() {
+        let l = Layout::new("tank");
+        let changed = |t: &HistoryTail| changed_jails(&l, t, 1000).map(|s| s.into_iter().collect::<Vec<_>>());
+        let t = tail(
+            &[
+                "tank/iocage/jails/aaaa",
+                "tank/iocage/jails/bbbb/root",
+                "tank/iocage/jails/cccc@snap",
+                "tank/iocage/releases/13.2-RELEASE/root",
+                "tank/iocage/.defaults",
+                "tank/elsewhere",
+            ],
+            false,
+            500,
+        );
+        assert_eq!(changed(&t).unwrap(), ["aaaa", "bbbb", "cccc"], "jails named, other datasets not");
+        assert_eq!(changed(&tail(&[], false, 100)).unwrap(), Vec::<String>::new(), "pool events only");
+        for parent in ["tank/iocage/jails", "tank/iocage", "tank", "tank@snap"] {
+            assert_eq!(changed(&tail(&[parent], false, 100)), None, "{parent}: jails inherit from it");
+        }
+        assert_eq!(changed(&tail(&["tank/iocage/jails/aaaa"], true, 100)), None, "a rename");
+        assert_eq!(changed(&tail(&["tank/iocage/jails/aaaa"], false, MAX_TAIL + 1)), None, "too much log");
+        assert_eq!(changed(&tail(&["tank/iocage/jailsX/aaaa"], false, 100)).unwrap(), Vec::<String>::new());
     }
 }

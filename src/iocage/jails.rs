@@ -111,6 +111,17 @@ pub fn read_all_with_incomplete(lib: &Libzfs, layout: &Layout) -> Result<Vec<Jai
     read(lib, layout, Natives::None)
 }
 
+/// One jail dataset (complete or not) with its iocage properties; `None`
+/// when there is no such dataset.
+pub fn read_one(lib: &Libzfs, layout: &Layout, uuid: &str) -> Result<Option<Jail>, ZfsError> {
+    let name = layout.jail(uuid);
+    match lib.user_props(&name) {
+        Ok(user) => Ok(Some(Jail::from_dataset(DatasetProps { name, user, native: BTreeMap::new() }))),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn read(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<Jail>, ZfsError> {
     match lib.scan_children(&layout.jails(), &natives.names()) {
         Ok(ds) => Ok(ds.into_iter().map(Jail::from_dataset).collect()),

@@ -15,7 +15,7 @@ use std::ptr::{self, NonNull};
 use iocaged_sys as sys;
 
 use super::error::{ErrorKind, Result, ZfsError};
-use super::nvlist::{NvList, read_user_props};
+use super::nvlist::{NvList, read_history_records, read_user_props};
 
 /// Longest property value libzfs returns (ZAP_MAXVALUELEN, 8 KiB) plus NUL.
 const PROP_BUF: usize = sys::ZFS_MAXPROPLEN as usize + 1;
@@ -60,6 +60,19 @@ impl PropSource {
 pub struct UserProp {
     pub value: String,
     pub source: String,
+}
+
+/// What a pool's history log gained since an offset ([`Libzfs::history_since`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistoryTail {
+    /// Where the log ends now: the offset to read on from next time.
+    pub end: u64,
+    /// The datasets the new records name, in order (ZFS logs every
+    /// property set or inherit, create, destroy, clone, snapshot, receive
+    /// and rename with the dataset's name; `name@snap` for snapshots).
+    pub datasets: Vec<String>,
+    /// A rename is among them: its record names only the old name.
+    pub renamed: bool,
 }
 
 /// One dataset's properties, as read in one pass by [`Libzfs::scan_children`].
@@ -692,6 +705,12 @@ impl Libzfs {
     ///
     /// The pool's handle stays open between calls (see [`Libzfs::forget_pools`]).
     pub fn history_end(&self, pool: &str, from: u64) -> Result<u64> {
+        Ok(self.history_since(pool, from, false)?.end)
+    }
+
+    /// [`Libzfs::history_end`], and with `names` set, which datasets the
+    /// records appended since `from` name (see [`HistoryTail`]).
+    pub fn history_since(&self, pool: &str, from: u64, names: bool) -> Result<HistoryTail> {
         const OP: &str = "read the history of";
         let cached = self.history_pools.borrow().get(pool).copied();
         let zph = match cached {
@@ -704,7 +723,7 @@ impl Libzfs {
                 zph
             }
         };
-        let result = self.read_history_end(zph, pool, from);
+        let result = self.read_history(zph, pool, from, names);
         if result.is_err() {
             // Exported or destroyed: open it afresh next time.
             self.forget_pools();
@@ -722,17 +741,28 @@ impl Libzfs {
         }
     }
 
-    fn read_history_end(&self, zph: NonNull<sys::zpool_handle_t>, pool: &str, from: u64) -> Result<u64> {
+    fn read_history(
+        &self,
+        zph: NonNull<sys::zpool_handle_t>,
+        pool: &str,
+        from: u64,
+        names: bool,
+    ) -> Result<HistoryTail> {
         const OP: &str = "read the history of";
-        let mut off = from;
+        let mut tail = HistoryTail { end: from, datasets: Vec::new(), renamed: false };
         loop {
             let mut list: *mut sys::nvlist_t = std::ptr::null_mut();
             let mut eof = sys::boolean_t::B_FALSE;
             // SAFETY: pool handle open; `list` and `off`, `eof` are valid
             // out-pointers; on success libzfs allocates `list`, which is
-            // freed right away (only the offset is used).
-            let rc = unsafe { sys::zpool_get_history(zph.as_ptr(), &mut list, &mut off, &mut eof) };
+            // read (when `names`) and freed below.
+            let rc = unsafe { sys::zpool_get_history(zph.as_ptr(), &mut list, &mut tail.end, &mut eof) };
             if !list.is_null() {
+                if names {
+                    // SAFETY: `list` is the valid nvlist just returned; its
+                    // records live until it is freed, right after.
+                    unsafe { read_history_records(list, &mut tail) };
+                }
                 // SAFETY: allocated by zpool_get_history for us, freed once.
                 unsafe { sys::nvlist_free(list) };
             }
@@ -740,7 +770,7 @@ impl Libzfs {
                 return Err(self.last_error(OP, pool));
             }
             if eof == sys::boolean_t::B_TRUE {
-                return Ok(off);
+                return Ok(tail);
             }
         }
     }

@@ -15,7 +15,7 @@ mod owner;
 mod stream;
 
 pub use error::{ErrorKind, Result, ZfsError};
-pub use libzfs::{DatasetProps, Libzfs, NativeValue, PoolInfo, PropSource, UserProp, Versions};
+pub use libzfs::{DatasetProps, HistoryTail, Libzfs, NativeValue, PoolInfo, PropSource, UserProp, Versions};
 pub use owner::Zfs;
 pub use stream::copy_snapshot;
 

@@ -106,3 +106,49 @@ pub(crate) unsafe fn read_user_props(list: *mut sys::nvlist_t) -> Vec<(String, S
     }
     out
 }
+
+/// Adds to `tail` what the records of one `zpool_get_history` chunk name:
+/// each record's `dsname`, and whether one is a rename.
+///
+/// # Safety
+/// `list` must be a valid nvlist returned by `zpool_get_history` that stays
+/// alive during the call.
+pub(crate) unsafe fn read_history_records(list: *mut sys::nvlist_t, tail: &mut super::libzfs::HistoryTail) {
+    let mut records: *mut *mut sys::nvlist_t = ptr::null_mut();
+    let mut count: sys::uint_t = 0;
+    // SAFETY: `list` is valid per the caller; on success `records` points
+    // at `count` nvlists owned by `list`, alive as long as it is.
+    if unsafe { sys::nvlist_lookup_nvlist_array(list, c"history record".as_ptr(), &mut records, &mut count) } != 0
+        || records.is_null()
+    {
+        return;
+    }
+    // SAFETY: as above: `count` valid pointers at `records`.
+    let records = unsafe { std::slice::from_raw_parts(records, count as usize) };
+    for &record in records {
+        // SAFETY: each record is a valid nvlist owned by `list`.
+        if let Some(name) = unsafe { lookup_string(record, c"dsname") } {
+            tail.datasets.push(name);
+        }
+        // SAFETY: as above.
+        if unsafe { lookup_string(record, c"internal_name") }.is_some_and(|event| event == "rename") {
+            tail.renamed = true;
+        }
+    }
+}
+
+/// A string value of `list`, copied.
+///
+/// # Safety
+/// `list` must be a valid nvlist alive during the call.
+unsafe fn lookup_string(list: *mut sys::nvlist_t, key: &CStr) -> Option<String> {
+    let mut value: *const libc::c_char = ptr::null();
+    // SAFETY: `list` valid per the caller; the returned string belongs to it
+    // and is copied before returning.
+    unsafe {
+        if sys::nvlist_lookup_string(list, key.as_ptr(), (&raw mut value).cast()) != 0 || value.is_null() {
+            return None;
+        }
+        Some(CStr::from_ptr(value).to_string_lossy().into_owned())
+    }
+}
