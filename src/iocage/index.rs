@@ -82,10 +82,13 @@ impl Deref for Listing {
 /// happens to end where the old one did) could go unnoticed.
 const GUID_AGE: Duration = Duration::from_secs(1);
 
-/// How much new history is read back record by record. The log is a ring
-/// of at least 128 KiB; well within that, no record since the last look
-/// can have been overwritten. Beyond it, everything is read again.
-const MAX_TAIL: u64 = 32 * 1024;
+/// How much new history is read back record by record. The log keeps the
+/// pool's creation records and then a ring of at least 128 KiB less those
+/// (a few KiB); while less than this was appended since the last look, no
+/// record since then can have been overwritten (the kernel would skip
+/// ahead silently). Beyond it, everything is read again. A jail create
+/// logs one record per property it sets, about 40 KiB in all.
+const MAX_TAIL: u64 = 64 * 1024;
 
 #[derive(Default)]
 pub struct Index {
