@@ -74,14 +74,19 @@ fn made_from(lib: &Libzfs, layout: &Layout, jail: &Jail) -> Result<Vec<String>, 
     let made_for_it = format!("@{}", jail.uuid);
     let mut sources = Vec::new();
     for fs in lib.descendants(&jail.dataset)? {
-        let origin = lib.native_props(&fs, &["origin"])?.remove("origin").and_then(|v| v.printed);
-        if let Some(entry) = origin.filter(|o| o.ends_with(&made_for_it)).and_then(|o| entry_of(layout, &o)) {
+        if let Some(entry) = origin(lib, &fs)?.filter(|o| o.ends_with(&made_for_it)).and_then(|o| entry_of(layout, &o))
+        {
             if !sources.contains(&entry) {
                 sources.push(entry);
             }
         }
     }
     Ok(sources)
+}
+
+/// The snapshot `fs` was cloned from, if it is a clone.
+fn origin(lib: &Libzfs, fs: &str) -> Result<Option<String>, ActionError> {
+    Ok(lib.native_props(fs, &["origin"])?.remove("origin").and_then(|v| v.printed))
 }
 
 /// The dataset right under one of the layout's collections that holds
@@ -124,8 +129,7 @@ fn dependents_of(lib: &Libzfs, jails: &[Jail], top: &str) -> Result<Vec<String>,
     let mut out = Vec::new();
     for j in jails {
         for fs in lib.descendants(&j.dataset)? {
-            let origin = lib.native_props(&fs, &["origin"])?.remove("origin").and_then(|v| v.printed);
-            if origin.is_some_and(|o| o.starts_with(&prefix)) {
+            if origin(lib, &fs)?.is_some_and(|o| o.starts_with(&prefix)) {
                 out.push(format!("{} ({})", j.uuid, j.tag()));
                 break;
             }

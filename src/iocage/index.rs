@@ -56,8 +56,7 @@ pub struct Listing {
 
 impl Listing {
     fn new(mut jails: Vec<Jail>) -> Listing {
-        // Stable: each part keeps the UUID order the read gave.
-        jails.sort_by_key(|j| j.incomplete);
+        jails.sort_by(|a, b| a.incomplete.cmp(&b.incomplete).then_with(|| a.uuid.cmp(&b.uuid)));
         let complete = jails.iter().take_while(|j| !j.incomplete).count();
         Listing { jails: Arc::new(jails), complete }
     }
@@ -164,7 +163,6 @@ impl Index {
                 for uuid in &changed {
                     all.extend(jails::read_one(lib, layout, uuid)?);
                 }
-                all.sort_by(|a, b| a.uuid.cmp(&b.uuid));
                 tracing::debug!(changed = changed.len(), jails = all.len(), "index: changed jails read again");
                 s.jails = Listing::new(all);
                 s.history_end = tail.end;

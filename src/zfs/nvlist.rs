@@ -72,8 +72,6 @@ pub(crate) unsafe fn read_user_props(list: *mut sys::nvlist_t) -> Vec<(String, S
     if list.is_null() {
         return out;
     }
-    let value_key = c"value";
-    let source_key = c"source";
     let mut pair: *mut sys::nvpair_t = ptr::null_mut();
     loop {
         // SAFETY (whole block): `list` is valid per the caller; each pair and
@@ -89,19 +87,9 @@ pub(crate) unsafe fn read_user_props(list: *mut sys::nvlist_t) -> Vec<(String, S
             if sys::nvpair_value_nvlist(pair, &mut inner) != 0 || inner.is_null() {
                 continue;
             }
-            let mut value: *const libc::c_char = ptr::null();
-            if sys::nvlist_lookup_string(inner, value_key.as_ptr(), (&raw mut value).cast()) != 0 || value.is_null() {
-                continue;
-            }
-            let mut source: *const libc::c_char = ptr::null();
-            let source = if sys::nvlist_lookup_string(inner, source_key.as_ptr(), (&raw mut source).cast()) == 0
-                && !source.is_null()
-            {
-                CStr::from_ptr(source).to_string_lossy().into_owned()
-            } else {
-                String::new()
-            };
-            out.push((name, CStr::from_ptr(value).to_string_lossy().into_owned(), source));
+            let Some(value) = lookup_string(inner, c"value") else { continue };
+            let source = lookup_string(inner, c"source").unwrap_or_default();
+            out.push((name, value, source));
         }
     }
     out
