@@ -81,6 +81,7 @@ guest_tests() {
 
 delivery() {
 	shellcheck -s sh dist/freebsd/rc.d/iocaged vagrant/*.sh || return 1
+	sh tests/rc.d-test.sh || return 1
 	mandoc -T lint -W warning iocaged.8 || return 1
 	# The unit, pointed at the binary just built (verify checks ExecStart).
 	"$CARGO" build --locked -q --bin iocaged || return 1

@@ -22,6 +22,15 @@ if ! grep -q '^kern.racct.enable=1' /boot/loader.conf 2>/dev/null; then
 	echo 'kern.racct.enable=1' >>/boot/loader.conf
 fi
 
+# ZFS at boot: zfs_enable makes rc(8) load zfs.ko and import the pools in
+# the cache file (rc.d/zpool) and mount their datasets (rc.d/zfs). Without
+# it the pool below would be gone after the provisioning reboot.
+if [ "$(sysrc -n zfs_enable 2>/dev/null)" != YES ]; then
+	say "enabling ZFS at boot (zfs_enable=YES)"
+	sysrc zfs_enable=YES >/dev/null
+fi
+kldload -n zfs
+
 # The test pool: a sparse file in /var/lib/iocaged-tank, where the Linux
 # guest keeps its own (the tests make a second pool's file beside it).
 if ! zpool list tank >/dev/null 2>&1; then

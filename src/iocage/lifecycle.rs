@@ -16,7 +16,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::runtime::{self, ExecOutput, ExecSpec, JailSpec, Limit, Mount, RunningJail, Runtime, RuntimeError};
+use crate::runtime::{
+    self, ExecOutput, ExecSpec, IpMode, JailSettings, JailSpec, Limit, Mount, RunningJail, Runtime, RuntimeError,
+};
 
 use super::error::ActionError;
 use super::jails::Jail;
@@ -74,13 +76,14 @@ fn seconds(v: &str) -> Option<Duration> {
     v.parse::<u64>().ok().filter(|s| *s > 0).map(Duration::from_secs)
 }
 
-/// `allow_mount_devfs` -> `allow.mount.devfs`, `allow_set_hostname` ->
-/// `allow.set_hostname`.
-fn jail_param(prop: &str) -> Option<String> {
+/// The jail(8) permission of an `allow_*` property, less `allow.`:
+/// `allow_mount_devfs` -> `mount.devfs`, `allow_set_hostname` ->
+/// `set_hostname`.
+fn allow_param(prop: &str) -> Option<String> {
     let rest = prop.strip_prefix("allow_")?;
     Some(match rest.strip_prefix("mount_") {
-        Some(fs) => format!("allow.mount.{fs}"),
-        None => format!("allow.{rest}"),
+        Some(fs) => format!("mount.{fs}"),
+        None => rest.to_string(),
     })
 }
 
@@ -162,19 +165,23 @@ pub fn plan(jail: &Jail) -> Result<Plan, ActionError> {
             }
         }
     }
-    let mut params = Vec::new();
-    for p in props::CATALOGUE.iter() {
-        if let Some(param) = jail_param(p.name) {
-            params.push((param, i64::from(v(p.name) == "1")));
-        }
-    }
-    for (prop, param) in
-        [("securelevel", "securelevel"), ("enforce_statfs", "enforce_statfs"), ("children_max", "children.max")]
-    {
-        if let Ok(n) = v(prop).parse::<i64>() {
-            params.push((param.to_string(), n));
-        }
-    }
+    // Granted only by "1"; every other value refuses (allow.noX).
+    let allow = props::CATALOGUE.iter().filter_map(|p| allow_param(p.name).map(|a| (a, v(p.name) == "1"))).collect();
+    let int = |prop: &str| v(prop).parse::<i32>().ok();
+    let devfs_ruleset: u16 = v("devfs_ruleset").parse().unwrap_or(4);
+    let settings = JailSettings {
+        allow,
+        securelevel: int("securelevel"),
+        enforce_statfs: int("enforce_statfs"),
+        children_max: int("children_max"),
+        devfs_ruleset,
+        ip4: IpMode::parse(&v("ip4")),
+        ip6: IpMode::parse(&v("ip6")),
+        ip4_saddrsel: v("ip4_saddrsel") != "0",
+        ip6_saddrsel: v("ip6_saddrsel") != "0",
+        exec_fib: v("exec_fib").parse().unwrap_or(0),
+        stop_timeout: seconds(&v("stop_timeout")),
+    };
     let hostname = match v("host_hostname") {
         h if h == "none" || h.is_empty() => jail.uuid.clone(),
         h => h,
@@ -193,7 +200,7 @@ pub fn plan(jail: &Jail) -> Result<Plan, ActionError> {
         hostuuid,
         vnet,
         addresses: if vnet { Vec::new() } else { addrs },
-        params,
+        jail: settings,
         mounts,
         limits,
         cpuset: Some(v("cpuset")).filter(|c| c != "off"),
@@ -465,9 +472,36 @@ mod tests {
             ]
         );
         assert_eq!(p.spec.limits, vec![Limit::parse("memoryuse", "64M:deny").unwrap().unwrap()]);
-        assert!(p.spec.params.contains(&("allow.mount.zfs".into(), 1)));
-        assert!(p.spec.params.contains(&("allow.set_hostname".into(), 1)), "defaults fill what is unset");
-        assert!(p.spec.params.contains(&("securelevel".into(), 2)));
+        let allow = &p.spec.jail.allow;
+        assert!(allow.contains(&("mount.zfs".into(), true)));
+        assert!(allow.contains(&("set_hostname".into(), true)), "defaults fill what is unset");
+        assert!(allow.contains(&("sysvipc".into(), false)), "refused permissions are kept, as refused");
+        assert!(allow.contains(&("mount".into(), false)));
+        assert_eq!(allow.len(), 12, "every allow_* property: {allow:?}");
+        assert_eq!(p.spec.jail.securelevel, Some(2));
+        assert_eq!(p.spec.jail.children_max, Some(0));
+        assert_eq!(p.spec.jail.devfs_ruleset, 4);
+        assert_eq!((p.spec.jail.ip4.clone(), p.spec.jail.ip6.clone()), (IpMode::New, IpMode::New));
+        assert!(p.spec.jail.ip4_saddrsel && p.spec.jail.ip6_saddrsel);
+        assert_eq!(p.spec.jail.exec_fib, 0);
+        assert_eq!(p.spec.jail.stop_timeout, Some(Duration::from_secs(30)));
+        let j = test_jail(
+            "u3",
+            &[
+                ("mountpoint", "/iocage/jails/u3"),
+                ("ip4", "inherit"),
+                ("ip6", "disable"),
+                ("ip4_saddrsel", "0"),
+                ("devfs_ruleset", "11"),
+                ("exec_fib", "2"),
+                ("stop_timeout", "0"),
+            ],
+        );
+        let s = plan(&j).unwrap().spec;
+        assert_eq!((s.jail.ip4, s.jail.ip6), (IpMode::Inherit, IpMode::Disable));
+        assert!(!s.jail.ip4_saddrsel && s.jail.ip6_saddrsel);
+        assert_eq!((s.jail.devfs_ruleset, s.jail.exec_fib, s.jail.stop_timeout), (11, 2, None));
+        assert_eq!(s.mounts[0], Mount::Devfs { target: "/iocage/jails/u3/root/dev".into(), ruleset: 11 });
         assert_eq!(p.exec_timeout, None, "0 means no timeout");
         assert_eq!(p.hooks.start, "/bin/sh /etc/rc");
         assert_eq!(p.label(), "u1 (web)");

@@ -24,8 +24,9 @@ pub mod helper;
 pub mod limits;
 pub mod passwd;
 
-#[cfg(target_os = "freebsd")]
-mod freebsd;
+/// The FreeBSD runtime; its pure parts (the jail(2) parameter list, the
+/// record of what a start mounted) build and are tested everywhere.
+pub mod freebsd;
 #[cfg(target_os = "linux")]
 pub mod linux;
 
@@ -70,14 +71,62 @@ pub struct JailSpec {
     pub vnet: bool,
     /// Shared-IP addresses (FreeBSD ip4.addr/ip6.addr).
     pub addresses: Vec<IpAddr>,
-    /// FreeBSD jail parameters (`securelevel`, `allow.mount`, ...), in order.
-    pub params: Vec<(String, i64)>,
+    /// What only a FreeBSD jail has (permissions, network modes, devfs
+    /// ruleset, FIB); the Linux runtime ignores it.
+    pub jail: JailSettings,
     /// What to mount, in order (the runtime unmounts in reverse).
     pub mounts: Vec<Mount>,
     /// Resource limits (empty when `rlimits=off`).
     pub limits: Vec<Limit>,
     /// CPU list (`0-3,5`) the jail is bound to, when `cpuset` is not `off`.
     pub cpuset: Option<String>,
+}
+
+/// The FreeBSD side of a jail's properties, typed; the FreeBSD runtime
+/// turns it into jail(2) parameters (`runtime::freebsd::params`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailSettings {
+    /// The `allow.*` permissions by their jail(8) names less `allow.`
+    /// (`set_hostname`, `mount.nullfs`), each granted or not, in order.
+    pub allow: Vec<(String, bool)>,
+    pub securelevel: Option<i32>,
+    pub enforce_statfs: Option<i32>,
+    pub children_max: Option<i32>,
+    /// The devfs ruleset the kernel applies to devfs mounted in the jail.
+    pub devfs_ruleset: u16,
+    /// `ip4` and `ip6` (when the jail has no VNET of its own).
+    pub ip4: IpMode,
+    pub ip6: IpMode,
+    /// `ip4.saddrsel`, `ip6.saddrsel`: source address selection.
+    pub ip4_saddrsel: bool,
+    pub ip6_saddrsel: bool,
+    /// The routing table (FIB) commands in the jail run with.
+    pub exec_fib: u32,
+    /// How long stop waits for the jail's processes after SIGTERM before
+    /// removing the jail (none: no SIGTERM phase).
+    pub stop_timeout: Option<Duration>,
+}
+
+/// jail(8)'s `ip4`/`ip6`: `new` (only the jail's addresses), `inherit`
+/// (the host's), `disable` (none; iocage also says `none`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IpMode {
+    New,
+    Inherit,
+    Disable,
+    /// A value that is none of these, refused when a FreeBSD jail is made.
+    Invalid(String),
+}
+
+impl IpMode {
+    pub fn parse(v: &str) -> IpMode {
+        match v {
+            "new" => IpMode::New,
+            "inherit" => IpMode::Inherit,
+            "disable" | "none" => IpMode::Disable,
+            other => IpMode::Invalid(other.to_string()),
+        }
+    }
 }
 
 /// A filesystem to mount for a jail; targets are absolute host paths

@@ -1,0 +1,392 @@
+//! The FreeBSD runtime: jails are jail(2) jails made from the parameter
+//! list of [`params`](super::params), limits are rctl(8) rules (the `rctl`
+//! crate), mounts are nmount(2)s made on the host under the jail's root
+//! before the jail is created. What start mounted is recorded
+//! ([`record`](super::record)); stop does what jail(8) does
+//! (usr.sbin/jail/jail.c, `stopcommands`: exec.stop, then SIGTERM and
+//! stop.timeout, then jail_remove), waits until the jail is gone, and
+//! unmounts the recorded filesystems by fsid.
+//!
+//! Compiled (and linked) by the FreeBSD check on every change; it has not
+//! run on FreeBSD yet.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use jail::RunningJail as KernelJail;
+use nix::errno::Errno;
+use nix::mount::{MntFlags, Nmount};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::params;
+use super::record::{self, DEFAULT_STATE_DIR, Mounted, Record, Unmount};
+use super::sys::{self, JailState};
+use crate::runtime::{JailSpec, Limit, Mount, RunningJail, Runtime, RuntimeError};
+
+/// How long stop waits, after jail_remove, for the jail's processes to be
+/// gone and the jail freed.
+const GONE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a jail without processes may stay dying before its mounts are
+/// unmounted anyway.
+const DYING_GRACE: Duration = Duration::from_secs(2);
+/// How long an unmount that finds its filesystem busy is retried.
+const UNMOUNT_TIMEOUT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(25);
+
+pub struct FreeBsd {
+    state_dir: PathBuf,
+}
+
+impl FreeBsd {
+    pub fn new() -> Self {
+        FreeBsd { state_dir: PathBuf::from(DEFAULT_STATE_DIR) }
+    }
+
+    /// Removes jail `jid` (named `name`) the way jail(8) stops one, then
+    /// unmounts `mounts`. Returns what went wrong, if anything; every step
+    /// is tried.
+    fn teardown(&self, name: &str, jid: i32, mounts: &[Mounted], term: Option<Duration>) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Some(t) = term {
+            if let Err(e) = terminate(jid, t) {
+                errors.push(e);
+            }
+        }
+        if let Err(e) = sys::jail_remove(jid) {
+            errors.push(format!("removing the jail: {e}"));
+        }
+        if rctl::State::check().is_enabled() {
+            if let Err(e) = rctl::Filter::new().subject(&rctl::Subject::jail_name(name.to_string())).remove_rules() {
+                errors.push(format!("removing its rctl rules: {e}"));
+            }
+        }
+        if let Err(e) = wait_gone(jid, name) {
+            errors.push(e);
+        }
+        errors.extend(unmount_all(mounts));
+        errors
+    }
+
+    /// Unmounts what an earlier run of the jail left mounted (its stop did
+    /// not finish), so that a start does not mount on top of it.
+    fn clear_leftovers(&self, name: &str) -> Result<(), String> {
+        let Some(old) = record::read(&self.state_dir, name)? else { return Ok(()) };
+        let jid = i32::try_from(old.jid).map_err(|_| format!("bad jid {} in its record", old.jid))?;
+        if sys::jail_state(jid, name)? != JailState::Gone {
+            return Err(format!("its earlier run (jid {jid}) is still being removed"));
+        }
+        let errors = unmount_all(&old.mounts);
+        if !errors.is_empty() {
+            return Err(format!("its earlier run left mounts: {}", errors.join("; ")));
+        }
+        record::remove(&self.state_dir, name)
+    }
+}
+
+impl Default for FreeBsd {
+    fn default() -> Self {
+        FreeBsd::new()
+    }
+}
+
+impl Runtime for FreeBsd {
+    fn running(&self) -> Result<Vec<RunningJail>, RuntimeError> {
+        // A jail that vanishes between jail_nextjid and reading its name is
+        // simply no longer running: skip it.
+        Ok(KernelJail::all()
+            .filter_map(|j| j.name().ok().map(|name| RunningJail { name, jid: i64::from(j.jid) }))
+            .collect())
+    }
+
+    fn check(&self, spec: &JailSpec) -> Result<(), RuntimeError> {
+        let fail = |m: String| RuntimeError::new("start", &spec.name, m);
+        if !spec.limits.is_empty() && !rctl::State::check().is_enabled() {
+            return Err(fail(
+                "rlimits=on needs RACCT/RCTL: set kern.racct.enable=1 in /boot/loader.conf and reboot".into(),
+            ));
+        }
+        for l in &spec.limits {
+            l.rctl_rule(&spec.name).parse::<rctl::Rule>().map_err(|e| fail(format!("{l}: {e}")))?;
+        }
+        // Whether the kernel knows every parameter is settled at start
+        // (after loading filesystems); here only the values.
+        params::build(spec, |_| true).map_err(|e| fail(e.to_string()))?;
+        Ok(())
+    }
+
+    fn start(&self, spec: &JailSpec) -> Result<RunningJail, RuntimeError> {
+        let fail = |m: String| RuntimeError::new("start", &spec.name, m);
+        self.clear_leftovers(&spec.name).map_err(fail)?;
+        for fs in params::filesystems_to_load(spec, sys::param_exists) {
+            sys::load_filesystem(&fs).map_err(|e| fail(format!("allow.mount.{fs}: {e}")))?;
+        }
+        let list = params::build(spec, sys::param_exists).map_err(|e| fail(e.to_string()))?;
+        let root = spec.root.canonicalize().map_err(|e| fail(format!("{}: {e}", spec.root.display())))?;
+        let mut mounted: Vec<Mounted> = Vec::new();
+        for m in &spec.mounts {
+            match mount_confined(&root, m) {
+                Ok(r) => mounted.push(r),
+                Err(e) => {
+                    let left = unmount_all(&mounted);
+                    return Err(fail(with_leftovers(format!("mounting {}: {e}", m.target().display()), &left)));
+                }
+            }
+        }
+        let jid = match sys::jail_create(&list) {
+            Ok(jid) => jid,
+            Err(e) => {
+                let left = unmount_all(&mounted);
+                return Err(fail(with_leftovers(format!("creating the jail: {e}"), &left)));
+            }
+        };
+        let handle = RunningJail { name: spec.name.clone(), jid: i64::from(jid) };
+        let rec = Record { jid: handle.jid, exec_fib: spec.jail.exec_fib, mounts: mounted };
+        let done = record::write(&self.state_dir, &spec.name, &rec)
+            .map_err(|e| format!("recording it: {e}"))
+            .and_then(|()| self.set_limits(&handle, &spec.limits, spec.cpuset.as_deref()).map_err(|e| e.message));
+        if let Err(e) = done {
+            let left = self.teardown(&spec.name, jid, &rec.mounts, None);
+            if left.is_empty() {
+                let _ = record::remove(&self.state_dir, &spec.name);
+            }
+            return Err(fail(with_leftovers(e, &left)));
+        }
+        Ok(handle)
+    }
+
+    fn stop(&self, jail: &RunningJail, spec: &JailSpec) -> Result<(), RuntimeError> {
+        let fail = |m: String| RuntimeError::new("stop", &jail.name, m);
+        let jid = i32::try_from(jail.jid).map_err(|_| fail(format!("bad jid {}", jail.jid)))?;
+        let mounts = match record::read(&self.state_dir, &jail.name).map_err(fail)? {
+            Some(r) if r.jid == jail.jid => r.mounts,
+            // Started without a record (by an earlier version): what the
+            // mount table shows on exactly the spec's mount points.
+            _ => {
+                let real = spec.root.canonicalize().unwrap_or_else(|_| spec.root.clone());
+                let targets: Vec<PathBuf> = spec
+                    .mounts
+                    .iter()
+                    .map(|m| m.target().strip_prefix(&spec.root).map_or_else(|_| m.target().clone(), |r| real.join(r)))
+                    .collect();
+                record::mounted_on(&targets, &sys::mount_table().map_err(fail)?)
+            }
+        };
+        let errors = self.teardown(&jail.name, jid, &mounts, spec.jail.stop_timeout);
+        if !errors.is_empty() {
+            return Err(fail(errors.join("; ")));
+        }
+        record::remove(&self.state_dir, &jail.name).map_err(fail)
+    }
+
+    fn set_limits(&self, jail: &RunningJail, limits: &[Limit], cpuset: Option<&str>) -> Result<(), RuntimeError> {
+        let fail = |m: String| RuntimeError::new("limit", &jail.name, m);
+        let subject = rctl::Subject::jail_name(jail.name.clone());
+        if rctl::State::check().is_enabled() {
+            rctl::Filter::new().subject(&subject).remove_rules().map_err(|e| fail(format!("removing rules: {e}")))?;
+        } else if !limits.is_empty() {
+            return Err(fail(
+                "rlimits=on needs RACCT/RCTL: set kern.racct.enable=1 in /boot/loader.conf and reboot".into(),
+            ));
+        }
+        for l in limits {
+            let rule: rctl::Rule = l.rctl_rule(&jail.name).parse().map_err(|e| fail(format!("{l}: {e}")))?;
+            rule.apply().map_err(|e| fail(format!("{l}: {e}")))?;
+        }
+        if let Some(cpus) = cpuset {
+            set_affinity(jail.jid, cpus).map_err(|e| fail(format!("cpuset {cpus}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn with_leftovers(e: String, left: &[String]) -> String {
+    if left.is_empty() { e } else { format!("{e}; undoing it: {}", left.join("; ")) }
+}
+
+/// jail(8)'s stop.timeout phase (usr.sbin/jail/command.c, `term_procs`):
+/// SIGTERM to every process in the jail, then up to `timeout` for them to
+/// exit. Those still running are then killed by jail_remove.
+fn terminate(jid: i32, timeout: Duration) -> Result<(), String> {
+    for pid in sys::processes_in(jid)? {
+        match kill(Pid::from_raw(pid), Signal::SIGTERM) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => return Err(format!("SIGTERM to {pid}: {e}")),
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    while !sys::processes_in(jid)?.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(POLL);
+    }
+    Ok(())
+}
+
+/// After jail_remove, which only starts the removal: waits (bounded by
+/// [`GONE_TIMEOUT`]) until no process of the jail is left and the kernel
+/// has freed it. A jail that stays dying without processes (held by
+/// sockets in TIME_WAIT) no longer uses its mounts; it is given
+/// [`DYING_GRACE`], not more.
+fn wait_gone(jid: i32, name: &str) -> Result<(), String> {
+    let start = Instant::now();
+    let mut quiet: Option<Instant> = None;
+    loop {
+        let left = sys::processes_in(jid)?;
+        if left.is_empty() {
+            if sys::jail_state(jid, name)? == JailState::Gone {
+                return Ok(());
+            }
+            if quiet.get_or_insert_with(Instant::now).elapsed() >= DYING_GRACE {
+                return Ok(());
+            }
+        }
+        if start.elapsed() >= GONE_TIMEOUT {
+            return if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} of its processes still had not exited {} s after removal",
+                    left.len(),
+                    GONE_TIMEOUT.as_secs()
+                ))
+            };
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Unmounts what was recorded, newest first, by fsid, each only while the
+/// mount table shows it where it was mounted; a busy one is retried for
+/// [`UNMOUNT_TIMEOUT`]. Returns what could not be unmounted.
+fn unmount_all(mounts: &[Mounted]) -> Vec<String> {
+    if mounts.is_empty() {
+        return Vec::new();
+    }
+    let table = match sys::mount_table() {
+        Ok(t) => t,
+        Err(e) => return vec![e],
+    };
+    let mut errors = Vec::new();
+    for u in record::plan_unmounts(mounts, &table) {
+        match u {
+            Unmount::Gone(_) => {}
+            Unmount::Elsewhere { mounted, on } => errors.push(format!(
+                "{}: its filesystem is now mounted on {}; left alone",
+                mounted.target.display(),
+                on.display()
+            )),
+            Unmount::ByFsid(m) => {
+                let deadline = Instant::now() + UNMOUNT_TIMEOUT;
+                loop {
+                    match sys::unmount_fsid(m.fsid) {
+                        Ok(()) | Err(Errno::ENOENT) => break,
+                        Err(Errno::EBUSY) if Instant::now() < deadline => std::thread::sleep(POLL),
+                        Err(e) => {
+                            errors.push(format!("unmounting {}: {e}", m.target.display()));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    errors
+}
+
+/// Mounts `m` on its target after opening that target below the jail's
+/// (canonical) root without following a symbolic link, then finds what
+/// was mounted there the same way and records its fsid.
+fn mount_confined(root: &Path, m: &Mount) -> Result<Mounted, String> {
+    let target = m.target();
+    drop(record::open_beneath(root, target)?);
+    mount_one(m)?;
+    let check = record::open_beneath(root, target).and_then(|fd| sys::filesystem_of(&fd));
+    match check {
+        Ok((fsid, on)) if &on == target => Ok(Mounted { target: target.clone(), fsid }),
+        Ok((_, on)) => Err(format!("after mounting, {} is on {}", target.display(), on.display())),
+        Err(e) => Err(format!("after mounting: {e}")),
+    }
+}
+
+/// One nmount(2), as mount(8) would pass it.
+fn mount_one(m: &Mount) -> Result<(), String> {
+    let mut n = Nmount::new();
+    let mut flags = MntFlags::empty();
+    let ruleset;
+    match m {
+        Mount::Devfs { target, ruleset: r } => {
+            ruleset = r.to_string();
+            n.str_opt_owned("fstype", "devfs")
+                .str_opt_owned("fspath", target)
+                .str_opt_owned("ruleset", ruleset.as_str());
+        }
+        Mount::Fdescfs { target } => {
+            n.str_opt_owned("fstype", "fdescfs").str_opt_owned("fspath", target);
+        }
+        Mount::Procfs { target } => {
+            n.str_opt_owned("fstype", "procfs").str_opt_owned("fspath", target);
+        }
+        Mount::Fstab { source, target, fstype, options } => {
+            n.str_opt_owned("fstype", fstype.as_str()).str_opt_owned("fspath", target);
+            // mount_nullfs(8) names the directory shown "target"; the rest
+            // take "from".
+            n.str_opt_owned(if fstype == "nullfs" { "target" } else { "from" }, source.as_str());
+            for o in options {
+                match o.split_once('=') {
+                    _ if o == "rw" => {}
+                    _ if o == "ro" => flags |= MntFlags::MNT_RDONLY,
+                    Some((k, v)) => {
+                        n.str_opt_owned(k, v);
+                    }
+                    None => {
+                        n.null_opt_owned(o.as_str());
+                    }
+                }
+            }
+        }
+    }
+    n.nmount(flags).map_err(|e| e.to_string())
+}
+
+/// Binds the jail to a CPU list (`0-3,5`) with cpuset_setaffinity(2).
+fn set_affinity(jid: i64, cpus: &str) -> Result<(), String> {
+    // SAFETY: cpuset_t is a plain array of integers; all zeroes is the
+    // empty set.
+    let mut set: libc::cpuset_t = unsafe { std::mem::zeroed() };
+    for part in cpus.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (a.parse().map_err(|_| "bad list")?, b.parse().map_err(|_| "bad list")?);
+        for cpu in a..=b {
+            if cpu >= libc::CPU_SETSIZE as usize {
+                return Err(format!("CPU {cpu} is beyond this system's limit"));
+            }
+            // SAFETY: `cpu` is below CPU_SETSIZE, the number of bits in `set`.
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+        }
+    }
+    // SAFETY: `set` is a valid cpuset_t of the size passed.
+    let rc = unsafe {
+        libc::cpuset_setaffinity(
+            libc::CPU_LEVEL_WHICH,
+            libc::CPU_WHICH_JAIL,
+            jid as libc::id_t,
+            std::mem::size_of::<libc::cpuset_t>(),
+            &set,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().to_string()) }
+}
+
+/// Attaches the calling (helper) process to the jail, first taking the
+/// jail's FIB (`exec_fib` as recorded at its start) as jail(8) does for
+/// exec.fib: setfib(2), then jail_attach(2) (usr.sbin/jail/command.c,
+/// `run_command`).
+pub(crate) fn enter(jail: &RunningJail) -> Result<(), String> {
+    let jid = i32::try_from(jail.jid).map_err(|_| format!("bad jid {}", jail.jid))?;
+    if let Some(r) = record::read(Path::new(DEFAULT_STATE_DIR), &jail.name)? {
+        if r.jid == jail.jid {
+            sys::set_fib(r.exec_fib)?;
+        }
+    }
+    KernelJail::from_jid_unchecked(jid).attach().map_err(|e| e.to_string())?;
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
+}
