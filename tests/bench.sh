@@ -14,7 +14,7 @@ bin=$("$CARGO" test --release --locked --no-run --test guest_bench --message-for
 [ -n "$bin" ] || { echo "[bench] the benchmark did not build"; "$CARGO" test --release --locked --no-run --test guest_bench; exit 1; }
 log=$(mktemp)
 trap 'rm -f "$log" "$log.results"' EXIT
-IOCAGED_VM_TIMEOUT=2400 IOCAGED_VM_POOL_SIZE=8G tests/vm/run.sh "$bin" -- --full | tee "$log"
+IOCAGED_VM_TIMEOUT=3000 IOCAGED_TEST_TIMEOUT=2700 IOCAGED_VM_SHOW_OUTPUT=1 IOCAGED_VM_POOL_SIZE=8G tests/vm/run.sh "$bin" -- --full | tee "$log"
 tr -d '\r' <"$log" | sed -n '/^=== BENCHMARK RESULTS BEGIN ===$/,/^=== BENCHMARK RESULTS END ===$/p' |
 	sed '1d;$d' >"$log.results"
 [ -s "$log.results" ] || { echo "[bench] no results in the guest's output"; exit 1; }

@@ -36,15 +36,28 @@ done
 # The guest's script: the test runner by default; the demo brings its own.
 cp "${IOCAGED_VM_GUEST_SCRIPT:-$here/guest.sh}" "$stage/guest.sh"
 cp "$here/guest-common.sh" "$stage/guest-common.sh"
+# The pool's disk: a sparse file on the host, a virtio disk in the guest
+# with the pool's file vdev on it (guest-common.sh), a quarter and 1 GiB
+# larger than the pool. Not a file in the guest's memory: a tmpfs holds at
+# most half the guest's RAM, and a file vdev that cannot grow makes ZFS
+# suspend the pool (every later write then waits for ever).
+pool_size=${IOCAGED_VM_POOL_SIZE:-4G}
+bytes=$(numfmt --from=iec "$pool_size")
+truncate -s $((bytes + bytes / 4 + 1073741824)) "$stage/pool.img"
 cat >"$stage/env" <<ENV
 ZFS_MODULES='$cache/zfs'
 POOL='${IOCAGED_VM_POOL:-tank}'
-POOL_SIZE='${IOCAGED_VM_POOL_SIZE:-4G}'
+POOL_SIZE='$pool_size'
+POOL_DISK=/dev/vda
 TESTS='$names'
 TEST_ARGS='$test_args'
+TEST_TIMEOUT='${IOCAGED_TEST_TIMEOUT:-600}'
+SHOW_OUTPUT='${IOCAGED_VM_SHOW_OUTPUT:-0}'
 RUST_BACKTRACE=1
 export RUST_BACKTRACE
 ENV
+# Another iocaged build for the tests' daemons (tests/rig/daemon.rs).
+[ -z "${IOCAGED_BIN:-}" ] || echo "IOCAGED_BIN='$IOCAGED_BIN'; export IOCAGED_BIN" >>"$stage/env"
 
 # Optional user-mode network with host-loopback port forwards
 # (IOCAGED_VM_FORWARD="12150 12151"), for the demo.
@@ -67,7 +80,8 @@ timeout "${IOCAGED_VM_TIMEOUT:-2400}" qemu-system-x86_64 \
 	-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
 	-append "console=ttyS0 panic=-1 quiet loglevel=3" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on \
-	-virtfs "local,path=$stage,mount_tag=work,security_model=none" $net </dev/null ||
+	-virtfs "local,path=$stage,mount_tag=work,security_model=none" \
+	-drive "file=$stage/pool.img,if=virtio,format=raw,cache=unsafe" $net </dev/null ||
 	echo "[vm] qemu exited with status $?"
 
 if [ ! -f "$stage/status" ]; then

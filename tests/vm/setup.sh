@@ -46,14 +46,16 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg'
 }
 
 # --- packages --------------------------------------------------------------
-# main: build tools, bindgen's libclang, PAM headers, the guest's busybox;
-# bookworm-security: rustc-web/cargo-web/rust-web-src for the FreeBSD check;
+# main: build tools, bindgen's libclang, PAM headers, the guest's busybox,
+# gdb for the stacks of a test that timed out in the guest;
+# bookworm-security: rustc-web/cargo-web/rust-web-src and lld for the FreeBSD
+# build;
 # backports: OpenZFS 2.3 userland + headers, and a QEMU that coexists with
 # the preinstalled qemu-utils.
 MAIN_PKGS="pkg-config libclang-dev clang libpam0g-dev busybox-static cpio kmod
  build-essential autoconf automake libtool gawk uuid-dev libblkid-dev libssl-dev
  zlib1g-dev libtirpc-dev libudev-dev libaio-dev libffi-dev python3
- rustc-web cargo-web rust-web-src shellcheck mandoc socat curl systemd"
+ rustc-web cargo-web rust-web-src lld shellcheck mandoc socat curl systemd gdb"
 BPO_PKGS="libzfslinux-dev zfsutils-linux qemu-system-x86"
 
 packages() {
@@ -128,10 +130,16 @@ zfs_modules() {
 
 # Order in which the guest loads kernel modules: the 9p/virtio stack, then
 # spl and zfs, each preceded by whatever in-tree module it depends on.
+# virtio_blk, ext4 and the crc32c it mounts with: the disk the pool's file
+# lives on (run.sh).
+GUEST_MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
+ 9pnet 9pnet_virtio netfs fscache 9p overlay virtio_net virtio_blk crc32c_generic ext4 dummy"
 module_order() {
-	[ -f "$CACHE/modules.order" ] && return
+	# Keyed by the list, so that a changed list is computed again.
+	ORDER="$CACHE/modules.$(echo "$GUEST_MODULES" | md5sum | cut -c1-16).order"
+	[ -f "$ORDER" ] && return
 	say "computing guest module load order"
-	out="$CACHE/modules.order.tmp"
+	out="$ORDER.tmp"
 	: >"$out"
 	# sh has no local variables: only $1 survives the recursion, so every
 	# test of "already listed" recomputes the name from it.
@@ -144,20 +152,19 @@ module_order() {
 		done
 		listed "$1" || echo "$1" >>"$out"
 	}
-	for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
-		9pnet 9pnet_virtio netfs fscache 9p overlay virtio_net dummy; do
+	for m in $GUEST_MODULES; do
 		p=$(find "$CACHE/kmod/kernel" -name "$m.ko" | head -n1)
 		[ -n "$p" ] && add "$p"
 	done
 	add "$CACHE/zfs/spl.ko"
 	add "$CACHE/zfs/zfs.ko"
-	mv "$out" "$CACHE/modules.order"
+	mv "$out" "$ORDER"
 }
 
 # --- initramfs: busybox, the module list, the first-stage init ---------------
 initramfs() {
 	here=$(cd "$(dirname "$0")" && pwd)
-	stamp=$(cat "$here/initramfs-init.sh" "$CACHE/modules.order" | md5sum | cut -c1-16)
+	stamp=$(cat "$here/initramfs-init.sh" "$ORDER" | md5sum | cut -c1-16)
 	[ -f "$CACHE/initramfs.$stamp.cpio.gz" ] && { ln -sf "initramfs.$stamp.cpio.gz" "$CACHE/initramfs.cpio.gz"; return; }
 	say "building initramfs"
 	d=$(mktemp -d /var/tmp/iocaged-initrd.XXXXXX); chmod 755 "$d"
@@ -173,7 +180,7 @@ initramfs() {
 		case $ko in "$CACHE/zfs/"*) continue ;; esac
 		i=$((i + 1))
 		cp "$ko" "$d/lib/modules/$(printf '%02d' $i)-$(basename "$ko")"
-	done <"$CACHE/modules.order"
+	done <"$ORDER"
 	cp "$here/initramfs-init.sh" "$d/init"
 	chmod +x "$d/init"
 	(cd "$d" && find . | cpio -o -H newc --quiet | gzip -1 >"$CACHE/initramfs.$stamp.cpio.gz")
