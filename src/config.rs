@@ -5,7 +5,7 @@
 //! rest = ["127.0.0.1:12151"]        # REST listen addresses
 //! pool = "auto"                     # the active pool, or a pool name
 //! log = "info"                      # tracing filter; RUST_LOG wins
-//! pam_service = "login"             # PAM service for password logins
+//! pam_service = "login"             # PAM service for password logins (FreeBSD: "iocaged")
 //! keys = "/etc/iocaged/keys"        # API keys (FreeBSD: /usr/local/etc/iocaged/keys)
 //! tls_certificate = "/etc/iocaged/cert.pem"   # both or neither: TLS on every port
 //! tls_key = "/etc/iocaged/key.pem"
@@ -39,6 +39,16 @@ pub struct Config {
 pub const DEFAULT_KEYS: &str =
     if cfg!(target_os = "freebsd") { "/usr/local/etc/iocaged/keys" } else { "/etc/iocaged/keys" };
 
+/// The PAM service for password logins when the configuration names none:
+/// `iocaged` on FreeBSD, whose service file ships as
+/// `dist/freebsd/pam.d/iocaged` (FreeBSD's own `login` service has
+/// pam_securetty, which refuses root without a secure `PAM_TTY`, and a
+/// network login has no terminal); `login` elsewhere (on Debian the plain
+/// common-auth and common-account stack).
+pub fn default_pam_service(target_os: &str) -> &'static str {
+    if target_os == "freebsd" { "iocaged" } else { "login" }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -46,7 +56,7 @@ impl Default for Config {
             rest: vec![SocketAddr::from(([127, 0, 0, 1], 12151))],
             pool: "auto".into(),
             log: "info".into(),
-            pam_service: "login".into(),
+            pam_service: default_pam_service(std::env::consts::OS).into(),
             keys: PathBuf::from(DEFAULT_KEYS),
             tls_certificate: None,
             tls_key: None,
@@ -162,6 +172,13 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(Config::parse(&uncommented).unwrap(), want);
+    }
+
+    #[test]
+    fn the_pam_service_defaults_per_os() {
+        assert_eq!(default_pam_service("freebsd"), "iocaged");
+        assert_eq!(default_pam_service("linux"), "login");
+        assert_eq!(Config::default().pam_service, default_pam_service(std::env::consts::OS));
     }
 
     #[test]

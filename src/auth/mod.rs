@@ -67,7 +67,7 @@ impl Auth {
             return Err(AuthError::LockedOut);
         }
         let (service, u, p) = (self.pam_service.clone(), user.to_string(), password.to_string());
-        let checked = tokio::task::spawn_blocking(move || pam::authenticate(&service, &u, &p)).await;
+        let checked = tokio::task::spawn_blocking(move || pam::authenticate(&service, &u, &p, ip)).await;
         match checked {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {

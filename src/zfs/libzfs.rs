@@ -301,7 +301,13 @@ impl Libzfs {
         let c = cstring("read property of", prop)?;
         // SAFETY: valid C string; zfs_name_to_prop only reads it.
         let p = unsafe { sys::zfs_name_to_prop(c.as_ptr()) };
-        if p == sys::zfs_prop_t::ZPROP_INVAL || p == sys::zfs_prop_t::ZPROP_USERPROP {
+        // OpenZFS 2.2 added ZPROP_USERPROP (equal to ZPROP_INVAL there);
+        // 2.1 (FreeBSD 13.x) has only ZPROP_INVAL.
+        #[cfg(zfs_2_2)]
+        let not_native = p == sys::zfs_prop_t::ZPROP_INVAL || p == sys::zfs_prop_t::ZPROP_USERPROP;
+        #[cfg(not(zfs_2_2))]
+        let not_native = p == sys::zfs_prop_t::ZPROP_INVAL;
+        if not_native {
             return Err(ZfsError::new(
                 "read property of",
                 ds.name(),

@@ -13,7 +13,38 @@ pub const OPENZFS_BUILD_VERSION: &str = env!("IOCAGED_OPENZFS_VERSION");
 
 /// PAM's application interface (`security/pam_appl.h`: OpenPAM on FreeBSD,
 /// Linux-PAM on Linux).
+///
+/// The constants are `#define`s in Linux-PAM and members of anonymous enums
+/// in OpenPAM, so bindgen gives them different types on each; here every
+/// one is a `c_int`, the type of the arguments, return values and
+/// `msg_style` they are used with.
 pub mod pam {
     #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, dead_code, clippy::all)]
-    include!(concat!(env!("OUT_DIR"), "/pam.rs"));
+
+    mod raw {
+        #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, dead_code, clippy::all)]
+        include!(concat!(env!("OUT_DIR"), "/pam.rs"));
+    }
+
+    pub use raw::{pam_acct_mgmt, pam_authenticate, pam_end, pam_set_item, pam_start, pam_strerror};
+    pub use raw::{pam_conv, pam_handle_t, pam_message, pam_response};
+
+    use std::ffi::c_int;
+
+    macro_rules! c_int_constants {
+        ($($name:ident),* $(,)?) => { $(pub const $name: c_int = raw::$name as c_int;)* };
+    }
+
+    // The same list as PAM_CONSTANTS in build.rs.
+    c_int_constants!(
+        PAM_SUCCESS,
+        PAM_PROMPT_ECHO_OFF,
+        PAM_PROMPT_ECHO_ON,
+        PAM_ERROR_MSG,
+        PAM_TEXT_INFO,
+        PAM_CONV_ERR,
+        PAM_BUF_ERR,
+        PAM_RHOST,
+        PAM_DISALLOW_NULL_AUTHTOK,
+    );
 }
