@@ -10,6 +10,10 @@
 //! tls_certificate = "/etc/iocaged/cert.pem"   # both or neither: TLS on every port
 //! tls_key = "/etc/iocaged/key.pem"
 //! allow_plaintext = false           # plaintext on a non-loopback address
+//! allow_host_hooks = false          # API clients may set exec_pre*/post* (they become host root)
+//! execjail_timeout = 600            # seconds; execjail's and every unbounded command's
+//! exec_output_limit = 4194304       # bytes of stdout and of stderr before a command is stopped
+//! execjail_max = 64                 # execjails running at once
 //! ```
 //! Both ports serve both transports (a WebSocket upgrade on the REST port
 //! works too); the two lists exist for compatibility with sysadm clients.
@@ -33,6 +37,19 @@ pub struct Config {
     pub tls_certificate: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub allow_plaintext: bool,
+    /// API clients may set host hooks (`exec_prestart`, `exec_poststart`,
+    /// `exec_prestop`, `exec_poststop`), which run as root on the host:
+    /// write clients become host root.
+    pub allow_host_hooks: bool,
+    /// Seconds an execjail may run when the request names no `timeout`;
+    /// also the bound of `exec_start`, `exec_stop` and hooks whose
+    /// property says 0 (none).
+    pub execjail_timeout: u64,
+    /// Bytes of stdout, and of stderr, a command may write before it is
+    /// stopped (the reply says it was cut).
+    pub exec_output_limit: u64,
+    /// execjails running at once; more are refused until one finishes.
+    pub execjail_max: usize,
 }
 
 /// Where API keys live by default.
@@ -61,6 +78,10 @@ impl Default for Config {
             tls_certificate: None,
             tls_key: None,
             allow_plaintext: false,
+            allow_host_hooks: false,
+            execjail_timeout: 600,
+            exec_output_limit: crate::runtime::DEFAULT_OUTPUT_LIMIT,
+            execjail_max: 64,
         }
     }
 }
@@ -82,6 +103,8 @@ pub enum ConfigError {
     NoListener,
     #[error("invalid pool name {0:?}")]
     BadPool(String),
+    #[error("{key} = {value}: expected {expected}")]
+    OutOfRange { key: &'static str, value: u64, expected: &'static str },
 }
 
 impl Config {
@@ -110,7 +133,27 @@ impl Config {
                 return Err(ConfigError::Plaintext(a));
             }
         }
+        let ranges: [(&'static str, u64, std::ops::RangeInclusive<u64>, &'static str); 3] = [
+            ("execjail_timeout", self.execjail_timeout, 1..=86_400, "1 to 86400 seconds"),
+            ("exec_output_limit", self.exec_output_limit, 1024..=(1 << 30), "1024 to 1073741824 bytes"),
+            ("execjail_max", self.execjail_max as u64, 1..=256, "1 to 256"),
+        ];
+        for (key, value, range, expected) in ranges {
+            if !range.contains(&value) {
+                return Err(ConfigError::OutOfRange { key, value, expected });
+            }
+        }
         self.pool_choice().map(|_| ())
+    }
+
+    /// What the service does about host hooks and the commands it runs.
+    pub fn jail_policy(&self) -> crate::iocage::lifecycle::Policy {
+        crate::iocage::lifecycle::Policy::new(
+            self.allow_host_hooks,
+            std::time::Duration::from_secs(self.execjail_timeout),
+            self.exec_output_limit,
+            self.execjail_max,
+        )
     }
 
     /// Whether the ports speak TLS.
@@ -202,5 +245,22 @@ mod tests {
         assert!(matches!(none.validate(), Err(ConfigError::NoListener)));
         let bad = Config::parse("pool = \"a/b\"").unwrap();
         assert!(matches!(bad.validate(), Err(ConfigError::BadPool(_))));
+        for bad in ["execjail_timeout = 0", "execjail_timeout = 86401", "exec_output_limit = 10", "execjail_max = 0"] {
+            let c = Config::parse(bad).unwrap();
+            assert!(matches!(c.validate(), Err(ConfigError::OutOfRange { .. })), "{bad}");
+        }
+        assert!(Config::parse("execjail_timeout = -1").is_err());
+    }
+
+    #[test]
+    fn host_hooks_are_off_and_commands_bounded_by_default() {
+        let c = Config::default();
+        assert!(!c.allow_host_hooks);
+        let p = Config::parse("allow_host_hooks = true\nexecjail_timeout = 5\nexec_output_limit = 2048").unwrap();
+        p.validate().unwrap();
+        let policy = p.jail_policy();
+        assert!(policy.allow_host_hooks);
+        assert_eq!(policy.bounds(None).timeout, Some(std::time::Duration::from_secs(5)));
+        assert_eq!(policy.output_limit, 2048);
     }
 }

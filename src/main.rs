@@ -208,7 +208,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let running = zfs.run_blocking(|l| l.versions()).map_err(|e| e.to_string())?;
     tracing::info!(userland = %running.userland, kernel = %running.kernel, built_against = OPENZFS_BUILD_VERSION, "OpenZFS");
     let pool = config.pool_choice().map_err(|e| e.to_string())?;
-    let iocage = Iocage::new(zfs, iocaged::runtime::native(), pool);
+    let iocage = Iocage::new(zfs, iocaged::runtime::native(), pool).with_policy(config.jail_policy());
     let api = Arc::new(Api::new(iocage.clone(), Auth::new(config.pam_service.clone(), Some(keys))));
 
     let rt = tokio::runtime::Builder::new_multi_thread()

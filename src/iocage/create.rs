@@ -98,10 +98,18 @@ fn effective_props(lib: &Libzfs, layout: &Layout, client: &PropList) -> Result<V
 }
 
 /// Checks the client's properties: known, settable at creation (`release`
-/// only at createjail), well-formed. Returns the native ones separately.
-fn check_client_props(client: &PropList, allow_release: bool) -> Result<Vec<(String, String)>, ActionError> {
+/// only at createjail), well-formed, no host hook unless the configuration
+/// allows them (`allow_host_hooks`). Returns the native ones separately.
+fn check_client_props(
+    client: &PropList,
+    allow_release: bool,
+    allow_host_hooks: bool,
+) -> Result<Vec<(String, String)>, ActionError> {
     let mut native = Vec::new();
     for (k, v) in client {
+        if !allow_host_hooks && props::HOST_HOOKS.contains(&k.as_str()) {
+            return Err(ActionError::HostHook(k.clone()));
+        }
         let p = if allow_release && k == "release" {
             let p = props::lookup(k).ok_or_else(|| PropError::Unknown(k.clone()))?;
             props::check_format(p.format, v).map_err(|expected| PropError::Invalid {
@@ -144,8 +152,9 @@ pub fn prepare(
     jails: &[Jail],
     kind: CreateKind,
     client: &PropList,
+    allow_host_hooks: bool,
 ) -> Result<Plan, ActionError> {
-    let native = check_client_props(client, true)?;
+    let native = check_client_props(client, true, allow_host_hooks)?;
     let given = |k: &str| client.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let tag = given("tag").unwrap_or_else(names::date_tag);
     check_tag(jails, &tag)?;
@@ -201,8 +210,14 @@ fn check_data_dataset(plan: &Plan) -> Result<(), ActionError> {
 /// Step 1 of clonejail: the new jail takes the source's properties, a new
 /// UUID (hostname and hostuuid too), a new tag, and the client's values.
 /// `jails` as for [`prepare`].
-pub fn prepare_clone(layout: &Layout, jails: &[Jail], source: &Jail, client: &PropList) -> Result<Plan, ActionError> {
-    let native = check_client_props(client, false)?;
+pub fn prepare_clone(
+    layout: &Layout,
+    jails: &[Jail],
+    source: &Jail,
+    client: &PropList,
+    allow_host_hooks: bool,
+) -> Result<Plan, ActionError> {
+    let native = check_client_props(client, false, allow_host_hooks)?;
     let given = |k: &str| client.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let tag = given("tag").unwrap_or_else(names::date_tag);
     check_tag(jails, &tag)?;
@@ -234,11 +249,32 @@ pub fn prepare_clone(layout: &Layout, jails: &[Jail], source: &Jail, client: &Pr
     Ok(plan)
 }
 
+/// A `mountpoint` the client gave must be the jail's own place,
+/// `<mountpoint of iocage/jails>/<uuid>`: anywhere else the jail's dataset
+/// would be mounted over host files (`/etc`, `/`), and its root's writes
+/// would land there.
+fn check_mountpoint(plan: &Plan, jails_dir: Option<&str>) -> Result<(), ActionError> {
+    let Some((_, given)) = plan.native.iter().find(|(k, _)| k == "mountpoint") else {
+        return Ok(());
+    };
+    let expected = match jails_dir {
+        Some(d) if d.starts_with('/') => format!("{}/{}", d.trim_end_matches('/'), plan.uuid),
+        _ => format!("<mountpoint of {}>/{}", plan.layout.jails(), plan.uuid),
+    };
+    if given.trim_end_matches('/') == expected && !given.split('/').any(|c| c == "..") {
+        Ok(())
+    } else {
+        Err(ActionError::MountpointOutside { prop: "mountpoint", value: given.clone(), expected })
+    }
+}
+
 /// Step 2: the jail's dataset (marked incomplete) and its root.
 pub fn begin(lib: &Libzfs, plan: &Plan) -> Result<(), ActionError> {
     let layout = &plan.layout;
     ensure(lib, &layout.root(), &[("mountpoint", "/iocage")])?;
     ensure(lib, &layout.jails(), &[])?;
+    let jails_dir = lib.native_props(&layout.jails(), &["mountpoint"])?;
+    check_mountpoint(plan, jails_dir.get("mountpoint").and_then(|m| m.printed.as_deref()))?;
     let mut props: Vec<(&str, &str)> = plan.user.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     props.push((INCOMPLETE_PROP, "yes"));
     // Only this first write can fail without anything to undo; everything
@@ -390,14 +426,52 @@ mod tests {
     #[test]
     fn client_props_are_checked_before_anything() {
         let ok = vec![("tag".to_string(), "web".to_string()), ("quota".to_string(), "1G".to_string())];
-        assert_eq!(check_client_props(&ok, true).unwrap(), vec![("quota".to_string(), "1G".to_string())]);
+        assert_eq!(check_client_props(&ok, true, false).unwrap(), vec![("quota".to_string(), "1G".to_string())]);
         let release = vec![("release".to_string(), "14.1-RELEASE".to_string())];
-        assert!(check_client_props(&release, true).is_ok());
-        assert!(matches!(check_client_props(&release, false), Err(ActionError::Property(PropError::ReadOnly(_)))));
+        assert!(check_client_props(&release, true, false).is_ok());
+        assert!(matches!(
+            check_client_props(&release, false, false),
+            Err(ActionError::Property(PropError::ReadOnly(_)))
+        ));
         let bad = vec![("release".to_string(), "../x".to_string())];
-        assert!(matches!(check_client_props(&bad, true), Err(ActionError::Property(PropError::Invalid { .. }))));
+        assert!(matches!(check_client_props(&bad, true, false), Err(ActionError::Property(PropError::Invalid { .. }))));
         let unknown = vec![("nosuch".to_string(), "1".to_string())];
-        assert!(matches!(check_client_props(&unknown, true), Err(ActionError::Property(PropError::Unknown(_)))));
+        assert!(matches!(check_client_props(&unknown, true, false), Err(ActionError::Property(PropError::Unknown(_)))));
+    }
+
+    #[test]
+    fn host_hooks_need_the_configuration() {
+        for hook in props::HOST_HOOKS {
+            let p = vec![(hook.to_string(), "touch /tmp/owned".to_string())];
+            let err = check_client_props(&p, true, false).unwrap_err();
+            assert_eq!(err, ActionError::HostHook(hook.to_string()));
+            assert!(err.to_string().contains("allow_host_hooks = true"), "{err}");
+            assert!(check_client_props(&p, true, true).is_ok());
+        }
+        let inside = vec![("exec_start".to_string(), "/bin/sh /etc/rc".to_string())];
+        assert!(check_client_props(&inside, true, false).is_ok(), "commands run in the jail are not host hooks");
+    }
+
+    #[test]
+    fn a_mountpoint_can_only_be_the_jails_own_place() {
+        let plan = |mp: Option<&str>| Plan {
+            layout: Layout::new("tank"),
+            uuid: "u1".into(),
+            tag: "t".into(),
+            kind: CreateKind::Clone,
+            release: None,
+            source: None,
+            user: Vec::new(),
+            native: mp.map(|m| ("mountpoint".to_string(), m.to_string())).into_iter().collect(),
+        };
+        assert!(check_mountpoint(&plan(None), Some("/iocage/jails")).is_ok());
+        assert!(check_mountpoint(&plan(Some("/iocage/jails/u1")), Some("/iocage/jails")).is_ok());
+        for bad in ["/", "/etc", "/root", "/iocage/jails/u1/../../../etc", "/iocage/jails", "none", "legacy"] {
+            let err = check_mountpoint(&plan(Some(bad)), Some("/iocage/jails")).unwrap_err();
+            assert!(matches!(err, ActionError::MountpointOutside { .. }), "{bad}: {err}");
+            assert!(err.to_string().contains("/iocage/jails/u1"), "{err}");
+        }
+        assert!(check_mountpoint(&plan(Some("/iocage/jails/u1")), None).is_err(), "unknown place: refused");
     }
 
     #[test]

@@ -38,6 +38,15 @@ pub enum ActionError {
     JailsRunning(Vec<String>),
     #[error("cannot remove {what}: these jails depend on it: {}; destroy them first", .dependents.join(", "))]
     HasDependents { what: String, dependents: Vec<String> },
+    #[error("refusing {prop}={value:?}: a jail's datasets are mounted only at {expected}")]
+    MountpointOutside { prop: &'static str, value: String, expected: String },
+    #[error(
+        "refusing {0}: host hooks run as root on the host; API clients may set them only when the \
+         configuration says allow_host_hooks = true"
+    )]
+    HostHook(String),
+    #[error("too many commands are running in jails ({0}); try again when one has finished")]
+    TooManyCommands(usize),
     #[error("refusing to touch {0}: it is outside the iocage datasets")]
     OutsideIocage(String),
     #[error("cannot create jail {uuid}: {step} failed: {cause}; everything it created was removed")]

@@ -14,10 +14,13 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::runtime::{
-    self, ExecOutput, ExecSpec, IpMode, JailSettings, JailSpec, Limit, Mount, RunningJail, Runtime, RuntimeError,
+    self, Bounds, ExecOutput, ExecSpec, IpMode, JailSettings, JailSpec, Limit, Mount, RunningJail, Runtime,
+    RuntimeError,
 };
 
 use super::error::ActionError;
@@ -41,6 +44,66 @@ pub struct Plan {
     pub exec_timeout: Option<Duration>,
     pub stop_timeout: Option<Duration>,
     pub resolver: String,
+    /// The mountpoint of the pool's `iocage/jails`, under which the jail's
+    /// directory must be (`<jails>/<uuid>`); start refuses a jail whose
+    /// directory is anywhere else, or when this is unknown.
+    pub jails_dir: Option<PathBuf>,
+    /// Bounds of the commands and hooks start and stop run.
+    pub policy: Policy,
+}
+
+/// What the configuration says about commands run for clients and hooks.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Host hooks (`exec_prestart`, `exec_poststart`, `exec_prestop`,
+    /// `exec_poststop`) may be set by API clients: write clients become
+    /// host root.
+    pub allow_host_hooks: bool,
+    /// execjail's timeout when the request names none; also the bound of
+    /// `exec_start`, `exec_stop` and hooks whose property says 0 (none).
+    pub exec_timeout: Duration,
+    /// Bytes of each of stdout and stderr a command may write before it
+    /// is stopped.
+    pub output_limit: u64,
+    /// execjails running at once, at most.
+    pub max_running: usize,
+    running: Arc<AtomicUsize>,
+}
+
+impl Policy {
+    pub fn new(allow_host_hooks: bool, exec_timeout: Duration, output_limit: u64, max_running: usize) -> Policy {
+        Policy { allow_host_hooks, exec_timeout, output_limit, max_running, running: Arc::default() }
+    }
+
+    /// The bounds of a command whose own timeout is `timeout` (none: the
+    /// configured one; nothing runs unbounded).
+    pub fn bounds(&self, timeout: Option<Duration>) -> Bounds {
+        Bounds { timeout: Some(timeout.unwrap_or(self.exec_timeout)), output_limit: self.output_limit }
+    }
+
+    /// A place among the running execjails, given back when dropped.
+    fn slot(&self) -> Result<Slot, ActionError> {
+        let taken = self.running.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot(self.running.clone());
+        if taken >= self.max_running {
+            return Err(ActionError::TooManyCommands(self.max_running));
+        }
+        Ok(slot)
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy::new(false, Duration::from_secs(600), runtime::DEFAULT_OUTPUT_LIMIT, 64)
+    }
+}
+
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -225,6 +288,8 @@ pub fn plan(jail: &Jail) -> Result<Plan, ActionError> {
         exec_timeout: seconds(&v("exec_timeout")),
         stop_timeout: seconds(&v("stop_timeout")),
         resolver: v("resolver"),
+        jails_dir: None,
+        policy: Policy::default(),
     })
 }
 
@@ -259,6 +324,7 @@ pub fn start(rt: &dyn Runtime, plan: &Plan) -> Result<Progress, ActionError> {
             format!("its hostid {} is not this host's ({host})", plan.hostid),
         ));
     }
+    check_home(plan).map_err(|e| plan.failed("start", "checking its directory", e))?;
     let mut spec = plan.spec.clone();
     spec.mounts =
         confine_mounts(&spec.root, &spec.mounts).map_err(|e| plan.failed("start", "checking its mounts", e))?;
@@ -272,7 +338,7 @@ pub fn start(rt: &dyn Runtime, plan: &Plan) -> Result<Progress, ActionError> {
         let _ = rt.stop(&jail, &spec);
         plan.failed("start", step, format!("{why}; the jail was removed again"))
     };
-    let started = jail_command(rt, &jail, &plan.jail_user, &plan.hooks.start, plan.exec_timeout)
+    let started = jail_command(rt, &jail, &plan.jail_user, &plan.hooks.start, plan.policy.bounds(plan.exec_timeout))
         .map_err(|e| undo("exec_start", e))?;
     if !started.success() {
         return Err(undo("exec_start", describe(&plan.hooks.start, &started)));
@@ -292,7 +358,7 @@ pub fn stop(rt: &dyn Runtime, plan: &Plan) -> Result<Progress, ActionError> {
     let mut lines = vec![format!("* Stopping {}", plan.label())];
     host_hook(plan, "prestop", &plan.hooks.prestop).map_err(|e| plan.failed("stop", "exec_prestop", e))?;
     lines.push("+ Running pre-stop OK".into());
-    match jail_command(rt, &jail, &plan.jail_user, &plan.hooks.stop, plan.stop_timeout) {
+    match jail_command(rt, &jail, &plan.jail_user, &plan.hooks.stop, plan.policy.bounds(plan.stop_timeout)) {
         Ok(o) if o.success() => lines.push("+ Stopping services OK".into()),
         Ok(o) => lines.push(format!("+ Stopping services FAILED: {}", describe(&plan.hooks.stop, &o))),
         Err(e) => lines.push(format!("+ Stopping services FAILED: {e}")),
@@ -314,10 +380,26 @@ pub fn cap(rt: &dyn Runtime, plan: &Plan) -> Result<(), ActionError> {
     Ok(())
 }
 
-/// Runs a client's command in the running jail as `user`.
-pub fn exec(rt: &dyn Runtime, plan: &Plan, user: &str, command: &str) -> Result<ExecOutput, ActionError> {
+/// Runs a client's command in the running jail as `user`, bounded by
+/// `timeout` (none: the configured one) and the output limit; at most
+/// `max_running` at once.
+pub fn exec(
+    rt: &dyn Runtime,
+    plan: &Plan,
+    user: &str,
+    command: &str,
+    timeout: Option<Duration>,
+) -> Result<ExecOutput, ActionError> {
+    let _slot = plan.policy.slot()?;
     let jail = find_running(rt, &plan.uuid)?.ok_or_else(|| ActionError::NotRunning(plan.label()))?;
-    Ok(rt.exec(&jail, &ExecSpec { user: user.to_string(), command: command.to_string(), timeout: None })?)
+    let b = plan.policy.bounds(timeout);
+    let spec = ExecSpec {
+        user: user.to_string(),
+        command: command.to_string(),
+        timeout: b.timeout,
+        output_limit: b.output_limit,
+    };
+    Ok(rt.exec(&jail, &spec)?)
 }
 
 fn jail_command(
@@ -325,12 +407,17 @@ fn jail_command(
     jail: &RunningJail,
     user: &str,
     command: &str,
-    timeout: Option<Duration>,
+    b: Bounds,
 ) -> Result<ExecOutput, String> {
     if is_noop(command) {
         return Ok(ExecOutput { code: Some(0), ..Default::default() });
     }
-    let spec = ExecSpec { user: user.to_string(), command: command.to_string(), timeout };
+    let spec = ExecSpec {
+        user: user.to_string(),
+        command: command.to_string(),
+        timeout: b.timeout,
+        output_limit: b.output_limit,
+    };
     rt.exec(jail, &spec).map_err(|e: RuntimeError| e.message)
 }
 
@@ -353,12 +440,13 @@ fn host_hook(plan: &Plan, name: &str, command: &str) -> Result<(), String> {
     let file = plan.dir.join(name);
     let root = plan.spec.root.display().to_string();
     let env = [("IOCAGE_UUID", plan.uuid.as_str()), ("IOCAGE_TAG", plan.tag.as_str()), ("IOCAGE_PATH", root.as_str())];
+    let bounds = plan.policy.bounds(plan.exec_timeout);
     let out = if is_executable(&file) {
-        runtime::exec::run_host(&file, &[], &env, plan.exec_timeout)?
+        runtime::exec::run_host(&file, &[], &env, bounds)?
     } else if is_noop(command) {
         return Ok(());
     } else {
-        runtime::exec::run_host(Path::new("/bin/sh"), &["-c", command], &env, plan.exec_timeout)?
+        runtime::exec::run_host(Path::new("/bin/sh"), &["-c", command], &env, bounds)?
     };
     if out.success() { Ok(()) } else { Err(describe(command, &out)) }
 }
@@ -366,6 +454,24 @@ fn host_hook(plan: &Plan, name: &str, command: &str) -> Result<(), String> {
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The jail's directory must be `<jails>/<uuid>`: a dataset mounted
+/// anywhere else (`mountpoint=/etc`) would put the jail's files over the
+/// host's, and its root's writes with them.
+fn check_home(plan: &Plan) -> Result<(), String> {
+    let Some(jails) = &plan.jails_dir else {
+        return Err("the mountpoint of the pool's iocage/jails is unknown".into());
+    };
+    let want = jails.join(&plan.uuid);
+    if plan.dir != want || !jails.is_absolute() || jails.components().any(|c| c.as_os_str() == "..") {
+        return Err(format!(
+            "its dataset is mounted at {}, not at {}; set its mountpoint back (zfs inherit mountpoint)",
+            plan.dir.display(),
+            want.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Resolves every mount target (following links) and refuses one that
@@ -507,6 +613,32 @@ mod tests {
         assert_eq!(p.label(), "u1 (web)");
         let no_mp = test_jail("u2", &[("mountpoint", "none")]);
         assert!(plan(&no_mp).unwrap_err().to_string().contains("mountpoint"));
+    }
+
+    #[test]
+    fn a_jail_lives_only_in_its_place_under_the_jails_dataset() {
+        let mut p = plan(&test_jail("u1", &[("mountpoint", "/iocage/jails/u1")])).unwrap();
+        assert!(check_home(&p).unwrap_err().contains("unknown"), "no place known: refused");
+        p.jails_dir = Some("/iocage/jails".into());
+        check_home(&p).unwrap();
+        for elsewhere in ["/", "/etc", "/root", "/iocage/jails/u2", "/iocage/jails/u1/root", "/iocage/jails/../u1"] {
+            let mut p = plan(&test_jail("u1", &[("mountpoint", elsewhere)])).unwrap();
+            p.jails_dir = Some("/iocage/jails".into());
+            assert!(check_home(&p).unwrap_err().contains("not at /iocage/jails/u1"), "{elsewhere}");
+        }
+    }
+
+    #[test]
+    fn nothing_runs_unbounded_and_execjails_are_counted() {
+        let p = Policy::new(false, Duration::from_secs(7), 100, 2);
+        assert_eq!(p.bounds(None), Bounds { timeout: Some(Duration::from_secs(7)), output_limit: 100 });
+        assert_eq!(p.bounds(Some(Duration::from_secs(3))).timeout, Some(Duration::from_secs(3)));
+        let (a, b) = (p.slot().unwrap(), p.slot().unwrap());
+        assert_eq!(p.slot().err(), Some(ActionError::TooManyCommands(2)));
+        drop(a);
+        let _c = p.slot().unwrap();
+        drop(b);
+        assert_eq!(p.running.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -259,6 +259,12 @@ pub enum PropError {
     Invalid { name: String, value: String, expected: String },
 }
 
+/// The properties whose value runs as root on the host: API clients may
+/// set them only with `allow_host_hooks = true` in the configuration.
+/// (`mountpoint`, the only other property that names a host path, is
+/// checked against the jail's place by createjail, clonejail and startjail.)
+pub const HOST_HOOKS: [&str; 4] = ["exec_prestart", "exec_poststart", "exec_prestop", "exec_poststop"];
+
 /// Checks `value` for the property `name`: the property must exist, be
 /// settable by clients, and the value must have the property's format.
 pub fn validate_client_value(name: &str, value: &str) -> Result<&'static Prop, PropError> {

@@ -134,12 +134,14 @@ pub enum Request {
         jail: String,
     },
     /// `jail`, `user`, `command`; `output: "lossless"` adds the whole
-    /// stdout, stderr and exit code next to the original's lines.
+    /// stdout, stderr and exit code next to the original's lines;
+    /// `timeout` (seconds, 1 to 86400) replaces the configured one.
     ExecJail {
         jail: String,
         user: String,
         command: String,
         lossless: bool,
+        timeout: Option<std::time::Duration>,
     },
 }
 
@@ -260,6 +262,25 @@ fn required(args: &Map<String, Value>, key: &'static str) -> Result<String, Acti
     }
 }
 
+/// The longest timeout a request may ask for (a day, as `exec_timeout`).
+pub const MAX_EXEC_TIMEOUT: u64 = 86_400;
+
+/// A number of seconds from 1 to `max`, as a JSON number or a string.
+fn seconds(args: &Map<String, Value>, key: &'static str, max: u64) -> Result<Option<std::time::Duration>, ActionError> {
+    let bad = || ActionError::BadArgument { key, reason: format!("it must be a number of seconds from 1 to {max}") };
+    let n = match args.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(bad)?,
+        Some(Value::String(s)) if s.is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.trim().parse::<u64>().map_err(|_| bad())?,
+        Some(_) => return Err(bad()),
+    };
+    if !(1..=max).contains(&n) {
+        return Err(bad());
+    }
+    Ok(Some(std::time::Duration::from_secs(n)))
+}
+
 /// Parses the arguments of `action`.
 pub fn parse(action: Action, args: &Map<String, Value>) -> Result<Request, ActionError> {
     Ok(match action {
@@ -337,6 +358,7 @@ pub fn parse(action: Action, args: &Map<String, Value>) -> Result<Request, Actio
                 user: required(args, "user")?,
                 command: required(args, "command")?,
                 lossless,
+                timeout: seconds(args, "timeout", MAX_EXEC_TIMEOUT)?,
             }
         }
     })
@@ -420,6 +442,27 @@ mod tests {
         assert_eq!(parse(Action::CreateJail, &args(json!({}))), Err(ActionError::MissingKeys(vec!["props"])));
         assert_eq!(parse(Action::CloneJail, &args(json!({}))), Err(ActionError::MissingKeys(vec!["jail"])));
         assert_eq!(parse(Action::DestroyJail, &args(json!({"jail": ""}))), Err(ActionError::MissingKeys(vec!["jail"])));
+    }
+
+    #[test]
+    fn execjail_timeouts_are_bounded() {
+        let t = |v: Value| match parse(Action::ExecJail, &args(v)) {
+            Ok(Request::ExecJail { timeout, .. }) => Ok(timeout.map(|d| d.as_secs())),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        let base = json!({"jail": "j", "user": "root", "command": "true"});
+        assert_eq!(t(base.clone()), Ok(None));
+        let with = |v: Value| {
+            let mut b = base.clone();
+            b["timeout"] = v;
+            b
+        };
+        assert_eq!(t(with(json!(30))), Ok(Some(30)));
+        assert_eq!(t(with(json!("45"))), Ok(Some(45)));
+        for bad in [json!(0), json!(-1), json!(86_401), json!("x"), json!(1.5), json!([1]), json!(u64::MAX)] {
+            assert!(matches!(t(with(bad.clone())), Err(ActionError::BadArgument { key: "timeout", .. })), "{bad}");
+        }
     }
 
     #[test]

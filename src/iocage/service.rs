@@ -46,6 +46,8 @@ pub struct Iocage {
     index: Arc<Index>,
     /// The pool in use (or why there is none) and when it was found.
     pool_choice: Arc<Mutex<Option<FoundPool>>>,
+    /// Host hooks, command timeouts and output limits (configuration).
+    policy: lifecycle::Policy,
 }
 
 /// When the pool in use was found, and which it was (or why none).
@@ -58,7 +60,21 @@ const POOL_CHOICE_AGE: Duration = Duration::from_secs(1);
 
 impl Iocage {
     pub fn new(zfs: Zfs, runtime: Arc<dyn Runtime>, pool: PoolChoice) -> Self {
-        Iocage { zfs, runtime, pool, turns: Arc::default(), index: Arc::default(), pool_choice: Arc::default() }
+        Iocage {
+            zfs,
+            runtime,
+            pool,
+            turns: Arc::default(),
+            index: Arc::default(),
+            pool_choice: Arc::default(),
+            policy: lifecycle::Policy::default(),
+        }
+    }
+
+    /// The same service with this policy (the configuration's).
+    pub fn with_policy(mut self, policy: lifecycle::Policy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Runs a request; `Ok` is the body that goes under the action's name.
@@ -143,11 +159,12 @@ impl Iocage {
             Request::CloneJail { jail, props, raw_props } => {
                 let query = jail.clone();
                 let index = self.index.clone();
+                let hooks = self.policy.allow_host_hooks;
                 let plan = self
                     .on_pool(move |lib, layout| {
                         let jails = index.jails(lib, &layout, Instant::now())?;
                         let source = jails::resolve(&jails, &query)?;
-                        let plan = create::prepare_clone(&layout, jails.with_incomplete(), source, &props)?;
+                        let plan = create::prepare_clone(&layout, jails.with_incomplete(), source, &props, hooks)?;
                         create::begin(lib, &plan)?;
                         create::finish(lib, &plan)?;
                         Ok(plan)
@@ -211,10 +228,10 @@ impl Iocage {
                 self.blocking(move |rt| lifecycle::cap(rt, &plan)).await?;
                 Ok(json!({ "success": format!("jail {jail} capped.") }))
             }
-            Request::ExecJail { jail, user, command, lossless } => {
+            Request::ExecJail { jail, user, command, lossless, timeout } => {
                 // No turn: commands may run alongside each other and a stop.
                 let plan = self.plan(&jail).await?;
-                let out = self.blocking(move |rt| lifecycle::exec(rt, &plan, &user, &command)).await?;
+                let out = self.blocking(move |rt| lifecycle::exec(rt, &plan, &user, &command, timeout)).await?;
                 Ok(exec_reply(&out, lossless))
             }
         }
@@ -241,12 +258,13 @@ impl Iocage {
                 jails
                     .iter()
                     .filter(|j| running.contains(&kernel_name(&j.uuid)))
-                    .map(|j| lifecycle::plan(&j.clone().with_natives(lib)?))
+                    .map(|j| located(lib, &layout, lifecycle::plan(&j.clone().with_natives(lib)?)?))
                     .collect()
             })
             .await?;
         let plans: Vec<lifecycle::Plan> = plans;
-        for plan in plans {
+        for mut plan in plans {
+            plan.policy = self.policy.clone();
             let _turn = self.turn(&plan.uuid).await;
             self.blocking(move |rt| lifecycle::stop(rt, &plan)).await?;
         }
@@ -257,9 +275,13 @@ impl Iocage {
     async fn plan(&self, query: &str) -> Result<lifecycle::Plan, ActionError> {
         let query = query.to_string();
         let index = self.index.clone();
+        let policy = self.policy.clone();
         self.on_pool(move |lib, layout| {
             let listed = index.jails(lib, &layout, Instant::now())?;
-            lifecycle::plan(&jails::resolve(&listed, &query)?.clone().with_natives(lib)?)
+            let mut plan =
+                located(lib, &layout, lifecycle::plan(&jails::resolve(&listed, &query)?.clone().with_natives(lib)?)?)?;
+            plan.policy = policy;
+            Ok(plan)
         })
         .await
     }
@@ -296,10 +318,11 @@ impl Iocage {
     /// on a blocking thread, between two short trips to the owner thread.
     async fn create(&self, kind: CreateKind, props: PropList) -> Result<create::Plan, ActionError> {
         let index = self.index.clone();
+        let hooks = self.policy.allow_host_hooks;
         let plan = self
             .on_pool(move |lib, layout| {
                 let jails = index.jails(lib, &layout, Instant::now())?;
-                let plan = create::prepare(lib, &layout, jails.with_incomplete(), kind, &props)?;
+                let plan = create::prepare(lib, &layout, jails.with_incomplete(), kind, &props, hooks)?;
                 create::begin(lib, &plan)?;
                 Ok(plan)
             })
@@ -388,6 +411,18 @@ impl Iocage {
     }
 }
 
+/// A lifecycle plan with the place its jail must be mounted at (the
+/// mountpoint of the pool's `iocage/jails`).
+fn located(lib: &Libzfs, layout: &Layout, mut plan: lifecycle::Plan) -> Result<lifecycle::Plan, ActionError> {
+    let mp = lib.native_props(&layout.jails(), &["mountpoint"])?;
+    plan.jails_dir = mp
+        .get("mountpoint")
+        .and_then(|m| m.printed.as_deref())
+        .filter(|m| m.starts_with('/'))
+        .map(std::path::PathBuf::from);
+    Ok(plan)
+}
+
 /// `{key: value}`: replies nest under the name the client used.
 fn keyed(key: String, value: Value) -> Value {
     Value::Object(Map::from_iter([(key, value)]))
@@ -418,6 +453,7 @@ fn exec_reply(out: &ExecOutput, lossless: bool) -> Value {
         reply.insert("stdout".into(), Value::from(out.stdout.clone()));
         reply.insert("stderr".into(), Value::from(out.stderr.clone()));
         reply.insert("exit_code".into(), out.code.map_or(Value::Null, Value::from));
+        reply.insert("truncated".into(), Value::from(out.truncated));
     }
     Value::Object(reply)
 }

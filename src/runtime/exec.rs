@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,15 +21,22 @@ pub struct ExecOutput {
     pub signal: Option<i32>,
     /// Killed because it ran longer than its timeout.
     pub timed_out: bool,
+    /// Stopped because its output reached the limit; `stdout`/`stderr`
+    /// hold what it wrote up to there.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 impl ExecOutput {
     pub fn success(&self) -> bool {
-        self.code == Some(0) && !self.timed_out
+        self.code == Some(0) && !self.timed_out && !self.truncated
     }
 
     /// How it ended, in words, for error messages.
     pub fn ending(&self) -> String {
+        if self.truncated {
+            return "was stopped when its output reached the limit (the output is cut there)".into();
+        }
         match (self.timed_out, self.code, self.signal) {
             (true, _, _) => "was killed when its timeout ran out".into(),
             (_, Some(c), _) => format!("exited with status {c}"),
@@ -51,6 +59,26 @@ pub(crate) enum HelperReply {
     Failed(String),
 }
 
+/// What `iocaged jail-exec` is asked to do (its one argument, as JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HelperRequest {
+    pub name: String,
+    pub jid: i64,
+    pub user: String,
+    pub command: String,
+    /// Seconds; 0: none.
+    pub timeout: u64,
+    /// Bytes of each of stdout and stderr kept before the command is
+    /// stopped.
+    pub output_limit: u64,
+    /// Linux: the jail's cgroup; the command runs in a group of its own
+    /// below it, killed whole when the command is.
+    pub cgroup: Option<PathBuf>,
+    /// Linux: how the jail is confined (recorded when it started).
+    #[cfg(target_os = "linux")]
+    pub confine: Option<super::linux::confine::Confinement>,
+}
+
 /// This very binary, to start helpers with. On Linux `/proc/self/exe`
 /// still works when the file was replaced by an upgrade.
 pub(crate) fn self_exe() -> PathBuf {
@@ -61,88 +89,161 @@ pub(crate) fn self_exe() -> PathBuf {
     }
 }
 
-/// Runs `spec` in `jail`; `cgroup` is the Linux jail's cgroup, which the
-/// command joins so that the jail's limits hold for it too.
-pub fn run_with(jail: &RunningJail, spec: &ExecSpec, cgroup: Option<&Path>) -> Result<ExecOutput, RuntimeError> {
+/// How long past the command's own timeout the daemon waits for the
+/// helper before killing it (the helper bounds itself; this bounds a
+/// helper stuck in the kernel).
+const HELPER_GRACE: Duration = Duration::from_secs(30);
+
+/// Starts the helper with `req` and reads its reply.
+pub(crate) fn run_helper(req: &HelperRequest) -> Result<ExecOutput, RuntimeError> {
     use std::os::unix::process::CommandExt;
-    let timeout = spec.timeout.map_or(0, |t| t.as_secs().max(1));
-    let out = Command::new(self_exe())
+    let fail = |m: String| RuntimeError::new("run a command in", &req.name, m);
+    let arg = serde_json::to_string(req).map_err(|e| fail(format!("encoding the request: {e}")))?;
+    let child = Command::new(self_exe())
         .arg0("iocaged")
         .arg("jail-exec")
-        .arg(&jail.name)
-        .arg(jail.jid.to_string())
-        .arg(&spec.user)
-        .arg(timeout.to_string())
-        .arg(cgroup.map_or_else(|| "-".into(), |c| c.display().to_string()))
-        .arg(&spec.command)
+        .arg(arg)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| RuntimeError::new("run a command in", &jail.name, format!("starting the helper: {e}")))?;
+        .spawn()
+        .map_err(|e| fail(format!("starting the helper: {e}")))?;
+    let bound = (req.timeout > 0).then(|| Duration::from_secs(req.timeout).saturating_add(HELPER_GRACE));
+    let out = wait_output(child, bound).map_err(|e| fail(format!("waiting for the helper: {e}")))?;
     match serde_json::from_slice::<HelperReply>(&out.stdout) {
         Ok(HelperReply::Done(o)) => Ok(o),
-        Ok(HelperReply::Failed(message)) => Err(RuntimeError::new("run a command in", &jail.name, message)),
-        Err(_) => Err(RuntimeError::new(
-            "run a command in",
-            &jail.name,
-            format!("the helper failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
-        )),
+        Ok(HelperReply::Failed(message)) => Err(fail(message)),
+        Err(_) => {
+            Err(fail(format!("the helper failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())))
+        }
     }
 }
 
-/// [`run_with`] without a cgroup (FreeBSD).
+/// `wait_with_output`, killing the child once `bound` has passed.
+fn wait_output(child: std::process::Child, bound: Option<Duration>) -> std::io::Result<std::process::Output> {
+    let Some(bound) = bound else { return child.wait_with_output() };
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(bound) {
+        Ok(r) => r,
+        Err(_) => {
+            // Not reaped yet (the waiting thread holds it): the pid is
+            // still this child's.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            rx.recv().map_err(|e| std::io::Error::other(e.to_string()))?
+        }
+    }
+}
+
+/// What a command run in a jail is allowed: how long, how much output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub timeout: Option<Duration>,
+    pub output_limit: u64,
+}
+
+/// Runs `spec` in `jail` (FreeBSD, or any runtime without a cgroup).
 pub fn run(jail: &RunningJail, spec: &ExecSpec) -> Result<ExecOutput, RuntimeError> {
-    run_with(jail, spec, None)
+    run_helper(&HelperRequest {
+        name: jail.name.clone(),
+        jid: jail.jid,
+        user: spec.user.clone(),
+        command: spec.command.clone(),
+        timeout: timeout_secs(spec.timeout),
+        output_limit: spec.output_limit,
+        cgroup: None,
+        #[cfg(target_os = "linux")]
+        confine: None,
+    })
+}
+
+/// Whole seconds, at least 1; 0 for none.
+pub(crate) fn timeout_secs(t: Option<Duration>) -> u64 {
+    t.map_or(0, |t| t.as_secs().max(1))
 }
 
 /// Output of a process collected in an anonymous memory file rather than a
 /// pipe: a command that leaves daemons behind (an `/etc/rc`) would keep a
 /// pipe open for ever, while the file can be read as soon as it exits.
-pub(crate) struct Capture(std::fs::File);
+///
+/// The file is made twice `limit` bytes long (at least 64 KiB more) and
+/// sealed against growing: the kernel refuses (EPERM) every write past
+/// that, so the output takes bounded memory whatever the command does.
+/// [`Capture::over`] tells the waiting side, which looks every [`TICK`],
+/// to stop the command once it has written more than `limit`; what is
+/// read back is cut at `limit`. The writer's offset is shared with this
+/// descriptor (the same open file), so it is how much was written.
+pub(crate) struct Capture {
+    file: std::fs::File,
+    limit: u64,
+}
 
-/// At most this much of each stream is kept.
-const CAPTURE_LIMIT: u64 = 4 << 20;
+/// The default limit of each stream.
+pub const DEFAULT_OUTPUT_LIMIT: u64 = 4 << 20;
 
 impl Capture {
-    pub(crate) fn new(name: &str) -> Result<Capture, String> {
+    pub(crate) fn new(name: &str, limit: u64) -> Result<Capture, String> {
         use nix::sys::memfd::{MFdFlags, memfd_create};
-        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC).map_err(|e| format!("memfd_create: {e}"))?;
-        Ok(Capture(std::fs::File::from(fd)))
+        use std::os::fd::AsRawFd;
+        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+            .map_err(|e| format!("memfd_create: {e}"))?;
+        let file = std::fs::File::from(fd);
+        file.set_len(Self::room(limit)).map_err(|e| format!("sizing the output file: {e}"))?;
+        let seals = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+        // SAFETY: F_ADD_SEALS takes an int; the descriptor is ours and open.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+            return Err(format!("sealing the output file: {}", std::io::Error::last_os_error()));
+        }
+        Ok(Capture { file, limit })
+    }
+
+    /// The size of the sealed file: the limit and as much again, so that a
+    /// write crossing the limit lands (and is seen) rather than failing.
+    fn room(limit: u64) -> u64 {
+        limit.saturating_add(limit.max(64 << 10))
     }
 
     pub(crate) fn file(&self) -> &std::fs::File {
-        &self.0
+        &self.file
     }
 
     pub(crate) fn stdio(&self) -> Result<Stdio, String> {
-        self.0.try_clone().map(Stdio::from).map_err(|e| format!("dup: {e}"))
+        self.file.try_clone().map(Stdio::from).map_err(|e| format!("dup: {e}"))
     }
 
-    /// What was written so far (lossy UTF-8, at most [`CAPTURE_LIMIT`]).
+    /// How much has been written (the shared offset).
+    fn written(&self) -> u64 {
+        use std::io::Seek;
+        (&self.file).stream_position().map_or(0, |p| p.min(Self::room(self.limit)))
+    }
+
+    /// Whether the command has written more than it may.
+    pub(crate) fn over(&self) -> bool {
+        self.written() > self.limit
+    }
+
+    /// What was written (lossy UTF-8), cut at the limit.
     pub(crate) fn read(&self) -> String {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = &self.0;
-        let mut buf = Vec::new();
-        if f.seek(SeekFrom::Start(0)).is_ok() {
-            let _ = f.take(CAPTURE_LIMIT).read_to_end(&mut buf);
-        }
+        use std::os::unix::fs::FileExt;
+        let n = usize::try_from(self.written().min(self.limit)).unwrap_or(0);
+        let mut buf = vec![0u8; n];
+        let got = self.file.read_at(&mut buf, 0).unwrap_or(0);
+        buf.truncate(got);
         String::from_utf8_lossy(&buf).into_owned()
     }
 }
 
+/// How often a waiting side looks at the clock and the output.
+pub(crate) const TICK: Duration = Duration::from_millis(20);
+
 /// Runs a command on the host (the `exec_prestart`-style hooks): `program`
-/// with `args`, a clean environment plus `env`, killed with its process
-/// group after `timeout`.
-pub fn run_host(
-    program: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-    timeout: Option<std::time::Duration>,
-) -> Result<ExecOutput, String> {
+/// with `args`, a clean environment plus `env`, its process group killed
+/// after `bounds.timeout` or once its output reaches the limit.
+pub fn run_host(program: &Path, args: &[&str], env: &[(&str, &str)], bounds: Bounds) -> Result<ExecOutput, String> {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
-    let (out, err) = (Capture::new("stdout")?, Capture::new("stderr")?);
+    let (out, err) = (Capture::new("stdout", bounds.output_limit)?, Capture::new("stderr", bounds.output_limit)?);
     let mut child = Command::new(program)
         .args(args)
         .env_clear()
@@ -155,24 +256,30 @@ pub fn run_host(
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let mut timed_out = false;
-    let status = match timeout {
-        None => child.wait(),
-        Some(t) => {
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || tx.send(child.wait()));
-            match rx.recv_timeout(t) {
-                Ok(status) => status,
-                Err(_) => {
-                    timed_out = true;
-                    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-                    rx.recv().map_err(|e| format!("waiting for {}: {e}", program.display()))?
-                }
+    let started = std::time::Instant::now();
+    let (mut timed_out, mut truncated) = (false, false);
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| format!("waiting for {}: {e}", program.display()))? {
+            break status;
+        }
+        if !timed_out && !truncated {
+            timed_out = bounds.timeout.is_some_and(|t| started.elapsed() >= t);
+            truncated = out.over() || err.over();
+            if timed_out || truncated {
+                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
             }
         }
-    }
-    .map_err(|e| format!("waiting for {}: {e}", program.display()))?;
-    Ok(ExecOutput { stdout: out.read(), stderr: err.read(), code: status.code(), signal: status.signal(), timed_out })
+        std::thread::sleep(TICK);
+    };
+    truncated |= out.over() || err.over();
+    Ok(ExecOutput {
+        stdout: out.read(),
+        stderr: err.read(),
+        code: status.code(),
+        signal: status.signal(),
+        timed_out,
+        truncated,
+    })
 }
 
 /// `PATH` for commands the service runs, on the host and in jails.
@@ -181,6 +288,24 @@ pub const DEFAULT_PATH: &str = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_is_capped_by_the_kernel_and_the_writer_stopped() {
+        let b = Bounds { timeout: Some(Duration::from_secs(20)), output_limit: 1000 };
+        let o = run_host(Path::new("/bin/sh"), &["-c", "echo hi; echo err >&2"], &[], b).unwrap();
+        assert_eq!((o.stdout.as_str(), o.stderr.as_str(), o.success()), ("hi\n", "err\n", true));
+        let started = std::time::Instant::now();
+        // `yes` never stops by itself (it would, on EPERM: the loop does not).
+        let o =
+            run_host(Path::new("/bin/sh"), &["-c", "while :; do echo yyyyyyyyyy 2>/dev/null; done"], &[], b).unwrap();
+        assert!(o.truncated && !o.timed_out && !o.success(), "{o:?}");
+        assert_eq!(o.stdout.len(), 1000);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(o.ending().contains("output reached the limit"));
+        let b = Bounds { timeout: Some(Duration::from_secs(1)), output_limit: 1000 };
+        let o = run_host(Path::new("/bin/sh"), &["-c", "(setsid sleep 30 &); sleep 30"], &[], b).unwrap();
+        assert!(o.timed_out && !o.truncated, "{o:?}");
+    }
 
     #[test]
     fn endings_are_told_apart() {

@@ -1,24 +1,33 @@
 //! The helper processes: short-lived copies of the daemon's binary that do
 //! what a multi-threaded daemon cannot (see the [module docs](super)).
 //!
-//! `iocaged jail-exec NAME JID USER TIMEOUT CGROUP COMMAND` enters the jail,
-//! forks (on Linux the child is then inside the jail's PID namespace),
-//! becomes USER as the jail's own `/etc/passwd` defines it and runs
-//! `/bin/sh -c COMMAND` with output captured; the parent waits (killing the
-//! command's process group after TIMEOUT seconds, 0 for none) and prints
-//! one JSON [`HelperReply`]. Nothing else is ever printed on its stdout.
+//! `iocaged jail-exec REQUEST` (REQUEST: a JSON [`HelperRequest`]) enters
+//! the jail, forks (on Linux the child is then inside the jail's PID
+//! namespace and in a cgroup of its own below the jail's), becomes the user
+//! as the jail's own `/etc/passwd` defines it, drops to the jail's
+//! confinement and runs `/bin/sh -c COMMAND` with output captured; the
+//! parent waits, and kills the command with everything it started when
+//! the timeout passes or the output reaches its limit, and prints one JSON
+//! [`HelperReply`]. Nothing else is ever printed on its stdout.
+//!
+//! It follows the rules of `runtime::linux::confine`: the confinement is
+//! decided and compiled, the clock started and the thread count checked
+//! (on the host's `/proc`) before entering; nothing of the jail is read
+//! except `/etc/passwd` and `/etc/group`, through
+//! [`passwd::read_jail_file`]; the child leaves with `_exit`.
 
 use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, Signal, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 
-use super::exec::{Capture, DEFAULT_PATH, ExecOutput, HelperReply};
+use super::exec::{Capture, DEFAULT_PATH, ExecOutput, HelperReply, HelperRequest, TICK};
 use super::{RunningJail, passwd};
 
 /// `iocaged jail-exec ...`: always exits 0 after printing its reply; a
@@ -37,81 +46,203 @@ pub fn exec_main(args: &[String]) -> ExitCode {
     }
 }
 
+/// Proof that the process was found single-threaded, which
+/// [`fork_single_threaded`] requires.
+///
+/// On Linux the count comes from `/proc/self/task`, read before the
+/// process enters a jail (the jail's `/proc` could be a fake) and failing
+/// closed: no count, no fork. The helpers start no thread themselves and
+/// the standard library starts none by itself, so the process stays
+/// single-threaded from the check to the fork. On FreeBSD the helpers
+/// rely on that alone (there is no procfs by default).
+pub(crate) struct SingleThreaded(());
+
+impl SingleThreaded {
+    pub(crate) fn check() -> Result<SingleThreaded, String> {
+        #[cfg(target_os = "linux")]
+        {
+            let n = std::fs::read_dir("/proc/self/task")
+                .map_err(|e| format!("cannot count this process's threads in /proc/self/task: {e}"))?
+                .count();
+            if n != 1 {
+                return Err(format!("refusing to fork a process with {n} threads"));
+            }
+        }
+        Ok(SingleThreaded(()))
+    }
+}
+
 /// fork(2) for the helpers.
 ///
-/// Sound because the helpers call it while they are single-threaded (no
-/// thread has been started: the helpers start none before forking, and the
-/// standard library starts none by itself), so the child's copy of memory
-/// holds no lock another thread owned.
-pub(crate) fn fork_single_threaded() -> Result<ForkResult, String> {
-    #[cfg(target_os = "linux")]
-    if std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(1) != 1 {
-        return Err("refusing to fork a multi-threaded process".into());
-    }
+/// Sound because the process is single-threaded (`_proof`), so the
+/// child's copy of memory holds no lock another thread owned.
+pub(crate) fn fork_single_threaded(_proof: &SingleThreaded) -> Result<ForkResult, String> {
     // SAFETY: see above; the only caller-visible effect is a second process.
     unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))
 }
 
+/// How a forked child ends: `_exit(2)`, without the parent's exit
+/// handlers or the buffers it copied.
+pub(crate) fn child_exit(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no memory of this process.
+    unsafe { libc::_exit(code) }
+}
+
 fn exec_in_jail(args: &[String]) -> Result<ExecOutput, String> {
-    let [name, jid, user, timeout, cgroup, command] = args else {
-        return Err("usage: iocaged jail-exec NAME JID USER TIMEOUT CGROUP COMMAND".into());
+    let [arg] = args else {
+        return Err("usage: iocaged jail-exec REQUEST".into());
     };
-    let jail = RunningJail { name: name.clone(), jid: jid.parse().map_err(|_| format!("bad jid {jid:?}"))? };
-    let timeout = timeout.parse::<u64>().map_err(|_| format!("bad timeout {timeout:?}"))?;
-    let (out, err) = (Capture::new("stdout")?, Capture::new("stderr")?);
+    let req: HelperRequest = serde_json::from_str(arg).map_err(|e| format!("bad request: {e}"))?;
+    let single = SingleThreaded::check()?;
+    // The clock runs from here, before anything that can wait.
+    let signals = block_wait_signals()?;
+    let deadline = (req.timeout > 0).then(|| Instant::now() + Duration::from_secs(req.timeout));
+    tick(Some(TICK))?;
+    let (out, err) = (Capture::new("stdout", req.output_limit)?, Capture::new("stderr", req.output_limit)?);
     let devnull = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
     // The child reports why it could not exec through this pipe; a
     // successful exec closes it empty (O_CLOEXEC).
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    if cgroup != "-" {
-        std::fs::write(format!("{cgroup}/cgroup.procs"), "0").map_err(|e| format!("joining {cgroup}: {e}"))?;
-    }
+    let jail = RunningJail { name: req.name.clone(), jid: req.jid };
+    let setup = Setup::before_entering(&req)?;
     super::enter(&jail).map_err(|e| format!("entering the jail: {e}"))?;
-    let signals = block_wait_signals()?;
-    match fork_single_threaded()? {
+    match fork_single_threaded(&single)? {
         ForkResult::Child => {
             drop(status_r);
             let _ = signals.thread_unblock();
-            let why = become_and_exec(user, command, &devnull, &out, &err);
+            let why = become_and_exec(&req, &setup, &devnull, &out, &err);
             let _ = nix::unistd::write(&status_w, why.as_bytes());
-            std::process::exit(127);
+            child_exit(127)
         }
         ForkResult::Parent { child } => {
             drop(status_w);
             // Also set here: the timer may fire before the child runs.
             let _ = nix::unistd::setpgid(child, child);
+            let status = wait_bounded(child, deadline, &signals, &out, &err, &setup);
+            let _ = tick(None);
+            // The child is gone (reaped, or it exec'd): no writer is left.
             let mut why = String::new();
             let _ = std::fs::File::from(status_r).read_to_string(&mut why);
+            setup.after();
+            let status = status?;
             if !why.is_empty() {
-                let _ = waitpid(child, None);
                 return Err(why);
             }
-            let status = wait_with_timeout(child, timeout, &signals)?;
             Ok(ExecOutput { stdout: out.read(), stderr: err.read(), ..status })
         }
     }
 }
 
-/// In the child: the user's identity, a clean environment, the command.
-/// Returns only on failure, with the reason.
-fn become_and_exec(user: &str, command: &str, devnull: &std::fs::File, out: &Capture, err: &Capture) -> String {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let Some(acct) = passwd::lookup(user, &read("/etc/passwd"), &read("/etc/group")) else {
+/// What the helper decides and opens on the host, before entering.
+struct Setup {
+    #[cfg(target_os = "linux")]
+    confine: super::linux::confine::Prepared,
+    #[cfg(target_os = "linux")]
+    group: Option<super::linux::cgroup::CommandGroup>,
+}
+
+impl Setup {
+    #[cfg(target_os = "linux")]
+    fn before_entering(req: &HelperRequest) -> Result<Setup, String> {
+        use super::linux::{cgroup, confine};
+        let c = req.confine.as_ref().ok_or("no confinement was given for the jail")?;
+        let confine = confine::prepare(c)?;
+        let group = match &req.cgroup {
+            Some(dir) => {
+                // The helper itself counts against the jail's limits.
+                std::fs::write(dir.join("cgroup.procs"), "0").map_err(|e| format!("joining {}: {e}", dir.display()))?;
+                Some(cgroup::CommandGroup::create(dir)?)
+            }
+            None => None,
+        };
+        Ok(Setup { confine, group })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn before_entering(_req: &HelperRequest) -> Result<Setup, String> {
+        Ok(Setup {})
+    }
+
+    /// In the child, first: into the command's own group.
+    fn join(&self) -> Result<(), String> {
+        #[cfg(target_os = "linux")]
+        if let Some(g) = &self.group {
+            g.join()?;
+        }
+        Ok(())
+    }
+
+    /// Kills the command and everything it started (the cgroup; the
+    /// process group where there is none).
+    fn kill(&self, child: Pid) {
+        #[cfg(target_os = "linux")]
+        if let Some(g) = &self.group {
+            g.kill();
+        }
+        let _ = killpg(child, Signal::SIGKILL);
+    }
+
+    /// After the command: its group goes when nothing is left in it (what
+    /// an `/etc/rc` started stays there, and goes with the jail).
+    fn after(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(g) = &self.group {
+            g.remove();
+        }
+    }
+
+    /// Drops to the jail's confinement; `become_user` runs after the
+    /// capabilities are cut and before the seccomp filter is installed.
+    fn confine(&self, become_user: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+        #[cfg(target_os = "linux")]
+        return super::linux::confine::apply(&self.confine, become_user);
+        #[cfg(not(target_os = "linux"))]
+        become_user()
+    }
+}
+
+/// In the child: the user's identity, the jail's confinement, a clean
+/// environment, the command. Returns only on failure, with the reason.
+fn become_and_exec(
+    req: &HelperRequest,
+    setup: &Setup,
+    devnull: &std::fs::File,
+    out: &Capture,
+    err: &Capture,
+) -> String {
+    if let Err(e) = setup.join() {
+        return e;
+    }
+    let user = req.user.as_str();
+    let read = |p: &str, must: bool| match passwd::read_jail_file(std::path::Path::new(p), passwd::JAIL_FILE_LIMIT) {
+        Ok(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Err(_) if !must && !std::path::Path::new(p).exists() => Ok(String::new()),
+        Err(e) => Err(format!("cannot read the jail's {p}: {e}")),
+    };
+    let (pw, gr) = match (read("/etc/passwd", true), read("/etc/group", false)) {
+        (Ok(p), Ok(g)) => (p, g),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let Some(acct) = passwd::lookup(user, &pw, &gr) else {
         return format!("no user {user:?} in the jail's /etc/passwd");
     };
-    let setup = || -> nix::Result<()> {
+    let io = || -> nix::Result<()> {
         nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
         nix::unistd::dup2_stdin(devnull.as_fd())?;
         nix::unistd::dup2_stdout(out.file().as_fd())?;
         nix::unistd::dup2_stderr(err.file().as_fd())?;
-        #[cfg(target_os = "linux")]
-        super::linux::drop_capabilities().map_err(|_| nix::errno::Errno::last())?;
-        let groups: Vec<Gid> = acct.groups.iter().map(|&g| Gid::from_raw(g)).collect();
-        nix::unistd::setgroups(&groups)?;
-        nix::unistd::setgid(Gid::from_raw(acct.gid))?;
-        nix::unistd::setuid(Uid::from_raw(acct.uid))
+        Ok(())
     };
-    if let Err(e) = setup() {
+    if let Err(e) = io() {
+        return format!("cannot set the command up: {e}");
+    }
+    let become_user = || -> Result<(), String> {
+        let groups: Vec<Gid> = acct.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+        nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups: {e}"))?;
+        nix::unistd::setgid(Gid::from_raw(acct.gid)).map_err(|e| format!("setgid: {e}"))?;
+        nix::unistd::setuid(Uid::from_raw(acct.uid)).map_err(|e| format!("setuid: {e}"))
+    };
+    if let Err(e) = setup.confine(become_user) {
         return format!("cannot become {user}: {e}");
     }
     if nix::unistd::chdir(acct.home.as_str()).is_err() {
@@ -126,35 +257,45 @@ fn become_and_exec(user: &str, command: &str, devnull: &std::fs::File, out: &Cap
         format!("PATH={DEFAULT_PATH}"),
     ]
     .map(cstr);
-    let argv = ["sh".to_string(), "-c".to_string(), command.to_string()].map(cstr);
+    let argv = ["sh".to_string(), "-c".to_string(), req.command.clone()].map(cstr);
     match nix::unistd::execve(c"/bin/sh", &argv, &env) {
         Err(e) => format!("cannot run the jail's /bin/sh: {e}"),
     }
 }
 
-/// Waits for `child`, killing its process group after `timeout` seconds.
+/// Waits for `child`; kills it with everything it started when the
+/// deadline passes or its output is full.
 ///
 /// No thread can do the timing: after setns(2) into a PID namespace a
 /// process may not create threads (clone(2), EINVAL). So SIGCHLD and
-/// SIGALRM are blocked (before the fork) and taken with sigwait(2), and
-/// alarm(2) is the timer.
-fn wait_with_timeout(child: Pid, timeout: u64, signals: &SigSet) -> Result<ExecOutput, String> {
+/// SIGALRM are blocked (before the fork) and taken with sigwait(2), and an
+/// interval timer ([`tick`]) wakes the loop every [`TICK`].
+fn wait_bounded(
+    child: Pid,
+    deadline: Option<Instant>,
+    signals: &SigSet,
+    out: &Capture,
+    err: &Capture,
+    setup: &Setup,
+) -> Result<ExecOutput, String> {
     let mut o = ExecOutput::default();
-    if timeout > 0 {
-        nix::unistd::alarm::set(u32::try_from(timeout).unwrap_or(u32::MAX));
-    }
     let status = loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             other => break other.map_err(|e| format!("waitpid: {e}"))?,
         }
-        if signals.wait() == Ok(Signal::SIGALRM) {
-            o.timed_out = true;
-            let _ = killpg(child, Signal::SIGKILL);
+        if !o.timed_out && !o.truncated {
+            o.timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+            o.truncated = !o.timed_out && (out.over() || err.over());
+            if o.timed_out || o.truncated {
+                setup.kill(child);
+            }
         }
+        let _ = signals.wait();
     };
-    nix::unistd::alarm::cancel();
+    // Past the limit as it ended, before a tick saw it: cut all the same.
+    o.truncated |= !o.timed_out && (out.over() || err.over());
     match status {
         WaitStatus::Exited(_, code) => o.code = Some(code),
         WaitStatus::Signaled(_, sig, _) => o.signal = Some(sig as i32),
@@ -163,7 +304,24 @@ fn wait_with_timeout(child: Pid, timeout: u64, signals: &SigSet) -> Result<ExecO
     Ok(o)
 }
 
-/// SIGCHLD and SIGALRM, blocked (see [`wait_with_timeout`]).
+/// Starts (every `every`) or stops (`None`) the SIGALRM interval timer.
+fn tick(every: Option<Duration>) -> Result<(), String> {
+    let t = every.unwrap_or_default();
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(t.subsec_micros() as i32),
+    };
+    let it = libc::itimerval { it_interval: tv, it_value: tv };
+    // SAFETY: setitimer reads one itimerval, alive for the call; the old
+    // value is not asked for.
+    let rc = unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(format!("setitimer: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// SIGCHLD and SIGALRM, blocked (see [`wait_bounded`]).
 fn block_wait_signals() -> Result<SigSet, String> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);

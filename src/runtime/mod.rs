@@ -30,7 +30,7 @@ pub mod freebsd;
 #[cfg(target_os = "linux")]
 pub mod linux;
 
-pub use exec::ExecOutput;
+pub use exec::{Bounds, DEFAULT_OUTPUT_LIMIT, ExecOutput};
 pub use limits::Limit;
 
 /// A running jail as the kernel knows it.
@@ -173,8 +173,11 @@ pub struct ExecSpec {
     pub user: String,
     /// Run by the jail's `/bin/sh -c`.
     pub command: String,
-    /// Killed (with what it started in its process group) after this.
+    /// Killed, with everything it started, after this.
     pub timeout: Option<Duration>,
+    /// Bytes of each of stdout and stderr kept; the command is stopped
+    /// when it has written that much.
+    pub output_limit: u64,
 }
 
 /// What the service needs from the kernel's jails. Every method blocks;

@@ -5,6 +5,35 @@
 //! would follow the *jail's* nsswitch.conf and could load a shared library
 //! the jail provides into a process that is still root.
 
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// The most [`read_jail_file`] reads of a jail's file.
+pub const JAIL_FILE_LIMIT: u64 = 4 << 20;
+
+/// Reads a file the jail's root controls, as a root helper must:
+/// `O_NOFOLLOW` (no link to a host path or a device), `O_NONBLOCK` (a FIFO
+/// cannot make the open or the read wait), a regular file only (`fstat`),
+/// at most `limit` bytes (a larger file is an error, not a prefix).
+pub fn read_jail_file(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    let mut buf = Vec::new();
+    f.take(limit.saturating_add(1)).read_to_end(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
+    if buf.len() as u64 > limit {
+        return Err(format!("{} is larger than {limit} bytes", path.display()));
+    }
+    Ok(buf)
+}
+
 /// What `exec` needs to become a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -50,6 +79,24 @@ mod tests {
     const PASSWD: &str =
         "# comment\nroot:x:0:0:root:/root:/bin/sh\nalice:*:1001:1001:Alice:/home/alice:/bin/sh\nbroken:x\n";
     const GROUP: &str = "wheel:*:0:root\nstaff:*:20:alice,bob\nalice:*:1001:\n";
+
+    #[test]
+    fn jail_files_are_read_carefully() {
+        let dir = std::env::temp_dir().join(format!("iocaged-jailfile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        assert_eq!(read_jail_file(&dir.join("passwd"), 100).unwrap().len(), 26);
+        assert!(read_jail_file(&dir.join("passwd"), 10).unwrap_err().contains("larger than 10"));
+        std::os::unix::fs::symlink(dir.join("passwd"), dir.join("link")).unwrap();
+        assert!(read_jail_file(&dir.join("link"), 100).is_err(), "links are not followed");
+        nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let started = std::time::Instant::now();
+        assert!(read_jail_file(&dir.join("fifo"), 100).unwrap_err().contains("not a regular file"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "a FIFO does not block");
+        assert!(read_jail_file(Path::new("/dev/zero"), 100).unwrap_err().contains("not a regular file"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn users_are_found_by_name_or_uid_with_their_groups() {

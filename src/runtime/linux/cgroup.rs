@@ -111,31 +111,99 @@ impl Cgroups {
             .collect()
     }
 
-    /// Kills whatever is left in the group and removes it.
+    /// Kills whatever is left in the group (its command groups included)
+    /// and removes it.
     pub fn remove(&self, name: &str) -> Result<(), String> {
         let dir = self.jail(name);
         if !dir.exists() {
             return Ok(());
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.procs(name).is_empty() {
+        // cgroup.kill kills the whole subtree.
+        while populated(&dir) {
             let _ = fs::write(dir.join("cgroup.kill"), "1");
             if Instant::now() > deadline {
                 return Err(format!("processes {:?} in {} did not die", self.procs(name), dir.display()));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        loop {
-            match fs::remove_dir(&dir) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-                // The last process may still be leaving the group.
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5));
+        let mut dirs = vec![dir.clone()];
+        if let Ok(entries) = fs::read_dir(&dir) {
+            dirs.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+        }
+        // Children first.
+        for d in dirs.iter().rev() {
+            loop {
+                match fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == ErrorKind::NotFound => break,
+                    // The last process may still be leaving the group.
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(format!("{}: {e}", d.display())),
                 }
-                Err(e) => return Err(format!("{}: {e}", dir.display())),
             }
         }
+        Ok(())
+    }
+}
+
+/// Whether a group or any group below it holds a process
+/// (`cgroup.events`; for an unreadable file, its `cgroup.procs`).
+fn populated(dir: &Path) -> bool {
+    match fs::read_to_string(dir.join("cgroup.events")) {
+        Ok(events) => events.lines().any(|l| l.trim() == "populated 1"),
+        Err(_) => fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()),
+    }
+}
+
+/// The group of one command run in a jail (`exec-<helper pid>-<ns>` below the
+/// jail's group): the command joins it, and killing the group kills
+/// everything the command started, however it detached itself. Opened on
+/// the host by the helper before it enters the jail; used through these
+/// descriptors afterwards.
+pub struct CommandGroup {
+    parent: fs::File,
+    name: String,
+    procs: fs::File,
+    kill: Option<fs::File>,
+}
+
+impl CommandGroup {
+    pub fn create(jail_group: &Path) -> Result<CommandGroup, String> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let name = format!("exec-{}-{nanos}", std::process::id());
+        let dir = jail_group.join(&name);
+        match fs::create_dir(&dir) {
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(format!("{}: {e}", dir.display())),
+            _ => {}
+        }
+        let open = |f: &str| fs::OpenOptions::new().write(true).open(dir.join(f));
+        let procs = open("cgroup.procs").map_err(|e| format!("{}/cgroup.procs: {e}", dir.display()))?;
+        let parent = fs::File::open(jail_group).map_err(|e| format!("{}: {e}", jail_group.display()))?;
+        // cgroup.kill is Linux 5.14; without it, the process group is killed.
+        Ok(CommandGroup { parent, name, procs, kill: open("cgroup.kill").ok() })
+    }
+
+    /// Moves the calling process into the group.
+    pub fn join(&self) -> Result<(), String> {
+        use std::io::Write;
+        (&self.procs).write_all(b"0").map_err(|e| format!("joining the command's cgroup: {e}"))
+    }
+
+    /// Kills every process in the group.
+    pub fn kill(&self) {
+        use std::io::Write;
+        if let Some(k) = &self.kill {
+            let _ = (&*k).write_all(b"1");
+        }
+    }
+
+    /// Removes the group if it is empty (a non-empty one stays, and goes
+    /// with the jail's).
+    pub fn remove(&self) {
+        let _ = nix::unistd::unlinkat(&self.parent, self.name.as_str(), nix::unistd::UnlinkatFlags::RemoveDir);
     }
 }
 

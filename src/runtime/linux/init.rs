@@ -23,7 +23,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::helper::fork_single_threaded;
+use super::confine::{self, Confinement};
+use crate::runtime::helper::{SingleThreaded, child_exit, fork_single_threaded};
 use crate::runtime::{JailSpec, Mount};
 
 /// fstab filesystem types a Linux jail can mount.
@@ -35,6 +36,7 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 #[derive(Debug, Serialize, Deserialize)]
 pub struct InitRequest {
     pub spec: JailSpec,
+    pub confine: Confinement,
     pub cgroup: PathBuf,
 }
 
@@ -64,11 +66,14 @@ fn start() -> Result<i32, Failed> {
     step("reading the spec", std::io::stdin().read_to_end(&mut input))?;
     let req: InitRequest = step("reading the spec", serde_json::from_slice(&input))?;
     let spec = &req.spec;
+    let single = step("checking threads", SingleThreaded::check())?;
+    // The init keeps no capability; decided and compiled here, on the host.
+    let prepared = step("preparing the confinement", confine::prepare(&req.confine.for_init()))?;
     let _ = nix::unistd::setsid();
     step("joining the jail's cgroup", fs::write(req.cgroup.join("cgroup.procs"), "0"))?;
     let mut flags =
         CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
-    if spec.vnet {
+    if req.confine.own_network {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     step("creating namespaces", unshare(flags))?;
@@ -79,13 +84,14 @@ fn start() -> Result<i32, Failed> {
     step("setting the hostname", nix::unistd::sethostname(&spec.hostname))?;
     let devnull = step("opening /dev/null", fs::File::open("/dev/null"))?;
     let (report_r, report_w) = step("creating a pipe", nix::unistd::pipe2(OFlag::O_CLOEXEC))?;
-    match fork_single_threaded().map_err(|e| ("forking the init".to_string(), e))? {
+    match fork_single_threaded(&single).map_err(|e| ("forking the init".to_string(), e))? {
         ForkResult::Child => {
             drop(report_r);
-            let message = match setup(spec) {
-                Ok(()) => "ok".to_string(),
-                Err((what, why)) => format!("{what}: {why}"),
-            };
+            let message =
+                match setup(spec).and_then(|()| step("confining the init", confine::apply(&prepared, || Ok(())))) {
+                    Ok(()) => "ok".to_string(),
+                    Err((what, why)) => format!("{what}: {why}"),
+                };
             let ok = message == "ok";
             if ok {
                 // Nothing of the daemon's may stay open in the jail.
@@ -96,7 +102,7 @@ fn start() -> Result<i32, Failed> {
             let _ = nix::unistd::write(&report_w, message.as_bytes());
             drop(report_w);
             if !ok {
-                std::process::exit(1);
+                child_exit(1);
             }
             reap_forever()
         }
@@ -158,6 +164,12 @@ fn mount_one(m: &Mount, target: &Path, dev_is_ours: &mut bool) -> Result<(), Str
             match fstype.as_str() {
                 "nullfs" => {
                     let src = Path::new(source).canonicalize().map_err(|e| format!("{source}: {e}"))?;
+                    // The host's kernel interfaces never reach a jail through
+                    // its fstab: /proc not at all, /sys read-only.
+                    if src.starts_with("/proc") {
+                        return Err(format!("{source}: the host's /proc cannot be mounted in a jail"));
+                    }
+                    let ro = ro || src.starts_with("/sys");
                     mount(Some(&src), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
                         .map_err(|e| e.to_string())?;
                     if ro {
@@ -182,9 +194,51 @@ fn mount_one(m: &Mount, target: &Path, dev_is_ours: &mut bool) -> Result<(), Str
     }
 }
 
+/// Parts of a jail's procfs that stay readable but are mounted read-only
+/// (what runc and youki make read-only by default): the kernel's tunables
+/// (`/proc/sys`, with `kernel/core_pattern`, a way to run a program on
+/// the host), SysRq, IRQ affinity, buses, filesystems.
+pub const PROC_READONLY: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
+
+/// Parts of a jail's procfs hidden (runc's and youki's default masked
+/// paths): a file gets `/dev/null` bound over it, a directory an empty
+/// read-only tmpfs. Kernel memory, the keyring, timers and scheduler
+/// internals, ACPI, sound, SCSI.
+pub const PROC_MASKED: [&str; 9] =
+    ["acpi", "asound", "kcore", "keys", "latency_stats", "sched_debug", "scsi", "timer_list", "timer_stats"];
+
+/// A procfs for the jail, with [`PROC_READONLY`] and [`PROC_MASKED`]
+/// applied (before the jail's root becomes `/`: `/dev/null` is the
+/// host's). A path this kernel does not have is skipped.
 fn proc(target: &Path) -> Result<(), String> {
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), target, Some("proc"), flags, None::<&str>).map_err(|e| e.to_string())
+    let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("proc"), target, Some("proc"), safe, None::<&str>).map_err(|e| e.to_string())?;
+    for name in PROC_MASKED {
+        let path = target.join(name);
+        let r = match fs::symlink_metadata(&path) {
+            Err(_) => continue,
+            Ok(m) if m.is_dir() => mount(
+                Some("tmpfs"),
+                &path,
+                Some("tmpfs"),
+                safe | MsFlags::MS_RDONLY,
+                Some("mode=555,size=4k,nr_inodes=1"),
+            ),
+            Ok(_) => mount(Some("/dev/null"), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>),
+        };
+        r.map_err(|e| format!("masking /proc/{name}: {e}"))?;
+    }
+    for name in PROC_READONLY {
+        let path = target.join(name);
+        if fs::symlink_metadata(&path).is_err() {
+            continue;
+        }
+        let ro = |e: nix::Error| format!("making /proc/{name} read-only: {e}");
+        mount(Some(&path), &path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(ro)?;
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | safe;
+        mount(None::<&str>, &path, None::<&str>, flags, None::<&str>).map_err(ro)?;
+    }
+    Ok(())
 }
 
 /// A small tmpfs with the host's harmless device nodes bound into it.
@@ -233,7 +287,7 @@ fn reap_forever() -> ! {
             }
         }
         if let Ok(Signal::SIGTERM | Signal::SIGINT) = signals.wait() {
-            std::process::exit(0);
+            child_exit(0);
         }
     }
 }

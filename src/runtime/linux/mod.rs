@@ -26,6 +26,7 @@ use super::exec::{self, self_exe};
 use super::{ExecOutput, ExecSpec, JailSpec, Limit, Mount, RunningJail, Runtime, RuntimeError};
 
 pub mod cgroup;
+pub mod confine;
 pub mod init;
 
 pub const DEFAULT_STATE_DIR: &str = "/run/iocaged/jails";
@@ -124,6 +125,10 @@ impl Runtime for Linux {
     }
 
     fn check(&self, spec: &JailSpec) -> Result<(), RuntimeError> {
+        confine::confinement(spec).map_err(|refused| {
+            RuntimeError::new("start", &spec.name, format!("cannot honour on Linux: {}", refused.join("; ")))
+        })?;
+        confine::target_arch().map_err(|e| RuntimeError::new("start", &spec.name, e))?;
         cgroup::translate(&spec.limits, spec.cpuset.as_deref()).map_err(|unsupported| {
             RuntimeError::new("start", &spec.name, format!("cannot enforce on Linux: {}", unsupported.join(", ")))
         })?;
@@ -143,6 +148,8 @@ impl Runtime for Linux {
 
     fn start(&self, spec: &JailSpec) -> Result<RunningJail, RuntimeError> {
         let fail = |m: String| RuntimeError::new("start", &spec.name, m);
+        let confine =
+            confine::confinement(spec).map_err(|r| fail(format!("cannot honour on Linux: {}", r.join("; "))))?;
         self.claim(&spec.name).map_err(fail)?;
         let unclaim = |e: RuntimeError| {
             let _ = fs::remove_dir_all(self.state_dir.join(&spec.name));
@@ -156,7 +163,10 @@ impl Runtime for Linux {
         self.cgroups
             .apply(&spec.name, &spec.limits, spec.cpuset.as_deref())
             .map_err(|e| undo_cgroup(fail(format!("applying limits: {e}"))))?;
-        let pid = spawn_init(spec, &cgroup).map_err(|e| undo_cgroup(fail(e)))?;
+        let record = serde_json::to_vec(&confine).map_err(|e| undo_cgroup(fail(format!("encoding: {e}"))))?;
+        fs::write(self.state_dir.join(&spec.name).join(CONFINEMENT), record)
+            .map_err(|e| undo_cgroup(fail(format!("recording its confinement: {e}"))))?;
+        let pid = spawn_init(spec, &confine, &cgroup).map_err(|e| undo_cgroup(fail(e)))?;
         if let Err(e) = self.record(&spec.name, pid) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             return Err(undo_cgroup(fail(format!("recording it in {}: {e}", self.state_dir.display()))));
@@ -193,15 +203,37 @@ impl Runtime for Linux {
     }
 
     fn exec(&self, jail: &RunningJail, spec: &ExecSpec) -> Result<ExecOutput, RuntimeError> {
-        exec::run_with(jail, spec, Some(&self.cgroups.jail(&jail.name)))
+        let fail = |m: String| RuntimeError::new("run a command in", &jail.name, m);
+        let path = self.state_dir.join(&jail.name).join(CONFINEMENT);
+        let record = fs::read(&path).map_err(|e| fail(format!("its confinement ({}): {e}", path.display())))?;
+        let confine: confine::Confinement =
+            serde_json::from_slice(&record).map_err(|e| fail(format!("its confinement ({}): {e}", path.display())))?;
+        exec::run_helper(&exec::HelperRequest {
+            name: jail.name.clone(),
+            jid: jail.jid,
+            user: spec.user.clone(),
+            command: spec.command.clone(),
+            timeout: exec::timeout_secs(spec.timeout),
+            output_limit: spec.output_limit,
+            cgroup: Some(self.cgroups.jail(&jail.name)),
+            confine: Some(confine),
+        })
     }
 }
 
+/// The file in a running jail's state directory that records how it is
+/// confined (host side, root's: the jail cannot reach it).
+const CONFINEMENT: &str = "confinement.json";
+
 /// Starts `iocaged jail-init` with the spec on its stdin and reads its one
 /// line: `ok <pid>` or `error <what failed>`.
-fn spawn_init(spec: &JailSpec, cgroup: &std::path::Path) -> Result<i32, String> {
-    let request = serde_json::to_vec(&init::InitRequest { spec: spec.clone(), cgroup: cgroup.to_path_buf() })
-        .map_err(|e| format!("encoding the spec: {e}"))?;
+fn spawn_init(spec: &JailSpec, confine: &confine::Confinement, cgroup: &std::path::Path) -> Result<i32, String> {
+    let request = serde_json::to_vec(&init::InitRequest {
+        spec: spec.clone(),
+        confine: confine.clone(),
+        cgroup: cgroup.to_path_buf(),
+    })
+    .map_err(|e| format!("encoding the spec: {e}"))?;
     let mut child = Command::new(self_exe())
         .arg0("iocaged")
         .arg("jail-init")
@@ -221,42 +253,6 @@ fn spawn_init(spec: &JailSpec, cgroup: &std::path::Path) -> Result<i32, String> 
         Some(("error", why)) => Err(why.to_string()),
         _ => Err(format!("the init helper failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())),
     }
-}
-
-/// The capabilities a jail's processes keep (those container runtimes
-/// keep by default): root in a jail may own files, switch users, bind low
-/// ports, but not mount, load modules, trace the host's processes, change
-/// the clock or reach devices. Without this, root in a namespace jail
-/// would keep every power of the host's root.
-const JAIL_CAPABILITIES: [u32; 12] = [
-    0,  // CAP_CHOWN
-    1,  // CAP_DAC_OVERRIDE
-    3,  // CAP_FOWNER
-    4,  // CAP_FSETID
-    5,  // CAP_KILL
-    6,  // CAP_SETGID
-    7,  // CAP_SETUID
-    8,  // CAP_SETPCAP
-    10, // CAP_NET_BIND_SERVICE
-    18, // CAP_SYS_CHROOT
-    29, // CAP_AUDIT_WRITE
-    31, // CAP_SETFCAP
-];
-
-/// Drops every other capability from the bounding set, so that nothing
-/// the calling (helper) process executes can hold them (helper side).
-pub(crate) fn drop_capabilities() -> Result<(), String> {
-    let last: u32 =
-        fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
-    for cap in (0..=last).filter(|c| !JAIL_CAPABILITIES.contains(c)) {
-        // SAFETY: PR_CAPBSET_DROP takes a capability number and no
-        // pointers; it only changes this process's bounding set.
-        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-        if rc != 0 {
-            return Err(format!("dropping capability {cap}: {}", std::io::Error::last_os_error()));
-        }
-    }
-    Ok(())
 }
 
 /// Enters a running jail's namespaces and cgroup (helper side).
