@@ -109,11 +109,13 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    // The runtime's helper processes (see `iocaged::runtime`): not part of
+    // The helper processes (`iocaged::runtime`'s, and the sender of a thick
+    // copy, `iocaged::zfs::copy_snapshot`): not part of
     // the command line people use, and started before anything else.
     let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
     match args.get(1).map(String::as_str) {
         Some("jail-exec") => return iocaged::runtime::helper::exec_main(&args[2..]),
+        Some(iocaged::zfs::SEND_HELPER) => return iocaged::zfs::send_main(&args[2..]),
         #[cfg(target_os = "linux")]
         Some("jail-init") => return iocaged::runtime::linux::init::init_main(),
         _ => {}

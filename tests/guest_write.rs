@@ -15,7 +15,7 @@ use rig::client::{self, Ws};
 use rig::conformance::{conform, lock};
 use rig::daemon::Daemon;
 use rig::fixture::Fixture;
-use rig::{get, tree, zfs};
+use rig::{get, host, tree, zfs};
 
 const SEED_JAIL: &str = "0bf985de-ca0f-11e5-8d45-d05099728dbf";
 
@@ -227,44 +227,59 @@ fn a_create_that_fails_on_its_last_step_leaves_nothing() {
     assert!(d.stop());
 }
 
+/// SIGKILL at several points of a thick copy: each time the daemon dies at
+/// once, having held no write end of the copy's pipe (`Daemon::kill` fails the test if it is still there 60 s later:
+/// with both ends of the copy's pipe in the daemon, a killed daemon was
+/// seen stuck for ever in the receive), and the next start removes every
+/// trace of the half-made jail.
 #[test]
 fn a_daemon_killed_during_a_thick_create_leaves_no_trace_after_restart() {
     let _g = lock();
     let f = Fixture::fresh();
     f.release("13.2-RELEASE", 400);
     let before = tree(&f.pool);
-    let d = Daemon::start(&[]);
-    let rest = d.rest;
-    let req = std::thread::spawn(move || {
-        client::http(
-            rest,
-            "PUT",
-            "/sysadm/iocage",
-            &[],
-            br#"{"action":"createjail","props":"tag=big release=13.2-RELEASE"}"#,
-        )
-    });
-    // Wait until the jail's dataset exists (the copy is under way), then SIGKILL.
     let z = Zfs::start().unwrap();
     let jails = format!("{}/iocage/jails", f.pool);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let j = jails.clone();
-        if !z.run_blocking(move |l| l.children(&j)).unwrap().unwrap().is_empty() {
-            break;
+    for delay_ms in [300, 1200, 3000] {
+        let d = Daemon::start(&[]);
+        let rest = d.rest;
+        let req = std::thread::spawn(move || {
+            client::http(
+                rest,
+                "PUT",
+                "/sysadm/iocage",
+                &[],
+                br#"{"action":"createjail","props":"tag=big release=13.2-RELEASE"}"#,
+            )
+        });
+        // Wait until the jail's dataset exists (the copy starts right
+        // after), then let the copy run a while and SIGKILL.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let j = jails.clone();
+            if !z.run_blocking(move |l| l.children(&j)).unwrap().unwrap().is_empty() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the create never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert!(std::time::Instant::now() < deadline, "the create never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // What makes the daemon always killable: it never holds the write
+        // end of the pipe it receives from (the sender is a process of its
+        // own), so that end closes when the sender ends, whatever happens
+        // to the daemon.
+        if let Some(both) = host::pipes_held_at_both_ends(d.pid().unwrap()) {
+            assert!(both.is_empty(), "the daemon holds both ends of {both:?} during a copy");
+        }
+        d.kill();
+        let reply = req.join().unwrap();
+        assert_ne!(reply.status, 200, "the create was cut short after {delay_ms} ms: {}", reply.raw);
+        assert_ne!(tree(&f.pool), before, "a half-made jail is left while the daemon is down");
+        let d = Daemon::start(&[]);
+        assert_eq!(tree(&f.pool), before, "start-up removed every trace (killed after {delay_ms} ms)");
+        assert_eq!(call(&d, json!({"action": "listjails"})), json!({}));
+        assert!(d.stop());
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    d.kill();
-    let reply = req.join().unwrap();
-    assert_ne!(reply.status, 200, "the create was cut short: {}", reply.raw);
-    assert_ne!(tree(&f.pool), before, "a half-made jail is left while the daemon is down");
-    let d = Daemon::start(&[]);
-    assert_eq!(tree(&f.pool), before, "start-up removed every trace");
-    assert_eq!(call(&d, json!({"action": "listjails"})), json!({}));
-    assert!(d.stop());
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //!   destroy, mount, rename, pools). It is confined to one thread.
 //! - [`Zfs`] is the handle the rest of the program holds: it starts that
 //!   thread and sends it work, from async or blocking code.
+//! - [`copy_snapshot`] copies a snapshot with a send stream, written by a
+//!   helper process of the daemon's own binary (`iocaged zfs-send`).
 //! - Every failure is a [`ZfsError`] naming the operation, the dataset and
 //!   libzfs's own description.
 
@@ -17,7 +19,7 @@ mod stream;
 pub use error::{ErrorKind, Result, ZfsError};
 pub use libzfs::{DatasetProps, HistoryTail, Libzfs, NativeValue, PoolInfo, PropSource, UserProp, Versions};
 pub use owner::Zfs;
-pub use stream::copy_snapshot;
+pub use stream::{SEND_HELPER, copy_snapshot, send_main};
 
 /// The OpenZFS version iocaged was built against (from its headers).
 pub const OPENZFS_BUILD_VERSION: &str = iocaged_sys::OPENZFS_BUILD_VERSION;

@@ -78,11 +78,13 @@ impl Daemon {
         self.child.as_ref().map(Child::id)
     }
 
-    /// SIGKILL: the daemon gets no chance to clean up.
+    /// SIGKILL: the daemon gets no chance to clean up. Panics if it has not
+    /// died within 60 s (see `kill_and_reap`).
     pub fn kill(mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            if let Err(e) = kill_and_reap(child) {
+                panic!("{e}");
+            }
         }
     }
 
@@ -96,8 +98,9 @@ impl Daemon {
                 return status.success();
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                if let Err(e) = kill_and_reap(child) {
+                    eprintln!("{e}");
+                }
                 return false;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -109,4 +112,43 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.terminate();
     }
+}
+
+/// SIGKILL, then waits at most 60 s for the process to be gone; if it is
+/// not, says so with the kernel stacks of what is left of it (a process
+/// that cannot finish dying has a thread stuck in the kernel, and waiting
+/// for it would hang the test for ever).
+fn kill_and_reap(mut child: Child) -> Result<(), String> {
+    let _ = child.kill();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().map_err(|e| e.to_string())?.is_none() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "iocaged (pid {}) did not die within 60 s of SIGKILL:\n{}",
+                child.id(),
+                kernel_stacks(child.id())
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Each thread of `pid` with its state and kernel stack (Linux; elsewhere
+/// nothing).
+fn kernel_stacks(pid: u32) -> String {
+    let mut out = String::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for t in tasks.flatten() {
+        let p = t.path();
+        let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+        let state = read("status").lines().find(|l| l.starts_with("State:")).unwrap_or_default().to_string();
+        out.push_str(&format!(
+            "thread {} ({}) {state}\n{}\n",
+            t.file_name().to_string_lossy(),
+            read("comm").trim(),
+            read("stack")
+        ));
+    }
+    out
 }

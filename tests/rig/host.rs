@@ -151,6 +151,37 @@ pub fn rss_kib(pid: u32) -> (u64, Option<u64>) {
     }
 }
 
+/// The pipes of which process `pid` holds both a read and a write end (by
+/// their `pipe:[inode]` names). Linux only (`/proc/PID/fd` and `fdinfo`'s
+/// access mode); `None` elsewhere (FreeBSD's pipes have no read and write
+/// ends to tell apart).
+pub fn pipes_held_at_both_ends(pid: u32) -> Option<Vec<String>> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let mut ends: std::collections::BTreeMap<String, (bool, bool)> = Default::default();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+        let target = target.to_string_lossy().into_owned();
+        if !target.starts_with("pipe:") {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy()));
+        let Some(flags) = info.ok().and_then(|i| {
+            i.lines().find_map(|l| l.strip_prefix("flags:").and_then(|f| u32::from_str_radix(f.trim(), 8).ok()))
+        }) else {
+            continue;
+        };
+        let e = ends.entry(target).or_default();
+        match flags & 3 {
+            0 => e.0 = true,
+            1 => e.1 = true,
+            _ => *e = (true, true),
+        }
+    }
+    Some(ends.into_iter().filter(|(_, (r, w))| *r && *w).map(|(p, _)| p).collect())
+}
+
 /// Removes the jails an earlier test left running (and their mounts), so
 /// that their datasets can go.
 pub fn remove_running_jails() {

@@ -84,6 +84,12 @@ timeout "${IOCAGED_VM_TIMEOUT:-2400}" qemu-system-x86_64 \
 	-drive "file=$stage/pool.img,if=virtio,format=raw,cache=unsafe" $net </dev/null ||
 	echo "[vm] qemu exited with status $?"
 
+# Every test's whole output, kept until the next run.
+logs=${IOCAGED_VM_LOGS:-/var/tmp/iocaged-vm-logs}
+if [ -d "$stage/logs" ]; then
+	rm -rf "$logs" && cp -r "$stage/logs" "$logs" && echo "[vm] each test's output: $logs/"
+fi
+
 if [ ! -f "$stage/status" ]; then
 	echo "[vm] FAILED: the guest did not report a result (stopped, crashed or timed out)"
 	exit 1
