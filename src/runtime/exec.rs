@@ -121,7 +121,10 @@ pub(crate) fn run_helper(req: &HelperRequest) -> Result<ExecOutput, RuntimeError
 }
 
 /// `wait_with_output`, killing the child once `bound` has passed.
-fn wait_output(child: std::process::Child, bound: Option<Duration>) -> std::io::Result<std::process::Output> {
+pub(crate) fn wait_output(
+    child: std::process::Child,
+    bound: Option<Duration>,
+) -> std::io::Result<std::process::Output> {
     let Some(bound) = bound else { return child.wait_with_output() };
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let (tx, rx) = std::sync::mpsc::channel();

@@ -96,7 +96,10 @@ fn exec_in_jail(args: &[String]) -> Result<ExecOutput, String> {
     let single = SingleThreaded::check()?;
     // The clock runs from here, before anything that can wait.
     let signals = block_wait_signals()?;
-    let deadline = (req.timeout > 0).then(|| Instant::now() + Duration::from_secs(req.timeout));
+    let deadline = match req.timeout {
+        0 => None,
+        t => Some(Instant::now().checked_add(Duration::from_secs(t)).ok_or("the timeout is too long")?),
+    };
     tick(Some(TICK))?;
     let (out, err) = (Capture::new("stdout", req.output_limit)?, Capture::new("stderr", req.output_limit)?);
     let devnull = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;

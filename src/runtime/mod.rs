@@ -71,8 +71,10 @@ pub struct JailSpec {
     pub vnet: bool,
     /// Shared-IP addresses (FreeBSD ip4.addr/ip6.addr).
     pub addresses: Vec<IpAddr>,
-    /// What only a FreeBSD jail has (permissions, network modes, devfs
-    /// ruleset, FIB); the Linux runtime ignores it.
+    /// The jail(8) side of the properties (permissions, limits on
+    /// children, network modes, devfs ruleset, FIB). The FreeBSD runtime
+    /// turns it into jail(2) parameters; the Linux runtime maps each field
+    /// to its confinement or refuses the jail (`linux::confine`).
     pub jail: JailSettings,
     /// What to mount, in order (the runtime unmounts in reverse).
     pub mounts: Vec<Mount>,
@@ -82,8 +84,10 @@ pub struct JailSpec {
     pub cpuset: Option<String>,
 }
 
-/// The FreeBSD side of a jail's properties, typed; the FreeBSD runtime
-/// turns it into jail(2) parameters (`runtime::freebsd::params`).
+/// The jail(8) side of a jail's properties, typed; the FreeBSD runtime
+/// turns it into jail(2) parameters (`runtime::freebsd::params`), the
+/// Linux runtime into capabilities, a seccomp filter and namespaces, or
+/// refuses what it cannot honour (`runtime::linux::confine`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JailSettings {
     /// The `allow.*` permissions by their jail(8) names less `allow.`

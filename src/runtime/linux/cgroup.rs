@@ -111,6 +111,25 @@ impl Cgroups {
             .collect()
     }
 
+    /// Pids in the jail's group and in its command groups.
+    pub fn all_procs(&self, name: &str) -> Vec<i32> {
+        let dir = self.jail(name);
+        let mut dirs = vec![dir.clone()];
+        if let Ok(entries) = fs::read_dir(&dir) {
+            dirs.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+        }
+        dirs.iter()
+            .flat_map(|d| {
+                fs::read_to_string(d.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
     /// Kills whatever is left in the group (its command groups included)
     /// and removes it.
     pub fn remove(&self, name: &str) -> Result<(), String> {

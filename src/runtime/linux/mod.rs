@@ -1,6 +1,9 @@
 //! Linux runtime: a jail is a set of new PID, mount, UTS and IPC namespaces
-//! (and a network namespace with `vnet=on`) around an init process, rooted
-//! at the jail's dataset, in a cgroup of its own ([`cgroup`]).
+//! (and a network namespace unless it shares the host's network, see
+//! [`confine::confinement`]) around an init process, rooted at the jail's
+//! dataset, in a cgroup of its own ([`cgroup`]), its processes confined by
+//! capabilities and a seccomp filter ([`confine`], which also states the
+//! rules every helper that runs as root near a jail follows).
 //!
 //! The kernel has no registry of "jails", so the runtime keeps one: a
 //! directory per running jail under the state directory holding its
@@ -66,6 +69,19 @@ impl Linux {
                 }
             }
             Err(e) => Err(format!("{}: {e}", dir.display())),
+        }
+    }
+
+    /// Sends SIGTERM to the jail's processes other than its init and waits
+    /// up to `timeout` for them to go.
+    fn terminate(&self, name: &str, init: i32, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let others = || -> Vec<i32> { self.cgroups.all_procs(name).into_iter().filter(|p| *p != init).collect() };
+        for p in others() {
+            let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
+        }
+        while !others().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -174,10 +190,15 @@ impl Runtime for Linux {
         Ok(RunningJail { name: spec.name.clone(), jid: i64::from(pid) })
     }
 
-    fn stop(&self, jail: &RunningJail, _spec: &JailSpec) -> Result<(), RuntimeError> {
+    fn stop(&self, jail: &RunningJail, spec: &JailSpec) -> Result<(), RuntimeError> {
         let fail = |m: String| RuntimeError::new("stop", &jail.name, m);
         let pid = i32::try_from(jail.jid).map_err(|_| fail(format!("bad init pid {}", jail.jid)))?;
         let started = start_time(pid);
+        // stop_timeout: SIGTERM to every process but the init, and time to
+        // leave, as jail(8) gives a FreeBSD jail's.
+        if let Some(t) = spec.jail.stop_timeout {
+            self.terminate(&jail.name, pid, t);
+        }
         // SIGKILL to a PID namespace's init makes the kernel kill every
         // other process of the namespace.
         match kill(Pid::from_raw(pid), Signal::SIGKILL) {
@@ -221,6 +242,9 @@ impl Runtime for Linux {
     }
 }
 
+/// How long the init helper may take to set a jail up before it is killed.
+const INIT_BOUND: Duration = Duration::from_secs(120);
+
 /// The file in a running jail's state directory that records how it is
 /// confined (host side, root's: the jail cannot reach it).
 const CONFINEMENT: &str = "confinement.json";
@@ -246,7 +270,7 @@ fn spawn_init(spec: &JailSpec, confine: &confine::Confinement, cgroup: &std::pat
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&request).map_err(|e| format!("writing the spec to the init helper: {e}"))?;
     }
-    let out = child.wait_with_output().map_err(|e| format!("waiting for the init helper: {e}"))?;
+    let out = exec::wait_output(child, Some(INIT_BOUND)).map_err(|e| format!("waiting for the init helper: {e}"))?;
     let line = String::from_utf8_lossy(&out.stdout);
     match line.trim().split_once(' ') {
         Some(("ok", pid)) => pid.parse().map_err(|_| format!("the init helper said {line:?}")),
