@@ -332,3 +332,17 @@ fn block_wait_signals() -> Result<SigSet, String> {
     set.thread_block().map_err(|e| format!("sigprocmask: {e}"))?;
     Ok(set)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_multi_threaded_process_is_refused() {
+        // The test harness runs this on a thread of its own: at least two.
+        let _other = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(200)));
+        let err = SingleThreaded::check().err().unwrap_or_default();
+        assert!(err.contains("threads"), "{err}");
+    }
+}

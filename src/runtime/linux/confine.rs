@@ -694,4 +694,32 @@ mod tests {
         assert!(!drop.contains(&cap::CHOWN));
         assert_eq!(mask(&[0, 31, 32, 40]), [1 | 1 << 31, 1 | 1 << 8]);
     }
+
+    /// The compiled filter, installed in a child before exec, denies what
+    /// it lists (this host lets the test's process make namespaces
+    /// without it: checked first).
+    #[test]
+    fn the_installed_filter_denies_namespaces_and_mounts() {
+        use std::os::unix::process::CommandExt;
+        let run = |filters: Option<Vec<BpfProgram>>, script: &str| {
+            let mut cmd = std::process::Command::new("/bin/sh");
+            cmd.args(["-c", script]);
+            if let Some(f) = filters {
+                // SAFETY: the hook only makes system calls (prctl, seccomp)
+                // and allocates nothing on success.
+                unsafe {
+                    cmd.pre_exec(move || install(&f).map_err(std::io::Error::other));
+                }
+            }
+            cmd.status().unwrap().success()
+        };
+        if !run(None, "unshare -U true && unshare -U -m true") {
+            eprintln!("skipped: this host does not allow namespaces anyway");
+            return;
+        }
+        let c = confinement(&spec()).unwrap();
+        assert!(!run(Some(filters(&c).unwrap()), "unshare -U true"), "a user namespace");
+        assert!(!run(Some(filters(&c).unwrap()), "unshare -U -m true"), "a mount namespace");
+        assert!(run(Some(filters(&c).unwrap()), "echo fine > /dev/null; true"), "ordinary programs run");
+    }
 }
