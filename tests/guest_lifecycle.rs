@@ -236,6 +236,9 @@ fn exec_timeout_kills_a_hanging_start_and_undoes_it() {
 #[test]
 fn a_failing_prestart_leaves_nothing_behind() {
     let (_g, f, d) = small_pool();
+    // Host hooks from API clients need the configuration's consent.
+    drop(d);
+    let d = Daemon::with_config("allow_host_hooks = true\n");
     let uuid = small_jail(&d, "tag=pre mount_procfs=1 exec_prestart=\"echo no way >&2; exit 4\"");
     let r = call(&d, json!({"action": "startjail", "jail": "pre"}));
     let e = r["error"].as_str().unwrap_or_else(|| panic!("{r}"));

@@ -67,6 +67,14 @@ impl Daemon {
         Daemon { child: Some(child), ws, rest, key, keys_file }
     }
 
+    /// A daemon that also reads these configuration lines (TOML).
+    pub fn with_config(config: &str) -> Daemon {
+        static N: AtomicU16 = AtomicU16::new(0);
+        let path = format!("/tmp/iocaged-test-{}-{}.toml", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        std::fs::write(&path, config).unwrap();
+        Daemon::start(&["--config", &path])
+    }
+
     /// Sends SIGTERM and returns whether iocaged exited successfully
     /// within 30 s.
     pub fn stop(mut self) -> bool {
