@@ -111,6 +111,38 @@ pub struct JailSettings {
     pub stop_timeout: Option<Duration>,
 }
 
+#[cfg(test)]
+impl JailSpec {
+    /// A jail `ioc-u1` (hostname `web`) with iocage's usual settings, these
+    /// permissions and shared-IP addresses, for the runtimes' unit tests.
+    pub(crate) fn for_tests(allow: Vec<(String, bool)>, addresses: Vec<IpAddr>) -> JailSpec {
+        JailSpec {
+            name: "ioc-u1".into(),
+            root: PathBuf::from("/iocage/jails/u1/root"),
+            hostname: "web".into(),
+            hostuuid: "u1".into(),
+            vnet: false,
+            addresses,
+            jail: JailSettings {
+                allow,
+                securelevel: Some(2),
+                enforce_statfs: Some(2),
+                children_max: Some(0),
+                devfs_ruleset: 4,
+                ip4: IpMode::New,
+                ip6: IpMode::New,
+                ip4_saddrsel: true,
+                ip6_saddrsel: true,
+                exec_fib: 0,
+                stop_timeout: None,
+            },
+            mounts: Vec::new(),
+            limits: Vec::new(),
+            cpuset: None,
+        }
+    }
+}
+
 /// jail(8)'s `ip4`/`ip6`: `new` (only the jail's addresses), `inherit`
 /// (the host's), `disable` (none; iocage also says `none`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

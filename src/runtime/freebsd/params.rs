@@ -123,22 +123,13 @@ pub fn build(spec: &JailSpec, known: impl Fn(&str) -> bool) -> Result<Vec<Param>
         out.push(Param::new("vnet", Value::Int(JAIL_SYS_NEW)));
         return Ok(out);
     }
-    let v4: Vec<Ipv4Addr> = spec
-        .addresses
-        .iter()
-        .filter_map(|a| match a {
-            IpAddr::V4(a) => Some(*a),
-            IpAddr::V6(_) => None,
-        })
-        .collect();
-    let v6: Vec<Ipv6Addr> = spec
-        .addresses
-        .iter()
-        .filter_map(|a| match a {
-            IpAddr::V6(a) => Some(*a),
-            IpAddr::V4(_) => None,
-        })
-        .collect();
+    let (mut v4, mut v6): (Vec<Ipv4Addr>, Vec<Ipv6Addr>) = (Vec::new(), Vec::new());
+    for a in &spec.addresses {
+        match a {
+            IpAddr::V4(a) => v4.push(*a),
+            IpAddr::V6(a) => v6.push(*a),
+        }
+    }
     let family = |out: &mut Vec<Param>, fam: &str, prop: &'static str, mode: &IpMode, saddrsel: bool, addrs: Value| {
         let sys = match mode {
             IpMode::New => JAIL_SYS_NEW,
@@ -177,41 +168,19 @@ pub fn filesystems_to_load(spec: &JailSpec, known: impl Fn(&str) -> bool) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::JailSettings;
-    use std::path::PathBuf;
 
     fn spec() -> JailSpec {
-        JailSpec {
-            name: "ioc-u1".into(),
-            root: PathBuf::from("/iocage/jails/u1/root"),
-            hostname: "web".into(),
-            hostuuid: "u1".into(),
-            vnet: false,
-            addresses: vec!["10.0.0.2".parse().unwrap(), "fe80::2".parse().unwrap()],
-            jail: JailSettings {
-                allow: vec![
-                    ("set_hostname".into(), true),
-                    ("sysvipc".into(), false),
-                    ("raw_sockets".into(), false),
-                    ("mount".into(), true),
-                    ("mount.nullfs".into(), false),
-                    ("mount.zfs".into(), true),
-                ],
-                securelevel: Some(2),
-                enforce_statfs: Some(2),
-                children_max: Some(0),
-                devfs_ruleset: 4,
-                ip4: IpMode::New,
-                ip6: IpMode::New,
-                ip4_saddrsel: true,
-                ip6_saddrsel: true,
-                exec_fib: 0,
-                stop_timeout: None,
-            },
-            mounts: Vec::new(),
-            limits: Vec::new(),
-            cpuset: None,
-        }
+        JailSpec::for_tests(
+            vec![
+                ("set_hostname".into(), true),
+                ("sysvipc".into(), false),
+                ("raw_sockets".into(), false),
+                ("mount".into(), true),
+                ("mount.nullfs".into(), false),
+                ("mount.zfs".into(), true),
+            ],
+            vec!["10.0.0.2".parse().unwrap(), "fe80::2".parse().unwrap()],
+        )
     }
 
     fn names(p: &[Param]) -> Vec<&str> {

@@ -532,8 +532,6 @@ pub fn apply(p: &Prepared, before_filter: impl FnOnce() -> Result<(), String>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::JailSettings;
-    use std::path::PathBuf;
 
     fn spec() -> JailSpec {
         let allow = [
@@ -553,30 +551,7 @@ mod tests {
         .map(|n| (n.to_string(), false))
         .chain([("set_hostname".to_string(), true)])
         .collect();
-        JailSpec {
-            name: "ioc-u1".into(),
-            root: PathBuf::from("/iocage/jails/u1/root"),
-            hostname: "u1".into(),
-            hostuuid: "u1".into(),
-            vnet: false,
-            addresses: Vec::new(),
-            jail: JailSettings {
-                allow,
-                securelevel: Some(2),
-                enforce_statfs: Some(2),
-                children_max: Some(0),
-                devfs_ruleset: 4,
-                ip4: IpMode::New,
-                ip6: IpMode::New,
-                ip4_saddrsel: true,
-                ip6_saddrsel: true,
-                exec_fib: 0,
-                stop_timeout: None,
-            },
-            mounts: Vec::new(),
-            limits: Vec::new(),
-            cpuset: None,
-        }
+        JailSpec::for_tests(allow, Vec::new())
     }
 
     fn set(s: &mut JailSpec, name: &str, on: bool) {
