@@ -235,7 +235,7 @@ fn exec_timeout_kills_a_hanging_start_and_undoes_it() {
 
 #[test]
 fn a_failing_prestart_leaves_nothing_behind() {
-    let (_g, f, d) = small_pool();
+    let (_g, _f, d) = small_pool();
     // Host hooks from API clients need the configuration's consent.
     drop(d);
     let d = Daemon::with_config("allow_host_hooks = true\n");
@@ -261,7 +261,7 @@ fn a_failing_prestart_leaves_nothing_behind() {
 
 #[test]
 fn a_restarted_daemon_finds_and_stops_a_running_jail() {
-    let (_g, f, d) = small_pool();
+    let (_g, _f, d) = small_pool();
     let uuid = small_jail(&d, "tag=keep mount_procfs=1");
     assert!(call(&d, json!({"action": "startjail", "jail": "keep"}))["keep"].is_object());
     let jid = listed(&d, &uuid)["jid"].clone();
@@ -280,7 +280,7 @@ fn a_restarted_daemon_finds_and_stops_a_running_jail() {
 
 #[test]
 fn starts_and_stops_of_one_jail_take_turns() {
-    let (_g, f, d) = small_pool();
+    let (_g, _f, d) = small_pool();
     let uuid = small_jail(&d, "tag=turns mount_procfs=1");
     for (action, done, already) in [
         ("startjail", "+ Starting services OK", "is already up"),

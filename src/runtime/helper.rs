@@ -333,12 +333,11 @@ fn block_wait_signals() -> Result<SigSet, String> {
     Ok(set)
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn a_multi_threaded_process_is_refused() {
         // The test harness runs this on a thread of its own: at least two.
         let _other = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(200)));
