@@ -19,7 +19,7 @@ say() { printf '[guest] %s\n' "$*"; }
 . /mnt/env || finish 90
 # Seconds one test may run before the watchdog stops it (run.sh passes
 # IOCAGED_TEST_TIMEOUT through).
-TEST_TIMEOUT=${TEST_TIMEOUT:-600}
+TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 
 # load_zfs: insmod spl and zfs from the host's module cache, bring up lo.
 load_zfs() {

@@ -51,7 +51,7 @@ POOL_SIZE='$pool_size'
 POOL_DISK=/dev/vda
 TESTS='$names'
 TEST_ARGS='$test_args'
-TEST_TIMEOUT='${IOCAGED_TEST_TIMEOUT:-600}'
+TEST_TIMEOUT='${IOCAGED_TEST_TIMEOUT:-300}'
 SHOW_OUTPUT='${IOCAGED_VM_SHOW_OUTPUT:-0}'
 RUST_BACKTRACE=1
 export RUST_BACKTRACE
@@ -74,7 +74,7 @@ echo "[vm] booting guest ($(basename "$cache")) for:$names"
 # Software CPU (TCG): KVM is present here but hangs this kernel. The whole
 # run is bounded so that a wedged guest cannot hold CI (0: no bound).
 # shellcheck disable=SC2086 # $net is a word list
-timeout "${IOCAGED_VM_TIMEOUT:-2400}" qemu-system-x86_64 \
+timeout "${IOCAGED_VM_TIMEOUT:-3600}" qemu-system-x86_64 \
 	-accel tcg,thread=multi -cpu max -smp 2 -m "${IOCAGED_VM_MEM:-4096}" \
 	-nographic -no-reboot -nodefaults -serial stdio \
 	-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
