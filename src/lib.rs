@@ -12,3 +12,14 @@ pub mod config;
 pub mod iocage;
 pub mod runtime;
 pub mod zfs;
+
+/// This very binary, to start helper processes with (`iocaged jail-exec`,
+/// `jail-init`, `zfs-send`). On Linux `/proc/self/exe` still works when the
+/// file was replaced by an upgrade.
+pub(crate) fn self_exe() -> std::path::PathBuf {
+    if cfg!(target_os = "linux") {
+        std::path::PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().unwrap_or_else(|_| std::path::PathBuf::from("/usr/local/sbin/iocaged"))
+    }
+}

@@ -79,15 +79,7 @@ pub(crate) struct HelperRequest {
     pub confine: Option<super::linux::confine::Confinement>,
 }
 
-/// This very binary, to start helpers with. On Linux `/proc/self/exe`
-/// still works when the file was replaced by an upgrade.
-pub(crate) fn self_exe() -> PathBuf {
-    if cfg!(target_os = "linux") {
-        PathBuf::from("/proc/self/exe")
-    } else {
-        std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/sbin/iocaged"))
-    }
-}
+pub(crate) use crate::self_exe;
 
 /// How long past the command's own timeout the daemon waits for the
 /// helper before killing it (the helper bounds itself; this bounds a

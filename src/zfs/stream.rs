@@ -25,7 +25,6 @@
 use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::ptr;
 use std::time::{Duration, Instant};
@@ -74,18 +73,9 @@ fn stream_pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
 }
 
-/// This program's own binary, for the helper.
-fn own_binary() -> PathBuf {
-    if cfg!(target_os = "linux") {
-        PathBuf::from("/proc/self/exe")
-    } else {
-        std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/sbin/iocaged"))
-    }
-}
-
 /// Starts `iocaged zfs-send SNAPSHOT` writing into `wr`.
 fn start_sender(snapshot: &str, wr: OwnedFd) -> std::io::Result<Child> {
-    let mut cmd = Command::new(own_binary());
+    let mut cmd = Command::new(crate::self_exe());
     cmd.arg(SEND_HELPER).arg(snapshot).stdin(Stdio::null()).stdout(Stdio::from(wr)).stderr(Stdio::piped());
     #[cfg(target_os = "linux")]
     {
