@@ -40,21 +40,12 @@ fn call(d: &Daemon, args: Value) -> Value {
     r.body["args"][action].clone()
 }
 
-/// A daemon with these configuration lines (besides the rig's flags).
-fn daemon_with(config: &str) -> Daemon {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let path = format!("/tmp/iocaged-escape-{}-{n}.toml", std::process::id());
-    std::fs::write(&path, config).unwrap();
-    Daemon::start(&["--config", &path])
-}
-
 /// The test's turn, a fresh pool with the small release, and a daemon.
 fn small_pool(config: &str) -> (std::sync::MutexGuard<'static, ()>, Fixture, Daemon) {
     let turn = lock();
     let f = Fixture::fresh();
     f.static_release(RELEASE);
-    (turn, f, daemon_with(config))
+    (turn, f, Daemon::with_config(config))
 }
 
 /// A jail of the small release with `props`; returns its UUID.
@@ -605,7 +596,7 @@ fn clients_cannot_reach_host_paths_or_run_host_hooks() {
     assert!(d.stop());
 
     // With allow_host_hooks = true, hooks are the administrator's choice.
-    let d = daemon_with("allow_host_hooks = true\n");
+    let d = Daemon::with_config("allow_host_hooks = true\n");
     make_jail(&d, "tag=hooked exec_prestart=\"echo ran > /tmp/escape-hook\"");
     assert!(call(&d, json!({"action": "startjail", "jail": "hooked"}))["hooked"].is_object());
     assert_eq!(std::fs::read_to_string("/tmp/escape-hook").unwrap(), "ran\n");
