@@ -14,12 +14,22 @@
 //! execjail_timeout = 600            # seconds; execjail's and every unbounded command's
 //! exec_output_limit = 4194304       # bytes of stdout and of stderr before a command is stopped
 //! execjail_max = 64                 # execjails running at once
+//! max_connections = 1024            # open connections, all clients
+//! max_connections_per_address = 256 # open connections from one address
+//! max_requests_per_socket = 16      # WebSocket requests in flight on one socket
+//! max_actions = 256                 # iocage actions in flight, all clients
+//! max_logins = 4                    # password checks (PAM) at once
+//! zfs_queue = 512                   # libzfs jobs waiting (at least max_actions)
+//! header_timeout = 10               # seconds to send a request's headers; idle keep-alive
+//! request_timeout = 30              # seconds to send a body; a read's deadline
+//! trusted_proxies = []              # proxies whose X-Forwarded-For is believed
 //! ```
 //! Both ports serve both transports (a WebSocket upgrade on the REST port
 //! works too); the two lists exist for compatibility with sysadm clients.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -50,6 +60,124 @@ pub struct Config {
     pub exec_output_limit: u64,
     /// execjails running at once; more are refused until one finishes.
     pub execjail_max: usize,
+    /// Connections open at once, all clients; more are refused (503).
+    pub max_connections: usize,
+    /// Connections open at once from one address (trusted proxies are
+    /// bounded by `max_connections` alone).
+    pub max_connections_per_address: usize,
+    /// Requests in flight on one WebSocket; the socket is not read further
+    /// until one finishes, so TCP pushes back on the client.
+    pub max_requests_per_socket: usize,
+    /// iocage actions in flight, all clients; more are refused (503).
+    pub max_actions: usize,
+    /// Password checks (PAM) at once, all clients; apart from
+    /// `max_actions`, so that logins cannot be starved.
+    pub max_logins: usize,
+    /// libzfs jobs waiting for the owner thread; at least `max_actions`.
+    pub zfs_queue: usize,
+    /// Seconds a client has to send a request's headers, and that an idle
+    /// keep-alive connection is kept.
+    pub header_timeout: u64,
+    /// Seconds a client has to send a request's body; also how long a
+    /// read action may take before the client is answered 503.
+    pub request_timeout: u64,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For`
+    /// names the client; the lockout and the per-address limits then apply
+    /// to that client.
+    pub trusted_proxies: Vec<Network>,
+}
+
+/// An address or a network (`10.0.0.0/8`, `::1`) in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// An IPv4 address as itself even when it arrives IPv4-mapped (`::ffff:a.b.c.d`).
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The key a client counts under for per-address limits: an IPv4 address
+/// as itself, an IPv6 address by its /64 (one host usually has a whole /64).
+pub fn host_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not an address or a network (a.b.c.d, a.b.c.d/n, an IPv6 address[/n])");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr = canonical(addr.parse::<IpAddr>().map_err(|_| bad())?);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+        };
+        Ok(Network { addr, prefix })
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The bounds on what clients may put in flight (see [`Config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub max_requests_per_socket: usize,
+    pub max_actions: usize,
+    pub max_logins: usize,
+    pub zfs_queue: usize,
+    pub header_timeout: Duration,
+    pub request_timeout: Duration,
+    pub trusted_proxies: Vec<Network>,
+}
+
+impl Limits {
+    /// Whether `ip` is a configured reverse proxy.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(ip))
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Config::default().limits()
+    }
 }
 
 /// Where API keys live by default.
@@ -82,6 +210,15 @@ impl Default for Config {
             execjail_timeout: 600,
             exec_output_limit: crate::runtime::DEFAULT_OUTPUT_LIMIT,
             execjail_max: 64,
+            max_connections: 1024,
+            max_connections_per_address: 256,
+            max_requests_per_socket: 16,
+            max_actions: 256,
+            max_logins: 4,
+            zfs_queue: 512,
+            header_timeout: 10,
+            request_timeout: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -105,6 +242,8 @@ pub enum ConfigError {
     BadPool(String),
     #[error("{key} = {value}: expected {expected}")]
     OutOfRange { key: &'static str, value: u64, expected: &'static str },
+    #[error("zfs_queue = {queue} is less than max_actions = {actions}: every action in flight needs room for its job")]
+    QueueBelowActions { queue: usize, actions: usize },
 }
 
 impl Config {
@@ -133,17 +272,43 @@ impl Config {
                 return Err(ConfigError::Plaintext(a));
             }
         }
-        let ranges: [(&'static str, u64, std::ops::RangeInclusive<u64>, &'static str); 3] = [
+        let ranges: [(&'static str, u64, std::ops::RangeInclusive<u64>, &'static str); 11] = [
             ("execjail_timeout", self.execjail_timeout, 1..=86_400, "1 to 86400 seconds"),
             ("exec_output_limit", self.exec_output_limit, 1024..=(1 << 30), "1024 to 1073741824 bytes"),
             ("execjail_max", self.execjail_max as u64, 1..=256, "1 to 256"),
+            ("max_connections", self.max_connections as u64, 1..=65_536, "1 to 65536"),
+            ("max_connections_per_address", self.max_connections_per_address as u64, 1..=65_536, "1 to 65536"),
+            ("max_requests_per_socket", self.max_requests_per_socket as u64, 1..=1024, "1 to 1024"),
+            ("max_actions", self.max_actions as u64, 1..=4096, "1 to 4096"),
+            ("max_logins", self.max_logins as u64, 1..=64, "1 to 64"),
+            ("zfs_queue", self.zfs_queue as u64, 1..=65_536, "1 to 65536"),
+            ("header_timeout", self.header_timeout, 1..=3600, "1 to 3600 seconds"),
+            ("request_timeout", self.request_timeout, 1..=3600, "1 to 3600 seconds"),
         ];
         for (key, value, range, expected) in ranges {
             if !range.contains(&value) {
                 return Err(ConfigError::OutOfRange { key, value, expected });
             }
         }
+        if self.zfs_queue < self.max_actions {
+            return Err(ConfigError::QueueBelowActions { queue: self.zfs_queue, actions: self.max_actions });
+        }
         self.pool_choice().map(|_| ())
+    }
+
+    /// The bounds on clients, as the server, auth and service take them.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            max_requests_per_socket: self.max_requests_per_socket,
+            max_actions: self.max_actions,
+            max_logins: self.max_logins,
+            zfs_queue: self.zfs_queue,
+            header_timeout: Duration::from_secs(self.header_timeout),
+            request_timeout: Duration::from_secs(self.request_timeout),
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
     }
 
     /// What the service does about host hooks and the commands it runs.
@@ -250,6 +415,27 @@ mod tests {
             assert!(matches!(c.validate(), Err(ConfigError::OutOfRange { .. })), "{bad}");
         }
         assert!(Config::parse("execjail_timeout = -1").is_err());
+        for bad in ["max_connections = 0", "max_requests_per_socket = 0", "max_logins = 0", "header_timeout = 0"] {
+            let c = Config::parse(bad).unwrap();
+            assert!(matches!(c.validate(), Err(ConfigError::OutOfRange { .. })), "{bad}");
+        }
+        let c = Config::parse("max_actions = 600").unwrap();
+        assert!(matches!(c.validate(), Err(ConfigError::QueueBelowActions { .. })));
+        assert!(Config::parse("trusted_proxies = [\"10.0.0.0/33\"]").unwrap_err().contains("10.0.0.0/33"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let c = Config::parse("trusted_proxies = [\"127.0.0.1\", \"10.1.0.0/16\", \"fd00::/8\"]").unwrap();
+        let l = c.limits();
+        for yes in ["127.0.0.1", "::ffff:127.0.0.1", "10.1.200.3", "fd12::1"] {
+            assert!(l.is_trusted_proxy(yes.parse().unwrap()), "{yes}");
+        }
+        for no in ["127.0.0.2", "10.2.0.1", "fe80::1", "::1"] {
+            assert!(!l.is_trusted_proxy(no.parse().unwrap()), "{no}");
+        }
+        assert!("0.0.0.0/0".parse::<Network>().unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(!Limits::default().is_trusted_proxy("127.0.0.1".parse().unwrap()), "none by default");
     }
 
     #[test]

@@ -206,12 +206,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let keys = keys::KeyStore::open(&config.keys).map_err(|e| e.to_string())?;
     // libzfs_init itself refuses a kernel module whose interface does not
     // match this userland; the error says so (see Libzfs::init).
-    let zfs = Zfs::start().map_err(|e| e.to_string())?;
+    let zfs = Zfs::start_with_queue(config.zfs_queue).map_err(|e| e.to_string())?;
     let running = zfs.run_blocking(|l| l.versions()).map_err(|e| e.to_string())?;
     tracing::info!(userland = %running.userland, kernel = %running.kernel, built_against = OPENZFS_BUILD_VERSION, "OpenZFS");
     let pool = config.pool_choice().map_err(|e| e.to_string())?;
-    let iocage = Iocage::new(zfs, iocaged::runtime::native(), pool).with_policy(config.jail_policy());
-    let api = Arc::new(Api::new(iocage.clone(), Auth::new(config.pam_service.clone(), Some(keys))));
+    let limits = config.limits();
+    let iocage = Iocage::new(zfs, iocaged::runtime::native(), pool)
+        .with_policy(config.jail_policy())
+        .with_limits(limits.max_actions, limits.request_timeout);
+    let auth =
+        Auth::with_limits(config.pam_service.clone(), Some(keys), limits.max_logins, limits.trusted_proxies.clone());
+    let api = Arc::new(Api::new(iocage.clone(), auth));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -243,7 +248,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             pool = %config.pool,
             "iocaged listening"
         );
-        server::serve(listeners, acceptor, api, shutdown_signal()).await;
+        server::serve(listeners, acceptor, api, limits, shutdown_signal()).await;
         tracing::info!("stopped");
         Ok(())
     })

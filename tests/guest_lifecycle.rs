@@ -325,3 +325,35 @@ fn cleanjails_stops_running_jails_before_destroying_them() {
     );
     assert!(d.stop());
 }
+
+/// destroyjail waits for the jail's turn, then acts on the jail it waited
+/// for, not on whatever the client's name means by then: here the tag
+/// moves to another jail while a start holds the first one's turn. (Before
+/// the fix it resolved the name again and destroyed the other jail.)
+#[test]
+fn destroyjail_acts_on_the_jail_whose_turn_it_waited_for() {
+    let (_g, f, d) = small_pool();
+    let first = small_jail(&d, "tag=x mount_procfs=1 exec_start='/bin/sleep 6'");
+    let mut ws = Ws::connect(d.ws);
+    ws.send(
+        &json!({"id": "start", "namespace": "sysadm", "name": "iocage", "args": {"action": "startjail", "jail": "x"}}),
+    );
+    // The start holds the turn while its exec_start runs.
+    let t = std::time::Instant::now();
+    while processes(&["/bin/sleep", "6"]).is_empty() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(60), "exec_start never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    ws.send(&json!({"id": "destroy", "namespace": "sysadm", "name": "iocage", "args": {"action": "destroyjail", "jail": "x"}}));
+    // Let the destroy name its jail and queue for the turn, then move the tag.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    zfs(&["set", "org.freebsd.iocage:tag=moved", &format!("{}/iocage/jails/{first}", f.pool)]);
+    let second = small_jail(&d, "tag=x");
+    let replies: Vec<Value> = (0..2).map(|_| ws.recv().expect("a reply")).collect();
+    let destroy = replies.iter().find(|r| r["id"] == "destroy").expect("the destroy's reply");
+    let said = destroy["args"]["destroyjail"].to_string();
+    assert!(said.contains(&first) && said.contains("running"), "it acted on the first jail (running): {destroy}");
+    assert_eq!(get(&format!("{}/iocage/jails/{second}", f.pool), "name"), format!("{}/iocage/jails/{second}", f.pool));
+    assert!(call(&d, json!({"action": "stopjail", "jail": first.clone()}))[&first].is_object());
+    assert!(d.stop());
+}

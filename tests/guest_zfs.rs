@@ -368,3 +368,48 @@ fn the_history_names_the_datasets_changed_since_an_offset() {
     let p = pool();
     assert_eq!(z.run_blocking(move |l| l.history_end(&p, end)).unwrap().unwrap(), since(end).end);
 }
+
+/// The owner thread's queue is bounded: with the thread busy and the queue
+/// full, a job waits QUEUE_WAIT for room and then fails as Overloaded (the
+/// API's 503), instead of the queue growing; once the thread is free again
+/// jobs run as before.
+#[test]
+fn a_full_owner_queue_refuses_instead_of_growing() {
+    pool();
+    let z = Zfs::start_with_queue(2).unwrap();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    // Occupies the owner thread until released (from a thread of its own:
+    // the runtime below has one thread, which must not block).
+    let busy = std::thread::spawn({
+        let z = z.clone();
+        move || {
+            z.run_blocking(move |_| {
+                let _ = started_tx.send(());
+                let _ = release_rx.recv();
+            })
+        }
+    });
+    started_rx.recv().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(async {
+        // Two fill the queue...
+        let queued: Vec<_> = (0..2)
+            .map(|i| {
+                let z = z.clone();
+                tokio::spawn(async move { z.run(move |_| i).await })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // ...the next waits QUEUE_WAIT for room and is refused.
+        let e = z.run(|_| ()).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Overloaded, "{e}");
+        assert!(e.to_string().contains("zfs_queue"), "{e}");
+        release_tx.send(()).unwrap();
+        for (i, q) in queued.into_iter().enumerate() {
+            assert_eq!(q.await.unwrap().unwrap(), i);
+        }
+        assert!(z.run(|_| 7).await.is_ok(), "jobs run again once there is room");
+    });
+    busy.join().unwrap().unwrap();
+}

@@ -14,7 +14,11 @@ use base64::Engine;
 /// Who is asking, as far as the transport knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
+    /// The client: the TCP peer, or behind a trusted proxy the address its
+    /// `X-Forwarded-For` names (the lockout and the log use this).
     pub addr: IpAddr,
+    /// The trusted proxy the request came through, if any.
+    pub proxy: Option<IpAddr>,
 }
 
 /// What a request presents.

@@ -26,6 +26,10 @@ pub enum Status {
     Unauthorized,
     Forbidden,
     NotFound,
+    /// A bug: the request failed inside the server.
+    Internal,
+    /// Refused for load (a limit was reached): try again shortly.
+    ServiceUnavailable,
 }
 
 impl Status {
@@ -35,6 +39,8 @@ impl Status {
             Status::Unauthorized => 401,
             Status::Forbidden => 403,
             Status::NotFound => 404,
+            Status::Internal => 500,
+            Status::ServiceUnavailable => 503,
         }
     }
 
@@ -44,6 +50,8 @@ impl Status {
             Status::Unauthorized => "Unauthorized",
             Status::Forbidden => "Forbidden",
             Status::NotFound => "Not Found",
+            Status::Internal => "Internal Server Error",
+            Status::ServiceUnavailable => "Service Unavailable",
         }
     }
 }

@@ -43,6 +43,7 @@ fn refused(e: AuthError) -> ProtocolError {
         AuthError::LockedOut => ProtocolError::new(Status::Forbidden, e.to_string()),
         AuthError::NoRole(_) => ProtocolError::new(Status::Forbidden, e.to_string()),
         AuthError::Invalid => ProtocolError::new(Status::Unauthorized, e.to_string()),
+        AuthError::Busy(_) => ProtocolError::new(Status::ServiceUnavailable, e.to_string()),
     }
 }
 
@@ -78,6 +79,7 @@ impl Api {
         tracing::info!(
             transport = ?transport,
             peer = %peer.addr,
+            via = %peer.proxy.map_or_else(|| "-".to_string(), |p| p.to_string()),
             user = %user.as_deref().unwrap_or("-"),
             call = %format_args!("{}/{}", call.namespace, call.name),
             action = %str_arg(call, "action").unwrap_or("-"),
@@ -197,6 +199,13 @@ impl Api {
                     Ok(req) => self.iocage.run(req).await,
                     Err(e) => Err(e),
                 };
+                // Refused for load, not for what it asked: a 503 the
+                // client can retry, not an in-band failure of the action.
+                if let Err(e) = &body {
+                    if e.is_overload() {
+                        return Err(ProtocolError::new(Status::ServiceUnavailable, e.to_string()));
+                    }
+                }
                 let body = body.unwrap_or_else(|e| json!({ "error": e.to_string() }));
                 Ok(json!({ action.name(): body }))
             }

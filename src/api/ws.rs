@@ -2,15 +2,23 @@
 //! own task, so a slow action never holds up the others on the socket, and
 //! replies go out as they finish (clients match them by `id`).
 //!
-//! A socket idle for [`IDLE_TIMEOUT`] is closed. On shutdown the socket
+//! Bounds: at most `max_requests_per_socket` requests in flight; a permit
+//! is taken *before* the next message is read, so a client that pipelines
+//! more is simply not read (TCP pushes back on it). Messages and frames are
+//! at most [`MAX_MESSAGE`]. A request whose task fails (a bug that panics)
+//! is still answered, with an error under its id.
+//!
+//! A socket idle for [`IDLE_TIMEOUT`] is closed, and so is one whose client
+//! takes no reply for [`WRITE_TIMEOUT`] (it never reads). On shutdown the socket
 //! stops reading, lets in-flight requests finish (up to [`DRAIN_TIMEOUT`]),
 //! and closes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, watch};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Rejection};
@@ -23,11 +31,15 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// A socket that has not authenticated this long after connecting is closed.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_MESSAGE: usize = 1 << 20;
+/// A client that takes no reply this long is disconnected.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest message, and frame, read.
+pub const MAX_MESSAGE: usize = 1 << 20;
 
 /// Upgrades any path to a WebSocket session.
 pub fn routes(
     api: Arc<Api>,
+    max_in_flight: usize,
     shutdown: watch::Receiver<bool>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Rejection> + Clone {
     // Only upgrade requests are ours; anything else falls through to REST
@@ -42,25 +54,55 @@ pub fn routes(
         .untuple_one();
     upgrade.and(warp::ws()).and(warp::ext::get::<Peer>()).map(move |ws: Ws, peer: Peer| {
         let (api, shutdown) = (api.clone(), shutdown.clone());
-        ws.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| session(api, peer, socket, shutdown))
+        ws.max_message_size(MAX_MESSAGE)
+            .max_frame_size(MAX_MESSAGE)
+            .on_upgrade(move |socket| session(api, peer, socket, max_in_flight, shutdown))
     })
 }
 
-async fn session(api: Arc<Api>, peer: Peer, socket: WebSocket, mut shutdown: watch::Receiver<bool>) {
+async fn session(
+    api: Arc<Api>,
+    peer: Peer,
+    socket: WebSocket,
+    max_in_flight: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(64);
+    // Room for every reply in flight plus a few protocol errors: a task
+    // never waits long to hand its reply over.
+    let (tx, mut rx) = mpsc::channel::<Message>(max_in_flight + 4);
+    // The writer gives up on a client that takes no reply for
+    // WRITE_TIMEOUT (it never reads); the session then ends too.
+    let (gone_tx, mut gone) = watch::channel(false);
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
-            if sink.send(m).await.is_err() {
-                return;
+            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(m)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::info!(peer = %peer.addr, "closing a WebSocket whose client read no reply for {WRITE_TIMEOUT:?}");
+                    break;
+                }
             }
         }
-        let _ = sink.close().await;
+        let _ = gone_tx.send(true);
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
     });
+    let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
     let mut inflight = JoinSet::new();
     let session = Arc::new(WsSession::default());
     let auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
     loop {
+        // A slot first, then the next message: with every slot taken the
+        // socket is not read until a request finishes.
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+            _ = gone.changed() => break,
+        };
         let next = tokio::select! {
             n = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => n,
             _ = tokio::time::sleep_until(auth_deadline), if session.token().is_none() => {
@@ -73,13 +115,18 @@ async fn session(api: Arc<Api>, peer: Peer, socket: WebSocket, mut shutdown: wat
                 break;
             }
             _ = shutdown.changed() => break,
+            _ = gone.changed() => break,
         };
         let msg = match next {
             Err(_) => {
                 tracing::debug!(peer = %peer.addr, "closing idle WebSocket");
                 break;
             }
-            Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::info!(peer = %peer.addr, "closing a WebSocket: {e}");
+                break;
+            }
             Ok(Some(Ok(m))) => m,
         };
         if msg.is_close() {
@@ -89,22 +136,15 @@ async fn session(api: Arc<Api>, peer: Peer, socket: WebSocket, mut shutdown: wat
             msg.to_str().unwrap_or_default().to_string()
         } else if msg.is_binary() {
             let err = ProtocolError::bad_request("send requests as text messages");
-            let _ = tx.send(Message::text(envelope::ws_error(&serde_json::Value::Null, &err).to_string())).await;
+            let _ = tx.send(Message::text(envelope::ws_error(&Value::Null, &err).to_string())).await;
             continue;
         } else {
             continue; // ping/pong
         };
         let (api, tx, session) = (api.clone(), tx.clone(), session.clone());
         inflight.spawn(async move {
-            let reply = match envelope::parse_ws(&text) {
-                Ok(call) => {
-                    match api.handle(Transport::WebSocket, peer, &Credentials::None, Some(&session), &call).await {
-                        Ok(out) => envelope::ws_reply(&call, out),
-                        Err(e) => envelope::ws_error(&call.id, &e),
-                    }
-                }
-                Err((id, e)) => envelope::ws_error(&id, &e),
-            };
+            let _slot = slot;
+            let reply = answer(&api, peer, &session, &text).await;
             let _ = tx.send(Message::text(reply.to_string())).await;
         });
         while inflight.try_join_next().is_some() {}
@@ -112,4 +152,58 @@ async fn session(api: Arc<Api>, peer: Peer, socket: WebSocket, mut shutdown: wat
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, async { while inflight.join_next().await.is_some() {} }).await;
     drop(tx);
     let _ = writer.await;
+}
+
+/// The reply to one message. A request that panics is answered with an
+/// error under its id (the client would otherwise wait for ever).
+async fn answer(api: &Api, peer: Peer, session: &WsSession, text: &str) -> Value {
+    let call = match envelope::parse_ws(text) {
+        Ok(call) => call,
+        Err((id, e)) => return envelope::ws_error(&id, &e),
+    };
+    let handled = catching(api.handle(Transport::WebSocket, peer, &Credentials::None, Some(session), &call)).await;
+    if handled.is_err() {
+        tracing::error!(peer = %peer.addr, call = %format_args!("{}/{}", call.namespace, call.name), "a request panicked");
+    }
+    reply_to(&call, handled)
+}
+
+/// Runs `f`, turning a panic into `Err` (the task goes on to reply).
+async fn catching<T>(f: impl std::future::Future<Output = T>) -> Result<T, ()> {
+    std::panic::AssertUnwindSafe(f).catch_unwind().await.map_err(|_| ())
+}
+
+fn reply_to(call: &envelope::Call, handled: Result<Result<Value, ProtocolError>, ()>) -> Value {
+    match handled {
+        Ok(Ok(out)) => envelope::ws_reply(call, out),
+        Ok(Err(e)) => envelope::ws_error(&call.id, &e),
+        Err(()) => envelope::ws_error(
+            &call.id,
+            &ProtocolError::new(
+                envelope::Status::Internal,
+                "the request failed inside the server (a bug; see its log)",
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_that_panics_is_answered_under_its_id() {
+        let call = envelope::parse_ws(r#"{"id":"q7","namespace":"sysadm","name":"iocage","args":{}}"#).unwrap();
+        let handled = catching(async {
+            if call.id.is_string() {
+                panic!("a bug");
+            }
+            Ok(Value::Null)
+        })
+        .await;
+        let reply = reply_to(&call, handled);
+        assert_eq!(reply["id"], "q7", "{reply}");
+        assert_eq!(reply["args"]["code"], "500", "{reply}");
+        assert!(reply["args"]["detail"].as_str().unwrap().contains("inside the server"), "{reply}");
+    }
 }

@@ -14,7 +14,6 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -134,18 +133,46 @@ pub fn revoke(path: &Path, name: &str) -> Result<(), KeyError> {
     save(path, &entries)
 }
 
-/// The keys the daemon accepts, re-read when the file changes.
+/// The keys the daemon accepts. The file is read on every key check (it
+/// is small; a check is a few microseconds) and parsed again when its
+/// bytes differ from last time: a revoke takes effect at the next request,
+/// even one in the same clock tick as the change (an mtime would miss it).
 pub struct KeyStore {
     path: PathBuf,
-    cache: Mutex<(Option<SystemTime>, Vec<KeyEntry>)>,
+    cache: Mutex<(Option<Vec<u8>>, Vec<KeyEntry>)>,
+}
+
+/// The largest key file read (about 5,000 keys).
+const MAX_KEY_FILE: u64 = 1 << 20;
+
+/// The key file's bytes; `None` when there is none.
+fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, KeyError> {
+    use std::io::Read;
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(KeyError::Read { path: path.into(), source }),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| KeyError::Read { path: path.into(), source })?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(KeyError::Malformed {
+            path: path.into(),
+            line: 0,
+            what: format!("larger than {MAX_KEY_FILE} bytes"),
+        });
+    }
+    Ok(Some(bytes))
 }
 
 impl KeyStore {
     /// Opens the store, failing on a file with unsafe permissions.
     pub fn open(path: &Path) -> Result<KeyStore, KeyError> {
         let entries = load(path)?;
-        let mtime = fs::metadata(path).and_then(|m| m.modified()).ok();
-        Ok(KeyStore { path: path.into(), cache: Mutex::new((mtime, entries)) })
+        let bytes = read_bounded(path)?;
+        Ok(KeyStore { path: path.into(), cache: Mutex::new((bytes, entries)) })
     }
 
     /// The identity a key stands for; `None` for anything else.
@@ -154,13 +181,22 @@ impl KeyStore {
         let (name, secret) = rest.rsplit_once('.')?;
         let secret = unhex(secret)?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
-        if mtime != cache.0 {
+        let now = match read_bounded(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!("API keys disabled: {e}");
+                *cache = (None, Vec::new());
+                return None;
+            }
+        };
+        if now != cache.0 {
+            // Parsed (and its permissions checked) from the file again.
             match load(&self.path) {
-                Ok(entries) => *cache = (mtime, entries),
+                Ok(entries) => *cache = (now, entries),
                 Err(e) => {
                     tracing::error!("API keys disabled: {e}");
-                    *cache = (mtime, Vec::new());
+                    *cache = (None, Vec::new());
+                    return None;
                 }
             }
         }
@@ -196,9 +232,13 @@ mod tests {
         assert_eq!(store.verify("iok.backup.zz"), None);
         assert!(matches!(add(&path, "backup", Role::Read), Err(KeyError::Exists(_))));
         assert!(matches!(add(&path, "bad name", Role::Read), Err(KeyError::BadName(_))));
-        // Revocation takes effect without reopening the store.
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Revocation takes effect without reopening the store, even when
+        // the file's modification time does not change (a revoke in the
+        // same clock tick as the last change).
+        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
         revoke(&path, "backup").unwrap();
+        fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), mtime);
         assert_eq!(store.verify(&key), None);
         assert!(matches!(revoke(&path, "backup"), Err(KeyError::NotFound(_))));
     }

@@ -29,22 +29,45 @@ pub enum AuthError {
     Invalid,
     #[error("user {0} may not use this service (not root, not in wheel or operator)")]
     NoRole(String),
+    #[error("too many logins in progress ({0}); try again in a few seconds")]
+    Busy(&'static str),
 }
+
+/// Password checks at once without a configuration (`max_logins`).
+const DEFAULT_MAX_LOGINS: usize = 4;
+
+/// How long a login waits for a free password check.
+const PAM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Auth {
     pam_service: String,
     tokens: tokens::Tokens,
     keys: Option<keys::KeyStore>,
     lockout: lockout::Lockout,
+    /// One permit per password check running (`max_logins`), apart from
+    /// the actions' so that logins are never starved by them.
+    pam: Arc<tokio::sync::Semaphore>,
 }
 
 impl Auth {
     pub fn new(pam_service: impl Into<String>, keys: Option<keys::KeyStore>) -> Arc<Auth> {
+        Self::with_limits(pam_service, keys, DEFAULT_MAX_LOGINS, Vec::new())
+    }
+
+    /// [`Auth::new`] with at most `max_logins` password checks at once, and
+    /// these reverse proxies (which the lockout does not exempt as loopback).
+    pub fn with_limits(
+        pam_service: impl Into<String>,
+        keys: Option<keys::KeyStore>,
+        max_logins: usize,
+        trusted_proxies: Vec<crate::config::Network>,
+    ) -> Arc<Auth> {
         Arc::new(Auth {
             pam_service: pam_service.into(),
             tokens: Default::default(),
             keys,
-            lockout: Default::default(),
+            lockout: lockout::Lockout::new(trusted_proxies),
+            pam: Arc::new(tokio::sync::Semaphore::new(max_logins.max(1))),
         })
     }
 
@@ -62,10 +85,20 @@ impl Auth {
     }
 
     /// Checks a password (PAM, on a blocking thread) and the user's role.
+    ///
+    /// First the address's turn (its checks run one at a time, so attempts
+    /// in flight count against the lockout), then one of `max_logins`
+    /// permits; the outcome is recorded before the turn passes on.
     pub async fn password(self: &Arc<Self>, ip: IpAddr, user: &str, password: &str) -> Result<Identity, AuthError> {
-        if self.is_locked_out(ip) {
-            return Err(AuthError::LockedOut);
-        }
+        let _turn = self.lockout.admit(ip).await.map_err(|r| match r {
+            lockout::Refusal::Blocked => AuthError::LockedOut,
+            lockout::Refusal::Busy => AuthError::Busy("this address's earlier logins are still being checked"),
+        })?;
+        let _permit = tokio::time::timeout(PAM_WAIT, self.pam.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(AuthError::Busy("every password check is taken (max_logins)"))?;
         let (service, u, p) = (self.pam_service.clone(), user.to_string(), password.to_string());
         let checked = tokio::task::spawn_blocking(move || pam::authenticate(&service, &u, &p, ip)).await;
         match checked {

@@ -55,10 +55,24 @@ pub enum ActionError {
     Lifecycle { verb: &'static str, jail: String, step: String, message: String },
     #[error("jail {0} is not running: start it first")]
     NotRunning(String),
+    #[error("the service is busy: {0}; try again in a few seconds")]
+    Overloaded(String),
     #[error("cannot {what}: {message}")]
     Io { what: String, message: String },
     #[error(transparent)]
     Zfs(#[from] ZfsError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+}
+
+impl ActionError {
+    /// Whether the action was refused for load, not for what it asked:
+    /// the API answers these with 503 rather than in-band.
+    pub fn is_overload(&self) -> bool {
+        match self {
+            ActionError::Overloaded(_) => true,
+            ActionError::Zfs(e) => e.kind == crate::zfs::ErrorKind::Overloaded,
+            _ => false,
+        }
+    }
 }

@@ -151,6 +151,11 @@ pub fn resolve<'a>(jails: &'a [Jail], query: &str) -> Result<&'a Jail, ActionErr
     }
 }
 
+/// The jail with this UUID exactly (never a tag or a prefix).
+pub fn by_uuid<'a>(jails: &'a [Jail], uuid: &str) -> Result<&'a Jail, ActionError> {
+    jails.iter().find(|j| j.uuid == uuid).ok_or_else(|| ActionError::JailNotFound(uuid.to_string()))
+}
+
 #[cfg(test)]
 pub(crate) fn test_jail(uuid: &str, user: &[(&str, &str)]) -> Jail {
     Jail {

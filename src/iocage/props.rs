@@ -277,7 +277,29 @@ pub fn validate_client_value(name: &str, value: &str) -> Result<&'static Prop, P
         value: value.to_string(),
         expected: expected.to_string(),
     })?;
+    check_meaning(p, value).map_err(|expected| PropError::Invalid {
+        name: name.to_string(),
+        value: value.to_string(),
+        expected,
+    })?;
     Ok(p)
+}
+
+/// What a value's format alone does not settle: a limit's amount must be
+/// one the runtimes can compute with (the same parser they use, with the
+/// resource's range), and a tag must read as neither "unset" (`-`, how
+/// listings print it) nor an option (a leading `-` to the iocage command
+/// that may share the pool).
+fn check_meaning(p: &Prop, value: &str) -> Result<(), String> {
+    if p.format == Limit {
+        crate::runtime::limits::Limit::parse(p.name, value)?;
+    }
+    if p.name == "tag" && value.starts_with('-') {
+        return Err("a tag that does not start with '-' ('-' is how listings show \"unset\", \
+                    and a leading '-' reads as an option)"
+            .into());
+    }
+    Ok(())
 }
 
 /// `Err(description of what was expected)` when `value` does not fit.
@@ -490,6 +512,10 @@ mod tests {
             ("notes", "line\nbreak"),
             ("securelevel", "4"),
             ("exec_timeout", "-1"),
+            ("tag", "-"),
+            ("tag", "-rf"),
+            ("pcpu", "99999999999999999:deny"),
+            ("memoryuse", "8192P:deny"),
         ];
         for (k, v) in bad {
             let err = validate_client_value(k, v).unwrap_err();
@@ -500,5 +526,47 @@ mod tests {
         assert_eq!(validate_client_value("host_hostuuid", "x"), Err(PropError::ReadOnly("host_hostuuid".into())));
         assert_eq!(validate_client_value("nope", "x"), Err(PropError::Unknown("nope".into())));
         assert!(validate_client_value("notes", &"x".repeat(MAX_VALUE_LEN + 1)).is_err());
+    }
+
+    /// Every limit value a client can set is one the runtimes compute
+    /// with, without overflow: what validation accepts, `Limit::parse`
+    /// accepts with the amount as written, and the Linux runtime's cgroup
+    /// values are exactly the amount (pcpu: × 1000 µs).
+    mod limits_in_range {
+        use super::super::*;
+        use crate::runtime::limits::Limit as RtLimit;
+        use proptest::prelude::*;
+
+        fn limit_props() -> Vec<&'static str> {
+            CATALOGUE.iter().filter(|p| p.format == Limit).map(|p| p.name).collect()
+        }
+
+        proptest! {
+            #[test]
+            fn accepted_limits_never_overflow(
+                which in 0usize..64,
+                digits in "[0-9]{1,22}",
+                suffix in prop::sample::select(vec!["", "K", "M", "G", "T", "P", "%"]),
+                action in prop::sample::select(vec!["deny", "log", "devctl", "sigterm"]),
+            ) {
+                let names = limit_props();
+                let name = names[which % names.len()];
+                let value = format!("{digits}{suffix}:{action}");
+                if validate_client_value(name, &value).is_ok() {
+                    let l = RtLimit::parse(name, &value).expect("validation and the runtime agree").expect("not off");
+                    prop_assert!(l.value() <= crate::runtime::limits::max_amount(name));
+                    let rule_head = format!("jail:j:{name}:{action}=");
+                    prop_assert!(l.rctl_rule("j").starts_with(&rule_head));
+                    #[cfg(target_os = "linux")]
+                    if let Ok(files) = crate::runtime::linux::cgroup::translate(std::slice::from_ref(&l), None) {
+                        for (file, v) in files {
+                            let n: u64 = v.split(' ').next().unwrap_or("").parse().expect("a number");
+                            let want = if file == "cpu.max" { l.value().max(1) * 1000 } else { l.value() };
+                            prop_assert_eq!(n, want, "{}={}", file, v);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -48,6 +48,11 @@ pub struct Iocage {
     pool_choice: Arc<Mutex<Option<FoundPool>>>,
     /// Host hooks, command timeouts and output limits (configuration).
     policy: lifecycle::Policy,
+    /// Admission: one permit per action in flight (`max_actions`).
+    actions: Arc<tokio::sync::Semaphore>,
+    max_actions: usize,
+    /// How long a read action may take before its caller is answered.
+    read_deadline: Duration,
 }
 
 /// When the pool in use was found, and which it was (or why none).
@@ -57,6 +62,12 @@ type FoundPool = (Instant, Result<String, ActionError>);
 /// or (de)activated behind the daemon's back shows in reads within this.
 /// The daemon's own activatepool and deactivatepool show at once.
 const POOL_CHOICE_AGE: Duration = Duration::from_secs(1);
+
+/// Actions in flight without a configuration (`max_actions`).
+const DEFAULT_MAX_ACTIONS: usize = 256;
+
+/// How long a read may take without a configuration (`request_timeout`).
+const DEFAULT_READ_DEADLINE: Duration = Duration::from_secs(30);
 
 impl Iocage {
     pub fn new(zfs: Zfs, runtime: Arc<dyn Runtime>, pool: PoolChoice) -> Self {
@@ -68,7 +79,20 @@ impl Iocage {
             index: Arc::default(),
             pool_choice: Arc::default(),
             policy: lifecycle::Policy::default(),
+            actions: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_ACTIONS)),
+            max_actions: DEFAULT_MAX_ACTIONS,
+            read_deadline: DEFAULT_READ_DEADLINE,
         }
+    }
+
+    /// The same service admitting at most `max_actions` actions at once,
+    /// and answering a read that takes longer than `read_deadline` with
+    /// [`ActionError::Overloaded`].
+    pub fn with_limits(mut self, max_actions: usize, read_deadline: Duration) -> Self {
+        self.max_actions = max_actions.max(1);
+        self.actions = Arc::new(tokio::sync::Semaphore::new(self.max_actions));
+        self.read_deadline = read_deadline;
+        self
     }
 
     /// The same service with this policy (the configuration's).
@@ -79,14 +103,36 @@ impl Iocage {
 
     /// Runs a request; `Ok` is the body that goes under the action's name.
     ///
-    /// The request runs as a task of its own: if the client goes away, the
+    /// Admission first: with `max_actions` in flight the request is refused
+    /// at once ([`ActionError::Overloaded`]). The request then runs as a
+    /// task of its own, holding its permit: if the client goes away, the
     /// action still completes (or undoes itself); a create is never left
-    /// half-made because a connection dropped.
+    /// half-made because a connection dropped. A read's caller waits at
+    /// most the read deadline.
     pub async fn run(&self, req: Request) -> Result<Value, ActionError> {
+        let permit = self.actions.clone().try_acquire_owned().map_err(|_| {
+            ActionError::Overloaded(format!("{} actions are in flight (max_actions)", self.max_actions))
+        })?;
+        let write = req.action().is_write();
         let this = self.clone();
-        tokio::spawn(async move { this.execute(req).await })
-            .await
-            .unwrap_or_else(|e| Err(ActionError::Io { what: "run the action".into(), message: e.to_string() }))
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            this.execute(req).await
+        });
+        let joined = if write {
+            task.await
+        } else {
+            match tokio::time::timeout(self.read_deadline, task).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    return Err(ActionError::Overloaded(format!(
+                        "the read took longer than {} s (request_timeout)",
+                        self.read_deadline.as_secs()
+                    )));
+                }
+            }
+        };
+        joined.unwrap_or_else(|e| Err(ActionError::Io { what: "run the action".into(), message: e.to_string() }))
     }
 
     /// Removes what creates left incomplete (run at start-up). Without an
@@ -178,9 +224,11 @@ impl Iocage {
                 let _turn = self.turn(&uuid).await;
                 let running = self.running_names()?;
                 let index = self.index.clone();
+                // The jail whose turn we hold, by its UUID: the client's
+                // name may mean another jail by now.
                 self.on_pool(move |lib, layout| {
                     let jails = index.jails(lib, &layout, Instant::now())?;
-                    let target = jails::resolve(&jails, &jail)?;
+                    let target = jails::by_uuid(&jails, &uuid)?;
                     destroy::destroy_jail(lib, &layout, target, &running)?;
                     Ok(json!({ "success": { "Destroying": target.uuid } }))
                 })
@@ -188,7 +236,7 @@ impl Iocage {
             }
             Request::CleanJails => {
                 self.on_pool(|lib, layout| destroy::check_clean(lib, &layout, false)).await?;
-                self.stop_running().await?;
+                let _turns = self.stop_all().await?;
                 let running = self.running_names()?;
                 self.on_pool(move |lib, layout| destroy::clean_jails(lib, &layout, &running)).await?;
                 Ok(json!({ "success": "All jails have been cleaned." }))
@@ -203,7 +251,7 @@ impl Iocage {
             }
             Request::CleanAll => {
                 self.on_pool(|lib, layout| destroy::check_clean(lib, &layout, true)).await?;
-                self.stop_running().await?;
+                let _turns = self.stop_all().await?;
                 let running = self.running_names()?;
                 self.on_pool(move |lib, layout| destroy::clean_all(lib, &layout, &running)).await?;
                 Ok(json!({ "success": "All iocage datasets have been cleaned." }))
@@ -247,9 +295,24 @@ impl Iocage {
         .await
     }
 
-    /// Stops every running jail of the pool, each in its turn (what the
-    /// clean actions do before destroying jails; iocage did not).
-    async fn stop_running(&self) -> Result<(), ActionError> {
+    /// Takes the turn of every jail of the pool (in UUID order, so two
+    /// cleans cannot deadlock; other actions hold one turn at a time) and
+    /// stops the running ones. The clean actions hold the turns until the
+    /// jails are destroyed: no start can slip in between (iocage did not
+    /// stop jails at all).
+    async fn stop_all(&self) -> Result<Vec<OwnedMutexGuard<()>>, ActionError> {
+        let index = self.index.clone();
+        let mut uuids: Vec<String> = self
+            .on_pool(move |lib, layout| {
+                Ok(index.jails(lib, &layout, Instant::now())?.iter().map(|j| j.uuid.clone()).collect())
+            })
+            .await?;
+        uuids.sort();
+        let mut turns = Vec::with_capacity(uuids.len());
+        for uuid in &uuids {
+            turns.push(self.turn(uuid).await);
+        }
+        // Which run is read once every turn is ours: none can change now.
         let running = self.running_names()?;
         let index = self.index.clone();
         let plans = self
@@ -265,10 +328,9 @@ impl Iocage {
         let plans: Vec<lifecycle::Plan> = plans;
         for mut plan in plans {
             plan.policy = self.policy.clone();
-            let _turn = self.turn(&plan.uuid).await;
             self.blocking(move |rt| lifecycle::stop(rt, &plan)).await?;
         }
-        Ok(())
+        Ok(turns)
     }
 
     /// The lifecycle plan of the jail a client names.

@@ -21,7 +21,11 @@ impl Limit {
         }
         let (amount, action) =
             value.split_once(':').ok_or_else(|| format!("{resource}={value}: expected <amount>:<action> or off"))?;
-        amount_value(amount).ok_or_else(|| format!("{resource}={value}: {amount:?} is not an amount"))?;
+        let n = amount_value(amount).ok_or_else(|| format!("{resource}={value}: {amount:?} is not an amount"))?;
+        let max = max_amount(resource);
+        if n > max {
+            return Err(format!("{resource}={value}: at most {max}"));
+        }
         Ok(Some(Limit { resource: resource.into(), amount: amount.into(), action: action.into() }))
     }
 
@@ -40,6 +44,17 @@ impl Limit {
 impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}={}:{}", self.resource, self.amount, self.action)
+    }
+}
+
+/// The largest amount a limit may have: what rctl keeps (a signed 64-bit
+/// number), and for `pcpu` 100 per CPU for 1024 CPUs, so that what the
+/// runtimes compute from it (cgroup v2's `cpu.max` is pcpu × 1000 µs per
+/// 100 ms) cannot overflow.
+pub fn max_amount(resource: &str) -> u64 {
+    match resource {
+        "pcpu" => 100 * 1024,
+        _ => i64::MAX as u64,
     }
 }
 
@@ -70,5 +85,9 @@ mod tests {
         assert!(Limit::parse("maxproc", "12").unwrap_err().contains("maxproc=12"));
         assert!(Limit::parse("maxproc", "x:deny").is_err());
         assert!(Limit::parse("memoryuse", "99999999P:deny").is_err(), "overflow is refused");
+        assert!(Limit::parse("memoryuse", "8192P:deny").is_err(), "past rctl's int64");
+        assert!(Limit::parse("memoryuse", "8192P:deny").unwrap_err().contains("at most"));
+        assert!(Limit::parse("pcpu", "99999999999999999:deny").is_err(), "pcpu past 1024 CPUs");
+        assert_eq!(Limit::parse("pcpu", "102400:deny").unwrap().unwrap().value(), 102_400);
     }
 }

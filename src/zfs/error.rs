@@ -23,6 +23,8 @@ pub enum ErrorKind {
     Unavailable,
     /// The owner thread is gone (the service is shutting down).
     Shutdown,
+    /// The owner thread's queue is full: try again later.
+    Overloaded,
     /// Anything else; the description says what.
     Other,
 }

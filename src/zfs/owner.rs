@@ -5,11 +5,17 @@
 //! many libzfs calls (read every jail) is one closure, so it costs one trip.
 //! [`Zfs::run`] is the async front for tokio; [`Zfs::run_blocking`] is for
 //! plain threads (the CLI, tests).
+//!
+//! The queue is bounded ([`Zfs::start_with_queue`]): a job that finds it
+//! full waits up to [`QUEUE_WAIT`] for room, then fails as
+//! [`ErrorKind::Overloaded`] (the API answers 503) instead of growing it.
 
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
+use tokio::sync::{mpsc as bounded, oneshot};
 
 use super::error::{ErrorKind, Result, ZfsError};
 use super::libzfs::Libzfs;
@@ -20,18 +26,38 @@ type Job = Box<dyn FnOnce(&Libzfs) + Send>;
 /// closes libzfs) when the last clone is dropped.
 #[derive(Clone)]
 pub struct Zfs {
-    tx: mpsc::Sender<Job>,
+    tx: bounded::Sender<Job>,
 }
+
+/// Jobs that may wait for the owner thread by default.
+pub const DEFAULT_QUEUE: usize = 512;
+
+/// How long a job waits for room in a full queue.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 fn gone() -> ZfsError {
     ZfsError::new("reach", "the libzfs owner thread", ErrorKind::Shutdown, "it has stopped")
+}
+
+fn full(capacity: usize) -> ZfsError {
+    ZfsError::new(
+        "queue work for",
+        "the libzfs owner thread",
+        ErrorKind::Overloaded,
+        format!("{capacity} jobs are waiting already (zfs_queue); try again in a few seconds"),
+    )
 }
 
 impl Zfs {
     /// Starts the owner thread and opens libzfs on it. Fails as
     /// [`Libzfs::init`] does when ZFS is not available.
     pub fn start() -> Result<Zfs> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        Self::start_with_queue(DEFAULT_QUEUE)
+    }
+
+    /// [`Zfs::start`] with room for `capacity` waiting jobs.
+    pub fn start_with_queue(capacity: usize) -> Result<Zfs> {
+        let (tx, mut rx) = bounded::channel::<Job>(capacity.max(1));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         thread::Builder::new()
             .name("libzfs-owner".into())
@@ -46,7 +72,7 @@ impl Zfs {
                         return;
                     }
                 };
-                while let Ok(job) = rx.recv() {
+                while let Some(job) = rx.blocking_recv() {
                     // A bug that panics in one job fails that request (its
                     // reply channel is dropped), not every later one. libzfs
                     // is left consistent: a panic cannot unwind through its
@@ -68,11 +94,18 @@ impl Zfs {
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Box::new(move |lib| {
-                let _ = tx.send(f(lib));
-            }))
-            .map_err(|_| gone())?;
+        let job: Job = Box::new(move |lib| {
+            let _ = tx.send(f(lib));
+        });
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => return Err(gone()),
+            Err(TrySendError::Full(job)) => match self.tx.send_timeout(job, QUEUE_WAIT).await {
+                Ok(()) => {}
+                Err(SendTimeoutError::Closed(_)) => return Err(gone()),
+                Err(SendTimeoutError::Timeout(_)) => return Err(full(self.tx.max_capacity())),
+            },
+        }
         rx.await.map_err(|_| gone())
     }
 
@@ -85,7 +118,7 @@ impl Zfs {
     {
         let (tx, rx) = mpsc::sync_channel(1);
         self.tx
-            .send(Box::new(move |lib| {
+            .blocking_send(Box::new(move |lib| {
                 let _ = tx.send(f(lib));
             }))
             .map_err(|_| gone())?;

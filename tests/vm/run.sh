@@ -58,6 +58,8 @@ export RUST_BACKTRACE
 ENV
 # Another iocaged build for the tests' daemons (tests/rig/daemon.rs).
 [ -z "${IOCAGED_BIN:-}" ] || echo "IOCAGED_BIN='$IOCAGED_BIN'; export IOCAGED_BIN" >>"$stage/env"
+# How long tests/guest_abuse.rs's soak runs (the benchmark's long form).
+[ -z "${IOCAGED_ABUSE_SECS:-}" ] || echo "IOCAGED_ABUSE_SECS='$IOCAGED_ABUSE_SECS'; export IOCAGED_ABUSE_SECS" >>"$stage/env"
 
 # Optional user-mode network with host-loopback port forwards
 # (IOCAGED_VM_FORWARD="12150 12151"), for the demo.

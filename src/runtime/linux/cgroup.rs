@@ -31,7 +31,10 @@ pub fn translate(limits: &[Limit], cpuset: Option<&str>) -> Result<Vec<(&'static
             ("memoryuse", "deny") => out.push(("memory.max", l.value().to_string())),
             ("memoryuse", "log") => out.push(("memory.high", l.value().to_string())),
             ("maxproc", "deny") => out.push(("pids.max", l.value().to_string())),
-            ("pcpu", "deny") => out.push(("cpu.max", format!("{} 100000", l.value().max(1) * 1000))),
+            ("pcpu", "deny") => match l.value().max(1).checked_mul(1000) {
+                Some(quota) => out.push(("cpu.max", format!("{quota} 100000"))),
+                None => unsupported.push(l.to_string()),
+            },
             _ => unsupported.push(l.to_string()),
         }
     }
