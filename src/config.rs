@@ -82,8 +82,8 @@ pub struct Config {
     /// read action may take before the client is answered 503.
     pub request_timeout: u64,
     /// Reverse proxies (addresses or networks) whose `X-Forwarded-For`
-    /// names the client; the lockout and the per-address limits then apply
-    /// to that client.
+    /// names the client; the lockout then applies to that client (the
+    /// per-address connection limit counts TCP peers, and exempts these).
     pub trusted_proxies: Vec<Network>,
 }
 

@@ -196,6 +196,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    raise_open_files(config.max_connections);
     for addr in config.exposed_plaintext() {
         tracing::warn!("listening in plaintext on {addr} (allow_plaintext): credentials cross the network in clear");
     }
@@ -252,6 +253,27 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Raises the soft limit on open files to the hard one: every connection
+/// is a descriptor, and running out of them would fail key-file reads and
+/// PAM as well as accepts. Warns when even the hard limit leaves no room
+/// for `max_connections` and the daemon's own files.
+fn raise_open_files(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    if soft < hard {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+        }
+    }
+    let now = getrlimit(Resource::RLIMIT_NOFILE).map_or(soft, |(s, _)| s);
+    let wanted = max_connections as u64 + 256;
+    if now < wanted {
+        tracing::warn!(
+            "open-file limit {now} is below max_connections + 256 = {wanted}: lower max_connections or raise the limit"
+        );
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -570,3 +570,73 @@ fn concurrent_lifecycle_soak_leaves_the_pool_consistent() {
     }
     assert!(d.stop());
 }
+
+/// WebSocket sessions hold their connection's place: with
+/// max_connections = 8, eight open sessions leave no room for a ninth
+/// connection, and closing them gives the places back. (Before, an
+/// upgraded socket gave its place back at once: sessions were unbounded.)
+#[test]
+fn websocket_sessions_count_against_the_connection_limit() {
+    let _turn = lock();
+    let _f = Fixture::fresh();
+    let config = "/tmp/iocaged-abuse-wslimit.toml";
+    std::fs::write(config, "max_connections = 8\n").unwrap();
+    let (d, _log) = logged("wslimit", &["--config", config]);
+    let sessions: Vec<Ws> = (0..8).map(|_| Ws::connect(d.ws)).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let r = client::http_anonymous(d.rest, "PUT", "/rpc/identify", &[], b"{}");
+    assert_eq!(r.status, 503, "eight sessions fill max_connections = 8: {}", r.raw);
+    assert!(r.raw.contains("max_connections"), "{}", r.raw);
+    drop(sessions);
+    let t = Instant::now();
+    loop {
+        let r = client::http_anonymous(d.rest, "PUT", "/rpc/identify", &[], b"{}");
+        if r.status == 200 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "the sessions' places never came back: {}", r.raw);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(d.stop());
+}
+
+/// A client that hangs up while PAM delays its wrong password is still
+/// counted: after ten such attempts exactly five reached PAM and the right
+/// password is refused. (Before, hanging up cancelled the check's
+/// bookkeeping: unlimited guesses, never blocked.)
+#[test]
+fn logins_abandoned_mid_check_still_count() {
+    let _turn = lock();
+    users::setup();
+    rig::host::add_outside_addr();
+    let _f = Fixture::fresh();
+    let outside: SocketAddr = ("10.9.9.1".parse::<IpAddr>().unwrap(), 13121).into();
+    let (d, log) = logged("abandoned", &["--rest", &outside.to_string(), "--allow-plaintext"]);
+    let bad = basic(WHEEL, "wrong");
+    let body = br#"{"action":"listjails"}"#;
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(outside).unwrap();
+        let head = format!(
+            "PUT /sysadm/iocage HTTP/1.1\r\nHost: x\r\nAuthorization: {bad}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        // PAM holds a wrong password about 2 s; hang up long before.
+        std::thread::sleep(Duration::from_millis(300));
+        drop(s);
+    }
+    let refused = || std::fs::read_to_string(&log).unwrap().matches("login refused").count();
+    let t = Instant::now();
+    while refused() < 5 && t.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let good = basic(WHEEL, PASSWORD);
+    let h = [("Authorization", good.as_str()), ("Content-Type", "application/json")];
+    let r = client::http_anonymous(outside, "PUT", "/sysadm/iocage", &h, body);
+    println!("abuse: 10 logins abandoned mid-check: {} reached PAM, then the right password: {}", refused(), r.status);
+    assert_eq!(refused(), 5, "exactly 5 checks reached PAM");
+    assert_eq!(r.status, 403, "blocked: {}", r.raw);
+    assert!(d.stop());
+}

@@ -4,9 +4,10 @@
 //! shutdown.
 //!
 //! Admission at the door ([`Limits`]): at most `max_connections` open
-//! connections and `max_connections_per_address` from one address (a
-//! trusted proxy is bounded by the first alone); a connection over either
-//! gets a `503` and is closed at once. A client has `header_timeout` to
+//! connections (WebSocket sessions included: they keep their connection's
+//! [`Slot`]) and `max_connections_per_address` from one TCP peer (a trusted
+//! proxy is bounded by the first alone); a plaintext connection over either
+//! gets a `503` and is closed, a TLS one is closed. A client has `header_timeout` to
 //! send a request's headers, and an idle keep-alive connection is closed
 //! after as long (slowloris). Behind a trusted reverse proxy the client is
 //! the address its `X-Forwarded-For` names ([`client_of`]).
@@ -68,8 +69,16 @@ pub struct Door {
     total: Arc<Semaphore>,
     /// Refusals being written ([`MAX_REFUSING`]).
     refusing: Arc<Semaphore>,
+    /// Connections refused so far (for a log that cannot be flooded).
+    refused: std::sync::atomic::AtomicU64,
     per_address: Mutex<HashMap<IpAddr, usize>>,
 }
+
+/// An open connection's place, as the requests on it carry it: a
+/// WebSocket session keeps it (the upgraded socket outlives hyper's
+/// connection task), so sessions count against the limits too.
+#[derive(Clone)]
+pub struct Slot(#[allow(dead_code)] Arc<Admitted>);
 
 /// One open connection's place; given back when dropped.
 pub struct Admitted {
@@ -97,6 +106,7 @@ impl Door {
         Door {
             total: Arc::new(Semaphore::new(limits.max_connections)),
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+            refused: std::sync::atomic::AtomicU64::new(0),
             limits,
             per_address: Mutex::default(),
         }
@@ -201,7 +211,12 @@ pub async fn accept_loop<F>(
         let admitted = match door.admit(remote.ip()) {
             Ok(a) => a,
             Err(why) => {
-                tracing::warn!(peer = %remote.ip(), "connection refused: {why}");
+                // Logged for the first refusal and then every 1000th, so
+                // that refused clients cannot fill the log.
+                let n = door.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if n == 1 || n % 1000 == 0 {
+                    tracing::warn!(peer = %remote.ip(), "connection refused ({n} so far): {why}");
+                }
                 if tls.is_none() {
                     refuse(stream, &why, &door.refusing);
                 }
@@ -209,7 +224,8 @@ pub async fn accept_loop<F>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let svc = service(routes.clone(), remote, door.limits.clone());
+        let admitted = Slot(Arc::new(admitted));
+        let svc = service(routes.clone(), remote, door.limits.clone(), admitted.clone());
         let (stop, tls, header_timeout) = (stop.clone(), tls.clone(), door.limits.header_timeout);
         conns.spawn(async move {
             let _admitted = admitted;
@@ -273,6 +289,7 @@ fn service<F>(
     routes: F,
     remote: SocketAddr,
     limits: Arc<Limits>,
+    slot: Slot,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = warp::reply::Response,
@@ -286,6 +303,7 @@ where
     hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         let peer = client_of(remote.ip(), req.headers(), &limits);
         req.extensions_mut().insert(peer);
+        req.extensions_mut().insert(slot.clone());
         let mut svc = svc.clone();
         async move { svc.call(req).await }
     })
@@ -301,7 +319,10 @@ pub fn client_of(remote: IpAddr, headers: &hyper::HeaderMap, limits: &Limits) ->
         return Peer { addr: remote, proxy: None };
     }
     let mut client = remote;
-    let hops = headers.get_all("x-forwarded-for").iter().map(|v| v.to_str().unwrap_or("")).collect::<Vec<_>>();
+    // Bytes, not `to_str`: a proxy appends the address it saw to whatever
+    // the client sent, and a client's non-ASCII byte must not hide it.
+    let hops =
+        headers.get_all("x-forwarded-for").iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect::<Vec<_>>();
     'hops: for value in hops.iter().rev() {
         for hop in value.rsplit(',').map(str::trim) {
             let Some(ip) = hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip())) else {
@@ -312,6 +333,11 @@ pub fn client_of(remote: IpAddr, headers: &hyper::HeaderMap, limits: &Limits) ->
                 break 'hops;
             }
         }
+    }
+    // A forwarded loopback address is the proxy's own host: it counts
+    // against the proxy, never as an exempt local client.
+    if client != remote && canonical(client).is_loopback() {
+        client = remote;
     }
     Peer { addr: client, proxy: Some(remote) }
 }
@@ -353,6 +379,13 @@ mod tests {
         // No header, or only proxies: the proxy itself (never exempt).
         assert_eq!(client_of(ip("127.0.0.1"), &xff(&[]), &l).addr, ip("127.0.0.1"));
         assert_eq!(client_of(ip("127.0.0.1"), &xff(&["10.0.0.2"]), &l).addr, ip("10.0.0.2"));
+        // A forwarded loopback address counts as the proxy itself.
+        let l2 = limits(&["10.0.0.0/8"]);
+        assert_eq!(client_of(ip("10.0.0.5"), &xff(&["127.0.0.1"]), &l2).addr, ip("10.0.0.5"));
+        // A client's non-ASCII bytes do not hide the hop the proxy added.
+        let mut h = hyper::HeaderMap::new();
+        h.append("x-forwarded-for", hyper::header::HeaderValue::from_bytes(b"\xff\xfe, 192.0.2.44").unwrap());
+        assert_eq!(client_of(ip("127.0.0.1"), &h, &l).addr, ip("192.0.2.44"));
         // Garbage stops the walk at the last good hop; ports are dropped.
         assert_eq!(client_of(ip("127.0.0.1"), &xff(&["1.1.1.1, junk, 10.0.0.3"]), &l).addr, ip("10.0.0.3"));
         assert_eq!(client_of(ip("127.0.0.1"), &xff(&["[2001:db8::1]:443"]), &l).addr, ip("2001:db8::1"));

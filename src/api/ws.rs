@@ -25,6 +25,7 @@ use warp::{Filter, Rejection};
 
 use super::auth::{Credentials, Peer, WsSession};
 use super::envelope::{self, ProtocolError};
+use super::server::Slot;
 use super::{Api, Transport};
 
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -52,12 +53,16 @@ pub fn routes(
             }
         })
         .untuple_one();
-    upgrade.and(warp::ws()).and(warp::ext::get::<Peer>()).map(move |ws: Ws, peer: Peer| {
-        let (api, shutdown) = (api.clone(), shutdown.clone());
-        ws.max_message_size(MAX_MESSAGE)
-            .max_frame_size(MAX_MESSAGE)
-            .on_upgrade(move |socket| session(api, peer, socket, max_in_flight, shutdown))
-    })
+    upgrade.and(warp::ws()).and(warp::ext::get::<Peer>()).and(warp::ext::optional::<Slot>()).map(
+        move |ws: Ws, peer: Peer, slot: Option<Slot>| {
+            let (api, shutdown) = (api.clone(), shutdown.clone());
+            ws.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).on_upgrade(move |socket| async move {
+                // The connection's place is held for as long as the session.
+                let _slot = slot;
+                session(api, peer, socket, max_in_flight, shutdown).await
+            })
+        },
+    )
 }
 
 async fn session(

@@ -89,7 +89,19 @@ impl Auth {
     /// First the address's turn (its checks run one at a time, so attempts
     /// in flight count against the lockout), then one of `max_logins`
     /// permits; the outcome is recorded before the turn passes on.
+    ///
+    /// It runs as a task of its own: a client that hangs up while PAM
+    /// delays a wrong password must not take the outcome (and the turn)
+    /// with it, or it could guess without ever being counted.
     pub async fn password(self: &Arc<Self>, ip: IpAddr, user: &str, password: &str) -> Result<Identity, AuthError> {
+        let (this, user, password) = (self.clone(), user.to_string(), password.to_string());
+        tokio::spawn(async move { this.check_password(ip, &user, &password).await }).await.unwrap_or_else(|e| {
+            tracing::error!("a password check failed inside the server: {e}");
+            Err(AuthError::Invalid)
+        })
+    }
+
+    async fn check_password(&self, ip: IpAddr, user: &str, password: &str) -> Result<Identity, AuthError> {
         let _turn = self.lockout.admit(ip).await.map_err(|r| match r {
             lockout::Refusal::Blocked => AuthError::LockedOut,
             lockout::Refusal::Busy => AuthError::Busy("this address's earlier logins are still being checked"),

@@ -66,13 +66,12 @@ pub enum ActionError {
 }
 
 impl ActionError {
-    /// Whether the action was refused for load, not for what it asked:
-    /// the API answers these with 503 rather than in-band.
+    /// Whether the action was refused for load before it did anything
+    /// (admission, or a read past its deadline): the API answers these
+    /// with 503. A full libzfs queue met part-way through an action is
+    /// reported in-band, as any other step's failure: the action may have
+    /// had effects, and a "try again" would mislead.
     pub fn is_overload(&self) -> bool {
-        match self {
-            ActionError::Overloaded(_) => true,
-            ActionError::Zfs(e) => e.kind == crate::zfs::ErrorKind::Overloaded,
-            _ => false,
-        }
+        matches!(self, ActionError::Overloaded(_))
     }
 }

@@ -115,16 +115,20 @@ impl Iocage {
         })?;
         let write = req.action().is_write();
         let this = self.clone();
-        let task = tokio::spawn(async move {
+        let mut task = tokio::spawn(async move {
             let _permit = permit;
             this.execute(req).await
         });
         let joined = if write {
             task.await
         } else {
-            match tokio::time::timeout(self.read_deadline, task).await {
+            match tokio::time::timeout(self.read_deadline, &mut task).await {
                 Ok(joined) => joined,
                 Err(_) => {
+                    // A read changes nothing: stop it, so that its permit
+                    // comes back (its libzfs job, if one is running,
+                    // finishes on the owner thread and is dropped).
+                    task.abort();
                     return Err(ActionError::Overloaded(format!(
                         "the read took longer than {} s (request_timeout)",
                         self.read_deadline.as_secs()
