@@ -267,7 +267,9 @@ fn raise_open_files(max_connections: usize) {
             tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
         }
     }
-    let now = getrlimit(Resource::RLIMIT_NOFILE).map_or(soft, |(s, _)| s);
+    // rlim_t is u64 on Linux, i64 on FreeBSD (never negative there).
+    #[allow(clippy::unnecessary_cast)]
+    let now = getrlimit(Resource::RLIMIT_NOFILE).map_or(soft, |(s, _)| s) as u64;
     let wanted = max_connections as u64 + 256;
     if now < wanted {
         tracing::warn!(
