@@ -6,6 +6,8 @@
 //! the tables BENCHMARKS.md holds; without `--full` (the test command's
 //! short run) it does the same on 10 jails with a few iterations, so that
 //! it cannot rot. It asserts that every answer is a success, never a time.
+//! `--lifecycle` measures only the lifecycle table (start and stop with
+//! no address, one shared-IP address, one VNET interface; exec).
 
 mod rig;
 
@@ -423,6 +425,42 @@ fn lifecycle(p: &Plan) -> Vec<String> {
         stops.push(t.elapsed());
         assert!(ok(&r.body, "stopjail")["life"]["+ Removing jail process OK"].is_string(), "{}", r.raw);
     }
+    // The same jail's start and stop with a network: one shared-IP address
+    // (an alias on the host's interface, FreeBSD; an ipvlan link, Linux),
+    // and on Linux one VNET interface on a bridge (a veth pair).
+    rig::host::add_outside_addr();
+    let outside = if cfg!(target_os = "linux") { "iocd0" } else { "lo9" };
+    let mut networked = vec![("shared IP, one address", format!("ip4_addr={outside}|10.9.9.50/24"))];
+    if cfg!(target_os = "linux") {
+        networked
+            .push(("VNET, one interface", "vnet=on interfaces=vnet0:iocbench0 ip4_addr=vnet0|10.66.0.2/24".into()));
+    }
+    let mut net_rows = Vec::new();
+    for (label, props) in networked {
+        let r = client::rest(
+            d.rest,
+            &json!({"action": "createjail", "switches": "-c",
+                "props": format!("tag=net release=13.2-RELEASE exec_start=: exec_stop=: {props}")}),
+        );
+        ok(&r.body, "createjail");
+        let (mut up, mut down) = (Vec::new(), Vec::new());
+        for _ in 0..p.cycles {
+            let t = Instant::now();
+            let r = client::rest(d.rest, &json!({"action": "startjail", "jail": "net"}));
+            up.push(t.elapsed());
+            assert!(ok(&r.body, "startjail")["net"]["+ Starting services OK"].is_string(), "{}", r.raw);
+            let t = Instant::now();
+            let r = client::rest(d.rest, &json!({"action": "stopjail", "jail": "net"}));
+            down.push(t.elapsed());
+            assert!(ok(&r.body, "stopjail")["net"]["+ Removing jail process OK"].is_string(), "{}", r.raw);
+        }
+        let r = client::rest(d.rest, &json!({"action": "destroyjail", "jail": "net"}));
+        ok(&r.body, "destroyjail");
+        net_rows.push((label, stats(up), stats(down)));
+    }
+    if cfg!(target_os = "linux") {
+        let _ = std::process::Command::new("ip").args(["link", "del", "iocbench0"]).status();
+    }
     assert!(d.stop());
     let (s, t, e, ns) = (stats(starts), stats(stops), stats(execs), stats(enters));
     let (enter, enter_args) = rig::host::enter_true("JID");
@@ -433,6 +471,11 @@ fn lifecycle(p: &Plan) -> Vec<String> {
     results.push("|---|---|---|---|---|".into());
     results.push(format!("| startjail | {} | {} | {} | |", ms(s.p50), ms(s.p99), s.n));
     results.push(format!("| stopjail | {} | {} | {} | |", ms(t.p50), ms(t.p99), t.n));
+    for (label, up, down) in &net_rows {
+        results.push(format!("| startjail ({label}) | {} | {} | {} | |", ms(up.p50), ms(up.p99), up.n));
+        results.push(format!("| stopjail ({label}) | {} | {} | {} | |", ms(down.p50), ms(down.p99), down.n));
+        println!("[bench] lifecycle ({label}): start {:.1} ms, stop {:.1} ms", up.p50, down.p50);
+    }
     results.push(format!(
         "| execjail `true` | {} | {} | {} | `{enter} {}` p50 {} ms (no user switch, no captured output) |",
         ms(e.p50),
@@ -481,6 +524,14 @@ fn main() {
     // order, the throughput on the pool of its size, and the largest pool
     // last (never destroyed: that alone takes minutes in the guest).
     let life = lifecycle(&p);
+    // `--lifecycle`: that table alone (with the mode's cycles).
+    if std::env::args().any(|a| a == "--lifecycle") {
+        results.extend(life);
+        for line in results {
+            say(line);
+        }
+        return;
+    }
     let mut throughput = Vec::new();
 
     // Latency of the read actions, and the shell-out baselines.

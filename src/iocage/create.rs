@@ -128,6 +128,21 @@ fn check_client_props(
     Ok(native)
 }
 
+/// The new jail's network properties must make a network (each value is
+/// already well-formed): refused here rather than at its first start.
+fn check_network(uuid: &str, user: &[(String, String)]) -> Result<(), ActionError> {
+    let get = |name: &str| {
+        let key = format!("{USER_PREFIX}{name}");
+        match user.iter().find(|(k, _)| *k == key) {
+            Some((_, v)) if v != "-" => v.clone(),
+            _ => props::lookup(name).map(|p| p.default.to_string()).unwrap_or_else(|| "none".into()),
+        }
+    };
+    let ip4 = crate::runtime::IpMode::parse(&get("ip4"));
+    let ip6 = crate::runtime::IpMode::parse(&get("ip6"));
+    super::network::plan(uuid, &get, &ip4, &ip6).map(drop).map_err(|e| PropError::Network(e).into())
+}
+
 fn set(props: &mut Vec<(String, String)>, name: &str, value: String) {
     let key = format!("{USER_PREFIX}{name}");
     match props.iter_mut().find(|(k, _)| *k == key) {
@@ -194,6 +209,7 @@ pub fn prepare(
     if given("jail_zfs_dataset").is_none() {
         set(&mut user, "jail_zfs_dataset", format!("iocage/jails/{uuid}/root/data"));
     }
+    check_network(&uuid, &user)?;
     let plan = Plan { layout: layout.clone(), uuid, tag, kind, release, source: None, user, native };
     check_data_dataset(&plan)?;
     Ok(plan)
@@ -437,6 +453,23 @@ mod tests {
         assert!(matches!(check_client_props(&bad, true, false), Err(ActionError::Property(PropError::Invalid { .. }))));
         let unknown = vec![("nosuch".to_string(), "1".to_string())];
         assert!(matches!(check_client_props(&unknown, true, false), Err(ActionError::Property(PropError::Unknown(_)))));
+    }
+
+    #[test]
+    fn a_network_that_does_not_hold_together_is_refused_at_create() {
+        let user = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (format!("{USER_PREFIX}{k}"), v.to_string())).collect()
+        };
+        assert_eq!(check_network("u1", &user(&[("ip4_addr", "em0|10.0.0.2/24")])), Ok(()));
+        assert_eq!(
+            check_network("u1", &user(&[("vnet", "on"), ("ip4_addr", "vnet0|10.0.0.2/24")])),
+            Ok(()),
+            "vnet0:bridge0 by default"
+        );
+        let err = check_network("u1", &user(&[("ip4", "disable"), ("ip4_addr", "em0|10.0.0.2/24")])).unwrap_err();
+        assert!(matches!(&err, ActionError::Property(PropError::Network(m)) if m.contains("ip4=new")), "{err}");
+        let err = check_network("u1", &user(&[("vnet", "on"), ("ip4_addr", "vnet3|10.0.0.2/24")])).unwrap_err();
+        assert!(err.to_string().contains("vnet3 is not one of the jail's interfaces"), "{err}");
     }
 
     #[test]

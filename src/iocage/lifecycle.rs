@@ -12,7 +12,6 @@
 //! A start that fails part-way removes the jail again (its mounts and
 //! limits with it) and says which step failed.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +25,7 @@ use crate::runtime::{
 use super::error::ActionError;
 use super::jails::Jail;
 use super::names;
+use super::network;
 use super::props::{self, Format};
 
 /// Everything start and stop need, read from the jail's properties.
@@ -150,19 +150,6 @@ fn allow_param(prop: &str) -> Option<String> {
     })
 }
 
-/// The addresses of `em0|192.168.0.10/24,lo0|127.0.1.1`.
-fn addresses(v: &str) -> Vec<IpAddr> {
-    if v == "none" || v == "-" {
-        return Vec::new();
-    }
-    v.split(',')
-        .filter_map(|e| {
-            let addr = e.rsplit('|').next()?;
-            addr.split('/').next()?.parse().ok()
-        })
-        .collect()
-}
-
 /// The jail's fstab lines (`source target fstype options [dump pass]`).
 fn fstab(text: &str) -> Result<Vec<Mount>, String> {
     let mut out = Vec::new();
@@ -253,16 +240,14 @@ pub fn plan(jail: &Jail) -> Result<Plan, ActionError> {
         h if h == "none" => jail.uuid.clone(),
         h => h,
     };
-    let vnet = v("vnet") == "on";
-    let mut addrs = addresses(&v("ip4_addr"));
-    addrs.extend(addresses(&v("ip6_addr")));
+    let network = network::plan(&jail.uuid, &v, &settings.ip4, &settings.ip6)
+        .map_err(|e| bad("reading its network properties", e))?;
     let spec = JailSpec {
         name: runtime::kernel_name(&jail.uuid),
         root,
         hostname,
         hostuuid,
-        vnet,
-        addresses: if vnet { Vec::new() } else { addrs },
+        network,
         jail: settings,
         mounts,
         limits,
@@ -332,7 +317,7 @@ pub fn start(rt: &dyn Runtime, plan: &Plan) -> Result<Progress, ActionError> {
     write_resolver(&spec.root, &plan.resolver).map_err(|e| plan.failed("start", "writing its resolv.conf", e))?;
     host_hook(plan, "prestart", &plan.hooks.prestart).map_err(|e| plan.failed("start", "exec_prestart", e))?;
     let jail = rt.start(&spec).map_err(|e| plan.failed("start", "creating the jail", e.message))?;
-    let mode = if spec.vnet { "VNET" } else { "shared IP" };
+    let mode = if spec.vnet() { "VNET" } else { "shared IP" };
     let mut lines = vec![format!("* Starting {}", plan.label()), format!("+ Started ({mode} mode) OK")];
     let undo = |step: &str, why: String| {
         let _ = rt.stop(&jail, &spec);
@@ -546,6 +531,7 @@ fn write_resolver(root: &Path, resolver: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::iocage::jails::test_jail;
+    use std::net::IpAddr;
 
     #[test]
     fn plans_follow_the_properties() {
@@ -568,7 +554,10 @@ mod tests {
         assert_eq!(p.spec.name, "ioc-u1");
         assert_eq!(p.spec.root, PathBuf::from("/iocage/jails/u1/root"));
         assert_eq!(p.spec.hostname, "web.example");
-        assert_eq!(p.spec.addresses, vec!["10.0.0.2".parse::<IpAddr>().unwrap(), "127.0.1.1".parse().unwrap()]);
+        assert_eq!(
+            p.spec.network.shared_addresses(),
+            vec!["10.0.0.2".parse::<IpAddr>().unwrap(), "127.0.1.1".parse().unwrap()]
+        );
         assert_eq!(
             p.spec.mounts,
             vec![

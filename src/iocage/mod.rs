@@ -10,6 +10,7 @@ pub mod jails;
 pub mod layout;
 pub mod lifecycle;
 pub mod names;
+pub mod network;
 pub mod pool;
 pub mod props;
 pub mod request;

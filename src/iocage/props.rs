@@ -257,6 +257,10 @@ pub enum PropError {
     ReadOnly(String),
     #[error("invalid value {value:?} for property '{name}': expected {expected}")]
     Invalid { name: String, value: String, expected: String },
+    /// The network properties, each well-formed, do not make a network
+    /// (`iocage::network`): the message names the property and value.
+    #[error("network properties: {0}")]
+    Network(String),
 }
 
 /// The properties whose value runs as root on the host: API clients may
@@ -317,7 +321,13 @@ pub fn check_format(format: Format, value: &str) -> Result<(), &'static str> {
             value == "none"
                 || value.split(',').all(|e| e.split_once(':').is_some_and(|(n, b)| is_ifname(n) && is_ifname(b)))
         }
-        Mac => value == "none" || value.split(',').all(is_mac),
+        // iocage writes the pair with a space (`ioc_start.py`); a comma too.
+        Mac => {
+            value == "none" || {
+                let macs: Vec<&str> = value.split([',', ' ']).filter(|m| !m.is_empty()).collect();
+                macs.len() == 2 && macs.iter().all(|m| is_mac(m))
+            }
+        }
         Name => is_safe_name(value),
         DatasetName => value == "none" || (value.split('/').all(is_safe_name) && value.len() < 256),
         SizeOrNone => value == "none" || is_size(value),
@@ -343,7 +353,7 @@ fn expected(format: Format) -> &'static str {
         Router(IpFamily::V4) => "none or an IPv4 address",
         Router(IpFamily::V6) => "none or an IPv6 address",
         Interfaces => "none or nic:bridge[,nic:bridge]",
-        Mac => "none or MAC addresses separated by commas",
+        Mac => "none or two MAC addresses (the host's end, the jail's) separated by a space or a comma",
         Name => "a name of letters, digits and . _ - : (no /, @, #, .., spaces or control characters; at most 200)",
         DatasetName => "none or a dataset name",
         SizeOrNone => "none or a size such as 10G",

@@ -12,7 +12,6 @@
 //! its output as JSON; `iocaged jail-init` (Linux) sets a jail up and
 //! stays as its init.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub mod exec;
 pub mod helper;
 pub mod limits;
+pub mod net;
 pub mod passwd;
 
 /// The FreeBSD runtime; its pure parts (the jail(2) parameter list, the
@@ -32,6 +32,7 @@ pub mod linux;
 
 pub use exec::{Bounds, DEFAULT_OUTPUT_LIMIT, ExecOutput};
 pub use limits::Limit;
+pub use net::Network;
 
 /// A running jail as the kernel knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,10 +68,8 @@ pub struct JailSpec {
     pub root: PathBuf,
     pub hostname: String,
     pub hostuuid: String,
-    /// Its own network stack (FreeBSD VNET; a Linux network namespace).
-    pub vnet: bool,
-    /// Shared-IP addresses (FreeBSD ip4.addr/ip6.addr).
-    pub addresses: Vec<IpAddr>,
+    /// Shared IP with its addresses, or VNET with its interfaces.
+    pub network: Network,
     /// The jail(8) side of the properties (permissions, limits on
     /// children, network modes, devfs ruleset, FIB). The FreeBSD runtime
     /// turns it into jail(2) parameters; the Linux runtime maps each field
@@ -115,14 +114,18 @@ pub struct JailSettings {
 impl JailSpec {
     /// A jail `ioc-u1` (hostname `web`) with iocage's usual settings, these
     /// permissions and shared-IP addresses, for the runtimes' unit tests.
-    pub(crate) fn for_tests(allow: Vec<(String, bool)>, addresses: Vec<IpAddr>) -> JailSpec {
+    pub(crate) fn for_tests(allow: Vec<(String, bool)>, addresses: Vec<std::net::IpAddr>) -> JailSpec {
         JailSpec {
             name: "ioc-u1".into(),
             root: PathBuf::from("/iocage/jails/u1/root"),
             hostname: "web".into(),
             hostuuid: "u1".into(),
-            vnet: false,
-            addresses,
+            network: Network::Shared {
+                addresses: addresses
+                    .into_iter()
+                    .map(|addr| net::Alias { interface: None, addr, prefix: None })
+                    .collect(),
+            },
             jail: JailSettings {
                 allow,
                 securelevel: Some(2),
@@ -239,6 +242,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// Runs a command inside the jail and returns its output.
     fn exec(&self, jail: &RunningJail, spec: &ExecSpec) -> Result<ExecOutput, RuntimeError> {
         exec::run(jail, spec)
+    }
+}
+
+impl JailSpec {
+    /// Whether the jail has a network stack of its own.
+    pub fn vnet(&self) -> bool {
+        self.network.is_vnet()
     }
 }
 

@@ -17,7 +17,7 @@ pub const MULTICALL: (&str, &[&str]) = (
     "/bin/busybox",
     &[
         "sh", "sleep", "hostname", "ps", "cat", "echo", "id", "ls", "true", "false", "grep", "wc", "printf", "kill",
-        "touch", "env", "pwd", "mount", "head", "dd", "rm",
+        "touch", "env", "pwd", "mount", "head", "dd", "rm", "ip", "ping", "nc", "timeout", "httpd", "mkdir",
     ],
 );
 #[cfg(not(target_os = "linux"))]

@@ -131,9 +131,11 @@ zfs_modules() {
 # Order in which the guest loads kernel modules: the 9p/virtio stack, then
 # spl and zfs, each preceded by whatever in-tree module it depends on.
 # virtio_blk, ext4 and the crc32c it mounts with: the disk the pool's file
-# lives on (run.sh).
+# lives on (run.sh). veth, bridge and ipvlan: the jails' networks
+# (guest_network; the guest cannot load modules on demand).
 GUEST_MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
- 9pnet 9pnet_virtio netfs fscache 9p overlay virtio_net virtio_blk crc32c_generic ext4 dummy"
+ 9pnet 9pnet_virtio netfs fscache 9p overlay virtio_net virtio_blk crc32c_generic ext4 dummy
+ veth bridge ipvlan"
 module_order() {
 	# Keyed by the list, so that a changed list is computed again.
 	ORDER="$CACHE/modules.$(echo "$GUEST_MODULES" | md5sum | cut -c1-16).order"

@@ -3,9 +3,12 @@
 //! built and tested on every platform; the runtime itself and its system
 //! calls exist on FreeBSD only.
 
+pub mod ifreq;
 pub mod params;
 pub mod record;
 
+#[cfg(target_os = "freebsd")]
+mod net;
 #[cfg(target_os = "freebsd")]
 mod rt;
 #[cfg(target_os = "freebsd")]

@@ -119,12 +119,12 @@ pub fn build(spec: &JailSpec, known: impl Fn(&str) -> bool) -> Result<Vec<Param>
         }
     }
     out.push(Param::new("devfs_ruleset", Value::Int(i32::from(s.devfs_ruleset))));
-    if spec.vnet {
+    if spec.vnet() {
         out.push(Param::new("vnet", Value::Int(JAIL_SYS_NEW)));
         return Ok(out);
     }
     let (mut v4, mut v6): (Vec<Ipv4Addr>, Vec<Ipv6Addr>) = (Vec::new(), Vec::new());
-    for a in &spec.addresses {
+    for a in &spec.network.shared_addresses() {
         match a {
             IpAddr::V4(a) => v4.push(*a),
             IpAddr::V6(a) => v6.push(*a),
@@ -243,7 +243,7 @@ mod tests {
         assert!(get(&p, "vnet").is_none());
 
         let mut s = spec();
-        s.addresses.clear();
+        s.network = crate::runtime::Network::Shared { addresses: Vec::new() };
         s.jail.ip4 = IpMode::Inherit;
         s.jail.ip6 = IpMode::Disable;
         s.jail.ip4_saddrsel = false;
@@ -271,7 +271,12 @@ mod tests {
     #[test]
     fn a_vnet_jail_gets_no_ip_restrictions() {
         let mut s = spec();
-        s.vnet = true;
+        s.network = crate::runtime::Network::Vnet(crate::runtime::net::Vnet {
+            interfaces: Vec::new(),
+            router4: None,
+            router6: None,
+            bridge_uplink: None,
+        });
         let p = build(&s, |_| true).unwrap();
         assert_eq!(get(&p, "vnet"), Some(&Value::Int(JAIL_SYS_NEW)));
         assert!(p.iter().all(|p| !p.name.starts_with("ip")), "{:?}", names(&p));

@@ -32,6 +32,17 @@ pub struct Record {
     pub exec_fib: u32,
     /// What start mounted, in order.
     pub mounts: Vec<Mounted>,
+    /// The shared-IP aliases start added to host interfaces (none in
+    /// records written before there were any).
+    #[serde(default)]
+    pub aliases: Vec<AddedAlias>,
+}
+
+/// An address start put on a host interface for the jail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddedAlias {
+    pub interface: String,
+    pub addr: std::net::IpAddr,
 }
 
 /// One filesystem start mounted.
@@ -192,7 +203,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("iocaged-fbsd-record-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(read(&dir, "ioc-a").unwrap(), None);
-        let r = Record { jid: 7, exec_fib: 2, mounts: vec![m("/j/root/dev", 1)] };
+        let r = Record { jid: 7, exec_fib: 2, mounts: vec![m("/j/root/dev", 1)], aliases: Vec::new() };
         write(&dir, "ioc-a", &r).unwrap();
         assert_eq!(read(&dir, "ioc-a").unwrap(), Some(r));
         remove(&dir, "ioc-a").unwrap();

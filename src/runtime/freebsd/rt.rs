@@ -19,10 +19,11 @@ use nix::mount::{MntFlags, Nmount};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::net;
 use super::params;
 use super::record::{self, DEFAULT_STATE_DIR, Mounted, Record, Unmount};
 use super::sys::{self, JailState};
-use crate::runtime::{JailSpec, Limit, Mount, RunningJail, Runtime, RuntimeError};
+use crate::runtime::{JailSpec, Limit, Mount, Network, RunningJail, Runtime, RuntimeError};
 
 /// How long stop waits, after jail_remove, for the jail's processes to be
 /// gone and the jail freed.
@@ -46,7 +47,7 @@ impl FreeBsd {
     /// Removes jail `jid` (named `name`) the way jail(8) stops one, then
     /// unmounts `mounts`. Returns what went wrong, if anything; every step
     /// is tried.
-    fn teardown(&self, name: &str, jid: i32, mounts: &[Mounted], term: Option<Duration>) -> Vec<String> {
+    fn teardown(&self, name: &str, jid: i32, rec: &Record, term: Option<Duration>) -> Vec<String> {
         let mut errors = Vec::new();
         if let Some(t) = term {
             if let Err(e) = terminate(jid, t) {
@@ -64,7 +65,8 @@ impl FreeBsd {
         if let Err(e) = wait_gone(jid, name) {
             errors.push(e);
         }
-        errors.extend(unmount_all(mounts));
+        errors.extend(unmount_all(&rec.mounts));
+        errors.extend(net::remove_aliases(&rec.aliases));
         errors
     }
 
@@ -76,9 +78,10 @@ impl FreeBsd {
         if sys::jail_state(jid, name)? != JailState::Gone {
             return Err(format!("its earlier run (jid {jid}) is still being removed"));
         }
-        let errors = unmount_all(&old.mounts);
+        let mut errors = unmount_all(&old.mounts);
+        errors.extend(net::remove_aliases(&old.aliases));
         if !errors.is_empty() {
-            return Err(format!("its earlier run left mounts: {}", errors.join("; ")));
+            return Err(format!("its earlier run left these: {}", errors.join("; ")));
         }
         record::remove(&self.state_dir, name)
     }
@@ -109,6 +112,9 @@ impl Runtime for FreeBsd {
         for l in &spec.limits {
             l.rctl_rule(&spec.name).parse::<rctl::Rule>().map_err(|e| fail(format!("{l}: {e}")))?;
         }
+        if let Some(why) = net::unsupported(&spec.network) {
+            return Err(fail(why));
+        }
         // Whether the kernel knows every parameter is settled at start
         // (after loading filesystems); here only the values.
         params::build(spec, |_| true).map_err(|e| fail(e.to_string()))?;
@@ -123,12 +129,18 @@ impl Runtime for FreeBsd {
         }
         let list = params::build(spec, sys::param_exists).map_err(|e| fail(e.to_string()))?;
         let root = spec.root.canonicalize().map_err(|e| fail(format!("{}: {e}", spec.root.display())))?;
+        // jail(8)'s order: the addresses, then the mounts, then the jail.
+        let aliases = match &spec.network {
+            Network::Shared { addresses } => net::add_aliases(addresses).map_err(fail)?,
+            Network::Vnet(_) => Vec::new(),
+        };
         let mut mounted: Vec<Mounted> = Vec::new();
         for m in &spec.mounts {
             match mount_confined(&root, m) {
                 Ok(r) => mounted.push(r),
                 Err(e) => {
-                    let left = unmount_all(&mounted);
+                    let mut left = unmount_all(&mounted);
+                    left.extend(net::remove_aliases(&aliases));
                     return Err(fail(with_leftovers(format!("mounting {}: {e}", m.target().display()), &left)));
                 }
             }
@@ -136,17 +148,18 @@ impl Runtime for FreeBsd {
         let jid = match sys::jail_create(&list) {
             Ok(jid) => jid,
             Err(e) => {
-                let left = unmount_all(&mounted);
+                let mut left = unmount_all(&mounted);
+                left.extend(net::remove_aliases(&aliases));
                 return Err(fail(with_leftovers(format!("creating the jail: {e}"), &left)));
             }
         };
         let handle = RunningJail { name: spec.name.clone(), jid: i64::from(jid) };
-        let rec = Record { jid: handle.jid, exec_fib: spec.jail.exec_fib, mounts: mounted };
+        let rec = Record { jid: handle.jid, exec_fib: spec.jail.exec_fib, mounts: mounted, aliases };
         let done = record::write(&self.state_dir, &spec.name, &rec)
             .map_err(|e| format!("recording it: {e}"))
             .and_then(|()| self.set_limits(&handle, &spec.limits, spec.cpuset.as_deref()).map_err(|e| e.message));
         if let Err(e) = done {
-            let left = self.teardown(&spec.name, jid, &rec.mounts, None);
+            let left = self.teardown(&spec.name, jid, &rec, None);
             if left.is_empty() {
                 let _ = record::remove(&self.state_dir, &spec.name);
             }
@@ -158,8 +171,8 @@ impl Runtime for FreeBsd {
     fn stop(&self, jail: &RunningJail, spec: &JailSpec) -> Result<(), RuntimeError> {
         let fail = |m: String| RuntimeError::new("stop", &jail.name, m);
         let jid = i32::try_from(jail.jid).map_err(|_| fail(format!("bad jid {}", jail.jid)))?;
-        let mounts = match record::read(&self.state_dir, &jail.name).map_err(fail)? {
-            Some(r) if r.jid == jail.jid => r.mounts,
+        let rec = match record::read(&self.state_dir, &jail.name).map_err(fail)? {
+            Some(r) if r.jid == jail.jid => r,
             // Started without a record (by an earlier version): what the
             // mount table shows on exactly the spec's mount points.
             _ => {
@@ -169,10 +182,11 @@ impl Runtime for FreeBsd {
                     .iter()
                     .map(|m| m.target().strip_prefix(&spec.root).map_or_else(|_| m.target().clone(), |r| real.join(r)))
                     .collect();
-                record::mounted_on(&targets, &sys::mount_table().map_err(fail)?)
+                let mounts = record::mounted_on(&targets, &sys::mount_table().map_err(fail)?);
+                Record { jid: jail.jid, exec_fib: spec.jail.exec_fib, mounts, aliases: Vec::new() }
             }
         };
-        let errors = self.teardown(&jail.name, jid, &mounts, spec.jail.stop_timeout);
+        let errors = self.teardown(&jail.name, jid, &rec, spec.jail.stop_timeout);
         if !errors.is_empty() {
             return Err(fail(errors.join("; ")));
         }

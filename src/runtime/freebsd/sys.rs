@@ -261,3 +261,33 @@ pub fn unmount_fsid(fsid: [i32; 2]) -> Result<(), Errno> {
     let id = format!("FSID:{}:{}", fsid[0], fsid[1]);
     nix::mount::unmount(id.as_str(), nix::mount::MntFlags::MNT_BYFSID)
 }
+
+/// An interface-address ioctl (`SIOCAIFADDR`, `SIOCDIFADDR` and their
+/// IPv6 forms, see `ifreq`) on a datagram socket of `family` (`AF_INET`
+/// or `AF_INET6`), as ifconfig(8) makes them (sbin/ifconfig/ifconfig.c:
+/// a socket of the address family, then ioctl).
+pub fn if_address_ioctl(family: c_int, request: u64, arg: &mut [u8]) -> Result<(), Errno> {
+    // Only these four, whose arguments hold no pointers; and the request
+    // number encodes its argument's size: a buffer of any other size would
+    // let the kernel read past it.
+    use super::ifreq::{SIOCAIFADDR, SIOCAIFADDR_IN6, SIOCDIFADDR, SIOCDIFADDR_IN6, ioc_len};
+    if ![SIOCAIFADDR, SIOCDIFADDR, SIOCAIFADDR_IN6, SIOCDIFADDR_IN6].contains(&request) || arg.len() != ioc_len(request)
+    {
+        return Err(Errno::EINVAL);
+    }
+    let sock = nix::sys::socket::socket(
+        if family == libc::AF_INET6 {
+            nix::sys::socket::AddressFamily::Inet6
+        } else {
+            nix::sys::socket::AddressFamily::Inet
+        },
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: `sock` is an open socket; `arg` is a live, writable buffer
+    // of exactly the size the request number declares (checked above),
+    // laid out as the request's structure (`ifreq`), and outlives the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request as libc::c_ulong, arg.as_mut_ptr()) };
+    if rc == -1 { Err(Errno::last()) } else { Ok(()) }
+}

@@ -35,7 +35,7 @@ use seccompiler::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{IpMode, JailSpec};
+use crate::runtime::{IpMode, JailSpec, Network};
 
 /// Capability numbers (linux/capability.h).
 pub mod cap {
@@ -91,8 +91,8 @@ pub struct Confinement {
     /// Only local, IPv4, IPv6 and routing (netlink) sockets
     /// (`allow_socket_af=0`).
     pub restrict_socket_af: bool,
-    /// A network namespace of its own (only loopback): `vnet=on`, or a
-    /// shared-IP jail that may use no address at all.
+    /// A network namespace of its own: `vnet=on`, or a shared-IP jail
+    /// that is not `inherit` (`linux::net` puts its interfaces there).
     pub own_network: bool,
 }
 
@@ -151,10 +151,11 @@ fn prop_of(allow: &str) -> String {
 ///   a subset of ruleset 4 (`devfsrules_jail`); any other ruleset is
 ///   refused.
 /// - `ip4`/`ip6` without VNET: `inherit` for both shares the host's
-///   network; `new` or `disable` without addresses gives the jail a
-///   network of its own with only loopback (it can use no host address,
-///   as on FreeBSD); addresses (which cannot be restricted on Linux) or a
-///   mix of `inherit` and the others are refused.
+///   network; otherwise the jail gets a network namespace of its own,
+///   with loopback and its shared-IP addresses on ipvlan links of their
+///   host interfaces (`linux::net`), so it can use no other host address,
+///   as on FreeBSD; an address without its interface, or a mix of
+///   `inherit` and the others, is refused.
 /// - `exec_fib` other than 0: refused.
 pub fn confinement(spec: &JailSpec) -> Result<Confinement, Vec<String>> {
     let s = &spec.jail;
@@ -188,7 +189,7 @@ pub fn confinement(spec: &JailSpec) -> Result<Confinement, Vec<String>> {
     if s.exec_fib != 0 {
         refused.push(format!("exec_fib={}: the Linux runtime has no routing tables per jail", s.exec_fib));
     }
-    let own_network = spec.vnet || {
+    let own_network = spec.vnet() || {
         let modes = [(&s.ip4, "ip4"), (&s.ip6, "ip6")];
         let inherit = modes.iter().filter(|(m, _)| **m == IpMode::Inherit).count();
         for (m, name) in modes {
@@ -196,13 +197,16 @@ pub fn confinement(spec: &JailSpec) -> Result<Confinement, Vec<String>> {
                 refused.push(format!("{name}={v:?}: expected new, inherit or disable"));
             }
         }
-        if !spec.addresses.is_empty() {
-            let list: Vec<String> = spec.addresses.iter().map(ToString::to_string).collect();
-            refused.push(format!(
-                "ip4_addr/ip6_addr {}: a Linux jail without vnet cannot be restricted to addresses; \
-                 use vnet=on, or ip4=inherit and ip6=inherit without addresses",
-                list.join(",")
-            ));
+        if let Network::Shared { addresses } = &spec.network {
+            let bare: Vec<String> =
+                addresses.iter().filter(|a| a.interface.is_none()).map(|a| a.addr.to_string()).collect();
+            if !bare.is_empty() {
+                refused.push(format!(
+                    "ip4_addr/ip6_addr {}: a Linux jail's address must name its host interface \
+                     (iface|address, or DEFAULT|address)",
+                    bare.join(",")
+                ));
+            }
         }
         if inherit == 1 {
             refused.push("ip4 and ip6: a Linux jail shares the host's network for both or for neither".into());
@@ -601,7 +605,9 @@ mod tests {
         assert!(refused(&|s| s.jail.children_max = Some(3)).contains("children_max=3"));
         assert!(refused(&|s| s.jail.devfs_ruleset = 0).contains("devfs_ruleset=0"));
         assert!(refused(&|s| s.jail.exec_fib = 1).contains("exec_fib=1"));
-        assert!(refused(&|s| s.addresses = vec!["10.0.0.2".parse().unwrap()]).contains("10.0.0.2"));
+        // for_tests gives its addresses no interface: Linux needs one.
+        let bare = JailSpec::for_tests(Vec::new(), vec!["10.0.0.2".parse().unwrap()]);
+        assert!(confinement(&bare).unwrap_err().join("; ").contains("10.0.0.2: a Linux jail's address must name"));
         assert!(refused(&|s| s.jail.ip4 = IpMode::Inherit).contains("both or for neither"));
         assert!(refused(&|s| s.jail.ip6 = IpMode::parse("bogus")).contains("ip6=\"bogus\""));
         for level in [-1, 0, 1, 2, 3] {
@@ -614,8 +620,12 @@ mod tests {
         s.jail.ip4 = IpMode::Inherit;
         s.jail.ip6 = IpMode::Inherit;
         assert!(!confinement(&s).unwrap().own_network, "inherit: the host's network");
-        s.vnet = true;
-        s.addresses.clear();
+        s.network = Network::Vnet(crate::runtime::net::Vnet {
+            interfaces: Vec::new(),
+            router4: None,
+            router6: None,
+            bridge_uplink: None,
+        });
         assert!(confinement(&s).unwrap().own_network);
     }
 

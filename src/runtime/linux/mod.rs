@@ -31,6 +31,7 @@ use super::{ExecOutput, ExecSpec, JailSpec, Limit, Mount, RunningJail, Runtime, 
 pub mod cgroup;
 pub mod confine;
 pub mod init;
+pub mod net;
 
 pub const DEFAULT_STATE_DIR: &str = "/run/iocaged/jails";
 pub const DEFAULT_CGROUP_DIR: &str = "/sys/fs/cgroup/iocaged";
@@ -63,6 +64,19 @@ impl Linux {
                     // empty for good.
                     None if record.is_empty() && !stale(&dir) => Err("another start of it is under way".into()),
                     None => {
+                        // A start killed part-way: what it made on the
+                        // host's network goes first.
+                        let made: net::Made = fs::read(dir.join(NETWORK))
+                            .ok()
+                            .and_then(|r| serde_json::from_slice(&r).ok())
+                            .unwrap_or_default();
+                        if made != net::Made::default() {
+                            let _turn = net::turn();
+                            let left = net::undo(&made, true);
+                            if !left.is_empty() {
+                                return Err(format!("an earlier start left these: {}", left.join("; ")));
+                            }
+                        }
                         fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                         fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))
                     }
@@ -183,9 +197,41 @@ impl Runtime for Linux {
         fs::write(self.state_dir.join(&spec.name).join(CONFINEMENT), record)
             .map_err(|e| undo_cgroup(fail(format!("recording its confinement: {e}"))))?;
         let pid = spawn_init(spec, &confine, &cgroup).map_err(|e| undo_cgroup(fail(e)))?;
-        if let Err(e) = self.record(&spec.name, pid) {
+        // The network is made on the host's turn, held until the start has
+        // succeeded or been undone; what is made is recorded as it is made.
+        let turn = confine.own_network.then(net::turn);
+        let network_file = self.state_dir.join(&spec.name).join(NETWORK);
+        let undo_init = |e: RuntimeError, made: &net::Made| {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            return Err(undo_cgroup(fail(format!("recording it in {}: {e}", self.state_dir.display()))));
+            let left = net::undo(made, true);
+            let e = if left.is_empty() {
+                e
+            } else {
+                RuntimeError::new(e.op, &e.jail, format!("{}; undoing it: {}", e.message, left.join("; ")))
+            };
+            undo_cgroup(e)
+        };
+        let mut made = net::Made::default();
+        let mut unrecorded = None;
+        let mut record = |m: &net::Made| {
+            let r = serde_json::to_vec(m)
+                .map_err(|e| e.to_string())
+                .and_then(|b| fs::write(&network_file, b).map_err(|e| format!("{}: {e}", network_file.display())));
+            if let Err(e) = r {
+                unrecorded.get_or_insert(e);
+            }
+        };
+        record(&made);
+        if confine.own_network {
+            net::setup(&spec.network, pid, &mut made, &mut record)
+                .map_err(|e| undo_init(fail(format!("setting up its network: {e}")), &made))?;
+        }
+        if let Some(e) = unrecorded {
+            return Err(undo_init(fail(format!("recording its network: {e}")), &made));
+        }
+        drop(turn);
+        if let Err(e) = self.record(&spec.name, pid) {
+            return Err(undo_init(fail(format!("recording it in {}: {e}", self.state_dir.display())), &made));
         }
         Ok(RunningJail { name: spec.name.clone(), jid: i64::from(pid) })
     }
@@ -212,11 +258,25 @@ impl Runtime for Linux {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        // What its start made on the host (veth host ends): gone with the
+        // namespace, but asynchronously; removed here so that stop returns
+        // with none of it left.
+        let made: net::Made = fs::read(self.state_dir.join(&jail.name).join(NETWORK))
+            .ok()
+            .and_then(|r| serde_json::from_slice(&r).ok())
+            .unwrap_or_default();
+        let leftovers = if made == net::Made::default() {
+            Vec::new()
+        } else {
+            let _turn = net::turn();
+            net::undo(&made, false)
+        };
         self.cgroups.remove(&jail.name).map_err(|e| fail(format!("removing its cgroup: {e}")))?;
         match fs::remove_dir_all(self.state_dir.join(&jail.name)) {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(fail(format!("removing its state: {e}"))),
-            _ => Ok(()),
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(fail(format!("removing its state: {e}"))),
+            _ => {}
         }
+        if leftovers.is_empty() { Ok(()) } else { Err(fail(format!("its network: {}", leftovers.join("; ")))) }
     }
 
     fn set_limits(&self, jail: &RunningJail, limits: &[Limit], cpuset: Option<&str>) -> Result<(), RuntimeError> {
@@ -248,6 +308,10 @@ const INIT_BOUND: Duration = Duration::from_secs(120);
 /// The file in a running jail's state directory that records how it is
 /// confined (host side, root's: the jail cannot reach it).
 const CONFINEMENT: &str = "confinement.json";
+
+/// The file in a running jail's state directory that lists what its start
+/// made on the host's network ([`net::Made`]), for stop.
+const NETWORK: &str = "network.json";
 
 /// Starts `iocaged jail-init` with the spec on its stdin and reads its one
 /// line: `ok <pid>` or `error <what failed>`.
