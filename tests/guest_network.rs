@@ -145,7 +145,11 @@ fn two_vnet_jails_on_a_bridge_reach_each_other_and_the_host() {
         "tag=va vnet=on interfaces=vnet0:iocbr0,vnet1:iocbr9 ip4_addr=vnet0|10.77.0.2/24,vnet1|10.79.0.2/24 \
          ip6_addr=vnet0|fd77::2/64 defaultrouter=10.77.0.1",
     );
-    let b = jail(&d, "tag=vb vnet=on interfaces=vnet0:iocbr0 ip4_addr=vnet0|10.77.0.3/24");
+    let b = jail(
+        &d,
+        "tag=vb vnet=on interfaces=vnet0:iocbr0 ip4_addr=vnet0|10.77.0.3/24 ip6_addr=vnet0|fd77::3/64 \
+         defaultrouter6=fe80::1",
+    );
     start(&d, "va");
     start(&d, "vb");
     let (ja, jb) = (jid(&d, &a), jid(&d, &b));
@@ -170,6 +174,8 @@ fn two_vnet_jails_on_a_bridge_reach_each_other_and_the_host() {
     );
     let (routes, _) = exec(&d, "va", "ip route");
     assert!(routes.contains("default via 10.77.0.1 dev vnet0"), "{routes}");
+    let (routes, _) = exec(&d, "vb", "ip -6 route");
+    assert!(routes.contains("default via fe80::1 dev vnet0"), "a link-local router, through vnet0: {routes}");
     let host_mac = cmd("cat", &[&format!("/sys/class/net/vnet0.{ja}/address")]);
     let (shown, _) = exec(&d, "va", "ip -o link show vnet0");
     let jail_mac = shown.split("link/ether ").nth(1).and_then(|m| m.split_whitespace().next()).unwrap_or_default();

@@ -149,6 +149,28 @@ mod tests {
     }
 
     #[test]
+    fn a_default_route_question_and_its_answer() {
+        let q = route::get_default(false, 7);
+        assert_eq!(q.len(), 152 + 32);
+        assert_eq!(
+            (&q[0..4], &q[12..16], &q[20..24]),
+            (&[184u8, 0, 5, 4][..], &[5u8, 0, 0, 0][..], &[7u8, 0, 0, 0][..])
+        );
+        assert_eq!((&q[152..154], &q[168..170]), (&[16u8, 2][..], &[16u8, 2][..]), "dst and netmask: 0.0.0.0");
+        assert_eq!(route::get_default(true, 1)[152..154], [28, 28]);
+        // The kernel's answer: our pid and seq, rtm_index 3.
+        let mut a = q.clone();
+        a[4] = 3;
+        a[16..20].copy_from_slice(&42i32.to_le_bytes());
+        assert_eq!(route::reply(&a, 42, 7), Some(Ok(3)));
+        assert_eq!(route::reply(&a, 43, 7), None, "another process's");
+        assert_eq!(route::reply(&a, 42, 8), None, "another question");
+        a[24..28].copy_from_slice(&3i32.to_le_bytes());
+        assert_eq!(route::reply(&a, 42, 7), Some(Err(3)), "ESRCH: no default route");
+        assert_eq!(route::reply(&a[..100], 42, 7), None);
+    }
+
+    #[test]
     fn an_ipv6_alias_request_is_laid_out_as_in6_aliasreq() {
         let b = in6_aliasreq("em0", "fd00::2".parse().unwrap(), 64).unwrap();
         assert_eq!(&b[16..18], &[28, 28]);
@@ -163,5 +185,59 @@ mod tests {
         assert!(b[128..].iter().all(|x| *x == 0));
         let r = in6_ifreq_addr("em0", "fd00::2".parse().unwrap()).unwrap();
         assert_eq!((&r[16..18], r[39]), (&[28u8, 28][..], 2));
+    }
+}
+
+/// The routing socket's `RTM_GET` for a default route (what `route -n get
+/// default` asks; sbin/route/route.c `rtmsg`): a `struct rt_msghdr` (152
+/// bytes on amd64: msglen u16 at 0, version u8 at 2 (`RTM_VERSION` 5), type
+/// u8 at 3, index u16 at 4, flags i32 at 8, addrs i32 at 12, pid at 16,
+/// seq at 20, errno at 24), then the destination and netmask sockaddrs,
+/// both the family's any-address. The reply's `rtm_index` is the route's
+/// interface.
+pub mod route {
+    pub const RT_MSGHDR_LEN: usize = 152;
+    const RTM_VERSION: u8 = 5;
+    pub const RTM_GET: u8 = 4;
+    const RTA_DST: i32 = 1;
+    const RTA_NETMASK: i32 = 4;
+    const RTF_UP: i32 = 1;
+    const RTF_GATEWAY: i32 = 2;
+    const RTF_STATIC: i32 = 0x800;
+
+    /// The request for the default route of IPv4 (`v6` false) or IPv6.
+    pub fn get_default(v6: bool, seq: i32) -> Vec<u8> {
+        let sa = if v6 { super::SOCKADDR_IN6_LEN } else { super::SOCKADDR_IN_LEN };
+        let len = RT_MSGHDR_LEN + 2 * sa;
+        let mut b = vec![0u8; len];
+        b[0..2].copy_from_slice(&(len as u16).to_le_bytes());
+        b[2] = RTM_VERSION;
+        b[3] = RTM_GET;
+        b[8..12].copy_from_slice(&(RTF_UP | RTF_GATEWAY | RTF_STATIC).to_le_bytes());
+        b[12..16].copy_from_slice(&(RTA_DST | RTA_NETMASK).to_le_bytes());
+        b[20..24].copy_from_slice(&seq.to_le_bytes());
+        for at in [RT_MSGHDR_LEN, RT_MSGHDR_LEN + sa] {
+            b[at] = sa as u8;
+            b[at + 1] = if v6 { super::AF_INET6 } else { super::AF_INET };
+        }
+        b
+    }
+
+    /// What a message read from the routing socket says about our request
+    /// (`seq`, from process `pid`): `None` when it is another message (the
+    /// socket sees every routing message of the host), else the interface
+    /// index or the errno the kernel answered.
+    pub fn reply(b: &[u8], pid: i32, seq: i32) -> Option<Result<u16, i32>> {
+        if b.len() < RT_MSGHDR_LEN || b[2] != RTM_VERSION || b[3] != RTM_GET {
+            return None;
+        }
+        let int = |at: usize| i32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        if int(16) != pid || int(20) != seq {
+            return None;
+        }
+        Some(match int(24) {
+            0 => Ok(u16::from_le_bytes([b[4], b[5]])),
+            e => Err(e),
+        })
     }
 }

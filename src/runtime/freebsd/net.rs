@@ -3,9 +3,11 @@
 //! follows): added before the jail is created, removed after it is gone,
 //! and removed again on any failure in between.
 //!
+//! `DEFAULT|` is the interface of the default route, asked of the routing
+//! socket as `route -n get default` asks (IPv4's, else IPv6's).
+//!
 //! Not yet: VNET interfaces (epairs, bridges, addresses and routes inside
-//! the jail) and `DEFAULT|` (the default route's interface); `check`
-//! refuses a jail that needs them, naming what.
+//! the jail); `check` refuses a jail that needs them, naming what.
 
 use std::net::IpAddr;
 
@@ -20,9 +22,7 @@ static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// What the FreeBSD runtime cannot do for this network yet.
 pub fn unsupported(network: &Network) -> Option<String> {
     match network {
-        Network::Shared { addresses } => addresses.iter().find(|a| a.interface == Some(Interface::Default)).map(|a| {
-            format!("DEFAULT|{}: name the interface; this runtime does not look the default route up yet", a.addr)
-        }),
+        Network::Shared { .. } => None,
         Network::Vnet(v) => {
             let configured = v.interfaces.iter().any(|i| !i.addresses.is_empty());
             (configured || v.router4.is_some() || v.router6.is_some()).then(|| {
@@ -51,13 +51,21 @@ fn host_addresses() -> Result<Vec<(String, IpAddr)>, String> {
 
 /// Adds the jail's aliases; on a failure removes those added and says
 /// which failed. An address the host already has is refused (removing it
-/// at stop would take it from the host).
-pub fn add_aliases(addresses: &[Alias]) -> Result<Vec<AddedAlias>, String> {
+/// at stop would take it from the host). `record` is called after each
+/// addition with all added so far, so that a daemon killed part-way
+/// leaves a record the jail's next start undoes.
+pub fn add_aliases(addresses: &[Alias], record: &mut dyn FnMut(&[AddedAlias])) -> Result<Vec<AddedAlias>, String> {
+    let default = if addresses.iter().any(|a| a.interface == Some(Interface::Default)) {
+        Some(default_interface()?)
+    } else {
+        None
+    };
     let wanted: Vec<(&str, &Alias)> = addresses
         .iter()
         .filter_map(|a| match &a.interface {
             Some(Interface::Named(n)) => Some((n.as_str(), a)),
-            _ => None,
+            Some(Interface::Default) => default.as_deref().map(|d| (d, a)),
+            None => None,
         })
         .collect();
     if wanted.is_empty() {
@@ -84,6 +92,7 @@ pub fn add_aliases(addresses: &[Alias]) -> Result<Vec<AddedAlias>, String> {
             return Err(msg);
         }
         added.push(AddedAlias { interface: ifname.to_string(), addr: a.addr });
+        record(&added);
     }
     Ok(added)
 }
@@ -135,4 +144,58 @@ pub fn remove_aliases(added: &[AddedAlias]) -> Vec<String> {
         }
     }
     errors
+}
+
+/// How long the routing socket may take to answer.
+const ROUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Messages read from the routing socket before giving up on the answer
+/// (it carries every routing message of the host).
+const ROUTE_MESSAGES: usize = 256;
+
+/// The name of the interface the host's default route uses.
+fn default_interface() -> Result<String, String> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socket, sockopt};
+    let mut last = String::from("DEFAULT: the host has no default route");
+    for v6 in [false, true] {
+        let sock = socket(AddressFamily::Route, SockType::Raw, SockFlag::SOCK_CLOEXEC, None)
+            .map_err(|e| format!("DEFAULT: a routing socket: {e}"))?;
+        let tv = nix::sys::time::TimeVal::new(ROUTE_TIMEOUT.as_secs() as i64, 0);
+        setsockopt(&sock, sockopt::ReceiveTimeout, &tv).map_err(|e| format!("DEFAULT: {e}"))?;
+        let seq = 1;
+        let pid = std::process::id() as i32;
+        match nix::unistd::write(&sock, &ifreq::route::get_default(v6, seq)) {
+            Ok(_) => {}
+            // The kernel refuses the question itself when there is no route.
+            Err(nix::errno::Errno::ESRCH) => continue,
+            Err(e) => return Err(format!("DEFAULT: asking for the default route: {e}")),
+        }
+        let mut buf = [0u8; 2048];
+        let deadline = std::time::Instant::now() + ROUTE_TIMEOUT;
+        for _ in 0..ROUTE_MESSAGES {
+            if std::time::Instant::now() > deadline {
+                break;
+            }
+            let n = match nix::unistd::read(&sock, &mut buf) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            };
+            match ifreq::route::reply(&buf[..n], pid, seq) {
+                None => continue,
+                Some(Ok(index)) => {
+                    let names = nix::net::if_::if_nameindex().map_err(|e| format!("DEFAULT: {e}"))?;
+                    if let Some(i) = names.iter().find(|i| i.index() == u32::from(index)) {
+                        return Ok(i.name().to_string_lossy().into_owned());
+                    }
+                    last = format!("DEFAULT: the default route's interface (index {index}) is gone");
+                    break;
+                }
+                Some(Err(e)) => {
+                    last = format!("DEFAULT: no default route ({})", nix::errno::Errno::from_raw(e));
+                    break;
+                }
+            }
+        }
+    }
+    Err(last)
 }

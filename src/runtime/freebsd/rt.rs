@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 
 use super::net;
 use super::params;
-use super::record::{self, DEFAULT_STATE_DIR, Mounted, Record, Unmount};
+use super::record::{self, AddedAlias, DEFAULT_STATE_DIR, Mounted, Record, Unmount};
 use super::sys::{self, JailState};
 use crate::runtime::{JailSpec, Limit, Mount, Network, RunningJail, Runtime, RuntimeError};
 
@@ -75,7 +75,8 @@ impl FreeBsd {
     fn clear_leftovers(&self, name: &str) -> Result<(), String> {
         let Some(old) = record::read(&self.state_dir, name)? else { return Ok(()) };
         let jid = i32::try_from(old.jid).map_err(|_| format!("bad jid {} in its record", old.jid))?;
-        if sys::jail_state(jid, name)? != JailState::Gone {
+        // jid 0: a start that never made its jail.
+        if jid != 0 && sys::jail_state(jid, name)? != JailState::Gone {
             return Err(format!("its earlier run (jid {jid}) is still being removed"));
         }
         let mut errors = unmount_all(&old.mounts);
@@ -130,9 +131,30 @@ impl Runtime for FreeBsd {
         let list = params::build(spec, sys::param_exists).map_err(|e| fail(e.to_string()))?;
         let root = spec.root.canonicalize().map_err(|e| fail(format!("{}: {e}", spec.root.display())))?;
         // jail(8)'s order: the addresses, then the mounts, then the jail.
+        // Recorded as they are added (jid 0: no jail yet), so that a start
+        // killed part-way is undone by the next (`clear_leftovers`).
+        let mut unrecorded = None;
+        let mut early = |added: &[AddedAlias]| {
+            let rec = Record { jid: 0, exec_fib: spec.jail.exec_fib, mounts: Vec::new(), aliases: added.to_vec() };
+            if let Err(e) = record::write(&self.state_dir, &spec.name, &rec) {
+                unrecorded.get_or_insert(e);
+            }
+        };
         let aliases = match &spec.network {
-            Network::Shared { addresses } => net::add_aliases(addresses).map_err(fail)?,
+            Network::Shared { addresses } => net::add_aliases(addresses, &mut early).map_err(fail)?,
             Network::Vnet(_) => Vec::new(),
+        };
+        if let Some(e) = unrecorded {
+            let left = net::remove_aliases(&aliases);
+            if left.is_empty() {
+                let _ = record::remove(&self.state_dir, &spec.name);
+            }
+            return Err(fail(with_leftovers(format!("recording its addresses: {e}"), &left)));
+        }
+        let forget = |left: &[String]| {
+            if left.is_empty() {
+                let _ = record::remove(&self.state_dir, &spec.name);
+            }
         };
         let mut mounted: Vec<Mounted> = Vec::new();
         for m in &spec.mounts {
@@ -141,6 +163,7 @@ impl Runtime for FreeBsd {
                 Err(e) => {
                     let mut left = unmount_all(&mounted);
                     left.extend(net::remove_aliases(&aliases));
+                    forget(&left);
                     return Err(fail(with_leftovers(format!("mounting {}: {e}", m.target().display()), &left)));
                 }
             }
@@ -150,6 +173,7 @@ impl Runtime for FreeBsd {
             Err(e) => {
                 let mut left = unmount_all(&mounted);
                 left.extend(net::remove_aliases(&aliases));
+                forget(&left);
                 return Err(fail(with_leftovers(format!("creating the jail: {e}"), &left)));
             }
         };

@@ -360,8 +360,9 @@ impl Netlink {
         self.request(RouteNetlinkMessage::NewAddress(m), NLM_F_CREATE | NLM_F_EXCL)
     }
 
-    /// A default route through `gateway` in the main table.
-    pub fn add_default_route(&mut self, gateway: IpAddr) -> io::Result<()> {
+    /// A default route through `gateway` in the main table, out of `oif`
+    /// when given.
+    pub fn add_default_route(&mut self, gateway: IpAddr, oif: Option<u32>) -> io::Result<()> {
         let mut m = RouteMessage::default();
         m.header.address_family = family(&gateway);
         m.header.table = RouteHeader::RT_TABLE_MAIN;
@@ -371,6 +372,9 @@ impl Netlink {
             IpAddr::V4(g) => RouteAddress::Inet(g),
             IpAddr::V6(g) => RouteAddress::Inet6(g),
         }));
+        if let Some(oif) = oif {
+            m.attributes.push(RouteAttribute::Oif(oif));
+        }
         self.request(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL)
     }
 }
@@ -546,7 +550,7 @@ fn shared(
             let Some(gw) = gw else { continue };
             let reachable = addrs.iter().any(|a| same_network(&a.addr, gw, a.prefix_len()));
             if *oif == parent.index && reachable {
-                match jail.add_default_route(*gw) {
+                match jail.add_default_route(*gw, Some(index)) {
                     Ok(()) => {}
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
                     Err(e) => return Err(failed(&format!("adding the default route via {gw} on"), &name, e)),
@@ -591,14 +595,17 @@ fn vnet(
     made: &mut Made,
     record: &mut dyn FnMut(&Made),
 ) -> Result<(), String> {
+    // The uplink joins the first bridge this start creates (a device can be
+    // in one bridge only; iocage's later `addm` of it fails and is ignored).
+    let mut uplinked = false;
     for i in &v.interfaces {
         let bridge = match host.link(&i.bridge).map_err(|e| failed("looking up", &i.bridge, e))? {
             Some(b) if b.kind.as_deref() == Some("bridge") => b,
             Some(_) => return Err(format!("{}: {} exists and is not a bridge", i.nic, i.bridge)),
             None => {
                 let uplink = match &v.bridge_uplink {
-                    Some(u) => Some(resolve(host, u)?),
-                    None => None,
+                    Some(u) if !uplinked => Some(resolve(host, u)?),
+                    _ => None,
                 };
                 if let Some(u) = &uplink {
                     check_uplink(host, u, &i.bridge)?;
@@ -613,6 +620,7 @@ fn vnet(
                 if let Some(u) = uplink {
                     host.set_master(u.index, b.index)
                         .map_err(|e| failed(&format!("adding {} to", u.name), &i.bridge, e))?;
+                    uplinked = true;
                 }
                 host.set_up(b.index, None).map_err(|e| failed("bringing up", &i.bridge, e))?;
                 b
@@ -638,8 +646,15 @@ fn vnet(
         }
         jail.set_up(inside.index, None).map_err(|e| failed("bringing up", &i.nic, e))?;
     }
+    // A link-local IPv6 router is reached through the jail's first
+    // interface (the kernel needs the interface for it).
+    let first = match v.interfaces.first() {
+        Some(i) => jail.link(&i.nic).map_err(|e| failed("listing", "the jail's interfaces", e))?.map(|l| l.index),
+        None => None,
+    };
     for gw in [v.router4.map(IpAddr::V4), v.router6.map(IpAddr::V6)].into_iter().flatten() {
-        jail.add_default_route(gw).map_err(|e| failed("adding the default route via", &gw.to_string(), e))?;
+        let oif = if is_link_local(&gw) { first } else { None };
+        jail.add_default_route(gw, oif).map_err(|e| failed("adding the default route via", &gw.to_string(), e))?;
     }
     Ok(())
 }
