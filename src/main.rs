@@ -118,6 +118,8 @@ fn main() -> ExitCode {
         Some(iocaged::zfs::SEND_HELPER) => return iocaged::zfs::send_main(&args[2..]),
         #[cfg(target_os = "linux")]
         Some("jail-init") => return iocaged::runtime::linux::init::init_main(),
+        #[cfg(target_os = "freebsd")]
+        Some("jail-net") => return iocaged::runtime::freebsd::vnet::net_main(),
         _ => {}
     }
     let cli = Cli::parse();

@@ -48,6 +48,7 @@ fn clean_links() {
         }
     }
     let _ = std::process::Command::new("ip").args(["route", "del", "default"]).output();
+    let _ = std::process::Command::new("ip").args(["netns", "del", "iocrt"]).output();
 }
 
 /// The host's link names (`vnet0.123@if2` read as `vnet0.123`).
@@ -263,16 +264,21 @@ fn a_shared_ip_jail_has_its_own_addresses_and_no_others() {
 fn default_names_the_default_routes_interface() {
     let (_t, _f, d) = setup();
     shared_segment();
-    cmd("ip", &["route", "add", "default", "via", "10.78.0.1", "dev", "iocsh1"]);
-    // The default route leaves through iocsh1: DEFAULT| is iocsh1.
+    // A router: iocsh1 in a namespace of its own with 10.78.0.1. The host's
+    // default route leaves through iocsh0 towards it: DEFAULT| is iocsh0,
+    // and the jail, on iocsh0's segment, can use that router.
+    cmd("ip", &["netns", "add", "iocrt"]);
+    cmd("ip", &["link", "set", "iocsh1", "netns", "iocrt"]);
+    cmd("ip", &["-n", "iocrt", "addr", "add", "10.78.0.1/24", "dev", "iocsh1"]);
+    cmd("ip", &["-n", "iocrt", "link", "set", "iocsh1", "up"]);
+    cmd("ip", &["route", "add", "default", "via", "10.78.0.1", "dev", "iocsh0", "onlink"]);
     let _ = jail(&d, "tag=df ip4_addr=DEFAULT|10.78.0.5/24");
     start(&d, "df");
-    assert_eq!(jail_addrs(&d, "df"), ["iocsh1 10.78.0.5/24", "lo 127.0.0.1/8"]);
+    assert_eq!(jail_addrs(&d, "df"), ["iocsh0 10.78.0.5/24", "lo 127.0.0.1/8"]);
     let (routes, _) = exec(&d, "df", "ip route");
-    assert!(
-        routes.contains("default via 10.78.0.1 dev iocsh1"),
-        "the host's default route, as the jail can use it: {routes}"
-    );
+    assert!(routes.contains("default via 10.78.0.1 dev iocsh0"), "the host's default route: {routes}");
+    let (out, code) = exec(&d, "df", "ping -c 1 -W 3 10.78.0.1");
+    assert_eq!(code, 0, "the jail reaches the router: {out}");
     stop(&d, "df");
     clean_links();
 }

@@ -157,7 +157,9 @@ mod tests {
             (&[184u8, 0, 5, 4][..], &[5u8, 0, 0, 0][..], &[7u8, 0, 0, 0][..])
         );
         assert_eq!((&q[152..154], &q[168..170]), (&[16u8, 2][..], &[16u8, 2][..]), "dst and netmask: 0.0.0.0");
-        assert_eq!(route::get_default(true, 1)[152..154], [28, 28]);
+        let q6 = route::get_default(true, 1);
+        assert_eq!(q6.len(), 152 + 64, "sockaddr_in6 takes 32 bytes (SA_SIZE)");
+        assert_eq!((&q6[152..154], &q6[184..186]), (&[28u8, 28][..], &[28u8, 28][..]), "netmask at 184");
         // The kernel's answer: our pid and seq, rtm_index 3.
         let mut a = q.clone();
         a[4] = 3;
@@ -168,6 +170,38 @@ mod tests {
         a[24..28].copy_from_slice(&3i32.to_le_bytes());
         assert_eq!(route::reply(&a, 42, 7), Some(Err(3)), "ESRCH: no default route");
         assert_eq!(route::reply(&a[..100], 42, 7), None);
+    }
+
+    #[test]
+    fn vnet_requests_are_laid_out_as_ifreq_ifdrv_and_ifbreq() {
+        use super::vnet::*;
+        assert_eq!(ioc_len(SIOCIFCREATE2), IFREQ_LEN);
+        assert_eq!(ioc_len(SIOCSIFVNET), IFREQ_LEN);
+        assert_eq!(ioc_len(SIOCSDRVSPEC), IFDRV_LEN);
+        let b = with_flags("vnet0.5", 0x1_8043).unwrap();
+        assert_eq!((&b[..8], &b[16..20]), (&b"vnet0.5\0"[..], &[0x43u8, 0x80, 1, 0][..]));
+        assert_eq!(flags_of(&b), 0x1_8043);
+        assert_eq!(name_of(&b), "vnet0.5");
+        assert_eq!(
+            &with_lladdr("epair0b", [2, 0xff, 0x60, 1, 2, 3]).unwrap()[16..24],
+            &[6, 18, 2, 0xff, 0x60, 1, 2, 3]
+        );
+        assert_eq!(&with_jid("epair0b", 7).unwrap()[16..20], &[7, 0, 0, 0]);
+        let d = ifdrv("bridge0", BRDGADD, IFBREQ_LEN, 0x1122_3344_5566_7788).unwrap();
+        assert_eq!(
+            (&d[..8], &d[16..24], &d[24..32]),
+            (&b"bridge0\0"[..], &[0u8; 8][..], &[80u8, 0, 0, 0, 0, 0, 0, 0][..])
+        );
+        assert_eq!(&d[32..40], &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
+        assert_eq!(&ifbreq("vnet0.5").unwrap()[..8], b"vnet0.5\0");
+        let r6 = route::add_default("fe80::1".parse().unwrap(), 3, 2);
+        assert_eq!(r6.len(), 152 + 96);
+        assert_eq!((r6[184], r6[185], r6[192], r6[208]), (28, 28, 0xfe, 3), "gateway at 184, scope id at 208");
+        assert_eq!(&r6[216..218], &[28, 28], "netmask at 216");
+        let r = route::add_default("10.0.0.1".parse().unwrap(), 0, 2);
+        assert_eq!((r.len(), r[3], r[12]), (152 + 48, 1, 7));
+        assert_eq!(&r[168..176], &[16, 2, 0, 0, 10, 0, 0, 1], "the gateway, second");
+        assert_eq!(&r[184..186], &[16, 2], "the netmask, 0.0.0.0, third");
     }
 
     #[test]
@@ -205,9 +239,16 @@ pub mod route {
     const RTF_GATEWAY: i32 = 2;
     const RTF_STATIC: i32 = 0x800;
 
+    /// The space a sockaddr takes in a routing message: its length rounded
+    /// up to a `long` (sys/net/route.h `SA_SIZE`): 16 for IPv4, 32 for IPv6.
+    fn sa_space(v6: bool) -> usize {
+        let len = if v6 { super::SOCKADDR_IN6_LEN } else { super::SOCKADDR_IN_LEN };
+        (len + 7) & !7
+    }
+
     /// The request for the default route of IPv4 (`v6` false) or IPv6.
     pub fn get_default(v6: bool, seq: i32) -> Vec<u8> {
-        let sa = if v6 { super::SOCKADDR_IN6_LEN } else { super::SOCKADDR_IN_LEN };
+        let (sa, sa_len) = (sa_space(v6), if v6 { super::SOCKADDR_IN6_LEN } else { super::SOCKADDR_IN_LEN });
         let len = RT_MSGHDR_LEN + 2 * sa;
         let mut b = vec![0u8; len];
         b[0..2].copy_from_slice(&(len as u16).to_le_bytes());
@@ -217,8 +258,41 @@ pub mod route {
         b[12..16].copy_from_slice(&(RTA_DST | RTA_NETMASK).to_le_bytes());
         b[20..24].copy_from_slice(&seq.to_le_bytes());
         for at in [RT_MSGHDR_LEN, RT_MSGHDR_LEN + sa] {
-            b[at] = sa as u8;
+            b[at] = sa_len as u8;
             b[at + 1] = if v6 { super::AF_INET6 } else { super::AF_INET };
+        }
+        b
+    }
+
+    const RTM_ADD: u8 = 1;
+    const RTA_GATEWAY: i32 = 2;
+
+    /// `route add default GATEWAY` (sbin/route/route.c): dst and netmask
+    /// the family's any-address, the gateway, flags up, gateway, static. A
+    /// link-local IPv6 gateway needs its interface's index as scope.
+    pub fn add_default(gateway: std::net::IpAddr, scope: u32, seq: i32) -> Vec<u8> {
+        let v6 = gateway.is_ipv6();
+        let (sa, sa_len) = (sa_space(v6), if v6 { super::SOCKADDR_IN6_LEN } else { super::SOCKADDR_IN_LEN });
+        let len = RT_MSGHDR_LEN + 3 * sa;
+        let mut b = vec![0u8; len];
+        b[0..2].copy_from_slice(&(len as u16).to_le_bytes());
+        b[2] = RTM_VERSION;
+        b[3] = RTM_ADD;
+        b[8..12].copy_from_slice(&(RTF_UP | RTF_GATEWAY | RTF_STATIC).to_le_bytes());
+        b[12..16].copy_from_slice(&(RTA_DST | RTA_GATEWAY | RTA_NETMASK).to_le_bytes());
+        b[20..24].copy_from_slice(&seq.to_le_bytes());
+        // In the order of their RTA_ bits: dst, gateway, netmask.
+        let (dst, gw, mask) = (RT_MSGHDR_LEN, RT_MSGHDR_LEN + sa, RT_MSGHDR_LEN + 2 * sa);
+        for at in [dst, gw, mask] {
+            b[at] = sa_len as u8;
+            b[at + 1] = if v6 { super::AF_INET6 } else { super::AF_INET };
+        }
+        match gateway {
+            std::net::IpAddr::V4(g) => b[gw + 4..gw + 8].copy_from_slice(&g.octets()),
+            std::net::IpAddr::V6(g) => {
+                b[gw + 8..gw + 24].copy_from_slice(&g.octets());
+                b[gw + 24..gw + 28].copy_from_slice(&scope.to_le_bytes());
+            }
         }
         b
     }
@@ -239,5 +313,101 @@ pub mod route {
             0 => Ok(u16::from_le_bytes([b[4], b[5]])),
             e => Err(e),
         })
+    }
+}
+
+/// VNET: the `struct ifreq` requests that make and move interfaces, as
+/// ifconfig(8) makes them (sbin/ifconfig/ifconfig.c `clone_create`,
+/// `setifname`, `setifflags`, `setifvnet`, af_link.c `link_getaddr` for
+/// `ether`; ifbridge.c `setbridge_add`). 13.5's numbers.
+pub mod vnet {
+    use super::{IFNAMSIZ, IFREQ_LEN, put_name};
+
+    /// `_IOWR('i', 124, struct ifreq)`: create a cloned interface; the
+    /// kernel writes the name it made into `ifr_name` ("epair" -> "epair3a").
+    pub const SIOCIFCREATE2: u64 = 0xc020_697c;
+    /// `_IOW('i', 121, struct ifreq)`.
+    pub const SIOCIFDESTROY: u64 = 0x8020_6979;
+    /// `_IOW('i', 40, struct ifreq)`: `ifr_data` points at the new name.
+    pub const SIOCSIFNAME: u64 = 0x8020_6928;
+    /// `_IOW('i', 60, struct ifreq)`: `ifr_addr` = {len 6, AF_LINK, MAC}.
+    pub const SIOCSIFLLADDR: u64 = 0x8020_693c;
+    /// `_IOWR('i', 17, struct ifreq)`.
+    pub const SIOCGIFFLAGS: u64 = 0xc020_6911;
+    /// `_IOW('i', 16, struct ifreq)`: `ifr_flags` (low 16 bits) at 16,
+    /// `ifr_flagshigh` at 18.
+    pub const SIOCSIFFLAGS: u64 = 0x8020_6910;
+    /// `_IOWR('i', 90, struct ifreq)`: move to the vnet of jail `ifr_jid`
+    /// (an int at 16).
+    pub const SIOCSIFVNET: u64 = 0xc020_695a;
+    /// `_IOW('i', 123, struct ifdrv)`: a driver request (the bridge's
+    /// `BRDGADD`, 0), 40 bytes: name, cmd (u64 at 16), len (at 24), data
+    /// pointer (at 32).
+    pub const SIOCSDRVSPEC: u64 = 0x8028_697b;
+    pub const BRDGADD: u64 = 0;
+    pub const IFDRV_LEN: usize = 40;
+    /// `struct ifbreq` (net/if_bridgevar.h): the member's name first.
+    pub const IFBREQ_LEN: usize = 80;
+    pub const IFF_UP: i32 = 1;
+    const AF_LINK: u8 = 18;
+    const ETHER_ADDR_LEN: u8 = 6;
+
+    /// A `struct ifreq` with only the name.
+    pub fn named(name: &str) -> Result<[u8; IFREQ_LEN], String> {
+        let mut b = [0u8; IFREQ_LEN];
+        put_name(&mut b[..IFNAMSIZ], name)?;
+        Ok(b)
+    }
+
+    /// The name in a `struct ifreq` the kernel filled.
+    pub fn name_of(b: &[u8; IFREQ_LEN]) -> String {
+        let end = b[..IFNAMSIZ].iter().position(|c| *c == 0).unwrap_or(IFNAMSIZ);
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    }
+
+    /// The flags of a `SIOCGIFFLAGS` answer.
+    pub fn flags_of(b: &[u8; IFREQ_LEN]) -> i32 {
+        let low = i32::from(u16::from_le_bytes([b[16], b[17]]));
+        let high = i32::from(u16::from_le_bytes([b[18], b[19]]));
+        low | (high << 16)
+    }
+
+    pub fn with_flags(name: &str, flags: i32) -> Result<[u8; IFREQ_LEN], String> {
+        let mut b = named(name)?;
+        b[16..18].copy_from_slice(&((flags & 0xffff) as u16).to_le_bytes());
+        b[18..20].copy_from_slice(&(((flags >> 16) & 0xffff) as u16).to_le_bytes());
+        Ok(b)
+    }
+
+    pub fn with_lladdr(name: &str, mac: [u8; 6]) -> Result<[u8; IFREQ_LEN], String> {
+        let mut b = named(name)?;
+        b[16] = ETHER_ADDR_LEN;
+        b[17] = AF_LINK;
+        b[18..24].copy_from_slice(&mac);
+        Ok(b)
+    }
+
+    pub fn with_jid(name: &str, jid: i32) -> Result<[u8; IFREQ_LEN], String> {
+        let mut b = named(name)?;
+        b[16..20].copy_from_slice(&jid.to_le_bytes());
+        Ok(b)
+    }
+
+    /// A `struct ifbreq` naming the member.
+    pub fn ifbreq(member: &str) -> Result<[u8; IFBREQ_LEN], String> {
+        let mut b = [0u8; IFBREQ_LEN];
+        put_name(&mut b[..IFNAMSIZ], member)?;
+        Ok(b)
+    }
+
+    /// A `struct ifdrv` for `bridge`, command `cmd`, with `len` bytes at
+    /// `data` (the caller keeps them alive for the call).
+    pub fn ifdrv(bridge: &str, cmd: u64, len: usize, data: u64) -> Result<[u8; IFDRV_LEN], String> {
+        let mut b = [0u8; IFDRV_LEN];
+        put_name(&mut b[..IFNAMSIZ], bridge)?;
+        b[16..24].copy_from_slice(&cmd.to_le_bytes());
+        b[24..32].copy_from_slice(&(len as u64).to_le_bytes());
+        b[32..40].copy_from_slice(&data.to_le_bytes());
+        Ok(b)
     }
 }

@@ -13,6 +13,8 @@ mod net;
 mod rt;
 #[cfg(target_os = "freebsd")]
 mod sys;
+#[cfg(target_os = "freebsd")]
+pub mod vnet;
 
 #[cfg(target_os = "freebsd")]
 pub use rt::FreeBsd;

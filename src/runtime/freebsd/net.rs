@@ -6,33 +6,17 @@
 //! `DEFAULT|` is the interface of the default route, asked of the routing
 //! socket as `route -n get default` asks (IPv4's, else IPv6's).
 //!
-//! Not yet: VNET interfaces (epairs, bridges, addresses and routes inside
-//! the jail); `check` refuses a jail that needs them, naming what.
+//! VNET interfaces are `vnet`'s.
 
 use std::net::IpAddr;
 
 use super::ifreq;
 use super::record::AddedAlias;
 use super::sys;
-use crate::runtime::net::{Alias, Interface, Network};
+use crate::runtime::net::{Alias, Interface};
 
 /// Serializes alias additions on this host.
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// What the FreeBSD runtime cannot do for this network yet.
-pub fn unsupported(network: &Network) -> Option<String> {
-    match network {
-        Network::Shared { .. } => None,
-        Network::Vnet(v) => {
-            let configured = v.interfaces.iter().any(|i| !i.addresses.is_empty());
-            (configured || v.router4.is_some() || v.router6.is_some()).then(|| {
-                "VNET interfaces with addresses or default routes: this runtime does not make epairs and bridges yet \
-                 (the jail would have only lo0)"
-                    .to_string()
-            })
-        }
-    }
-}
 
 /// The host's addresses, with their interfaces.
 fn host_addresses() -> Result<Vec<(String, IpAddr)>, String> {
@@ -51,9 +35,9 @@ fn host_addresses() -> Result<Vec<(String, IpAddr)>, String> {
 
 /// Adds the jail's aliases; on a failure removes those added and says
 /// which failed. An address the host already has is refused (removing it
-/// at stop would take it from the host). `record` is called after each
-/// addition with all added so far, so that a daemon killed part-way
-/// leaves a record the jail's next start undoes.
+/// at stop would take it from the host). `record` is called before each
+/// addition with all added so far and that one, so that a daemon killed
+/// part-way leaves a record the jail's next start undoes.
 pub fn add_aliases(addresses: &[Alias], record: &mut dyn FnMut(&[AddedAlias])) -> Result<Vec<AddedAlias>, String> {
     let default = if addresses.iter().any(|a| a.interface == Some(Interface::Default)) {
         Some(default_interface()?)
@@ -83,7 +67,13 @@ pub fn add_aliases(addresses: &[Alias], record: &mut dyn FnMut(&[AddedAlias])) -
     }
     let mut added = Vec::new();
     for (ifname, a) in wanted {
+        // Recorded before it is added (the check above, on this turn, says
+        // the host does not have it), so that no crash leaves it unrecorded.
+        let mut with = added.clone();
+        with.push(AddedAlias { interface: ifname.to_string(), addr: a.addr });
+        record(&with);
         if let Err(e) = ioctl(ifname, a.addr, Some(a.prefix_len())) {
+            record(&added);
             let left = remove_aliases(&added);
             let mut msg = format!("adding {} to {ifname}: {e}", a.addr);
             if !left.is_empty() {
@@ -91,8 +81,7 @@ pub fn add_aliases(addresses: &[Alias], record: &mut dyn FnMut(&[AddedAlias])) -
             }
             return Err(msg);
         }
-        added.push(AddedAlias { interface: ifname.to_string(), addr: a.addr });
-        record(&added);
+        added = with;
     }
     Ok(added)
 }
@@ -146,6 +135,8 @@ pub fn remove_aliases(added: &[AddedAlias]) -> Vec<String> {
     errors
 }
 
+static ROUTE_SEQ: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
+
 /// How long the routing socket may take to answer.
 const ROUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Messages read from the routing socket before giving up on the answer
@@ -153,7 +144,7 @@ const ROUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 const ROUTE_MESSAGES: usize = 256;
 
 /// The name of the interface the host's default route uses.
-fn default_interface() -> Result<String, String> {
+pub fn default_interface() -> Result<String, String> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socket, sockopt};
     let mut last = String::from("DEFAULT: the host has no default route");
     for v6 in [false, true] {
@@ -161,7 +152,9 @@ fn default_interface() -> Result<String, String> {
             .map_err(|e| format!("DEFAULT: a routing socket: {e}"))?;
         let tv = nix::sys::time::TimeVal::new(ROUTE_TIMEOUT.as_secs() as i64, 0);
         setsockopt(&sock, sockopt::ReceiveTimeout, &tv).map_err(|e| format!("DEFAULT: {e}"))?;
-        let seq = 1;
+        // Every routing socket sees every answer: ours is told apart by pid
+        // and a sequence number no other thread of the daemon uses.
+        let seq = ROUTE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id() as i32;
         match nix::unistd::write(&sock, &ifreq::route::get_default(v6, seq)) {
             Ok(_) => {}

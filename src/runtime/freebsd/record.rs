@@ -36,6 +36,17 @@ pub struct Record {
     /// records written before there were any).
     #[serde(default)]
     pub aliases: Vec<AddedAlias>,
+    /// The VNET interfaces and bridges start made on the host.
+    #[serde(default)]
+    pub links: Links,
+}
+
+/// What a VNET start made on the host: epair host ends (`vnetN.<jid>`;
+/// destroying one destroys its pair) and bridges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Links {
+    pub host_links: Vec<String>,
+    pub bridges: Vec<String>,
 }
 
 /// An address start put on a host interface for the jail.
@@ -203,7 +214,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("iocaged-fbsd-record-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(read(&dir, "ioc-a").unwrap(), None);
-        let r = Record { jid: 7, exec_fib: 2, mounts: vec![m("/j/root/dev", 1)], aliases: Vec::new() };
+        let r = Record {
+            jid: 7,
+            exec_fib: 2,
+            mounts: vec![m("/j/root/dev", 1)],
+            aliases: Vec::new(),
+            links: Links::default(),
+        };
         write(&dir, "ioc-a", &r).unwrap();
         assert_eq!(read(&dir, "ioc-a").unwrap(), Some(r));
         remove(&dir, "ioc-a").unwrap();

@@ -21,8 +21,9 @@ use nix::unistd::Pid;
 
 use super::net;
 use super::params;
-use super::record::{self, AddedAlias, DEFAULT_STATE_DIR, Mounted, Record, Unmount};
+use super::record::{self, AddedAlias, DEFAULT_STATE_DIR, Links, Mounted, Record, Unmount};
 use super::sys::{self, JailState};
+use super::vnet;
 use crate::runtime::{JailSpec, Limit, Mount, Network, RunningJail, Runtime, RuntimeError};
 
 /// How long stop waits, after jail_remove, for the jail's processes to be
@@ -67,6 +68,7 @@ impl FreeBsd {
         }
         errors.extend(unmount_all(&rec.mounts));
         errors.extend(net::remove_aliases(&rec.aliases));
+        errors.extend(vnet::undo(&rec.links, false));
         errors
     }
 
@@ -81,6 +83,7 @@ impl FreeBsd {
         }
         let mut errors = unmount_all(&old.mounts);
         errors.extend(net::remove_aliases(&old.aliases));
+        errors.extend(vnet::undo(&old.links, true));
         if !errors.is_empty() {
             return Err(format!("its earlier run left these: {}", errors.join("; ")));
         }
@@ -113,9 +116,6 @@ impl Runtime for FreeBsd {
         for l in &spec.limits {
             l.rctl_rule(&spec.name).parse::<rctl::Rule>().map_err(|e| fail(format!("{l}: {e}")))?;
         }
-        if let Some(why) = net::unsupported(&spec.network) {
-            return Err(fail(why));
-        }
         // Whether the kernel knows every parameter is settled at start
         // (after loading filesystems); here only the values.
         params::build(spec, |_| true).map_err(|e| fail(e.to_string()))?;
@@ -135,7 +135,13 @@ impl Runtime for FreeBsd {
         // killed part-way is undone by the next (`clear_leftovers`).
         let mut unrecorded = None;
         let mut early = |added: &[AddedAlias]| {
-            let rec = Record { jid: 0, exec_fib: spec.jail.exec_fib, mounts: Vec::new(), aliases: added.to_vec() };
+            let rec = Record {
+                jid: 0,
+                exec_fib: spec.jail.exec_fib,
+                mounts: Vec::new(),
+                aliases: added.to_vec(),
+                links: Links::default(),
+            };
             if let Err(e) = record::write(&self.state_dir, &spec.name, &rec) {
                 unrecorded.get_or_insert(e);
             }
@@ -178,7 +184,33 @@ impl Runtime for FreeBsd {
             }
         };
         let handle = RunningJail { name: spec.name.clone(), jid: i64::from(jid) };
-        let rec = Record { jid: handle.jid, exec_fib: spec.jail.exec_fib, mounts: mounted, aliases };
+        let mut rec =
+            Record { jid: handle.jid, exec_fib: spec.jail.exec_fib, mounts: mounted, aliases, links: Links::default() };
+        if let Network::Vnet(v) = &spec.network {
+            // Recorded as they are made (with the jid: stop and the next
+            // start's clear_leftovers find them).
+            let mut unrecorded = None;
+            let mut links = Links::default();
+            let made = {
+                let base = rec.clone();
+                let mut write = |l: &Links| {
+                    let r = Record { links: l.clone(), ..base.clone() };
+                    if let Err(e) = record::write(&self.state_dir, &spec.name, &r) {
+                        unrecorded.get_or_insert(e);
+                    }
+                };
+                vnet::setup(v, &handle, net::default_interface, &mut links, &mut write)
+            };
+            rec.links = links;
+            if let Err(e) = made.and_then(|()| unrecorded.map_or(Ok(()), |e| Err(format!("recording it: {e}")))) {
+                let mut left = self.teardown(&spec.name, jid, &rec, None);
+                left.extend(vnet::undo(&rec.links, true));
+                if left.is_empty() {
+                    let _ = record::remove(&self.state_dir, &spec.name);
+                }
+                return Err(fail(with_leftovers(format!("setting up its network: {e}"), &left)));
+            }
+        }
         let done = record::write(&self.state_dir, &spec.name, &rec)
             .map_err(|e| format!("recording it: {e}"))
             .and_then(|()| self.set_limits(&handle, &spec.limits, spec.cpuset.as_deref()).map_err(|e| e.message));
@@ -197,9 +229,12 @@ impl Runtime for FreeBsd {
         let jid = i32::try_from(jail.jid).map_err(|_| fail(format!("bad jid {}", jail.jid)))?;
         let rec = match record::read(&self.state_dir, &jail.name).map_err(fail)? {
             Some(r) if r.jid == jail.jid => r,
-            // Started without a record (by an earlier version): what the
-            // mount table shows on exactly the spec's mount points.
-            _ => {
+            // Started without a record (by an earlier version), or by a
+            // start killed before it recorded the jail (its early record,
+            // jid 0, has the aliases it added): what the mount table shows
+            // on exactly the spec's mount points.
+            early => {
+                let aliases = early.filter(|r| r.jid == 0).map(|r| r.aliases).unwrap_or_default();
                 let real = spec.root.canonicalize().unwrap_or_else(|_| spec.root.clone());
                 let targets: Vec<PathBuf> = spec
                     .mounts
@@ -207,7 +242,7 @@ impl Runtime for FreeBsd {
                     .map(|m| m.target().strip_prefix(&spec.root).map_or_else(|_| m.target().clone(), |r| real.join(r)))
                     .collect();
                 let mounts = record::mounted_on(&targets, &sys::mount_table().map_err(fail)?);
-                Record { jid: jail.jid, exec_fib: spec.jail.exec_fib, mounts, aliases: Vec::new() }
+                Record { jid: jail.jid, exec_fib: spec.jail.exec_fib, mounts, aliases, links: Links::default() }
             }
         };
         let errors = self.teardown(&jail.name, jid, &rec, spec.jail.stop_timeout);

@@ -291,3 +291,56 @@ pub fn if_address_ioctl(family: c_int, request: u64, arg: &mut [u8]) -> Result<(
     let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request as libc::c_ulong, arg.as_mut_ptr()) };
     if rc == -1 { Err(Errno::last()) } else { Ok(()) }
 }
+
+/// A `struct ifreq` request that carries no pointer (see `ifreq::vnet`) on
+/// an `AF_INET` datagram socket, as ifconfig makes them.
+pub fn ifreq_ioctl(request: u64, arg: &mut [u8; super::ifreq::IFREQ_LEN]) -> Result<(), Errno> {
+    use super::ifreq::vnet::{SIOCGIFFLAGS, SIOCIFCREATE2, SIOCIFDESTROY, SIOCSIFFLAGS, SIOCSIFLLADDR, SIOCSIFVNET};
+    // SIOCIFCREATE2 reads `ifr_data` as cloner parameters: zero (none) here.
+    if ![SIOCIFCREATE2, SIOCIFDESTROY, SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCSIFLLADDR, SIOCSIFVNET].contains(&request)
+        || arg[16..24] != [0; 8] && request == SIOCIFCREATE2
+    {
+        return Err(Errno::EINVAL);
+    }
+    raw_ioctl(request, arg)
+}
+
+fn raw_ioctl(request: u64, arg: &mut [u8]) -> Result<(), Errno> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    if arg.len() != super::ifreq::ioc_len(request) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: `sock` is open; `arg` is a live buffer of exactly the size
+    // the request encodes, laid out as its structure; any pointer inside
+    // it (set by the two callers below) points at a live local of theirs.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request as libc::c_ulong, arg.as_mut_ptr()) };
+    if rc == -1 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Renames interface `old` to `new` (`SIOCSIFNAME`: `ifr_data` points at
+/// the new name, NUL-terminated, sbin/ifconfig/ifconfig.c `setifname`).
+pub fn if_rename(old: &str, new: &str) -> Result<(), String> {
+    use super::ifreq::vnet::{SIOCSIFNAME, named};
+    let mut name = [0u8; 16];
+    if new.is_empty() || new.len() >= name.len() || new.bytes().any(|b| b == 0) {
+        return Err(format!("{new:?} is not an interface name"));
+    }
+    name[..new.len()].copy_from_slice(new.as_bytes());
+    let mut arg = named(old)?;
+    arg[16..24].copy_from_slice(&(name.as_mut_ptr() as u64).to_le_bytes());
+    raw_ioctl(SIOCSIFNAME, &mut arg).map_err(|e| format!("renaming {old} to {new}: {e}"))
+}
+
+/// Adds `member` to `bridge` (`SIOCSDRVSPEC` with `BRDGADD`: `ifd_data`
+/// points at a `struct ifbreq`, sbin/ifconfig/ifbridge.c `setbridge_add`).
+pub fn bridge_add(bridge: &str, member: &str) -> Result<(), String> {
+    use super::ifreq::vnet::{BRDGADD, IFBREQ_LEN, SIOCSDRVSPEC, ifbreq, ifdrv};
+    let mut req = ifbreq(member)?;
+    let mut arg = ifdrv(bridge, BRDGADD, IFBREQ_LEN, req.as_mut_ptr() as u64)?;
+    raw_ioctl(SIOCSDRVSPEC, &mut arg).map_err(|e| format!("adding {member} to {bridge}: {e}"))
+}

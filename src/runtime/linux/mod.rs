@@ -64,8 +64,14 @@ impl Linux {
                     // empty for good.
                     None if record.is_empty() && !stale(&dir) => Err("another start of it is under way".into()),
                     None => {
-                        // A start killed part-way: what it made on the
-                        // host's network goes first.
+                        // A start killed part-way: its init (if it got
+                        // that far, recorded in STARTING) and its cgroup
+                        // go, then what it made on the host's network.
+                        let starting = fs::read_to_string(dir.join(STARTING)).unwrap_or_default();
+                        if let Some(pid) = live_pid(&starting) {
+                            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                        }
+                        self.cgroups.remove(name).map_err(|e| format!("an earlier start's cgroup: {e}"))?;
                         let made: net::Made = fs::read(dir.join(NETWORK))
                             .ok()
                             .and_then(|r| serde_json::from_slice(&r).ok())
@@ -197,6 +203,12 @@ impl Runtime for Linux {
         fs::write(self.state_dir.join(&spec.name).join(CONFINEMENT), record)
             .map_err(|e| undo_cgroup(fail(format!("recording its confinement: {e}"))))?;
         let pid = spawn_init(spec, &confine, &cgroup).map_err(|e| undo_cgroup(fail(e)))?;
+        // Until the pid is recorded, a daemon killed here leaves the init
+        // to the next start's claim (which kills it).
+        let _ = fs::write(
+            self.state_dir.join(&spec.name).join(STARTING),
+            format!("{pid} {}\n", start_time(pid).unwrap_or_default()),
+        );
         // The network is made on the host's turn, held until the start has
         // succeeded or been undone; what is made is recorded as it is made.
         let turn = confine.own_network.then(net::turn);
@@ -229,10 +241,11 @@ impl Runtime for Linux {
         if let Some(e) = unrecorded {
             return Err(undo_init(fail(format!("recording its network: {e}")), &made));
         }
-        drop(turn);
         if let Err(e) = self.record(&spec.name, pid) {
             return Err(undo_init(fail(format!("recording it in {}: {e}", self.state_dir.display())), &made));
         }
+        drop(turn);
+        let _ = fs::remove_file(self.state_dir.join(&spec.name).join(STARTING));
         Ok(RunningJail { name: spec.name.clone(), jid: i64::from(pid) })
     }
 
@@ -308,6 +321,10 @@ const INIT_BOUND: Duration = Duration::from_secs(120);
 /// The file in a running jail's state directory that records how it is
 /// confined (host side, root's: the jail cannot reach it).
 const CONFINEMENT: &str = "confinement.json";
+
+/// The file in a starting jail's state directory with its init's pid and
+/// start time, until the jail is recorded as running.
+const STARTING: &str = "init.starting";
 
 /// The file in a running jail's state directory that lists what its start
 /// made on the host's network ([`net::Made`]), for stop.

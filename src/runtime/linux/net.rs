@@ -62,8 +62,10 @@ const DUMP_TRIES: u32 = 3;
 /// What a start made on the host, to be undone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Made {
-    /// Host ends of veth pairs.
-    pub host_links: Vec<String>,
+    /// Host ends of veth pairs, with their interface index once made (a
+    /// name alone could be another jail's by now: host ends are named by
+    /// the init's pid).
+    pub host_links: Vec<(String, Option<u32>)>,
     /// Bridges this start created.
     pub bridges: Vec<String>,
 }
@@ -138,7 +140,7 @@ impl Netlink {
     /// The replies to request `seq` until its ACK (or the end of a dump).
     /// A dump the kernel marks inconsistent (`NLM_F_DUMP_INTR`: the table
     /// changed under it) fails with `Interrupted`; [`Netlink::dump`] asks
-    /// again. A message this crate cannot decode is skipped.
+    /// again. A reply this crate cannot decode fails the request.
     fn replies(&mut self, seq: u32, dump: bool) -> io::Result<Vec<RouteNetlinkMessage>> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; RECV_BUFFER];
@@ -160,10 +162,13 @@ impl Netlink {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, "a truncated netlink message"));
                 }
                 offset += (len + 3) & !3;
-                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&raw[..len]) else { continue };
-                if msg.header.sequence_number != seq {
+                if u32::from_ne_bytes([raw[8], raw[9], raw[10], raw[11]]) != seq {
                     continue;
                 }
+                // Part of our answer: one we cannot read is an error, not
+                // a shorter answer (a link or address missed by a check).
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&raw[..len])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("a netlink reply: {e}")))?;
                 interrupted |= msg.header.flags & NLM_F_DUMP_INTR != 0;
                 match msg.payload {
                     NetlinkPayload::Error(e) => {
@@ -561,16 +566,19 @@ fn shared(
     Ok(())
 }
 
-/// Checks that `u` may become a member of a new bridge: a device that is
-/// already some bridge's or bond's member (another jail's host end, a
-/// bonded NIC) or is itself a bridge or bond would be taken from where it
-/// is; one that carries the host's addresses would lose them (on Linux a
-/// bridge member's own addresses stop working).
-fn check_uplink(host: &mut Netlink, u: &Link, bridge: &str) -> Result<(), String> {
-    if u.master.is_some() || matches!(u.kind.as_deref(), Some("bridge" | "bond" | "team")) || u.loopback {
+/// Whether `u` joins a new bridge: not when it is already some bridge's or
+/// bond's member (it stays where it is); refused when it is a bridge or
+/// loopback, or carries the host's addresses (on Linux a bridge member's
+/// own addresses stop working: the host would be cut off).
+fn check_uplink(host: &mut Netlink, u: &Link, bridge: &str) -> Result<bool, String> {
+    // Already a bridge's or bond's member (another jail's host end, a
+    // bonded NIC): left where it is, as iocage's failing `addm` leaves it.
+    if u.master.is_some() {
+        return Ok(false);
+    }
+    if matches!(u.kind.as_deref(), Some("bridge")) || u.loopback {
         return Err(format!(
-            "vnet_default_interface: {} is a bridge, a bond, loopback or already another device's member; \
-             it cannot join the new bridge {bridge}",
+            "vnet_default_interface: {} is a bridge or loopback; it cannot join the new bridge {bridge}",
             u.name
         ));
     }
@@ -583,7 +591,7 @@ fn check_uplink(host: &mut Netlink, u: &Link, bridge: &str) -> Result<(), String
             u.name, u.name
         ));
     }
-    Ok(())
+    Ok(true)
 }
 
 fn vnet(
@@ -603,12 +611,14 @@ fn vnet(
             Some(b) if b.kind.as_deref() == Some("bridge") => b,
             Some(_) => return Err(format!("{}: {} exists and is not a bridge", i.nic, i.bridge)),
             None => {
-                let uplink = match &v.bridge_uplink {
+                let mut uplink = match &v.bridge_uplink {
                     Some(u) if !uplinked => Some(resolve(host, u)?),
                     _ => None,
                 };
                 if let Some(u) = &uplink {
-                    check_uplink(host, u, &i.bridge)?;
+                    if !check_uplink(host, u, &i.bridge)? {
+                        uplink = None;
+                    }
                 }
                 host.create_bridge(&i.bridge).map_err(|e| failed("creating the bridge", &i.bridge, e))?;
                 made.bridges.push(i.bridge.clone());
@@ -627,7 +637,7 @@ fn vnet(
             }
         };
         let host_name = i.host_name(i64::from(pid));
-        made.host_links.push(host_name.clone());
+        made.host_links.push((host_name.clone(), None));
         record(made);
         host.create_veth(&host_name, i.host_mac.0, &i.nic, i.jail_mac.0, ns)
             .map_err(|e| failed("creating the veth pair", &host_name, e))?;
@@ -635,6 +645,10 @@ fn vnet(
             .link(&host_name)
             .map_err(|e| failed("looking up", &host_name, e))?
             .ok_or_else(|| format!("{host_name} vanished"))?;
+        if let Some(last) = made.host_links.last_mut() {
+            last.1 = Some(h.index);
+        }
+        record(made);
         host.set_up(h.index, Some(bridge.index))
             .map_err(|e| failed(&format!("adding {host_name} to"), &i.bridge, e))?;
         let inside = jail
@@ -694,12 +708,12 @@ pub fn undo(made: &Made, bridges: bool) -> Vec<String> {
         Err(e) => return vec![format!("opening a netlink socket: {e}")],
     };
     let mut errors = Vec::new();
-    let mut remove = |host: &mut Netlink, name: &str, kind: &str, only_if_empty: bool| {
+    let mut remove = |host: &mut Netlink, name: &str, index: Option<u32>, kind: &str, only_if_empty: bool| {
         let links = match host.links() {
             Ok(l) => l,
             Err(e) => return errors.push(failed("listing", "the host's interfaces", e)),
         };
-        let Some(l) = links.iter().find(|l| l.name == name) else { return };
+        let Some(l) = links.iter().find(|l| l.name == name && index.is_none_or(|i| i == l.index)) else { return };
         if l.kind.as_deref() != Some(kind) || (only_if_empty && links.iter().any(|m| m.master == Some(l.index))) {
             return;
         }
@@ -709,12 +723,12 @@ pub fn undo(made: &Made, bridges: bool) -> Vec<String> {
             Err(e) => errors.push(failed("removing", name, e)),
         }
     };
-    for name in &made.host_links {
-        remove(&mut host, name, "veth", false);
+    for (name, index) in &made.host_links {
+        remove(&mut host, name, *index, "veth", false);
     }
     if bridges {
         for name in &made.bridges {
-            remove(&mut host, name, "bridge", true);
+            remove(&mut host, name, None, "bridge", true);
         }
     }
     errors

@@ -1,0 +1,214 @@
+//! A FreeBSD VNET jail's interfaces, as iocage makes them
+//! (iocage_lib/ioc_start.py `start_network_vnet_iface`), without
+//! ifconfig: per `vnetN:bridge` an epair (`SIOCIFCREATE2` on `epair`), its
+//! `a` end renamed `vnetN.<jid>` with the host MAC, added to the bridge
+//! (created when missing, the uplink added to a bridge this start creates)
+//! and up; its `b` end given the jail's MAC and moved into the jail
+//! (`SIOCSIFVNET`). Inside, `iocaged jail-net` (a helper that has
+//! jail_attach'd: a socket belongs to the vnet of the jail its process is
+//! in) names it `vnetN`, adds its addresses, brings it and lo0 up and adds
+//! the default routes through the routing socket. Stop destroys the host
+//! ends (which destroys the pairs); bridges stay, as iocage leaves them.
+//!
+//! Compiled and linked by the FreeBSD stage; not yet run on FreeBSD.
+
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::ifreq::{self, vnet as req};
+use super::sys;
+use crate::runtime::RunningJail;
+use crate::runtime::exec::{self, self_exe};
+use crate::runtime::net::{Interface, Vnet};
+
+/// How long the jail-side helper may take.
+const HELPER_BOUND: Duration = Duration::from_secs(30);
+
+pub use super::record::Links as Made;
+
+/// What the helper does inside the jail.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InsideRequest {
+    pub jid: i64,
+    pub name: String,
+    /// (the epair's `b` end as it arrives, the name it gets, addresses)
+    pub interfaces: Vec<(String, String, Vec<(IpAddr, u8)>)>,
+    pub routers: Vec<IpAddr>,
+}
+
+fn exists(name: &str) -> bool {
+    nix::net::if_::if_nameindex().is_ok_and(|l| l.iter().any(|i| i.name().to_bytes() == name.as_bytes()))
+}
+
+fn up(name: &str) -> Result<(), String> {
+    let mut r = req::named(name)?;
+    sys::ifreq_ioctl(req::SIOCGIFFLAGS, &mut r).map_err(|e| format!("reading {name}'s flags: {e}"))?;
+    let mut w = req::with_flags(name, ifreq::vnet::flags_of(&r) | req::IFF_UP)?;
+    sys::ifreq_ioctl(req::SIOCSIFFLAGS, &mut w).map_err(|e| format!("bringing {name} up: {e}"))
+}
+
+fn destroy(name: &str) -> Result<(), String> {
+    let mut r = req::named(name)?;
+    match sys::ifreq_ioctl(req::SIOCIFDESTROY, &mut r) {
+        Ok(()) | Err(nix::errno::Errno::ENXIO) => Ok(()),
+        Err(e) => Err(format!("destroying {name}: {e}")),
+    }
+}
+
+/// Makes the jail's interfaces (its jail `jid` exists, with `vnet`);
+/// `made` collects what is made on the host, `record` is called after
+/// each addition. On a failure the caller removes the jail and calls
+/// [`undo`].
+pub fn setup(
+    v: &Vnet,
+    jail: &RunningJail,
+    default_interface: impl Fn() -> Result<String, String>,
+    made: &mut Made,
+    record: &mut dyn FnMut(&Made),
+) -> Result<(), String> {
+    let jid = i32::try_from(jail.jid).map_err(|_| format!("bad jid {}", jail.jid))?;
+    let mut inside = Vec::new();
+    let mut uplinked = false;
+    for i in &v.interfaces {
+        if !exists(&i.bridge) {
+            // The bridge cloner makes the unit the name asks for
+            // ("bridge5"); another name is refused by the kernel.
+            let mut r = req::named(&i.bridge)?;
+            sys::ifreq_ioctl(req::SIOCIFCREATE2, &mut r)
+                .map_err(|e| format!("{}: creating the bridge {}: {e}", i.nic, i.bridge))?;
+            made.bridges.push(i.bridge.clone());
+            record(made);
+            if let (Some(u), false) = (&v.bridge_uplink, uplinked) {
+                let name = match u {
+                    Interface::Named(n) => n.clone(),
+                    Interface::Default => default_interface()?,
+                };
+                sys::bridge_add(&i.bridge, &name)?;
+                uplinked = true;
+            }
+            up(&i.bridge)?;
+        }
+        let mut r = req::named("epair")?;
+        sys::ifreq_ioctl(req::SIOCIFCREATE2, &mut r).map_err(|e| format!("{}: creating an epair: {e}", i.nic))?;
+        let a = req::name_of(&r);
+        let Some(stem) = a.strip_suffix('a') else {
+            destroy(&a)?;
+            return Err(format!("{}: the kernel made {a:?}, not an epair's a end", i.nic));
+        };
+        let b = format!("{stem}b");
+        let host = i.host_name(jail.jid);
+        if let Err(e) = sys::if_rename(&a, &host) {
+            let _ = destroy(&a);
+            return Err(format!("{}: {e}", i.nic));
+        }
+        made.host_links.push(host.clone());
+        record(made);
+        let mac = |name: &str, m: [u8; 6]| -> Result<(), String> {
+            let mut r = req::with_lladdr(name, m)?;
+            sys::ifreq_ioctl(req::SIOCSIFLLADDR, &mut r).map_err(|e| format!("setting {name}'s MAC: {e}"))
+        };
+        mac(&host, i.host_mac.0)?;
+        mac(&b, i.jail_mac.0)?;
+        sys::bridge_add(&i.bridge, &host).map_err(|e| format!("{}: {e}", i.nic))?;
+        up(&host)?;
+        let mut r = req::with_jid(&b, jid)?;
+        sys::ifreq_ioctl(req::SIOCSIFVNET, &mut r).map_err(|e| format!("{}: moving {b} into the jail: {e}", i.nic))?;
+        inside.push((b, i.nic.clone(), i.addresses.clone()));
+    }
+    let routers = [v.router4.map(IpAddr::V4), v.router6.map(IpAddr::V6)].into_iter().flatten().collect();
+    run_inside(&InsideRequest { jid: jail.jid, name: jail.name.clone(), interfaces: inside, routers })
+}
+
+/// Destroys the host ends a start made and, when `bridges`, the bridges
+/// it created. Returns what could not be removed.
+pub fn undo(made: &Made, bridges: bool) -> Vec<String> {
+    let names = made.host_links.iter().chain(made.bridges.iter().filter(|_| bridges));
+    names.filter_map(|n| destroy(n).err()).collect()
+}
+
+/// Starts `iocaged jail-net` with the request on its stdin and reads its
+/// one line: `ok` or `error <what failed>`.
+fn run_inside(r: &InsideRequest) -> Result<(), String> {
+    let request = serde_json::to_vec(r).map_err(|e| format!("encoding: {e}"))?;
+    let mut child = Command::new(self_exe())
+        .arg("jail-net")
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the network helper: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&request).map_err(|e| format!("writing to the network helper: {e}"))?;
+    }
+    let out = exec::wait_output(child, Some(HELPER_BOUND)).map_err(|e| format!("the network helper: {e}"))?;
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "ok" => Ok(()),
+        line => match line.strip_prefix("error ") {
+            Some(why) => Err(why.to_string()),
+            None => Err(format!(
+                "the network helper failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        },
+    }
+}
+
+/// `iocaged jail-net`: inside the jail, its interfaces' names, addresses,
+/// lo0 and default routes.
+pub fn net_main() -> ExitCode {
+    match inside() {
+        Ok(()) => println!("ok"),
+        Err(e) => println!("error {e}"),
+    }
+    ExitCode::SUCCESS
+}
+
+fn inside() -> Result<(), String> {
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input).map_err(|e| format!("reading the request: {e}"))?;
+    let r: InsideRequest = serde_json::from_slice(&input).map_err(|e| format!("reading the request: {e}"))?;
+    crate::runtime::enter(&RunningJail { name: r.name.clone(), jid: r.jid })
+        .map_err(|e| format!("entering the jail: {e}"))?;
+    up("lo0")?;
+    for (arrived, name, addresses) in &r.interfaces {
+        if arrived != name {
+            sys::if_rename(arrived, name)?;
+        }
+        for (addr, len) in addresses {
+            let (family, request, mut arg) = match addr {
+                IpAddr::V4(a) => (libc::AF_INET, ifreq::SIOCAIFADDR, ifreq::in_aliasreq(name, *a, *len)?.to_vec()),
+                IpAddr::V6(a) => {
+                    (libc::AF_INET6, ifreq::SIOCAIFADDR_IN6, ifreq::in6_aliasreq(name, *a, *len)?.to_vec())
+                }
+            };
+            sys::if_address_ioctl(family, request, &mut arg).map_err(|e| format!("adding {addr} to {name}: {e}"))?;
+        }
+        up(name)?;
+    }
+    // A link-local IPv6 router is reached through the first interface.
+    let scope = match r.interfaces.first() {
+        Some((_, name, _)) => nix::net::if_::if_nametoindex(name.as_str()).map_err(|e| format!("{name}: {e}"))?,
+        None => 0,
+    };
+    for (seq, gw) in r.routers.iter().enumerate() {
+        let link_local = matches!(gw, IpAddr::V6(g) if (g.segments()[0] & 0xffc0) == 0xfe80);
+        add_default_route(*gw, if link_local { scope } else { 0 }, seq as i32 + 1)?;
+    }
+    Ok(())
+}
+
+/// `route add default GW` through the routing socket of the jail's vnet.
+fn add_default_route(gw: IpAddr, scope: u32, seq: i32) -> Result<(), String> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    let sock = socket(AddressFamily::Route, SockType::Raw, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| format!("a routing socket: {e}"))?;
+    nix::unistd::write(&sock, &ifreq::route::add_default(gw, scope, seq))
+        .map(drop)
+        .map_err(|e| format!("adding the default route via {gw}: {e}"))
+}
