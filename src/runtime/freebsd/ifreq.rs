@@ -187,6 +187,8 @@ mod tests {
             &[6, 18, 2, 0xff, 0x60, 1, 2, 3]
         );
         assert_eq!(&with_jid("epair0b", 7).unwrap()[16..20], &[7, 0, 0, 0]);
+        assert_eq!(int_of(&with_int("bridge0", 9000).unwrap()), 9000);
+        assert_eq!((ioc_len(SIOCGIFMTU), ioc_len(SIOCSIFMTU)), (IFREQ_LEN, IFREQ_LEN));
         let d = ifdrv("bridge0", BRDGADD, IFBREQ_LEN, 0x1122_3344_5566_7788).unwrap();
         assert_eq!(
             (&d[..8], &d[16..24], &d[24..32]),
@@ -348,6 +350,10 @@ pub mod vnet {
     pub const IFDRV_LEN: usize = 40;
     /// `struct ifbreq` (net/if_bridgevar.h): the member's name first.
     pub const IFBREQ_LEN: usize = 80;
+    /// `_IOWR('i', 51, struct ifreq)` / `_IOW('i', 52, struct ifreq)`:
+    /// `ifr_mtu`, an int at 16.
+    pub const SIOCGIFMTU: u64 = 0xc020_6933;
+    pub const SIOCSIFMTU: u64 = 0x8020_6934;
     pub const IFF_UP: i32 = 1;
     const AF_LINK: u8 = 18;
     const ETHER_ADDR_LEN: u8 = 6;
@@ -385,6 +391,15 @@ pub mod vnet {
         b[17] = AF_LINK;
         b[18..24].copy_from_slice(&mac);
         Ok(b)
+    }
+
+    /// `ifr_mtu`, `ifr_jid` and the like: an int at 16.
+    pub fn int_of(b: &[u8; IFREQ_LEN]) -> i32 {
+        i32::from_le_bytes([b[16], b[17], b[18], b[19]])
+    }
+
+    pub fn with_int(name: &str, v: i32) -> Result<[u8; IFREQ_LEN], String> {
+        with_jid(name, v)
     }
 
     pub fn with_jid(name: &str, jid: i32) -> Result<[u8; IFREQ_LEN], String> {

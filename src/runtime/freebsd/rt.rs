@@ -55,6 +55,10 @@ impl FreeBsd {
                 errors.push(e);
             }
         }
+        // The jail's interfaces go before the jail (iocage's order): a
+        // vnet being freed hands its interfaces back to the host under
+        // their names inside the jail.
+        errors.extend(vnet::undo(&rec.links));
         if let Err(e) = sys::jail_remove(jid) {
             errors.push(format!("removing the jail: {e}"));
         }
@@ -68,7 +72,6 @@ impl FreeBsd {
         }
         errors.extend(unmount_all(&rec.mounts));
         errors.extend(net::remove_aliases(&rec.aliases));
-        errors.extend(vnet::undo(&rec.links, false));
         errors
     }
 
@@ -83,7 +86,7 @@ impl FreeBsd {
         }
         let mut errors = unmount_all(&old.mounts);
         errors.extend(net::remove_aliases(&old.aliases));
-        errors.extend(vnet::undo(&old.links, true));
+        errors.extend(vnet::undo(&old.links));
         if !errors.is_empty() {
             return Err(format!("its earlier run left these: {}", errors.join("; ")));
         }
@@ -203,8 +206,7 @@ impl Runtime for FreeBsd {
             };
             rec.links = links;
             if let Err(e) = made.and_then(|()| unrecorded.map_or(Ok(()), |e| Err(format!("recording it: {e}")))) {
-                let mut left = self.teardown(&spec.name, jid, &rec, None);
-                left.extend(vnet::undo(&rec.links, true));
+                let left = self.teardown(&spec.name, jid, &rec, None);
                 if left.is_empty() {
                     let _ = record::remove(&self.state_dir, &spec.name);
                 }
@@ -242,7 +244,13 @@ impl Runtime for FreeBsd {
                     .map(|m| m.target().strip_prefix(&spec.root).map_or_else(|_| m.target().clone(), |r| real.join(r)))
                     .collect();
                 let mounts = record::mounted_on(&targets, &sys::mount_table().map_err(fail)?);
-                Record { jid: jail.jid, exec_fib: spec.jail.exec_fib, mounts, aliases, links: Links::default() }
+                // A VNET jail's host ends have the names its start gave them.
+                let host_links = match &spec.network {
+                    Network::Vnet(v) => v.interfaces.iter().map(|i| i.host_name(jail.jid)).collect(),
+                    Network::Shared { .. } => Vec::new(),
+                };
+                let links = Links { host_links, bridges: Vec::new() };
+                Record { jid: jail.jid, exec_fib: spec.jail.exec_fib, mounts, aliases, links }
             }
         };
         let errors = self.teardown(&jail.name, jid, &rec, spec.jail.stop_timeout);

@@ -192,6 +192,12 @@ pub fn param_exists(name: &str) -> bool {
 /// kldload(2) of the module named after a filesystem, as libjail's
 /// `kldload_param` does for `allow.mount.<fs>`; already loaded is fine.
 pub fn load_filesystem(fs: &str) -> Result<(), String> {
+    load_module(fs)
+}
+
+/// kldload(2) of a kernel module by name; one already there (loaded, or
+/// compiled into the kernel) is fine.
+pub fn load_module(fs: &str) -> Result<(), String> {
     let name = c_string(fs)?;
     // SAFETY: `name` is a NUL-terminated string alive for the call.
     match Errno::result(unsafe { kldload(name.as_ptr()) }) {
@@ -295,9 +301,12 @@ pub fn if_address_ioctl(family: c_int, request: u64, arg: &mut [u8]) -> Result<(
 /// A `struct ifreq` request that carries no pointer (see `ifreq::vnet`) on
 /// an `AF_INET` datagram socket, as ifconfig makes them.
 pub fn ifreq_ioctl(request: u64, arg: &mut [u8; super::ifreq::IFREQ_LEN]) -> Result<(), Errno> {
-    use super::ifreq::vnet::{SIOCGIFFLAGS, SIOCIFCREATE2, SIOCIFDESTROY, SIOCSIFFLAGS, SIOCSIFLLADDR, SIOCSIFVNET};
+    use super::ifreq::vnet::{
+        SIOCGIFFLAGS, SIOCGIFMTU, SIOCIFCREATE2, SIOCIFDESTROY, SIOCSIFFLAGS, SIOCSIFLLADDR, SIOCSIFMTU, SIOCSIFVNET,
+    };
     // SIOCIFCREATE2 reads `ifr_data` as cloner parameters: zero (none) here.
-    if ![SIOCIFCREATE2, SIOCIFDESTROY, SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCSIFLLADDR, SIOCSIFVNET].contains(&request)
+    if ![SIOCIFCREATE2, SIOCIFDESTROY, SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCSIFLLADDR, SIOCSIFVNET, SIOCGIFMTU, SIOCSIFMTU]
+        .contains(&request)
         || arg[16..24] != [0; 8] && request == SIOCIFCREATE2
     {
         return Err(Errno::EINVAL);

@@ -6,9 +6,11 @@
 //! and up; its `b` end given the jail's MAC and moved into the jail
 //! (`SIOCSIFVNET`). Inside, `iocaged jail-net` (a helper that has
 //! jail_attach'd: a socket belongs to the vnet of the jail its process is
-//! in) names it `vnetN`, adds its addresses, brings it and lo0 up and adds
-//! the default routes through the routing socket. Stop destroys the host
-//! ends (which destroys the pairs); bridges stay, as iocage leaves them.
+//! in) names it as iocage does (`epairNb` for `vnetN`), adds its
+//! addresses, brings it and lo0 up and adds the default routes through
+//! the routing socket. Both ends take the bridge's MTU. Stop destroys the
+//! host ends (which destroys the pairs) before the jail is removed, as
+//! iocage does; bridges stay, as iocage leaves them.
 //!
 //! Compiled and linked by the FreeBSD stage; not yet run on FreeBSD.
 
@@ -59,6 +61,24 @@ fn destroy(name: &str) -> Result<(), String> {
     }
 }
 
+/// The name iocage gives a VNET interface inside a FreeBSD jail:
+/// `vnet0` -> `epair0b` (`ioc_start.py`: `nic.replace('vnet', 'epair') +
+/// 'b'`), which jails' own `rc.conf` lines (`ifconfig_epair0b=...`) name.
+pub fn jail_side_name(nic: &str) -> String {
+    format!("{}b", nic.replacen("vnet", "epair", 1))
+}
+
+fn mtu(name: &str) -> Result<i32, String> {
+    let mut r = req::named(name)?;
+    sys::ifreq_ioctl(req::SIOCGIFMTU, &mut r).map_err(|e| format!("reading {name}'s MTU: {e}"))?;
+    Ok(req::int_of(&r))
+}
+
+fn set_mtu(name: &str, mtu: i32) -> Result<(), String> {
+    let mut r = req::with_int(name, mtu)?;
+    sys::ifreq_ioctl(req::SIOCSIFMTU, &mut r).map_err(|e| format!("setting {name}'s MTU to {mtu}: {e}"))
+}
+
 /// Makes the jail's interfaces (its jail `jid` exists, with `vnet`);
 /// `made` collects what is made on the host, `record` is called after
 /// each addition. On a failure the caller removes the jail and calls
@@ -71,27 +91,40 @@ pub fn setup(
     record: &mut dyn FnMut(&Made),
 ) -> Result<(), String> {
     let jid = i32::try_from(jail.jid).map_err(|_| format!("bad jid {}", jail.jid))?;
+    // ifconfig loads the drivers before cloning (`ifmaybeload`); without
+    // them the kernel has no cloner and answers EINVAL.
+    for module in ["if_bridge", "if_epair"] {
+        sys::load_module(module)?;
+    }
     let mut inside = Vec::new();
-    let mut uplinked = false;
     for i in &v.interfaces {
         if !exists(&i.bridge) {
             // The bridge cloner makes the unit the name asks for
-            // ("bridge5"); another name is refused by the kernel.
+            // ("bridge5"); another name is refused by the kernel. One a
+            // concurrent start made in between (EEXIST) is simply there.
             let mut r = req::named(&i.bridge)?;
-            sys::ifreq_ioctl(req::SIOCIFCREATE2, &mut r)
-                .map_err(|e| format!("{}: creating the bridge {}: {e}", i.nic, i.bridge))?;
-            made.bridges.push(i.bridge.clone());
-            record(made);
-            if let (Some(u), false) = (&v.bridge_uplink, uplinked) {
-                let name = match u {
-                    Interface::Named(n) => n.clone(),
-                    Interface::Default => default_interface()?,
-                };
-                sys::bridge_add(&i.bridge, &name)?;
-                uplinked = true;
+            match sys::ifreq_ioctl(req::SIOCIFCREATE2, &mut r) {
+                Ok(()) => {
+                    made.bridges.push(i.bridge.clone());
+                    record(made);
+                }
+                Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(format!("{}: creating the bridge {}: {e}", i.nic, i.bridge)),
             }
-            up(&i.bridge)?;
         }
+        // As iocage: the uplink is offered to the bridge at every start,
+        // and its refusal (already a member, or of another bridge) is not
+        // an error; the bridge is brought up.
+        if let Some(u) = &v.bridge_uplink {
+            let name = match u {
+                Interface::Named(n) => Some(n.clone()),
+                Interface::Default => default_interface().ok(),
+            };
+            if let Some(name) = name.filter(|n| *n != i.bridge) {
+                let _ = sys::bridge_add(&i.bridge, &name);
+            }
+        }
+        up(&i.bridge)?;
         let mut r = req::named("epair")?;
         sys::ifreq_ioctl(req::SIOCIFCREATE2, &mut r).map_err(|e| format!("{}: creating an epair: {e}", i.nic))?;
         let a = req::name_of(&r);
@@ -107,6 +140,14 @@ pub fn setup(
         }
         made.host_links.push(host.clone());
         record(made);
+        // Both ends take the bridge's MTU (a bridge refuses a member whose
+        // MTU differs from its own), as iocage's `find_bridge_mtu` does.
+        let bridge_mtu = mtu(&i.bridge)?;
+        for end in [&host, &b] {
+            if mtu(end)? != bridge_mtu {
+                set_mtu(end, bridge_mtu)?;
+            }
+        }
         let mac = |name: &str, m: [u8; 6]| -> Result<(), String> {
             let mut r = req::with_lladdr(name, m)?;
             sys::ifreq_ioctl(req::SIOCSIFLLADDR, &mut r).map_err(|e| format!("setting {name}'s MAC: {e}"))
@@ -117,17 +158,18 @@ pub fn setup(
         up(&host)?;
         let mut r = req::with_jid(&b, jid)?;
         sys::ifreq_ioctl(req::SIOCSIFVNET, &mut r).map_err(|e| format!("{}: moving {b} into the jail: {e}", i.nic))?;
-        inside.push((b, i.nic.clone(), i.addresses.clone()));
+        inside.push((b, jail_side_name(&i.nic), i.addresses.clone()));
     }
     let routers = [v.router4.map(IpAddr::V4), v.router6.map(IpAddr::V6)].into_iter().flatten().collect();
     run_inside(&InsideRequest { jid: jail.jid, name: jail.name.clone(), interfaces: inside, routers })
 }
 
-/// Destroys the host ends a start made and, when `bridges`, the bridges
-/// it created. Returns what could not be removed.
-pub fn undo(made: &Made, bridges: bool) -> Vec<String> {
-    let names = made.host_links.iter().chain(made.bridges.iter().filter(|_| bridges));
-    names.filter_map(|n| destroy(n).err()).collect()
+/// Destroys the host ends a start made (which destroys their pairs,
+/// wherever the other end is). Bridges are never destroyed: another jail
+/// may be using one (iocage leaves them too). Returns what could not be
+/// removed.
+pub fn undo(made: &Made) -> Vec<String> {
+    made.host_links.iter().filter_map(|n| destroy(n).err()).collect()
 }
 
 /// Starts `iocaged jail-net` with the request on its stdin and reads its
@@ -176,10 +218,16 @@ fn inside() -> Result<(), String> {
     crate::runtime::enter(&RunningJail { name: r.name.clone(), jid: r.jid })
         .map_err(|e| format!("entering the jail: {e}"))?;
     up("lo0")?;
-    for (arrived, name, addresses) in &r.interfaces {
-        if arrived != name {
-            sys::if_rename(arrived, name)?;
-        }
+    // The ends arrive under the kernel's unit names (epair7b, epair0b, ...)
+    // which may be each other's final names: all get a temporary name
+    // first, then their own.
+    for (k, (arrived, _, _)) in r.interfaces.iter().enumerate() {
+        sys::if_rename(arrived, &format!("iocnet{k}"))?;
+    }
+    for (k, (_, name, _)) in r.interfaces.iter().enumerate() {
+        sys::if_rename(&format!("iocnet{k}"), name)?;
+    }
+    for (_, name, addresses) in &r.interfaces {
         for (addr, len) in addresses {
             let (family, request, mut arg) = match addr {
                 IpAddr::V4(a) => (libc::AF_INET, ifreq::SIOCAIFADDR, ifreq::in_aliasreq(name, *a, *len)?.to_vec()),
