@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use rig::call;
 use rig::client;
 use rig::conformance::lock;
 use rig::daemon::Daemon;
@@ -32,13 +33,6 @@ const RELEASE: &str = "13.2-RELEASE";
 /// FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE,
 /// SYS_CHROOT, AUDIT_WRITE, SETFCAP).
 const JAIL_CAPS: &str = "00000000a00405fb";
-
-fn call(d: &Daemon, args: Value) -> Value {
-    let r = client::rest(d.rest, &args);
-    assert_eq!(r.status, 200, "{}", r.raw);
-    let action = args["action"].as_str().unwrap().to_string();
-    r.body["args"][action].clone()
-}
 
 /// The test's turn, a fresh pool with the small release, and a daemon.
 fn small_pool(config: &str) -> (std::sync::MutexGuard<'static, ()>, Fixture, Daemon) {

@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use rig::client::{self, Ws};
+use rig::call;
+use rig::client::Ws;
 use rig::conformance::{conform, lock};
 use rig::daemon::Daemon;
 use rig::fixture::Fixture;
@@ -21,13 +22,6 @@ use rig::host::{self, mounts_under, processes};
 use rig::{get, zfs};
 
 const RELEASE: &str = "13.2-RELEASE";
-
-fn call(d: &Daemon, args: Value) -> Value {
-    let r = client::rest(d.rest, &args);
-    assert_eq!(r.status, 200, "{}", r.raw);
-    let action = args["action"].as_str().unwrap().to_string();
-    r.body["args"][action].clone()
-}
 
 /// The test's turn on the pool, a fresh pool with the small release, and
 /// a daemon (dropped in reverse: the daemon first, the turn last).

@@ -13,8 +13,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
+use rig::call;
 use rig::client;
 use rig::conformance::lock;
 use rig::daemon::Daemon;
@@ -22,13 +23,6 @@ use rig::fixture::Fixture;
 use rig::{cmd, host};
 
 const RELEASE: &str = "13.2-RELEASE";
-
-fn call(d: &Daemon, args: Value) -> Value {
-    let r = client::rest(d.rest, &args);
-    assert_eq!(r.status, 200, "{}", r.raw);
-    let action = args["action"].as_str().unwrap().to_string();
-    r.body["args"][action].clone()
-}
 
 fn setup() -> (std::sync::MutexGuard<'static, ()>, Fixture, Daemon) {
     let turn = lock();
@@ -123,6 +117,14 @@ fn jail_addrs(d: &Daemon, tag: &str) -> Vec<String> {
     v
 }
 
+/// The host's own bridge `iocbr0` with its address 10.77.0.1/24 (as an
+/// administrator's bridge0 would be).
+fn host_bridge() {
+    cmd("ip", &["link", "add", "iocbr0", "type", "bridge"]);
+    cmd("ip", &["addr", "add", "10.77.0.1/24", "dev", "iocbr0"]);
+    cmd("ip", &["link", "set", "iocbr0", "up"]);
+}
+
 /// A veth pair for shared-IP tests: `iocsh0` (no address, where jails put
 /// theirs) and `iocsh1` (the host's `10.78.0.1/24`): what leaves a jail's
 /// address on iocsh0 arrives at the host on iocsh1.
@@ -138,9 +140,7 @@ fn two_vnet_jails_on_a_bridge_reach_each_other_and_the_host() {
     let (_t, _f, d) = setup();
     // bridge0-like: made by the test with the host's address on it;
     // iocbr9 is missing and the daemon makes it.
-    cmd("ip", &["link", "add", "iocbr0", "type", "bridge"]);
-    cmd("ip", &["addr", "add", "10.77.0.1/24", "dev", "iocbr0"]);
-    cmd("ip", &["link", "set", "iocbr0", "up"]);
+    host_bridge();
     let a = jail(
         &d,
         "tag=va vnet=on interfaces=vnet0:iocbr0,vnet1:iocbr9 ip4_addr=vnet0|10.77.0.2/24,vnet1|10.79.0.2/24 \
@@ -345,9 +345,7 @@ fn a_start_that_fails_part_way_leaves_no_interface_and_refusals_make_nothing() {
 #[test]
 fn a_restarted_daemon_keeps_running_jails_networks_and_stop_still_removes_them() {
     let (_t, _f, d) = setup();
-    cmd("ip", &["link", "add", "iocbr0", "type", "bridge"]);
-    cmd("ip", &["addr", "add", "10.77.0.1/24", "dev", "iocbr0"]);
-    cmd("ip", &["link", "set", "iocbr0", "up"]);
+    host_bridge();
     let u = jail(&d, "tag=keep vnet=on interfaces=vnet0:iocbr0 ip4_addr=vnet0|10.77.0.4/24");
     start(&d, "keep");
     let j = jid(&d, &u);

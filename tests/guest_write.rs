@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use iocaged::zfs::Zfs;
+use rig::call;
 use rig::client::{self, Ws};
 use rig::conformance::{conform, lock};
 use rig::daemon::Daemon;
@@ -31,13 +32,6 @@ fn with_test_jail() -> Fixture {
     assert!(r.body["args"]["createjail"]["success"].is_object(), "{}", r.raw);
     assert!(d.stop());
     f
-}
-
-fn call(d: &Daemon, args: Value) -> Value {
-    let r = client::rest(d.rest, &args);
-    assert_eq!(r.status, 200, "{}", r.raw);
-    let action = args["action"].as_str().unwrap().to_string();
-    r.body["args"][action].clone()
 }
 
 /// The UUID in "Successfully created": "<uuid> (<tag>)".

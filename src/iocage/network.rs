@@ -36,24 +36,13 @@ pub const MAX_VNET_INTERFACES: usize = 4;
 /// Addresses a jail may have in all (a bound on the plan's size).
 pub const MAX_ADDRESSES: usize = 64;
 
-/// What the plan needs to know about the jail, by property name.
-pub trait Props {
-    /// The value in force (`-` or absent: the property's default).
-    fn value(&self, name: &str) -> String;
-}
-
-impl<F: Fn(&str) -> String> Props for F {
-    fn value(&self, name: &str) -> String {
-        self(name)
-    }
-}
-
 /// Reads and checks the jail's network. `ip4`/`ip6` are the modes already
 /// parsed. The error names the property, the value and what is wrong.
-pub fn plan(uuid: &str, p: &dyn Props, ip4: &IpMode, ip6: &IpMode) -> Result<Network, String> {
-    let vnet = p.value("vnet") == "on";
-    let v4 = entries("ip4_addr", &p.value("ip4_addr"), false)?;
-    let v6 = entries("ip6_addr", &p.value("ip6_addr"), true)?;
+/// `value` gives a property's value in force (its default when unset).
+pub fn plan(uuid: &str, value: &dyn Fn(&str) -> String, ip4: &IpMode, ip6: &IpMode) -> Result<Network, String> {
+    let vnet = value("vnet") == "on";
+    let v4 = entries("ip4_addr", &value("ip4_addr"), false)?;
+    let v6 = entries("ip6_addr", &value("ip6_addr"), true)?;
     if v4.len() + v6.len() > MAX_ADDRESSES {
         return Err(format!("ip4_addr/ip6_addr: at most {MAX_ADDRESSES} addresses"));
     }
@@ -87,9 +76,9 @@ pub fn plan(uuid: &str, p: &dyn Props, ip4: &IpMode, ip6: &IpMode) -> Result<Net
         return Ok(Network::Shared { addresses });
     }
 
-    let prefix = mac_prefix(&p.value("mac_prefix"))?;
+    let prefix = mac_prefix(&value("mac_prefix"))?;
     let mut interfaces: Vec<VnetInterface> = Vec::new();
-    let spec = p.value("interfaces");
+    let spec = value("interfaces");
     if spec != "none" {
         for pair in spec.split(',') {
             let Some((nic, bridge)) = pair.split_once(':') else {
@@ -105,7 +94,7 @@ pub fn plan(uuid: &str, p: &dyn Props, ip4: &IpMode, ip6: &IpMode) -> Result<Net
                 return Err(format!("interfaces={spec:?}: {nic} is given twice"));
             }
             let mac_prop = format!("{nic}_mac");
-            let (host_mac, jail_mac) = match p.value(&mac_prop).as_str() {
+            let (host_mac, jail_mac) = match value(&mac_prop).as_str() {
                 "none" | "-" | "" => derive_macs(&prefix, uuid, nic),
                 v => mac_pair(&mac_prop, v)?,
             };
@@ -141,18 +130,18 @@ pub fn plan(uuid: &str, p: &dyn Props, ip4: &IpMode, ip6: &IpMode) -> Result<Net
         };
         i.addresses.push((e.addr, len));
     }
-    let router4 = match p.value("defaultrouter").as_str() {
+    let router4 = match value("defaultrouter").as_str() {
         "none" | "-" | "" => None,
         v => Some(v.parse().map_err(|_| format!("defaultrouter={v:?}: expected none or an IPv4 address"))?),
     };
-    let router6 = match p.value("defaultrouter6").as_str() {
+    let router6 = match value("defaultrouter6").as_str() {
         "none" | "-" | "" => None,
         v => Some(v.parse().map_err(|_| format!("defaultrouter6={v:?}: expected none or an IPv6 address"))?),
     };
     if (router4.is_some() || router6.is_some()) && interfaces.is_empty() {
         return Err("defaultrouter: a VNET jail without interfaces has nowhere to route".into());
     }
-    let bridge_uplink = match p.value("vnet_default_interface").as_str() {
+    let bridge_uplink = match value("vnet_default_interface").as_str() {
         "none" | "-" | "" => None,
         "auto" => Some(Interface::Default),
         v if is_ifname(v) && !is_vnet_nic(v) => Some(Interface::Named(v.to_string())),

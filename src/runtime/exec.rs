@@ -112,6 +112,37 @@ pub(crate) fn run_helper(req: &HelperRequest) -> Result<ExecOutput, RuntimeError
     }
 }
 
+/// Runs the helper `iocaged <subcommand>` with `request` on its stdin,
+/// bounded by `bound`, and reads its one line: `ok[ <rest>]` gives the
+/// rest, `error <why>` fails with why; anything else (it crashed) fails
+/// with its status and stderr. `what` names it in errors.
+pub(crate) fn line_helper(subcommand: &str, request: &[u8], bound: Duration, what: &str) -> Result<String, String> {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(crate::self_exe())
+        .arg0("iocaged")
+        .arg(subcommand)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the {what}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(request).map_err(|e| format!("writing to the {what}: {e}"))?;
+    }
+    let out = wait_output(child, Some(bound)).map_err(|e| format!("waiting for the {what}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.trim();
+    if let Some(rest) = line.strip_prefix("ok").filter(|r| r.is_empty() || r.starts_with(' ')) {
+        return Ok(rest.trim_start().to_string());
+    }
+    match line.strip_prefix("error ") {
+        Some(why) => Err(why.to_string()),
+        None => Err(format!("the {what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())),
+    }
+}
+
 /// `wait_with_output`, killing the child once `bound` has passed.
 pub(crate) fn wait_output(
     child: std::process::Child,

@@ -34,6 +34,15 @@ pub fn pool() -> String {
     std::env::var("IOCAGED_TEST_POOL").expect("IOCAGED_TEST_POOL is not set: run through tests/vm/run.sh")
 }
 
+/// One REST request to the daemon, which must be answered 200; returns
+/// the action's part of the reply (`args.<action>`).
+pub fn call(d: &daemon::Daemon, args: serde_json::Value) -> serde_json::Value {
+    let r = client::rest(d.rest, &args);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let action = args["action"].as_str().unwrap().to_string();
+    r.body["args"][action].clone()
+}
+
 /// Runs the `zfs` (or `zpool`) command and returns its stdout; panics with
 /// its stderr when it fails.
 pub fn cmd(prog: &str, args: &[&str]) -> String {

@@ -399,13 +399,13 @@ pub mod vnet {
     }
 
     pub fn with_int(name: &str, v: i32) -> Result<[u8; IFREQ_LEN], String> {
-        with_jid(name, v)
+        let mut b = named(name)?;
+        b[16..20].copy_from_slice(&v.to_le_bytes());
+        Ok(b)
     }
 
     pub fn with_jid(name: &str, jid: i32) -> Result<[u8; IFREQ_LEN], String> {
-        let mut b = named(name)?;
-        b[16..20].copy_from_slice(&jid.to_le_bytes());
-        Ok(b)
+        with_int(name, jid)
     }
 
     /// A `struct ifbreq` naming the member.

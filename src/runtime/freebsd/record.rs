@@ -36,17 +36,17 @@ pub struct Record {
     /// records written before there were any).
     #[serde(default)]
     pub aliases: Vec<AddedAlias>,
-    /// The VNET interfaces and bridges start made on the host.
+    /// The VNET interfaces start made on the host.
     #[serde(default)]
     pub links: Links,
 }
 
 /// What a VNET start made on the host: epair host ends (`vnetN.<jid>`;
-/// destroying one destroys its pair) and bridges.
+/// destroying one destroys its pair). Bridges it creates are not listed:
+/// they are never destroyed (another jail may use one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Links {
     pub host_links: Vec<String>,
-    pub bridges: Vec<String>,
 }
 
 /// An address start put on a host interface for the jail.

@@ -249,7 +249,7 @@ impl Runtime for FreeBsd {
                     Network::Vnet(v) => v.interfaces.iter().map(|i| i.host_name(jail.jid)).collect(),
                     Network::Shared { .. } => Vec::new(),
                 };
-                let links = Links { host_links, bridges: Vec::new() };
+                let links = Links { host_links };
                 Record { jid: jail.jid, exec_fib: spec.jail.exec_fib, mounts, aliases, links }
             }
         };

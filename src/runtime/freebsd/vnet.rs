@@ -14,9 +14,9 @@
 //!
 //! Compiled and linked by the FreeBSD stage; not yet run on FreeBSD.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::IpAddr;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::ifreq::{self, vnet as req};
 use super::sys;
 use crate::runtime::RunningJail;
-use crate::runtime::exec::{self, self_exe};
+use crate::runtime::exec;
 use crate::runtime::net::{Interface, Vnet};
 
 /// How long the jail-side helper may take.
@@ -104,11 +104,7 @@ pub fn setup(
             // concurrent start made in between (EEXIST) is simply there.
             let mut r = req::named(&i.bridge)?;
             match sys::ifreq_ioctl(req::SIOCIFCREATE2, &mut r) {
-                Ok(()) => {
-                    made.bridges.push(i.bridge.clone());
-                    record(made);
-                }
-                Err(nix::errno::Errno::EEXIST) => {}
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                 Err(e) => return Err(format!("{}: creating the bridge {}: {e}", i.nic, i.bridge)),
             }
         }
@@ -176,29 +172,7 @@ pub fn undo(made: &Made) -> Vec<String> {
 /// one line: `ok` or `error <what failed>`.
 fn run_inside(r: &InsideRequest) -> Result<(), String> {
     let request = serde_json::to_vec(r).map_err(|e| format!("encoding: {e}"))?;
-    let mut child = Command::new(self_exe())
-        .arg("jail-net")
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("starting the network helper: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&request).map_err(|e| format!("writing to the network helper: {e}"))?;
-    }
-    let out = exec::wait_output(child, Some(HELPER_BOUND)).map_err(|e| format!("the network helper: {e}"))?;
-    match String::from_utf8_lossy(&out.stdout).trim() {
-        "ok" => Ok(()),
-        line => match line.strip_prefix("error ") {
-            Some(why) => Err(why.to_string()),
-            None => Err(format!(
-                "the network helper failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-        },
-    }
+    exec::line_helper("jail-net", &request, HELPER_BOUND, "network helper").map(drop)
 }
 
 /// `iocaged jail-net`: inside the jail, its interfaces' names, addresses,

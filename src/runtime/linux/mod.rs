@@ -14,18 +14,16 @@
 //! the PID namespace) and empties and removes the cgroup.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::os::fd::AsFd;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::exec::{self, self_exe};
+use super::exec;
 use super::{ExecOutput, ExecSpec, JailSpec, Limit, Mount, RunningJail, Runtime, RuntimeError};
 
 pub mod cgroup;
@@ -339,25 +337,8 @@ fn spawn_init(spec: &JailSpec, confine: &confine::Confinement, cgroup: &std::pat
         cgroup: cgroup.to_path_buf(),
     })
     .map_err(|e| format!("encoding the spec: {e}"))?;
-    let mut child = Command::new(self_exe())
-        .arg0("iocaged")
-        .arg("jail-init")
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("starting the init helper: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&request).map_err(|e| format!("writing the spec to the init helper: {e}"))?;
-    }
-    let out = exec::wait_output(child, Some(INIT_BOUND)).map_err(|e| format!("waiting for the init helper: {e}"))?;
-    let line = String::from_utf8_lossy(&out.stdout);
-    match line.trim().split_once(' ') {
-        Some(("ok", pid)) => pid.parse().map_err(|_| format!("the init helper said {line:?}")),
-        Some(("error", why)) => Err(why.to_string()),
-        _ => Err(format!("the init helper failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())),
-    }
+    let rest = exec::line_helper("jail-init", &request, INIT_BOUND, "init helper")?;
+    rest.parse().map_err(|_| format!("the init helper said \"ok {rest}\""))
 }
 
 /// Enters a running jail's namespaces and cgroup (helper side).

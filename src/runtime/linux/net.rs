@@ -250,7 +250,7 @@ impl Netlink {
 
     /// The default routes of the main table: (family is v6, link index,
     /// gateway).
-    pub fn default_routes(&mut self) -> io::Result<Vec<(u32, Option<IpAddr>)>> {
+    pub fn default_routes(&mut self) -> io::Result<Vec<DefaultRoute>> {
         let mut out = Vec::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut req = RouteMessage::default();
@@ -479,19 +479,28 @@ fn is_loopback_name(name: &str) -> bool {
     name.strip_prefix("lo").is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
 }
 
-/// The host interface `i` names (`DEFAULT`: the default route's).
-fn resolve(host: &mut Netlink, i: &Interface) -> Result<Link, String> {
-    let links = host.links().map_err(|e| failed("listing", "the host's interfaces", e))?;
+/// The host interface `i` names (`DEFAULT`: the default route's), among
+/// the host's `links` and default `routes`.
+fn resolve(links: &[Link], routes: &[DefaultRoute], i: &Interface) -> Result<Link, String> {
     match i {
         Interface::Named(n) => {
-            links.into_iter().find(|l| &l.name == n).ok_or_else(|| format!("the host has no interface {n}"))
+            links.iter().find(|l| &l.name == n).cloned().ok_or_else(|| format!("the host has no interface {n}"))
         }
         Interface::Default => {
-            let routes = host.default_routes().map_err(|e| failed("reading", "the host's default route", e))?;
             let index = routes.first().map(|r| r.0).ok_or("DEFAULT: the host has no default route")?;
-            links.into_iter().find(|l| l.index == index).ok_or_else(|| "DEFAULT: its interface is gone".into())
+            links.iter().find(|l| l.index == index).cloned().ok_or_else(|| "DEFAULT: its interface is gone".into())
         }
     }
+}
+
+/// A default route: its interface's index and its gateway.
+type DefaultRoute = (u32, Option<IpAddr>);
+
+/// The host's links and default routes, read once for a start.
+fn host_view(host: &mut Netlink) -> Result<(Vec<Link>, Vec<DefaultRoute>), String> {
+    let links = host.links().map_err(|e| failed("listing", "the host's interfaces", e))?;
+    let routes = host.default_routes().map_err(|e| failed("reading", "the host's default routes", e))?;
+    Ok((links, routes))
 }
 
 fn shared(
@@ -503,6 +512,7 @@ fn shared(
     ns: RawFd,
 ) -> Result<(), String> {
     let in_use = host.addresses().map_err(|e| failed("listing", "the host's addresses", e))?;
+    let (links, routes) = host_view(host)?;
     // Host interface -> the jail's addresses on it (resolved first, so a
     // bad name fails before anything is made); None: the jail's own lo.
     let mut by_parent: BTreeMap<String, (Option<Link>, Vec<&Alias>)> = BTreeMap::new();
@@ -513,10 +523,10 @@ fn shared(
         let parent = match i {
             Interface::Named(n) if is_loopback_name(n) => None,
             _ => {
-                let parent = resolve(host, i)?;
+                let parent = resolve(&links, &routes, i)?;
                 if let Some((idx, _)) = in_use.iter().find(|(_, ip)| *ip == a.addr) {
-                    let on = host.links().ok().and_then(|l| l.into_iter().find(|l| l.index == *idx)).map(|l| l.name);
-                    return Err(format!("{} is already in use on the host ({})", a.addr, on.unwrap_or_default()));
+                    let on = links.iter().find(|l| l.index == *idx).map(|l| l.name.as_str()).unwrap_or_default();
+                    return Err(format!("{} is already in use on the host ({on})", a.addr));
                 }
                 (!parent.loopback).then_some(parent)
             }
@@ -524,7 +534,6 @@ fn shared(
         let key = parent.as_ref().map_or_else(String::new, |p| p.name.clone());
         by_parent.entry(key).or_insert_with(|| (parent, Vec::new())).1.push(a);
     }
-    let routes = host.default_routes().map_err(|e| failed("reading", "the host's default routes", e))?;
     for (name, (parent, addrs)) in by_parent {
         let Some(parent) = parent else {
             for a in &addrs {
@@ -612,7 +621,10 @@ fn vnet(
             Some(_) => return Err(format!("{}: {} exists and is not a bridge", i.nic, i.bridge)),
             None => {
                 let mut uplink = match &v.bridge_uplink {
-                    Some(u) if !uplinked => Some(resolve(host, u)?),
+                    Some(u) if !uplinked => {
+                        let (links, routes) = host_view(host)?;
+                        Some(resolve(&links, &routes, u)?)
+                    }
                     _ => None,
                 };
                 if let Some(u) = &uplink {
