@@ -7,6 +7,7 @@
 //! log = "info"                      # tracing filter; RUST_LOG wins
 //! pam_service = "login"             # PAM service for password logins (FreeBSD: "iocaged")
 //! keys = "/etc/iocaged/keys"        # API keys (FreeBSD: /usr/local/etc/iocaged/keys)
+//! client_keys = "/etc/iocaged/client-keys"  # sysadm clients' keys for rpc/auth_ssl
 //! tls_certificate = "/etc/iocaged/cert.pem"   # both or neither: TLS on every port
 //! tls_key = "/etc/iocaged/key.pem"
 //! allow_plaintext = false           # plaintext on a non-loopback address
@@ -44,6 +45,8 @@ pub struct Config {
     pub log: String,
     pub pam_service: String,
     pub keys: PathBuf,
+    /// sysadm clients' registered RSA keys (`rpc/auth_ssl`).
+    pub client_keys: PathBuf,
     pub tls_certificate: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub allow_plaintext: bool,
@@ -184,6 +187,10 @@ impl Default for Limits {
 pub const DEFAULT_KEYS: &str =
     if cfg!(target_os = "freebsd") { "/usr/local/etc/iocaged/keys" } else { "/etc/iocaged/keys" };
 
+/// Where sysadm clients' keys live by default.
+pub const DEFAULT_CLIENT_KEYS: &str =
+    if cfg!(target_os = "freebsd") { "/usr/local/etc/iocaged/client-keys" } else { "/etc/iocaged/client-keys" };
+
 /// The PAM service for password logins when the configuration names none:
 /// `iocaged` on FreeBSD, whose service file ships as
 /// `dist/freebsd/pam.d/iocaged` (FreeBSD's own `login` service has
@@ -203,6 +210,7 @@ impl Default for Config {
             log: "info".into(),
             pam_service: default_pam_service(std::env::consts::OS).into(),
             keys: PathBuf::from(DEFAULT_KEYS),
+            client_keys: PathBuf::from(DEFAULT_CLIENT_KEYS),
             tls_certificate: None,
             tls_key: None,
             allow_plaintext: false,

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod host;
 pub mod iocage;
 pub mod runtime;
 pub mod zfs;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use iocaged::api::{Api, server, tls};
+use iocaged::auth::client_keys::ClientKeys;
 use iocaged::auth::{Auth, Role, keys};
 use iocaged::config::{Config, DEFAULT_KEYS};
 use iocaged::iocage::Iocage;
@@ -207,6 +208,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         _ => None,
     };
     let keys = keys::KeyStore::open(&config.keys).map_err(|e| e.to_string())?;
+    let client_keys = ClientKeys::open(&config.client_keys).map_err(|e| e.to_string())?;
     // libzfs_init itself refuses a kernel module whose interface does not
     // match this userland; the error says so (see Libzfs::init).
     let zfs = Zfs::start_with_queue(config.zfs_queue).map_err(|e| e.to_string())?;
@@ -217,8 +219,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let iocage = Iocage::new(zfs, iocaged::runtime::native(), pool)
         .with_policy(config.jail_policy())
         .with_limits(limits.max_actions, limits.request_timeout);
-    let auth =
-        Auth::with_limits(config.pam_service.clone(), Some(keys), limits.max_logins, limits.trusted_proxies.clone());
+    let auth = Auth::with_limits(
+        config.pam_service.clone(),
+        Some(keys),
+        Some(client_keys),
+        limits.max_logins,
+        limits.trusted_proxies.clone(),
+    );
     let api = Arc::new(Api::new(iocage.clone(), auth));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -251,7 +258,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             pool = %config.pool,
             "iocaged listening"
         );
+        // Jail events: the watcher runs for the daemon's lifetime.
+        let (stop_watch, stopped) = tokio::sync::watch::channel(false);
+        let sink: Arc<dyn iocaged::iocage::watch::Sink> = api.events();
+        let watcher = tokio::spawn(iocaged::iocage::watch::watch(iocage.clone(), sink, iocage.changes(), stopped));
         server::serve(listeners, acceptor, api, limits, shutdown_signal()).await;
+        let _ = stop_watch.send(true);
+        let _ = watcher.await;
         tracing::info!("stopped");
         Ok(())
     })

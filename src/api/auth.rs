@@ -7,7 +7,12 @@
 //! kept with the connection and checked (and renewed) on every request.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::events::{Subscriptions, Topic};
+use crate::auth::client_keys::Challenge;
 
 use base64::Engine;
 
@@ -60,18 +65,85 @@ pub fn parse_authorization(header: Option<&str>) -> Credentials {
     Credentials::Malformed("use Basic or Bearer authorization")
 }
 
-/// A WebSocket connection's session: the token from rpc/auth(_token).
-#[derive(Debug, Default)]
-pub struct WsSession {
-    token: Mutex<Option<String>>,
+/// What a WebSocket connection keeps between its requests besides the
+/// login: its event subscriptions, the `rpc/auth_ssl` test string it was
+/// given, and where to ask for an event to be pushed at once.
+pub struct WsSocket {
+    pub subscriptions: Subscriptions,
+    pub challenge: Challenge,
+    pushes: mpsc::Sender<Topic>,
 }
 
-impl WsSession {
-    pub fn token(&self) -> Option<String> {
-        self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
+impl WsSocket {
+    pub fn new(pushes: mpsc::Sender<Topic>) -> Self {
+        WsSocket { subscriptions: Subscriptions::default(), challenge: Challenge::default(), pushes }
     }
+
+    /// Asks for the latest `topic` event to be pushed now (dropped when
+    /// pushes are already waiting: they will carry the latest anyway).
+    pub fn push_now(&self, topic: Topic) {
+        let _ = self.pushes.try_send(topic);
+    }
+}
+
+/// One WebSocket request's view of its socket's login.
+///
+/// A socket's requests run concurrently, but they see the login in the
+/// order the client sent them: each request is handed the token the
+/// requests before it left ([`WsTurn::token`]) and passes on what it
+/// leaves to the next one. A plain request passes the token on as soon as
+/// it has been identified (it does not hold up the next one while its
+/// action runs); `rpc/auth` and friends set a new one ([`WsTurn::set`]) and
+/// pass it on only once their reply is queued (when the turn is dropped),
+/// so a request sent right behind a login, without waiting, is answered
+/// after it and as logged in (sysadm's own tools sent them so).
+pub struct WsTurn {
+    /// The socket this request came on.
+    pub socket: Arc<WsSocket>,
+    before: Option<String>,
+    after: Mutex<Option<Option<String>>>,
+    next: Mutex<Option<oneshot::Sender<Option<String>>>>,
+    /// The socket's latest settled token (the auth deadline reads it).
+    latest: Arc<Mutex<Option<String>>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl WsTurn {
+    /// A turn that sees `before` and hands its token to `next`.
+    pub fn new(
+        socket: Arc<WsSocket>,
+        before: Option<String>,
+        next: oneshot::Sender<Option<String>>,
+        latest: Arc<Mutex<Option<String>>>,
+    ) -> Self {
+        WsTurn { socket, before, after: Mutex::new(None), next: Mutex::new(Some(next)), latest }
+    }
+
+    /// The token the requests before this one left.
+    pub fn token(&self) -> Option<String> {
+        self.before.clone()
+    }
+
+    /// What this request leaves to the next ones (handed over on drop).
     pub fn set(&self, token: Option<String>) {
-        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
+        *locked(&self.after) = Some(token);
+    }
+
+    /// Hands the token over now: the next request may go on.
+    pub fn pass(&self) {
+        let Some(next) = locked(&self.next).take() else { return };
+        let token = locked(&self.after).clone().unwrap_or_else(|| self.before.clone());
+        locked(&self.latest).clone_from(&token);
+        let _ = next.send(token);
+    }
+}
+
+impl Drop for WsTurn {
+    fn drop(&mut self) {
+        self.pass();
     }
 }
 
@@ -90,5 +162,29 @@ mod tests {
         for bad in ["", "Bearer", "Bearer   ", "Basic !!!", "Basic Om5vdXNlcg==", "Digest x", "Basic bm9jb2xvbg=="] {
             assert!(matches!(parse_authorization(Some(bad)), Credentials::Malformed(_)), "{bad:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod turn_tests {
+    use super::*;
+
+    #[test]
+    fn a_turn_passes_its_token_on_once() {
+        let latest = Arc::new(Mutex::new(None));
+        let socket = Arc::new(WsSocket::new(mpsc::channel(1).0));
+        let (tx, mut rx) = oneshot::channel();
+        let turn = WsTurn::new(socket.clone(), Some("old".into()), tx, latest.clone());
+        turn.set(None);
+        assert!(rx.try_recv().is_err(), "nothing passed before pass() or drop");
+        drop(turn);
+        assert_eq!(rx.try_recv().unwrap(), None, "the cleared token is what the next request sees");
+        assert_eq!(*latest.lock().unwrap(), None);
+        let (tx, mut rx) = oneshot::channel();
+        let turn = WsTurn::new(socket, Some("t".into()), tx, latest.clone());
+        turn.pass();
+        turn.set(Some("ignored".into()));
+        drop(turn);
+        assert_eq!(rx.try_recv().unwrap().as_deref(), Some("t"), "a plain request passes on what it saw");
     }
 }

@@ -2,7 +2,10 @@
 //! `args`, and on WebSocket an `id`), the reply, and the protocol errors.
 //!
 //! WebSocket request: `{"id","name","namespace","args"}`; without `"args"`
-//! the whole object is the args. Reply: `{"args","id","name":"response",
+//! the whole object is the args. `"args"` may also be a string or a list of
+//! strings, as sysadm's own client sends them: `rpc/identify` and
+//! `rpc/auth_clear` with `""`, `rpc/query` with `"simple-query"`,
+//! `events/subscribe` with `"system-state"` or `["dispatcher", ...]`. Reply: `{"args","id","name":"response",
 //! "namespace"}`, where an empty id makes `name` echo the request's name.
 //! REST: `PUT|GET|POST /<namespace>/<name>`, the body is the args (or its
 //! `"args"` member); reply `{"args": ...}` with the HTTP status.
@@ -16,7 +19,11 @@ pub struct Call {
     pub id: Value,
     pub namespace: String,
     pub name: String,
+    /// The args when they are an object (empty otherwise).
     pub args: Map<String, Value>,
+    /// The args when they are a string or a list of strings (`""` is no
+    /// word; empty otherwise).
+    pub words: Vec<String>,
 }
 
 /// The protocol-level failures, each with its HTTP status and message.
@@ -92,11 +99,26 @@ fn non_empty(obj: &Map<String, Value>, key: &str) -> Result<String, ProtocolErro
     }
 }
 
-fn args_of(obj: &Map<String, Value>) -> Result<Map<String, Value>, ProtocolError> {
+/// The most words a request's args may hold.
+const MAX_WORDS: usize = 64;
+
+/// A request's args: an object's members, or a string's or list's words.
+fn args_of(obj: &Map<String, Value>) -> Result<(Map<String, Value>, Vec<String>), ProtocolError> {
+    let not_words = || ProtocolError::bad_request("\"args\" must be an object, a string or a list of strings");
     match obj.get("args") {
-        None => Ok(obj.clone()),
-        Some(Value::Object(a)) => Ok(a.clone()),
-        Some(_) => Err(ProtocolError::bad_request("\"args\" must be an object")),
+        None => Ok((obj.clone(), Vec::new())),
+        Some(Value::Object(a)) => Ok((a.clone(), Vec::new())),
+        Some(Value::Null) => Ok((Map::new(), Vec::new())),
+        Some(Value::String(s)) if s.is_empty() => Ok((Map::new(), Vec::new())),
+        Some(Value::String(s)) => Ok((Map::new(), vec![s.clone()])),
+        Some(Value::Array(list)) if list.len() > MAX_WORDS => {
+            Err(ProtocolError::bad_request(format!("\"args\" holds more than {MAX_WORDS} words")))
+        }
+        Some(Value::Array(list)) => {
+            let words = list.iter().map(|w| w.as_str().map(str::to_string).ok_or_else(not_words));
+            Ok((Map::new(), words.collect::<Result<_, _>>()?))
+        }
+        Some(_) => Err(not_words()),
     }
 }
 
@@ -110,20 +132,17 @@ pub fn parse_ws(text: &str) -> Result<Call, (Value, ProtocolError)> {
     };
     let id = obj.get("id").cloned().unwrap_or(Value::Null);
     let parsed = (|| {
-        Ok(Call {
-            id: id.clone(),
-            namespace: non_empty(&obj, "namespace")?,
-            name: non_empty(&obj, "name")?,
-            args: args_of(&obj)?,
-        })
+        let (namespace, name) = (non_empty(&obj, "namespace")?, non_empty(&obj, "name")?);
+        let (args, words) = args_of(&obj)?;
+        Ok(Call { id: id.clone(), namespace, name, args, words })
     })();
     parsed.map_err(|e| (id, e))
 }
 
 /// Parses a REST request: the path's two segments and the body.
 pub fn parse_rest(namespace: &str, name: &str, body: &[u8]) -> Result<Call, ProtocolError> {
-    let args = if body.iter().all(u8::is_ascii_whitespace) {
-        Map::new()
+    let (args, words) = if body.iter().all(u8::is_ascii_whitespace) {
+        (Map::new(), Vec::new())
     } else {
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(obj)) => args_of(&obj)?,
@@ -131,7 +150,7 @@ pub fn parse_rest(namespace: &str, name: &str, body: &[u8]) -> Result<Call, Prot
             Err(e) => return Err(ProtocolError::bad_request(format!("invalid JSON: {e}"))),
         }
     };
-    Ok(Call { id: Value::Null, namespace: namespace.to_string(), name: name.to_string(), args })
+    Ok(Call { id: Value::Null, namespace: namespace.to_string(), name: name.to_string(), args, words })
 }
 
 fn id_is_empty(id: &Value) -> bool {
@@ -174,6 +193,21 @@ mod tests {
     }
 
     #[test]
+    fn args_as_the_sysadm_client_sends_them() {
+        let c = parse_ws(r#"{"id":"sysadm-client-identify","namespace":"rpc","name":"identify","args":""}"#).unwrap();
+        assert!(c.args.is_empty() && c.words.is_empty());
+        let c = parse_ws(r#"{"id":"q","namespace":"rpc","name":"query","args":"simple-query"}"#).unwrap();
+        assert_eq!(c.words, ["simple-query"]);
+        let c =
+            parse_ws(r#"{"id":"e","namespace":"events","name":"subscribe","args":["dispatcher","iocage"]}"#).unwrap();
+        assert_eq!(c.words, ["dispatcher", "iocage"]);
+        assert!(parse_ws(r#"{"id":"e","namespace":"events","name":"subscribe","args":[]}"#).unwrap().words.is_empty());
+        let many = format!(r#"{{"id":"e","namespace":"events","name":"subscribe","args":{:?}}}"#, vec!["x"; 65]);
+        assert!(parse_ws(&many).unwrap_err().1.detail.contains("more than 64"));
+        assert_eq!(parse_rest("rpc", "query", br#"{"args":"simple-query"}"#).unwrap().words, ["simple-query"]);
+    }
+
+    #[test]
     fn ws_bad_requests_keep_the_id() {
         for (text, want) in [
             ("not json", "invalid JSON"),
@@ -181,7 +215,9 @@ mod tests {
             (r#"{"id":"7","namespace":"sysadm"}"#, "\"name\""),
             (r#"{"id":"7","name":"","namespace":"sysadm"}"#, "\"name\""),
             (r#"{"id":"7","name":"iocage","namespace":3}"#, "\"namespace\""),
-            (r#"{"id":"7","name":"iocage","namespace":"sysadm","args":[]}"#, "\"args\""),
+            (r#"{"id":"7","name":"iocage","namespace":"sysadm","args":3}"#, "\"args\""),
+            (r#"{"id":"7","name":"iocage","namespace":"sysadm","args":["a",1]}"#, "\"args\""),
+            (r#"{"id":"7","name":"iocage","namespace":"sysadm","args":true}"#, "\"args\""),
         ] {
             let (id, err) = parse_ws(text).unwrap_err();
             assert_eq!(err.status, Status::BadRequest, "{text}");
@@ -199,7 +235,7 @@ mod tests {
         assert!(parse_rest("sysadm", "iocage", b"").unwrap().args.is_empty());
         assert_eq!(parse_rest("sysadm", "iocage", b"[1]").unwrap_err().status, Status::BadRequest);
         assert_eq!(parse_rest("sysadm", "iocage", b"{").unwrap_err().status, Status::BadRequest);
-        assert_eq!(parse_rest("sysadm", "iocage", br#"{"args":"x"}"#).unwrap_err().status, Status::BadRequest);
+        assert_eq!(parse_rest("sysadm", "iocage", br#"{"args":3}"#).unwrap_err().status, Status::BadRequest);
     }
 
     #[test]

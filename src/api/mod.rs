@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod envelope;
+pub mod events;
 pub mod rest;
 pub mod server;
 pub mod tls;
@@ -19,9 +20,10 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use crate::auth::client_keys::ClientKeyError;
 use crate::auth::{Auth, AuthError, Identity, Role};
 use crate::iocage::{Iocage, request};
-use auth::{Credentials, Peer, WsSession};
+use auth::{Credentials, Peer, WsTurn};
 pub use envelope::{Call, ProtocolError, Status};
 
 /// Which transport a call arrived on (for the log).
@@ -36,6 +38,7 @@ pub struct Api {
     iocage: Iocage,
     auth: Arc<Auth>,
     hostname: String,
+    events: Arc<events::Hub>,
 }
 
 fn refused(e: AuthError) -> ProtocolError {
@@ -54,7 +57,22 @@ fn str_arg<'a>(call: &'a Call, key: &str) -> Option<&'a str> {
 impl Api {
     pub fn new(iocage: Iocage, auth: Arc<Auth>) -> Self {
         let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-        Api { iocage, auth, hostname }
+        Api { iocage, auth, hostname, events: Arc::default() }
+    }
+
+    /// Where jail events go to reach the subscribed sockets.
+    pub fn events(&self) -> Arc<events::Hub> {
+        self.events.clone()
+    }
+
+    /// The `system-state` event's args, as of now.
+    pub async fn system_state(&self) -> Value {
+        let pools = self.iocage.pool_states().await.unwrap_or_else(|e| {
+            tracing::debug!("system-state without pools: {e}");
+            Vec::new()
+        });
+        let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        events::system_state(&hostname, &pools)
     }
 
     /// Handles one call and logs one line for it. `Ok` is the reply's
@@ -64,7 +82,7 @@ impl Api {
         transport: Transport,
         peer: Peer,
         creds: &Credentials,
-        session: Option<&WsSession>,
+        session: Option<&WsTurn>,
         call: &Call,
     ) -> Result<Value, ProtocolError> {
         let started = Instant::now();
@@ -96,9 +114,9 @@ impl Api {
         &self,
         peer: Peer,
         creds: &Credentials,
-        session: Option<&WsSession>,
+        session: Option<&WsTurn>,
     ) -> Result<Identity, ProtocolError> {
-        let creds = match (creds, session.and_then(WsSession::token)) {
+        let creds = match (creds, session.and_then(WsTurn::token)) {
             (Credentials::None, Some(token)) => Credentials::Bearer(token),
             (c, _) => c.clone(),
         };
@@ -119,7 +137,7 @@ impl Api {
         &self,
         peer: Peer,
         creds: &Credentials,
-        session: Option<&WsSession>,
+        session: Option<&WsTurn>,
         call: &Call,
     ) -> (Result<Value, ProtocolError>, Option<String>) {
         let (ns, name) = (call.namespace.as_str(), call.name.as_str());
@@ -129,37 +147,57 @@ impl Api {
         if self.auth.is_locked_out(peer.addr) {
             return (Err(refused(AuthError::LockedOut)), None);
         }
-        match (ns, name) {
-            ("rpc", "auth") => {
+        match (ns, name, session) {
+            ("rpc", "auth", _) => {
                 let (Some(user), Some(password)) = (str_arg(call, "username"), str_arg(call, "password")) else {
                     return (Err(ProtocolError::bad_request("rpc/auth needs \"username\" and \"password\"")), None);
                 };
-                match self.auth.login(peer.addr, user, password).await {
-                    Ok((who, token, secs)) => {
-                        if let Some(s) = session {
-                            s.set(Some(token.clone()));
-                        }
-                        (Ok(json!([token, secs])), Some(who.user))
-                    }
+                // Any login attempt ends the socket's login first (as the
+                // original did); a good one starts the new one.
+                let result = self.auth.login(peer.addr, user, password).await;
+                let token = result.as_ref().ok().map(|(_, token, _)| token.clone());
+                if let Some(s) = session {
+                    s.set(token);
+                }
+                match result {
+                    Ok((who, token, secs)) => (Ok(json!([token, secs])), Some(who.user)),
                     Err(e) => (Err(refused(e)), Some(user.to_string())),
                 }
             }
-            ("rpc", "auth_token") => {
+            ("rpc", "auth_token", _) => {
                 let Some(token) = str_arg(call, "token") else {
                     return (Err(ProtocolError::bad_request("rpc/auth_token needs \"token\"")), None);
                 };
-                match self.auth.bearer(peer.addr, token) {
-                    Ok((who, secs)) => {
-                        if let Some(s) = session {
-                            s.set(Some(token.to_string()));
-                        }
-                        (Ok(json!([token, secs.unwrap_or(0)])), Some(who.user))
-                    }
+                let result = self.auth.bearer(peer.addr, token);
+                if let Some(s) = session {
+                    s.set(result.is_ok().then(|| token.to_string()));
+                }
+                match result {
+                    Ok((who, secs)) => (Ok(json!([token, secs.unwrap_or(0)])), Some(who.user)),
                     Err(e) => (Err(refused(e)), None),
                 }
             }
+            ("rpc", "auth_ssl", Some(turn)) => self.auth_ssl(peer, turn, call).await,
+            ("rpc", "auth_ssl", None) => (
+                Err(ProtocolError::bad_request("rpc/auth_ssl is a WebSocket login; over REST use Basic or Bearer")),
+                None,
+            ),
+            ("rpc", "auth_clear", Some(turn)) => {
+                // Needs no valid login: it ends whatever the socket has.
+                if let Some(token) = turn.token() {
+                    self.auth.logout(&token);
+                }
+                turn.set(None);
+                (Ok(json!({})), None)
+            }
             _ => {
-                let who = match self.identify(peer, creds, session).await {
+                let who = self.identify(peer, creds, session).await;
+                // The next request on the socket need not wait for this
+                // one's action: it was identified with the login it saw.
+                if let Some(s) = session {
+                    s.pass();
+                }
+                let who = match who {
                     Ok(who) => who,
                     Err(e) => return (Err(e), None),
                 };
@@ -169,24 +207,133 @@ impl Api {
         }
     }
 
-    /// Calls that need an identity.
-    async fn authorised(
-        &self,
-        who: &Identity,
-        session: Option<&WsSession>,
-        call: &Call,
-    ) -> Result<Value, ProtocolError> {
-        match (call.namespace.as_str(), call.name.as_str()) {
-            ("rpc", "auth_clear") => {
-                if let Some(token) = session.and_then(WsSession::token) {
-                    self.auth.logout(&token);
-                }
-                if let Some(s) = session {
-                    s.set(None);
-                }
+    /// `rpc/auth_ssl`: with no args, a test string for this socket; with
+    /// `encrypted_string`, the login of the registered key that made it.
+    async fn auth_ssl(&self, peer: Peer, turn: &WsTurn, call: &Call) -> (Result<Value, ProtocolError>, Option<String>) {
+        // Either stage ends the socket's login first, as the original did.
+        turn.set(None);
+        let Some(encrypted) = str_arg(call, "encrypted_string") else {
+            return match turn.socket.challenge.issue() {
+                Ok(test) => (Ok(json!({ "test_string": test })), None),
+                Err(e) => (Err(ProtocolError::new(Status::Internal, format!("cannot make a test string: {e}"))), None),
+            };
+        };
+        let Some(test) = turn.socket.challenge.take() else {
+            let why = "no test string is outstanding on this socket: ask rpc/auth_ssl with no args first \
+                       (a test string is good once, for 30 s)";
+            return (Err(ProtocolError::new(Status::Unauthorized, why)), None);
+        };
+        // One RSA operation per registered key: off the async threads.
+        let (auth, encrypted) = (self.auth.clone(), encrypted.to_string());
+        let checked = tokio::task::spawn_blocking(move || auth.key_login(peer.addr, &test, &encrypted)).await;
+        match checked.unwrap_or(Err(AuthError::Invalid)) {
+            Ok((who, token, secs)) => {
+                turn.set(Some(token.clone()));
+                (Ok(json!([token, secs])), Some(who.user))
+            }
+            Err(e) => (Err(refused(e)), None),
+        }
+    }
+
+    /// `rpc/settings`: sysadm clients' keys for `rpc/auth_ssl`. Anyone
+    /// logged in as a system user registers, lists and revokes their own;
+    /// a read/write user sees and revokes everyone's.
+    fn settings(&self, who: &Identity, call: &Call) -> Result<Value, ProtocolError> {
+        let Some(store) = self.auth.client_keys() else {
+            return Err(ProtocolError::new(Status::NotFound, "this server keeps no client keys"));
+        };
+        let failed = |e: ClientKeyError| match e {
+            ClientKeyError::BadKey(_) | ClientKeyError::TooMany { .. } | ClientKeyError::NotFound { .. } => {
+                ProtocolError::bad_request(e.to_string())
+            }
+            other => {
+                tracing::error!("client keys: {other}");
+                ProtocolError::new(Status::Internal, other.to_string())
+            }
+        };
+        let action = str_arg(call, "action").unwrap_or_default();
+        if who.user.starts_with("key:") && action != "list_ssl_certs" {
+            return Err(ProtocolError::new(
+                Status::Forbidden,
+                format!("{} is an API key: log in as a user to manage that user's client keys", who.user),
+            ));
+        }
+        match action {
+            "register_ssl_cert" => {
+                let Some(pub_key) = str_arg(call, "pub_key").filter(|k| !k.is_empty()) else {
+                    return Err(ProtocolError::bad_request(
+                        "register_ssl_cert needs \"pub_key\" (base64 of the PEM text)",
+                    ));
+                };
+                let (nick, email) = (str_arg(call, "nickname").unwrap_or(""), str_arg(call, "email").unwrap_or(""));
+                store.register(&who.user, pub_key, nick, email).map_err(failed)?;
+                tracing::info!(user = %who.user, nickname = nick, "client key registered");
                 Ok(json!({}))
             }
-            ("rpc", "query") => Ok(json!({ "sysadm/iocage": who.role.as_str() })),
+            "list_ssl_certs" => {
+                let mut out = serde_json::Map::new();
+                for k in store.all().map_err(failed)? {
+                    if who.role == Role::ReadWrite || k.user == who.user {
+                        let entry = out.entry(k.user.clone()).or_insert_with(|| json!({}));
+                        if let Some(o) = entry.as_object_mut() {
+                            o.insert(k.pub_key.clone(), json!(k.description()));
+                        }
+                    }
+                }
+                Ok(Value::Object(out))
+            }
+            "revoke_ssl_cert" => {
+                let Some(pub_key) = str_arg(call, "pub_key").filter(|k| !k.is_empty()) else {
+                    return Err(ProtocolError::bad_request(
+                        "revoke_ssl_cert needs \"pub_key\" as list_ssl_certs gives it",
+                    ));
+                };
+                let user = str_arg(call, "user").filter(|u| !u.is_empty()).unwrap_or(&who.user);
+                if user != who.user && who.role != Role::ReadWrite {
+                    return Err(ProtocolError::new(
+                        Status::Forbidden,
+                        format!("{} may revoke only their own keys, not {user}'s", who.user),
+                    ));
+                }
+                store.revoke(Some(user), pub_key).map_err(failed)?;
+                tracing::info!(user, by = %who.user, "client key revoked");
+                Ok(json!({}))
+            }
+            "" => Err(ProtocolError::bad_request("rpc/settings needs \"action\"")),
+            other => Err(ProtocolError::bad_request(format!(
+                "no such rpc/settings action {other:?}: register_ssl_cert, list_ssl_certs or revoke_ssl_cert"
+            ))),
+        }
+    }
+
+    /// Calls that need an identity.
+    async fn authorised(&self, who: &Identity, session: Option<&WsTurn>, call: &Call) -> Result<Value, ProtocolError> {
+        match (call.namespace.as_str(), call.name.as_str()) {
+            ("rpc", "auth_clear") => {
+                // Over REST: the credentials presented are the session.
+                Ok(json!({}))
+            }
+            // What this server offers, as `"<namespace>/<name>": access`
+            // (sysadm's client shows a page when its keys are here).
+            ("rpc", "query") => Ok(json!({ "sysadm/iocage": who.role.as_str(), "rpc/settings": "read/write" })),
+            ("rpc", "settings") => self.settings(who, call),
+            ("events", "subscribe" | "unsubscribe") => {
+                let Some(turn) = session else {
+                    return Err(ProtocolError::bad_request("events are pushed over a WebSocket; subscribe there"));
+                };
+                let topics = events::topics(&call.words, &call.args).map_err(ProtocolError::bad_request)?;
+                if call.name == "subscribe" {
+                    turn.socket.subscriptions.add(&topics);
+                    for t in &topics {
+                        turn.socket.push_now(*t);
+                    }
+                } else {
+                    turn.socket.subscriptions.remove(&topics);
+                }
+                let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
+                let named = if names.len() == 1 { json!(names[0]) } else { json!(names) };
+                Ok(json!({ call.name.as_str(): named }))
+            }
             ("sysadm", "iocage") => {
                 let action = request::action_of(&call.args).map_err(ProtocolError::bad_request)?;
                 if action.is_write() && who.role != Role::ReadWrite {

@@ -16,15 +16,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::{BoxFuture, Shared};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Rejection};
 
-use super::auth::{Credentials, Peer, WsSession};
+use super::auth::{Credentials, Peer, WsSocket, WsTurn};
 use super::envelope::{self, ProtocolError};
+use super::events::{self, Topic};
 use super::server::Slot;
 use super::{Api, Transport};
 
@@ -93,9 +95,17 @@ async fn session(
         let _ = gone_tx.send(true);
         let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
     });
+    // Events the socket subscribes to go through the same writer.
+    let (pushes, pushed) = mpsc::channel(8);
+    let socket = Arc::new(WsSocket::new(pushes));
+    let forwarder = tokio::spawn(forward(api.clone(), socket.clone(), pushed, tx.clone(), gone.clone()));
     let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
     let mut inflight = JoinSet::new();
-    let session = Arc::new(WsSession::default());
+    // The login as the requests read so far leave it (see `WsTurn`).
+    let latest = Arc::new(std::sync::Mutex::new(None::<String>));
+    let mut settled: Shared<BoxFuture<'static, Option<String>>> = futures_util::future::ready(None).boxed().shared();
+    let logged_in =
+        |latest: &std::sync::Mutex<Option<String>>| latest.lock().unwrap_or_else(|p| p.into_inner()).is_some();
     let auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
     loop {
         // A slot first, then the next message: with every slot taken the
@@ -110,10 +120,10 @@ async fn session(
         };
         let next = tokio::select! {
             n = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => n,
-            _ = tokio::time::sleep_until(auth_deadline), if session.token().is_none() => {
+            _ = tokio::time::sleep_until(auth_deadline), if !logged_in(&latest) => {
                 // The guard was read when this select began; a login that
                 // completed since then counts.
-                if session.token().is_some() {
+                if logged_in(&latest) {
                     continue;
                 }
                 tracing::info!(peer = %peer.addr, "closing a WebSocket that did not authenticate within {AUTH_TIMEOUT:?}");
@@ -146,27 +156,80 @@ async fn session(
         } else {
             continue; // ping/pong
         };
-        let (api, tx, session) = (api.clone(), tx.clone(), session.clone());
+        let (api, tx, latest, socket) = (api.clone(), tx.clone(), latest.clone(), socket.clone());
+        let before = settled.clone();
+        let (next, after) = oneshot::channel();
+        // A request that died before handing its token on leaves the
+        // socket logged out.
+        settled = async move { after.await.unwrap_or(None) }.boxed().shared();
         inflight.spawn(async move {
             let _slot = slot;
-            let reply = answer(&api, peer, &session, &text).await;
+            let turn = WsTurn::new(socket, before.await, next, latest);
+            let reply = answer(&api, peer, &turn, &text).await;
             let _ = tx.send(Message::text(reply.to_string())).await;
+            // Only now may the next request see what this one left: a
+            // login's reply goes out before the replies it lets through.
+            drop(turn);
         });
         while inflight.try_join_next().is_some() {}
     }
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, async { while inflight.join_next().await.is_some() {} }).await;
+    forwarder.abort();
+    let _ = forwarder.await;
     drop(tx);
     let _ = writer.await;
 }
 
+/// Pushes the socket's subscribed events to its writer: jail events as
+/// they come (a subscriber that fell more than `events::BACKLOG` behind is
+/// told how many it missed), `system-state` on subscribing and every
+/// `events::SYSTEM_STATE_EVERY`. Ends with the session (it is aborted) or
+/// when the writer is gone.
+async fn forward(
+    api: Arc<Api>,
+    socket: Arc<WsSocket>,
+    mut pushed: mpsc::Receiver<Topic>,
+    tx: mpsc::Sender<Message>,
+    mut gone: watch::Receiver<bool>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut jails = api.events().jail_events();
+    let mut every = tokio::time::interval(events::SYSTEM_STATE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await; // the first tick is now; subscribing pushes that one
+    loop {
+        let (topic, args) = tokio::select! {
+            e = jails.recv() => match e {
+                Ok(e) => (Topic::Iocage, serde_json::to_value(e).unwrap_or_default()),
+                Err(RecvError::Lagged(n)) => (Topic::Iocage, serde_json::json!({"event": "missed", "count": n})),
+                Err(RecvError::Closed) => return,
+            },
+            t = pushed.recv() => match t {
+                Some(Topic::SystemState) => (Topic::SystemState, api.system_state().await),
+                // Jail events have no "latest" to repeat; the others, no events.
+                Some(_) => continue,
+                None => return,
+            },
+            _ = every.tick() => (Topic::SystemState, api.system_state().await),
+            _ = gone.changed() => return,
+        };
+        if !socket.subscriptions.has(topic) {
+            continue;
+        }
+        if tx.send(Message::text(events::message(topic, args).to_string())).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// The reply to one message. A request that panics is answered with an
 /// error under its id (the client would otherwise wait for ever).
-async fn answer(api: &Api, peer: Peer, session: &WsSession, text: &str) -> Value {
+async fn answer(api: &Api, peer: Peer, turn: &WsTurn, text: &str) -> Value {
     let call = match envelope::parse_ws(text) {
         Ok(call) => call,
         Err((id, e)) => return envelope::ws_error(&id, &e),
     };
-    let handled = catching(api.handle(Transport::WebSocket, peer, &Credentials::None, Some(session), &call)).await;
+    let handled = catching(api.handle(Transport::WebSocket, peer, &Credentials::None, Some(turn), &call)).await;
     if handled.is_err() {
         tracing::error!(peer = %peer.addr, call = %format_args!("{}/{}", call.namespace, call.name), "a request panicked");
     }

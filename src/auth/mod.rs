@@ -4,9 +4,12 @@
 //!   request with `Authorization: Basic`;
 //! - session tokens ([`tokens`]) from `rpc/auth`, and API keys ([`keys`]),
 //!   both presented as `Authorization: Bearer` or with `rpc/auth_token`;
+//! - sysadm clients' registered RSA keys ([`client_keys`]), proven with
+//!   `rpc/auth_ssl` instead of a password;
 //! - roles from the system's groups ([`roles`]);
 //! - a lockout of addresses that keep failing ([`lockout`]).
 
+pub mod client_keys;
 pub mod keys;
 pub mod lockout;
 pub mod pam;
@@ -43,6 +46,7 @@ pub struct Auth {
     pam_service: String,
     tokens: tokens::Tokens,
     keys: Option<keys::KeyStore>,
+    client_keys: Option<client_keys::ClientKeys>,
     lockout: lockout::Lockout,
     /// One permit per password check running (`max_logins`), apart from
     /// the actions' so that logins are never starved by them.
@@ -51,14 +55,16 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(pam_service: impl Into<String>, keys: Option<keys::KeyStore>) -> Arc<Auth> {
-        Self::with_limits(pam_service, keys, DEFAULT_MAX_LOGINS, Vec::new())
+        Self::with_limits(pam_service, keys, None, DEFAULT_MAX_LOGINS, Vec::new())
     }
 
-    /// [`Auth::new`] with at most `max_logins` password checks at once, and
-    /// these reverse proxies (which the lockout does not exempt as loopback).
+    /// [`Auth::new`] with sysadm clients' keys, at most `max_logins`
+    /// password checks at once, and these reverse proxies (which the lockout
+    /// does not exempt as loopback).
     pub fn with_limits(
         pam_service: impl Into<String>,
         keys: Option<keys::KeyStore>,
+        client_keys: Option<client_keys::ClientKeys>,
         max_logins: usize,
         trusted_proxies: Vec<crate::config::Network>,
     ) -> Arc<Auth> {
@@ -66,6 +72,7 @@ impl Auth {
             pam_service: pam_service.into(),
             tokens: Default::default(),
             keys,
+            client_keys,
             lockout: lockout::Lockout::new(trusted_proxies),
             pam: Arc::new(tokio::sync::Semaphore::new(max_logins.max(1))),
         })
@@ -163,6 +170,49 @@ impl Auth {
     }
 
     /// `rpc/auth_clear`: ends a session.
+    /// `rpc/auth_ssl`'s second stage: the user whose registered key turns
+    /// `encrypted` back into `challenge` gets a session, with the role its
+    /// groups give it now. A failure counts against the address like a
+    /// wrong password.
+    pub fn key_login(
+        &self,
+        ip: IpAddr,
+        challenge: &str,
+        encrypted: &str,
+    ) -> Result<(Identity, String, u64), AuthError> {
+        if self.is_locked_out(ip) {
+            return Err(AuthError::LockedOut);
+        }
+        let Some(store) = &self.client_keys else { return self.failed(ip, AuthError::Invalid) };
+        let user = match store.verify(challenge, encrypted) {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                tracing::info!(peer = %ip, "key login refused: no registered key matches");
+                return self.failed(ip, AuthError::Invalid);
+            }
+            Err(e) => {
+                tracing::error!("cannot read the client keys: {e}");
+                return Err(AuthError::Invalid);
+            }
+        };
+        let Some(role) = roles::role_of(&user) else {
+            tracing::info!(peer = %ip, user, "key login refused: no role");
+            return self.failed(ip, AuthError::NoRole(user));
+        };
+        self.lockout.success(ip);
+        let who = Identity { user, role };
+        let (token, secs) = self.tokens.issue(who.clone()).map_err(|e| {
+            tracing::error!("cannot make a token: {e}");
+            AuthError::Invalid
+        })?;
+        Ok((who, token, secs))
+    }
+
+    /// The registered client keys, when the daemon keeps them.
+    pub fn client_keys(&self) -> Option<&client_keys::ClientKeys> {
+        self.client_keys.as_ref()
+    }
+
     pub fn logout(&self, token: &str) {
         self.tokens.revoke(token);
     }

@@ -16,6 +16,7 @@ pub mod props;
 pub mod request;
 pub mod service;
 pub mod turns;
+pub mod watch;
 
 pub use error::ActionError;
 pub use request::{Action, Request};

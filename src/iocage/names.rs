@@ -46,6 +46,11 @@ pub fn date_tag() -> String {
     format(now_secs(), '@')
 }
 
+/// A UTC time in RFC 3339, `2016-02-10T20:15:00Z`.
+pub fn timestamp_rfc3339() -> String {
+    format!("{}Z", format(now_secs(), 'T'))
+}
+
 /// iocage's `last_started` value, `2016-02-10_20:15:00` (UTC).
 pub fn timestamp() -> String {
     format(now_secs(), '_')

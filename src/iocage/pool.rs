@@ -68,7 +68,13 @@ mod tests {
     use super::*;
 
     fn pool(name: &str, comment: Option<&str>, prop: Option<&str>) -> PoolInfo {
-        PoolInfo { name: name.into(), comment: comment.map(Into::into), active_prop: prop.map(Into::into) }
+        PoolInfo {
+            name: name.into(),
+            comment: comment.map(Into::into),
+            active_prop: prop.map(Into::into),
+            health: "ONLINE".into(),
+            capacity: 0,
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::pool;
 use super::props::{self, Listed, PropError, USER_PREFIX};
 use super::request::{CreateKind, PropList, Request};
 use super::turns::Turns;
-use super::{create, destroy, names};
+use super::{create, destroy, names, watch};
 
 /// Which pool the service works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub struct Iocage {
     max_actions: usize,
     /// How long a read action may take before its caller is answered.
     read_deadline: Duration,
+    /// Notified when a write action ends: the jail watcher looks at once.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// When the pool in use was found, and which it was (or why none).
@@ -82,6 +84,7 @@ impl Iocage {
             actions: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_ACTIONS)),
             max_actions: DEFAULT_MAX_ACTIONS,
             read_deadline: DEFAULT_READ_DEADLINE,
+            changed: Arc::default(),
         }
     }
 
@@ -120,7 +123,9 @@ impl Iocage {
             this.execute(req).await
         });
         let joined = if write {
-            task.await
+            let joined = task.await;
+            self.changed.notify_one();
+            joined
         } else {
             match tokio::time::timeout(self.read_deadline, &mut task).await {
                 Ok(joined) => joined,
@@ -137,6 +142,30 @@ impl Iocage {
             }
         };
         joined.unwrap_or_else(|e| Err(ActionError::Io { what: "run the action".into(), message: e.to_string() }))
+    }
+
+    /// Every complete jail's tag, properties and whether it runs, for the
+    /// jail watcher. Cheap while nothing changed (see `index`).
+    /// Also names the pool they are on.
+    pub async fn jail_states(&self) -> Result<(String, watch::States), ActionError> {
+        let index = self.index.clone();
+        let (pool, jails) = self
+            .on_read_pool(move |lib, layout| {
+                Ok((layout.pool().to_string(), index.jails(lib, &layout, Instant::now())?))
+            })
+            .await?;
+        Ok((pool, watch::states(&jails, &self.running_names()?)))
+    }
+
+    /// Every imported pool's name, health and capacity (percent used).
+    pub async fn pool_states(&self) -> Result<Vec<(String, String, u64)>, ActionError> {
+        let pools = self.zfs.run(|lib| lib.pools()).await??;
+        Ok(pools.into_iter().map(|p| (p.name, p.health, p.capacity)).collect())
+    }
+
+    /// Notified when one of this daemon's write actions ends.
+    pub fn changes(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
     }
 
     /// Removes what creates left incomplete (run at start-up). Without an

@@ -92,6 +92,10 @@ pub struct PoolInfo {
     pub comment: Option<String>,
     /// The `org.freebsd.ioc:active` user property of the pool's root dataset.
     pub active_prop: Option<String>,
+    /// `health`: ONLINE, DEGRADED, FAULTED... (empty when unreadable).
+    pub health: String,
+    /// `capacity`: percent of the pool in use.
+    pub capacity: u64,
 }
 
 /// The handle. Not `Send`: see the module comment.
@@ -130,24 +134,16 @@ impl Dataset<'_> {
     }
 }
 
-/// A pool's `comment` (`None` when unset).
+/// A pool's property, literally (`None` when unset or unreadable).
 ///
 /// # Safety
 /// `zph` must be an open pool handle.
-unsafe fn pool_comment(zph: *mut sys::zpool_handle_t) -> Option<String> {
+unsafe fn pool_prop(zph: *mut sys::zpool_handle_t, prop: sys::zpool_prop_t::Type) -> Option<String> {
     let mut buf = vec![0u8; PROP_BUF];
     let mut src: sys::zprop_source_t::Type = sys::zprop_source_t::ZPROP_SRC_NONE;
     // SAFETY: the caller guarantees an open handle; `buf` has the length we pass.
-    let rc = unsafe {
-        sys::zpool_get_prop(
-            zph,
-            sys::zpool_prop_t::ZPOOL_PROP_COMMENT,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut src,
-            sys::boolean_t::B_TRUE,
-        )
-    };
+    let rc =
+        unsafe { sys::zpool_get_prop(zph, prop, buf.as_mut_ptr().cast(), buf.len(), &mut src, sys::boolean_t::B_TRUE) };
     if rc != 0 {
         return None;
     }
@@ -680,14 +676,20 @@ impl Libzfs {
             // SAFETY: `data` is the Vec below; the callback owns `zph`, reads
             // its name and comment, and closes it.
             unsafe {
-                let found = &mut *(data as *mut Vec<(String, Option<String>)>);
+                let found = &mut *(data as *mut Vec<Found>);
                 let name = CStr::from_ptr(sys::zpool_get_name(zph)).to_string_lossy().into_owned();
-                found.push((name, pool_comment(zph)));
+                let comment = pool_prop(zph, sys::zpool_prop_t::ZPOOL_PROP_COMMENT);
+                let health = pool_prop(zph, sys::zpool_prop_t::ZPOOL_PROP_HEALTH).unwrap_or_default();
+                let capacity = pool_prop(zph, sys::zpool_prop_t::ZPOOL_PROP_CAPACITY)
+                    .and_then(|c| c.trim_end_matches('%').parse().ok())
+                    .unwrap_or(0);
+                found.push((name, comment, health, capacity));
                 sys::zpool_close(zph);
             }
             0
         }
-        let mut found: Vec<(String, Option<String>)> = Vec::new();
+        type Found = (String, Option<String>, String, u64);
+        let mut found: Vec<Found> = Vec::new();
         // SAFETY: live handle; callback matches zpool_iter_f; `found` outlives the call.
         let rc = unsafe { sys::zpool_iter(self.hdl.as_ptr(), Some(collect), (&raw mut found).cast()) };
         if rc != 0 {
@@ -695,9 +697,9 @@ impl Libzfs {
         }
         found.sort();
         let mut pools = Vec::with_capacity(found.len());
-        for (name, comment) in found {
+        for (name, comment, health, capacity) in found {
             let active_prop = self.user_props(&name)?.remove("org.freebsd.ioc:active").map(|p| p.value);
-            pools.push(PoolInfo { name, comment, active_prop });
+            pools.push(PoolInfo { name, comment, active_prop, health, capacity });
         }
         Ok(pools)
     }

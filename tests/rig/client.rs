@@ -104,8 +104,12 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// A WebSocket connection.
 pub struct Ws {
     rt: tokio::runtime::Runtime,
-    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    socket: tokio_tungstenite::WebSocketStream<Box<dyn Io>>,
 }
+
+/// A byte stream a WebSocket runs over: TCP, or TLS over TCP.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 impl Ws {
     /// Connects and authenticates with the rig daemon's API key.
@@ -121,10 +125,68 @@ impl Ws {
     /// Connects without authenticating.
     pub fn connect_anonymous(addr: SocketAddr) -> Ws {
         let rt = runtime();
-        let (socket, _) = rt
-            .block_on(tokio_tungstenite::connect_async(format!("ws://{addr}/")))
-            .unwrap_or_else(|e| panic!("WebSocket connect to {addr}: {e}"));
+        let socket = rt
+            .block_on(async {
+                let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+                let io: Box<dyn Io> = Box::new(tcp);
+                tokio_tungstenite::client_async(format!("ws://{addr}/"), io).await.map_err(|e| e.to_string())
+            })
+            .unwrap_or_else(|e| panic!("WebSocket connect to {addr}: {e}"))
+            .0;
         Ws { rt, socket }
+    }
+
+    /// Connects with TLS (`wss://`), trusting exactly the PEM certificate
+    /// at `ca` for `server_name`, without authenticating.
+    pub fn connect_tls(addr: SocketAddr, server_name: &str, ca: &str) -> Ws {
+        use tokio_rustls::rustls::{self, pki_types::CertificateDer, pki_types::ServerName, pki_types::pem::PemObject};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let name = ServerName::try_from(server_name.to_string()).unwrap();
+        let rt = runtime();
+        let socket = rt
+            .block_on(async {
+                let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+                let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake: {e}"))?;
+                let io: Box<dyn Io> = Box::new(tls);
+                tokio_tungstenite::client_async(format!("wss://{server_name}:{}/", addr.port()), io)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap_or_else(|e| panic!("WebSocket connect to {addr}: {e}"))
+            .0;
+        Ws { rt, socket }
+    }
+
+    /// The next text message within `wait`, as JSON; `None` if none came.
+    pub fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        let socket = &mut self.socket;
+        loop {
+            let next = self.rt.block_on(async { tokio::time::timeout(wait, socket.next()).await }).ok()?;
+            match next {
+                Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).expect("JSON")),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Sends a close frame with code 1000 (what sysadm's client does on leaving).
+    pub fn close(mut self) {
+        use tokio_tungstenite::tungstenite::protocol::{CloseFrame, frame::coding::CloseCode};
+        let frame = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+        let _ = self.rt.block_on(self.socket.close(Some(frame)));
     }
 
     pub fn send(&mut self, v: &Value) {
