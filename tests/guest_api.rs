@@ -224,7 +224,8 @@ fn protocol_errors_over_rest() {
         ("PUT", "/sysadm/iocage", b"[1,2]", 400, "object"),
         ("PUT", "/sysadm/iocage", b"{}", 400, "action"),
         ("POST", "/sysadm/iocage", br#"{"action":"ListJails"}"#, 400, "ListJails"),
-        ("PUT", "/sysadm/iocage", br#"{"args":"x"}"#, 400, "args"),
+        // A string is sysadm's plain-word args (rpc/query "simple-query"); a number is not args at all.
+        ("PUT", "/sysadm/iocage", br#"{"args":3}"#, 400, "args"),
         ("PUT", "/sysadm/nosuch", br#"{"action":"listjails"}"#, 404, "sysadm/nosuch"),
         ("PUT", "/just-one-segment", b"{}", 404, "namespace"),
     ];

@@ -67,10 +67,15 @@ pub fn exchange<S: Read + Write>(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    // A server that refuses the connection may reset it at any point: what
+    // was read by then is the answer (none: status 0).
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    if s.write_all(req.as_bytes()).and_then(|()| s.write_all(body)).is_ok() {
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            raw.extend_from_slice(&buf[..n]);
+        }
+    }
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
