@@ -12,6 +12,9 @@
 //! tls_key = "/etc/iocaged/key.pem"
 //! allow_plaintext = false           # plaintext on a non-loopback address
 //! allow_host_hooks = false          # API clients may set exec_pre*/post* (they become host root)
+//! autostart = false                 # start boot=on jails by priority, once per host boot (dist: true)
+//! autostart_delay = 0               # seconds to wait after listening before autostart
+//! stop_jails_on_shutdown = false    # stop boot=on jails, highest priority first, when the daemon stops
 //! execjail_timeout = 600            # seconds; execjail's and every unbounded command's
 //! exec_output_limit = 4194304       # bytes of stdout and of stderr before a command is stopped
 //! execjail_max = 64                 # execjails running at once
@@ -54,6 +57,14 @@ pub struct Config {
     /// `exec_prestop`, `exec_poststop`), which run as root on the host:
     /// write clients become host root.
     pub allow_host_hooks: bool,
+    /// Start the `boot=on` jails, lowest `priority` first, once per boot
+    /// of the host (as iocage's rc script did).
+    pub autostart: bool,
+    /// Seconds to wait, once listening, before autostart begins.
+    pub autostart_delay: u64,
+    /// Stop the running `boot=on` jails, highest priority first, when the
+    /// daemon stops.
+    pub stop_jails_on_shutdown: bool,
     /// Seconds an execjail may run when the request names no `timeout`;
     /// also the bound of `exec_start`, `exec_stop` and hooks whose
     /// property says 0 (none).
@@ -215,6 +226,9 @@ impl Default for Config {
             tls_key: None,
             allow_plaintext: false,
             allow_host_hooks: false,
+            autostart: false,
+            autostart_delay: 0,
+            stop_jails_on_shutdown: false,
             execjail_timeout: 600,
             exec_output_limit: crate::runtime::DEFAULT_OUTPUT_LIMIT,
             execjail_max: 64,
@@ -280,7 +294,8 @@ impl Config {
                 return Err(ConfigError::Plaintext(a));
             }
         }
-        let ranges: [(&'static str, u64, std::ops::RangeInclusive<u64>, &'static str); 11] = [
+        let ranges: [(&'static str, u64, std::ops::RangeInclusive<u64>, &'static str); 12] = [
+            ("autostart_delay", self.autostart_delay, 0..=3600, "0 to 3600 seconds"),
             ("execjail_timeout", self.execjail_timeout, 1..=86_400, "1 to 86400 seconds"),
             ("exec_output_limit", self.exec_output_limit, 1024..=(1 << 30), "1024 to 1073741824 bytes"),
             ("execjail_max", self.execjail_max as u64, 1..=256, "1 to 256"),
@@ -368,12 +383,14 @@ mod tests {
     }
 
     /// dist/iocaged.toml documents every key with its default: uncommented,
-    /// it must parse to exactly the built-in defaults.
+    /// it must parse to exactly the built-in defaults, but for `autostart`,
+    /// which the installed service turns on.
     #[test]
     #[cfg(target_os = "linux")]
     fn the_shipped_config_documents_the_defaults() {
         let shipped = include_str!("../dist/iocaged.toml");
-        assert_eq!(Config::parse(shipped).unwrap(), Config::default(), "commented out, it changes nothing");
+        let service = Config { autostart: true, ..Config::default() };
+        assert_eq!(Config::parse(shipped).unwrap(), service, "commented out, it changes nothing");
         let uncommented: String = shipped
             .lines()
             .map(|l| match l.strip_prefix('#') {
@@ -385,7 +402,7 @@ mod tests {
         let want = Config {
             tls_certificate: Some("/etc/iocaged/cert.pem".into()),
             tls_key: Some("/etc/iocaged/key.pem".into()),
-            ..Config::default()
+            ..service
         };
         assert_eq!(Config::parse(&uncommented).unwrap(), want);
     }

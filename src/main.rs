@@ -12,7 +12,7 @@ use iocaged::api::{Api, server, tls};
 use iocaged::auth::client_keys::ClientKeys;
 use iocaged::auth::{Auth, Role, keys};
 use iocaged::config::{Config, DEFAULT_KEYS};
-use iocaged::iocage::Iocage;
+use iocaged::iocage::{Iocage, autostart};
 use iocaged::zfs::{OPENZFS_BUILD_VERSION, Zfs};
 
 const VERSION: &str =
@@ -262,7 +262,24 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let (stop_watch, stopped) = tokio::sync::watch::channel(false);
         let sink: Arc<dyn iocaged::iocage::watch::Sink> = api.events();
         let watcher = tokio::spawn(iocaged::iocage::watch::watch(iocage.clone(), sink, iocage.changes(), stopped));
+        // Autostart once listening: clients (and subscribers) can connect
+        // while the jails start.
+        let events = api.events();
+        let autostart = config.autostart.then(|| {
+            let (iocage, sink, delay) = (iocage.clone(), events.clone(), config.autostart_delay);
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(delay)).await;
+                autostart::start_all(&iocage, sink).await;
+            })
+        });
         server::serve(listeners, acceptor, api, limits, shutdown_signal()).await;
+        if let Some(task) = autostart {
+            task.abort(); // starts already begun finish as their own tasks
+        }
+        if config.stop_jails_on_shutdown {
+            tracing::info!("stopping boot=on jails (stop_jails_on_shutdown)");
+            autostart::stop_all(&iocage, events).await;
+        }
         let _ = stop_watch.send(true);
         let _ = watcher.await;
         tracing::info!("stopped");

@@ -351,3 +351,73 @@ fn destroyjail_acts_on_the_jail_whose_turn_it_waited_for() {
     assert!(call(&d, json!({"action": "stopjail", "jail": first.clone()}))[&first].is_object());
     assert!(d.stop());
 }
+
+/// Autostart as iocage's rc did: six `boot=on` jails of mixed priorities,
+/// one of which cannot start, and a `boot=off` jail and a template that
+/// must stay down. The order comes from the `iocage` events: lowest
+/// priority first, one priority's jails finished before the next begins;
+/// the failure is reported and the others go on. Stopping the daemon with
+/// `stop_jails_on_shutdown` stops them; a restarted daemon does not
+/// autostart again in the same boot.
+#[test]
+fn autostart_starts_boot_jails_by_priority() {
+    let (_g, f, d) = small_pool();
+    let specs = [("p30", 30), ("p10a", 10), ("p20", 20), ("p10b", 10), ("p5", 5), ("bad", 20)];
+    for (tag, priority) in specs {
+        let extra = if tag == "bad" { "exec_start=\"exit 3\"" } else { "" };
+        small_jail(&d, &format!("tag={tag} boot=on priority={priority} mount_procfs=1 {extra}"));
+    }
+    small_jail(&d, "tag=off boot=off priority=1 mount_procfs=1");
+    let template = small_jail(&d, "tag=tmpl boot=on priority=1 mount_procfs=1");
+    zfs(&["set", "org.freebsd.iocage:template=yes", &format!("{}/iocage/jails/{template}", f.pool)]);
+    assert!(d.stop());
+
+    let _ = std::fs::remove_file(iocaged::iocage::autostart::MARKER);
+    let d = Daemon::with_config("autostart = true\nautostart_delay = 3\nstop_jails_on_shutdown = true\n");
+    let mut ws = Ws::connect(d.ws);
+    let r = ws.call(&json!({"id": "s", "namespace": "events", "name": "subscribe", "args": "iocage"}));
+    assert_eq!(r["args"]["subscribe"], "iocage", "{r}");
+    let mut outcomes = Vec::new();
+    while outcomes.len() < specs.len() {
+        let m = ws.recv().unwrap_or_else(|| panic!("socket closed after {outcomes:?}"));
+        if m["name"] == "iocage" && m["args"]["event"] == "autostart" {
+            outcomes.push(m["args"].clone());
+        }
+    }
+    let priority = |tag: &str| specs.iter().find(|(t, _)| *t == tag).map(|(_, p)| *p).unwrap();
+    let order: Vec<(i64, &str)> =
+        outcomes.iter().map(|o| (priority(o["tag"].as_str().unwrap()), o["tag"].as_str().unwrap())).collect();
+    assert!(order.windows(2).all(|w| w[0].0 <= w[1].0), "lowest priority first: {order:?}");
+    for o in &outcomes {
+        if o["tag"] == "bad" {
+            assert_eq!(o["state"], "down", "{o}");
+            assert!(o["error"].as_str().is_some_and(|e| e.contains("exec_start")), "the failure says why: {o}");
+        } else {
+            assert_eq!((o["state"].as_str(), o.get("error")), (Some("up"), None), "{o}");
+        }
+    }
+    let listed = call(&d, json!({"action": "listjails"}));
+    let state = |tag: &str| {
+        let (_, j) = listed.as_object().unwrap().iter().find(|(_, j)| j["tag"] == tag).unwrap();
+        j["state"].as_str().unwrap().to_string()
+    };
+    for (tag, _) in specs {
+        assert_eq!(state(tag), if tag == "bad" { "down" } else { "up" }, "{tag}: {listed}");
+    }
+    assert_eq!((state("off"), state("tmpl")), ("down".into(), "down".into()), "boot=off and templates stay down");
+    assert!(d.stop(), "iocaged did not shut down cleanly");
+
+    // stop_jails_on_shutdown stopped them; the same boot does not autostart again.
+    let d = Daemon::with_config("autostart = true\n");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let listed = call(&d, json!({"action": "listjails"}));
+    let up: Vec<&str> = listed
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|j| j["state"] == "up")
+        .map(|j| j["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(up, Vec::<&str>::new(), "stopped at shutdown, and not started again: {listed}");
+    assert!(d.stop());
+}

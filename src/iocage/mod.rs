@@ -2,6 +2,7 @@
 //! iocage keeps things on a pool, which pool is active, reading and finding
 //! jails, typed requests, and the service that answers them.
 
+pub mod autostart;
 pub mod create;
 pub mod destroy;
 pub mod error;

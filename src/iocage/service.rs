@@ -23,7 +23,7 @@ use super::pool;
 use super::props::{self, Listed, PropError, USER_PREFIX};
 use super::request::{CreateKind, PropList, Request};
 use super::turns::Turns;
-use super::{create, destroy, names, watch};
+use super::{autostart, create, destroy, names, watch};
 
 /// Which pool the service works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +155,13 @@ impl Iocage {
             })
             .await?;
         Ok((pool, watch::states(&jails, &self.running_names()?)))
+    }
+
+    /// The `boot=on` jails that run (`running`) or not, by priority.
+    pub async fn boot_jails(&self, running: bool) -> Result<autostart::Groups, ActionError> {
+        let index = self.index.clone();
+        let jails = self.on_pool(move |lib, layout| index.jails(lib, &layout, Instant::now())).await?;
+        Ok(autostart::plan(&jails, &self.running_names()?, running))
     }
 
     /// Every imported pool's name, health and capacity (percent used).

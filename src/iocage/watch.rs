@@ -55,7 +55,8 @@ pub fn states(jails: &[Jail], running: &HashSet<String>) -> States {
         .collect()
 }
 
-/// A change to one jail, as subscribers of the `iocage` events get it.
+/// A change to one jail, as subscribers of the `iocage` events get it (also
+/// what autostart did: see `autostart`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JailEvent {
     /// `created`, `destroyed`, `started`, `stopped`, `limits` or `properties`.
@@ -67,6 +68,9 @@ pub struct JailEvent {
     /// For `limits` and `properties`: the properties whose values changed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changed: Vec<String>,
+    /// Why an `autostart` or `autostop` failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn is_limit(name: &str) -> bool {
@@ -84,6 +88,7 @@ pub fn diff(old: &States, new: &States) -> Vec<JailEvent> {
             tag: s.tag.clone(),
             state,
             changed,
+            error: None,
         };
         let up = |s: &JailState| if s.running { "up" } else { "down" };
         match (old.get(uuid), new.get(uuid)) {
