@@ -8,6 +8,7 @@
 //! pam_service = "login"             # PAM service for password logins (FreeBSD: "iocaged")
 //! keys = "/etc/iocaged/keys"        # API keys (FreeBSD: /usr/local/etc/iocaged/keys)
 //! client_keys = "/etc/iocaged/client-keys"  # sysadm clients' keys for rpc/auth_ssl
+//! key_logins = true                 # rpc/auth_ssl and rpc/settings' client keys at all
 //! tls_certificate = "/etc/iocaged/cert.pem"   # both or neither: TLS on every port
 //! tls_key = "/etc/iocaged/key.pem"
 //! allow_plaintext = false           # plaintext on a non-loopback address
@@ -50,6 +51,8 @@ pub struct Config {
     pub keys: PathBuf,
     /// sysadm clients' registered RSA keys (`rpc/auth_ssl`).
     pub client_keys: PathBuf,
+    /// Whether sysadm clients may register keys and log in with them.
+    pub key_logins: bool,
     pub tls_certificate: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub allow_plaintext: bool,
@@ -222,6 +225,7 @@ impl Default for Config {
             pam_service: default_pam_service(std::env::consts::OS).into(),
             keys: PathBuf::from(DEFAULT_KEYS),
             client_keys: PathBuf::from(DEFAULT_CLIENT_KEYS),
+            key_logins: true,
             tls_certificate: None,
             tls_key: None,
             allow_plaintext: false,

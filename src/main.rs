@@ -208,7 +208,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         _ => None,
     };
     let keys = keys::KeyStore::open(&config.keys).map_err(|e| e.to_string())?;
-    let client_keys = ClientKeys::open(&config.client_keys).map_err(|e| e.to_string())?;
+    let client_keys = match config.key_logins {
+        true => Some(ClientKeys::open(&config.client_keys).map_err(|e| e.to_string())?),
+        false => None,
+    };
     // libzfs_init itself refuses a kernel module whose interface does not
     // match this userland; the error says so (see Libzfs::init).
     let zfs = Zfs::start_with_queue(config.zfs_queue).map_err(|e| e.to_string())?;
@@ -222,7 +225,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let auth = Auth::with_limits(
         config.pam_service.clone(),
         Some(keys),
-        Some(client_keys),
+        client_keys,
         limits.max_logins,
         limits.trusted_proxies.clone(),
     );
@@ -274,7 +277,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         });
         server::serve(listeners, acceptor, api, limits, shutdown_signal()).await;
         if let Some(task) = autostart {
-            task.abort(); // starts already begun finish as their own tasks
+            task.abort(); // no new starts; those begun run as their own tasks
+        }
+        // Actions in flight (a client's, autostart's) finish before the
+        // stops, and before the runtime goes.
+        if !iocage.drain(std::time::Duration::from_secs(30)).await {
+            tracing::warn!("actions still in flight after 30 s; stopping anyway");
         }
         if config.stop_jails_on_shutdown {
             tracing::info!("stopping boot=on jails (stop_jails_on_shutdown)");

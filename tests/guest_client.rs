@@ -168,17 +168,20 @@ fn the_sysadm_client_sequence_over_wss() {
     ));
     assert_eq!(r["args"]["code"], "401", "{r}");
 
-    // Another key, not registered, gets nothing.
+    // Another key, not registered, gets nothing; nor does a test string
+    // answered on another socket than the one it was given to.
+    let stranger_key = RsaPrivateKey::from_pkcs8_pem(include_str!("fixtures/client-key-2.pem")).unwrap();
     let mut stranger = Ws::connect_tls(addr, "127.0.0.1", CERT);
     let r = stranger.call(&msg("sysadm-client-auth-auto", "rpc", "auth_ssl", json!("")));
     let test = r["args"]["test_string"].as_str().unwrap().to_string();
-    let r = stranger.call(&msg(
-        "sysadm-client-auth-auto",
-        "rpc",
-        "auth_ssl",
-        json!({"encrypted_string": encode(&private, "not the test string")}),
-    ));
-    assert_eq!((r["name"].as_str(), r["args"]["code"].as_str()), (Some("error"), Some("401")), "{r} ({test})");
+    let answer = json!({"encrypted_string": encode(&stranger_key, &test)});
+    let r = stranger.call(&msg("sysadm-client-auth-auto", "rpc", "auth_ssl", answer));
+    assert_eq!((r["name"].as_str(), r["args"]["code"].as_str()), (Some("error"), Some("401")), "{r}");
+    let mut given = Ws::connect_tls(addr, "127.0.0.1", CERT);
+    let test = given.call(&msg("a", "rpc", "auth_ssl", json!("")))["args"]["test_string"].as_str().unwrap().to_string();
+    let mut other = Ws::connect_tls(addr, "127.0.0.1", CERT);
+    let r = other.call(&msg("a", "rpc", "auth_ssl", json!({"encrypted_string": encode(&private, &test)})));
+    assert_eq!(r["args"]["code"], "401", "a test string is good on its own socket only: {r}");
 
     // Revoked, the key no longer logs in.
     let r = ws.call(&msg(

@@ -355,10 +355,10 @@ fn destroyjail_acts_on_the_jail_whose_turn_it_waited_for() {
 /// Autostart as iocage's rc did: six `boot=on` jails of mixed priorities,
 /// one of which cannot start, and a `boot=off` jail and a template that
 /// must stay down. The order comes from the `iocage` events: lowest
-/// priority first, one priority's jails finished before the next begins;
-/// the failure is reported and the others go on. Stopping the daemon with
-/// `stop_jails_on_shutdown` stops them; a restarted daemon does not
-/// autostart again in the same boot.
+/// priority first; the failure is reported and the others go on. Stopping
+/// the daemon with `stop_jails_on_shutdown` stops them, and the restarted
+/// service starts them again; a daemon restarted without stopping them
+/// does not start again a jail its user stopped (once per boot).
 #[test]
 fn autostart_starts_boot_jails_by_priority() {
     let (_g, f, d) = small_pool();
@@ -371,20 +371,33 @@ fn autostart_starts_boot_jails_by_priority() {
     let template = small_jail(&d, "tag=tmpl boot=on priority=1 mount_procfs=1");
     zfs(&["set", "org.freebsd.iocage:template=yes", &format!("{}/iocage/jails/{template}", f.pool)]);
     assert!(d.stop());
+    let priority = |tag: &str| specs.iter().find(|(t, _)| *t == tag).map(|(_, p)| *p).unwrap();
+    let states = |d: &Daemon| -> std::collections::BTreeMap<String, String> {
+        let listed = call(d, json!({"action": "listjails"}));
+        listed
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|j| (j["tag"].as_str().unwrap().into(), j["state"].as_str().unwrap().into()))
+            .collect()
+    };
+    let autostarted = |config: &str| -> (Daemon, Vec<Value>) {
+        let d = Daemon::with_config(config);
+        let mut ws = Ws::connect(d.ws);
+        let r = ws.call(&json!({"id": "s", "namespace": "events", "name": "subscribe", "args": "iocage"}));
+        assert_eq!(r["args"]["subscribe"], "iocage", "{r}");
+        let mut outcomes = Vec::new();
+        while outcomes.len() < specs.len() {
+            let m = ws.recv().unwrap_or_else(|| panic!("socket closed after {outcomes:?}"));
+            if m["name"] == "iocage" && m["args"]["event"] == "autostart" {
+                outcomes.push(m["args"].clone());
+            }
+        }
+        (d, outcomes)
+    };
 
     let _ = std::fs::remove_file(iocaged::iocage::autostart::MARKER);
-    let d = Daemon::with_config("autostart = true\nautostart_delay = 3\nstop_jails_on_shutdown = true\n");
-    let mut ws = Ws::connect(d.ws);
-    let r = ws.call(&json!({"id": "s", "namespace": "events", "name": "subscribe", "args": "iocage"}));
-    assert_eq!(r["args"]["subscribe"], "iocage", "{r}");
-    let mut outcomes = Vec::new();
-    while outcomes.len() < specs.len() {
-        let m = ws.recv().unwrap_or_else(|| panic!("socket closed after {outcomes:?}"));
-        if m["name"] == "iocage" && m["args"]["event"] == "autostart" {
-            outcomes.push(m["args"].clone());
-        }
-    }
-    let priority = |tag: &str| specs.iter().find(|(t, _)| *t == tag).map(|(_, p)| *p).unwrap();
+    let (d, outcomes) = autostarted("autostart = true\nautostart_delay = 3\nstop_jails_on_shutdown = true\n");
     let order: Vec<(i64, &str)> =
         outcomes.iter().map(|o| (priority(o["tag"].as_str().unwrap()), o["tag"].as_str().unwrap())).collect();
     assert!(order.windows(2).all(|w| w[0].0 <= w[1].0), "lowest priority first: {order:?}");
@@ -396,28 +409,32 @@ fn autostart_starts_boot_jails_by_priority() {
             assert_eq!((o["state"].as_str(), o.get("error")), (Some("up"), None), "{o}");
         }
     }
-    let listed = call(&d, json!({"action": "listjails"}));
-    let state = |tag: &str| {
-        let (_, j) = listed.as_object().unwrap().iter().find(|(_, j)| j["tag"] == tag).unwrap();
-        j["state"].as_str().unwrap().to_string()
-    };
+    let s = states(&d);
     for (tag, _) in specs {
-        assert_eq!(state(tag), if tag == "bad" { "down" } else { "up" }, "{tag}: {listed}");
+        assert_eq!(s[tag], if tag == "bad" { "down" } else { "up" }, "{tag}: {s:?}");
     }
-    assert_eq!((state("off"), state("tmpl")), ("down".into(), "down".into()), "boot=off and templates stay down");
+    assert_eq!((s["off"].as_str(), s["tmpl"].as_str()), ("down", "down"), "boot=off and templates stay down");
     assert!(d.stop(), "iocaged did not shut down cleanly");
 
-    // stop_jails_on_shutdown stopped them; the same boot does not autostart again.
+    // stop_jails_on_shutdown stopped them all; the service restarted
+    // starts them again.
+    let d = Daemon::start(&[]);
+    assert!(states(&d).values().all(|s| s == "down"), "stopped at shutdown: {:?}", states(&d));
+    assert!(d.stop());
+    let (d, outcomes) = autostarted("autostart = true\n");
+    assert_eq!(outcomes.iter().filter(|o| o["state"] == "up").count(), 5, "{outcomes:?}");
+    // The user stops one; a daemon restarted in the same boot (jails left
+    // running) does not start it again.
+    assert!(call(&d, json!({"action": "stopjail", "jail": "p5"}))["p5"].is_object());
+    assert!(d.stop());
     let d = Daemon::with_config("autostart = true\n");
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    let listed = call(&d, json!({"action": "listjails"}));
-    let up: Vec<&str> = listed
-        .as_object()
-        .unwrap()
-        .values()
-        .filter(|j| j["state"] == "up")
-        .map(|j| j["tag"].as_str().unwrap())
-        .collect();
-    assert_eq!(up, Vec::<&str>::new(), "stopped at shutdown, and not started again: {listed}");
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    let s = states(&d);
+    assert_eq!((s["p5"].as_str(), s["p10a"].as_str()), ("down", "up"), "not autostarted twice in one boot: {s:?}");
+    for (tag, state) in &s {
+        if state == "up" {
+            assert!(call(&d, json!({"action": "stopjail", "jail": tag}))[tag.as_str()].is_object());
+        }
+    }
     assert!(d.stop());
 }

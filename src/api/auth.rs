@@ -136,6 +136,10 @@ impl WsTurn {
     pub fn pass(&self) {
         let Some(next) = locked(&self.next).take() else { return };
         let token = locked(&self.after).clone().unwrap_or_else(|| self.before.clone());
+        if token.is_none() {
+            // Logged out: no more events either.
+            self.socket.subscriptions.clear();
+        }
         locked(&self.latest).clone_from(&token);
         let _ = next.send(token);
     }

@@ -125,6 +125,10 @@ impl Subscriptions {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).retain(|t| !topics.contains(t));
     }
 
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     pub fn has(&self, topic: Topic) -> bool {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).contains(&topic)
     }

@@ -65,6 +65,11 @@ impl Api {
         self.events.clone()
     }
 
+    /// Whether a socket's token still stands (for pushing it events).
+    pub fn session_alive(&self, token: &str) -> bool {
+        self.auth.still_valid(token)
+    }
+
     /// The `system-state` event's args, as of now.
     pub async fn system_state(&self) -> Value {
         let pools = self.iocage.pool_states().await.unwrap_or_else(|e| {

@@ -75,8 +75,9 @@ async fn session(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut sink, mut stream) = socket.split();
-    // Room for every reply in flight plus a few protocol errors: a task
-    // never waits long to hand its reply over.
+    // Room for every reply in flight plus a few protocol errors and pushed
+    // events: a task rarely waits to hand its reply over (and never longer
+    // than the writer's WRITE_TIMEOUT).
     let (tx, mut rx) = mpsc::channel::<Message>(max_in_flight + 4);
     // The writer gives up on a client that takes no reply for
     // WRITE_TIMEOUT (it never reads); the session then ends too.
@@ -98,16 +99,28 @@ async fn session(
     // Events the socket subscribes to go through the same writer.
     let (pushes, pushed) = mpsc::channel(8);
     let socket = Arc::new(WsSocket::new(pushes));
-    let forwarder = tokio::spawn(forward(api.clone(), socket.clone(), pushed, tx.clone(), gone.clone()));
     let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
     let mut inflight = JoinSet::new();
     // The login as the requests read so far leave it (see `WsTurn`).
     let latest = Arc::new(std::sync::Mutex::new(None::<String>));
+    let forwarder =
+        tokio::spawn(forward(api.clone(), socket.clone(), latest.clone(), pushed, tx.clone(), gone.clone()));
     let mut settled: Shared<BoxFuture<'static, Option<String>>> = futures_util::future::ready(None).boxed().shared();
     let logged_in =
         |latest: &std::sync::Mutex<Option<String>>| latest.lock().unwrap_or_else(|p| p.into_inner()).is_some();
-    let auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+    let mut auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+    let mut was_logged_in = false;
     loop {
+        // A socket logged out again (auth_clear, a failed login) has
+        // AUTH_TIMEOUT from then to log in again.
+        match (logged_in(&latest), was_logged_in) {
+            (true, false) => was_logged_in = true,
+            (false, true) => {
+                was_logged_in = false;
+                auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+            }
+            _ => {}
+        }
         // A slot first, then the next message: with every slot taken the
         // socket is not read until a request finishes.
         let slot = tokio::select! {
@@ -174,6 +187,11 @@ async fn session(
         while inflight.try_join_next().is_some() {}
     }
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, async { while inflight.join_next().await.is_some() {} }).await;
+    // What did not finish in time goes (its action, if one started, runs
+    // on as its own task): its hold on the writer must not keep the
+    // connection's place for ever.
+    inflight.abort_all();
+    while inflight.join_next().await.is_some() {}
     forwarder.abort();
     let _ = forwarder.await;
     drop(tx);
@@ -188,6 +206,7 @@ async fn session(
 async fn forward(
     api: Arc<Api>,
     socket: Arc<WsSocket>,
+    latest: Arc<std::sync::Mutex<Option<String>>>,
     mut pushed: mpsc::Receiver<Topic>,
     tx: mpsc::Sender<Message>,
     mut gone: watch::Receiver<bool>,
@@ -197,25 +216,44 @@ async fn forward(
     let mut every = tokio::time::interval(events::SYSTEM_STATE_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     every.tick().await; // the first tick is now; subscribing pushes that one
+    // Only while subscribed, and logged in: a token that expired or was
+    // revoked elsewhere ends the subscriptions.
+    let wanted = |topic: Topic| {
+        if !socket.subscriptions.has(topic) {
+            return false;
+        }
+        let token = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if token.is_some_and(|t| api.session_alive(&t)) {
+            return true;
+        }
+        socket.subscriptions.clear();
+        false
+    };
     loop {
         let (topic, args) = tokio::select! {
             e = jails.recv() => match e {
-                Ok(e) => (Topic::Iocage, serde_json::to_value(e).unwrap_or_default()),
-                Err(RecvError::Lagged(n)) => (Topic::Iocage, serde_json::json!({"event": "missed", "count": n})),
+                Ok(e) if wanted(Topic::Iocage) => (Topic::Iocage, serde_json::to_value(e).unwrap_or_default()),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(n)) if wanted(Topic::Iocage) => {
+                    (Topic::Iocage, serde_json::json!({"event": "missed", "count": n}))
+                }
+                Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => return,
             },
             t = pushed.recv() => match t {
-                Some(Topic::SystemState) => (Topic::SystemState, api.system_state().await),
+                Some(Topic::SystemState) if wanted(Topic::SystemState) => (Topic::SystemState, api.system_state().await),
                 // Jail events have no "latest" to repeat; the others, no events.
                 Some(_) => continue,
                 None => return,
             },
-            _ = every.tick() => (Topic::SystemState, api.system_state().await),
+            _ = every.tick() => {
+                if !wanted(Topic::SystemState) {
+                    continue;
+                }
+                (Topic::SystemState, api.system_state().await)
+            }
             _ = gone.changed() => return,
         };
-        if !socket.subscriptions.has(topic) {
-            continue;
-        }
         if tx.send(Message::text(events::message(topic, args).to_string())).await.is_err() {
             return;
         }

@@ -20,7 +20,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -51,7 +51,9 @@ pub enum ClientKeyError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
-    #[error("{path} is readable or writable by others than root (mode {mode:o}): chmod 600 it")]
+    #[error(
+        "{path} must belong to the daemon's user and be readable by it alone (mode {mode:o}): chown root, chmod 600"
+    )]
     Permissions { path: PathBuf, mode: u32 },
     #[error("{path}, line {line}: {what}")]
     Malformed { path: PathBuf, line: usize, what: String },
@@ -161,8 +163,10 @@ fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, ClientKeyError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(rerr(e)),
     };
-    let mode = file.metadata().map_err(rerr)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    let meta = file.metadata().map_err(rerr)?;
+    let mode = meta.permissions().mode() & 0o777;
+    // Whoever owns it could add keys for root: the daemon's user only.
+    if mode & 0o077 != 0 || meta.uid() != nix::unistd::geteuid().as_raw() {
         return Err(ClientKeyError::Permissions { path: path.into(), mode });
     }
     let mut bytes = Vec::new();
@@ -234,16 +238,21 @@ impl ClientKeys {
             text.push_str(&line);
             text.push('\n');
         }
-        let tmp = self.path.with_extension("tmp");
-        let mut f =
-            fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(werr)?;
+        if text.len() as u64 > MAX_FILE {
+            let what = format!("would grow past {MAX_FILE} bytes; revoke keys first");
+            return Err(ClientKeyError::Malformed { path: self.path.clone(), line: 0, what });
+        }
+        // A new file each time, made 0600 by us (a stale one is removed).
+        let tmp = self.path.with_extension("new");
+        let _ = fs::remove_file(&tmp);
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(werr)?;
         f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(werr)?;
         fs::rename(&tmp, &self.path).map_err(werr)
     }
 
     /// Registers `pub_key` for `user` (again: its labels are replaced).
     pub fn register(&self, user: &str, pub_key: &str, nickname: &str, email: &str) -> Result<(), ClientKeyError> {
-        parse_pub_key(pub_key)?;
+        let parsed = parse_pub_key(pub_key)?;
         let key = ClientKey {
             user: user.to_string(),
             pub_key: pub_key.trim().to_string(),
@@ -252,7 +261,13 @@ impl ClientKeys {
             registered: crate::iocage::names::timestamp_rfc3339(),
         };
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let mut keys = self.all()?;
+        let current = self.current()?;
+        // One key, one user: a key (public, after all) registered by
+        // another user would make logins ambiguous.
+        if current.iter().any(|(k, p)| k.user != user && p.as_ref() == Some(&parsed)) {
+            return Err(ClientKeyError::BadKey("pub_key is registered for another user".into()));
+        }
+        let mut keys: Vec<ClientKey> = current.into_iter().map(|(k, _)| k).collect();
         keys.retain(|k| !(k.user == key.user && k.pub_key == key.pub_key));
         if keys.iter().filter(|k| k.user == user).count() >= MAX_KEYS_PER_USER {
             return Err(ClientKeyError::TooMany { user: user.to_string() });
@@ -277,15 +292,18 @@ impl ClientKeys {
     /// `challenge`; `None` when no key does.
     pub fn verify(&self, challenge: &str, encrypted: &str) -> Result<Option<String>, ClientKeyError> {
         let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(encrypted.trim()) else { return Ok(None) };
+        let mut users = std::collections::BTreeSet::new();
         for (key, parsed) in self.current()? {
             let Some(public) = parsed else { continue };
             // Type-1 padding around the raw test string: what
             // RSA_public_decrypt(..., RSA_PKCS1_PADDING) accepts.
             if public.verify(Pkcs1v15Sign::new_unprefixed(), challenge.as_bytes(), &sig).is_ok() {
-                return Ok(Some(key.user));
+                users.insert(key.user);
             }
         }
-        Ok(None)
+        // A key under two users (only a file edited by hand can have it)
+        // logs in neither.
+        Ok(if users.len() == 1 { users.pop_first() } else { None })
     }
 }
 
@@ -332,6 +350,28 @@ mod tests {
         assert!(matches!(store.revoke(Some("bob"), &pub_key), Err(ClientKeyError::NotFound { .. })));
         store.revoke(Some("alice"), &pub_key).unwrap();
         assert_eq!(store.verify(&test, &encrypt(&private, &test)).unwrap(), None, "revoked");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// What OpenSSL itself makes (the client's RSA_private_encrypt with
+    /// PKCS#1 padding, here `openssl pkeyutl -sign -pkeyopt
+    /// rsa_padding_mode:pkcs1`) is accepted; a stranger's key is not; a
+    /// key belongs to one user.
+    #[test]
+    fn openssl_encodings_and_strangers() {
+        let dir = std::env::temp_dir().join(format!("iocaged-client-keys-ossl-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = ClientKeys::open(dir.join("client-keys")).unwrap();
+        let (_, pub_key) = test_key();
+        store.register("alice", &pub_key, "", "").unwrap();
+        let test = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCd";
+        let by_openssl = include_str!("../../tests/fixtures/client-key.openssl-sig");
+        assert_eq!(store.verify(test, by_openssl).unwrap().as_deref(), Some("alice"));
+        assert_eq!(store.verify("another test string", by_openssl).unwrap(), None);
+        let stranger = RsaPrivateKey::from_pkcs8_pem(include_str!("../../tests/fixtures/client-key-2.pem")).unwrap();
+        assert_eq!(store.verify(test, &encrypt(&stranger, test)).unwrap(), None, "an unregistered key");
+        let e = store.register("eve", &pub_key, "", "").unwrap_err().to_string();
+        assert!(e.contains("another user"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -195,6 +195,12 @@ impl Auth {
                 return Err(AuthError::Invalid);
             }
         };
+        // The account must still be allowed in (not locked, not expired),
+        // as sshd asks of a public-key login.
+        if let Err(e) = pam::account(&self.pam_service, &user, ip) {
+            tracing::info!(peer = %ip, user, "key login refused by the account check: {e}");
+            return self.failed(ip, AuthError::Invalid);
+        }
         let Some(role) = roles::role_of(&user) else {
             tracing::info!(peer = %ip, user, "key login refused: no role");
             return self.failed(ip, AuthError::NoRole(user));
@@ -206,6 +212,12 @@ impl Auth {
             AuthError::Invalid
         })?;
         Ok((who, token, secs))
+    }
+
+    /// Whether `token` (a session token or an API key) is still good, without
+    /// renewing it or counting a failure (for pushing events to a socket).
+    pub fn still_valid(&self, token: &str) -> bool {
+        self.tokens.is_live(token) || self.keys.as_ref().is_some_and(|k| k.verify(token).is_some())
     }
 
     /// The registered client keys, when the daemon keeps them.

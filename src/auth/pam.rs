@@ -97,11 +97,22 @@ unsafe extern "C" fn converse(
 /// Checks `user`'s `password` with PAM service `service`, for a client at
 /// `peer` (the transaction's `PAM_RHOST`).
 pub fn authenticate(service: &str, user: &str, password: &str, peer: IpAddr) -> Result<(), PamError> {
+    transaction(service, user, Some(password), peer)
+}
+
+/// Checks only that `user`'s account may log in now (`pam_acct_mgmt`:
+/// not locked, not expired), for a login proven otherwise (a client key).
+pub fn account(service: &str, user: &str, peer: IpAddr) -> Result<(), PamError> {
+    transaction(service, user, None, peer)
+}
+
+/// `pam_authenticate` when there is a password, then `pam_acct_mgmt`.
+fn transaction(service: &str, user: &str, password: Option<&str>, peer: IpAddr) -> Result<(), PamError> {
     let err = |message: String| PamError { service: service.to_string(), message };
     let c = |s: &str, what: &str| CString::new(s).map_err(|_| err(format!("the {what} contains a NUL byte")));
     let svc = c(service, "service name")?;
     let rhost = c(&peer.to_string(), "peer address")?;
-    let creds = Box::new(Credentials { user: c(user, "user name")?, password: c(password, "password")? });
+    let creds = Box::new(Credentials { user: c(user, "user name")?, password: c(password.unwrap_or(""), "password")? });
     let conv = sys::pam_conv { conv: Some(converse), appdata_ptr: &*creds as *const Credentials as *mut c_void };
     // Held until pam_end has returned (dropped at the end of the function).
     let _turn = take_turn();
@@ -120,7 +131,7 @@ pub fn authenticate(service: &str, user: &str, password: &str, peer: IpAddr) -> 
     // SAFETY: live handle; PAM copies the string (OpenPAM and Linux-PAM
     // both strdup string items), so `rhost` need not outlive the call.
     let mut rc = unsafe { sys::pam_set_item(handle, sys::PAM_RHOST, rhost.as_ptr().cast()) };
-    if rc == sys::PAM_SUCCESS {
+    if rc == sys::PAM_SUCCESS && password.is_some() {
         // SAFETY: live handle from pam_start.
         rc = unsafe { sys::pam_authenticate(handle, FLAGS) };
     }

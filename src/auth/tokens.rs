@@ -75,6 +75,14 @@ impl Tokens {
     }
 
     /// Ends a session (auth_clear).
+    /// Whether `token` is a live session, without renewing it.
+    pub fn is_live(&self, token: &str) -> bool {
+        let Some((id, secret)) = token.split_once('.') else { return false };
+        let Some(secret) = unhex(secret) else { return false };
+        let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        s.get(id).is_some_and(|session| constant_time_eq(&session.secret, &secret) && session.expires > Instant::now())
+    }
+
     pub fn revoke(&self, token: &str) {
         if let Some((id, _)) = token.split_once('.') {
             if self.check(token).is_some() {

@@ -20,6 +20,11 @@ use super::watch::{JailEvent, Sink};
 pub const MARKER: &str =
     if cfg!(target_os = "freebsd") { "/var/run/iocaged.autostarted" } else { "/run/iocaged/autostarted" };
 
+/// How often, and how many times, autostart looks again for jails it
+/// could not read (about five minutes in all).
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const RETRIES: u32 = 60;
+
 /// Jails by priority, lowest first, each as (uuid, tag).
 pub type Groups = Vec<(i64, Vec<(String, String)>)>;
 
@@ -61,25 +66,39 @@ pub async fn start_all(iocage: &Iocage, sink: Arc<dyn Sink>) {
         tracing::info!("autostart: done already since the host booted ({MARKER} exists)");
         return;
     }
+    // The pool may not be there yet at boot (imported late, unlocked by
+    // hand): look again for a while before giving up.
+    let mut tries = 0;
+    let groups = loop {
+        match iocage.boot_jails(false).await {
+            Ok(g) => break g,
+            Err(e) if tries < RETRIES => {
+                if tries == 0 {
+                    tracing::warn!("autostart: cannot read the jails yet ({e}); trying every {RETRY_EVERY:?}");
+                }
+                tries += 1;
+                tokio::time::sleep(RETRY_EVERY).await;
+            }
+            Err(e) => {
+                tracing::error!("autostart: cannot read the jails, none started: {e}");
+                return;
+            }
+        }
+    };
+    // Marked once the jails could be read: a daemon restarted after a
+    // failure to read them tries again.
     if let Some(dir) = std::path::Path::new(MARKER).parent() {
         let _ = std::fs::create_dir_all(dir);
     }
     if let Err(e) = std::fs::write(MARKER, b"") {
         tracing::warn!("autostart: cannot write {MARKER} ({e}); a restarted daemon will autostart again");
     }
-    let groups = match iocage.boot_jails(false).await {
-        Ok(g) => g,
-        Err(e) => {
-            tracing::error!("autostart: cannot read the jails: {e}");
-            return;
-        }
-    };
     for (priority, jails) in groups {
         tracing::info!(priority, jails = jails.len(), "autostart: starting");
         let starts = jails.into_iter().map(|(uuid, tag)| {
             let iocage = iocage.clone();
             async move {
-                let result = iocage.run(Request::StartJail { jail: uuid.clone() }).await;
+                let result = iocage.run_waiting(Request::StartJail { jail: uuid.clone() }).await;
                 (uuid, tag, result)
             }
         });
@@ -100,8 +119,11 @@ pub async fn start_all(iocage: &Iocage, sink: Arc<dyn Sink>) {
     }
 }
 
-/// Stops the running `boot=on` jails, highest priority first.
+/// Stops the running `boot=on` jails, highest priority first. The next
+/// daemon then autostarts again (a restart of the service brings the jails
+/// back), so the marker goes.
 pub async fn stop_all(iocage: &Iocage, sink: Arc<dyn Sink>) {
+    let _ = std::fs::remove_file(MARKER);
     let groups = match iocage.boot_jails(true).await {
         Ok(g) => g,
         Err(e) => {
@@ -113,7 +135,7 @@ pub async fn stop_all(iocage: &Iocage, sink: Arc<dyn Sink>) {
         let stops = jails.into_iter().map(|(uuid, tag)| {
             let iocage = iocage.clone();
             async move {
-                let result = iocage.run(Request::StopJail { jail: uuid.clone() }).await;
+                let result = iocage.run_waiting(Request::StopJail { jail: uuid.clone() }).await;
                 (uuid, tag, result)
             }
         });

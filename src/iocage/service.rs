@@ -116,6 +116,28 @@ impl Iocage {
         let permit = self.actions.clone().try_acquire_owned().map_err(|_| {
             ActionError::Overloaded(format!("{} actions are in flight (max_actions)", self.max_actions))
         })?;
+        self.run_admitted(permit, req).await
+    }
+
+    /// [`Iocage::run`] that waits for room among `max_actions` instead of
+    /// being refused (the daemon's own work: autostart, stops at shutdown).
+    pub async fn run_waiting(&self, req: Request) -> Result<Value, ActionError> {
+        let permit =
+            self.actions.clone().acquire_owned().await.map_err(|_| ActionError::Overloaded("shutting down".into()))?;
+        self.run_admitted(permit, req).await
+    }
+
+    /// Waits until no action is in flight, at most `within`; whether none is.
+    pub async fn drain(&self, within: Duration) -> bool {
+        let all = u32::try_from(self.max_actions).unwrap_or(u32::MAX);
+        matches!(tokio::time::timeout(within, self.actions.acquire_many(all)).await, Ok(Ok(_)))
+    }
+
+    async fn run_admitted(
+        &self,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        req: Request,
+    ) -> Result<Value, ActionError> {
         let write = req.action().is_write();
         let this = self.clone();
         let mut task = tokio::spawn(async move {
