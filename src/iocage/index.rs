@@ -76,10 +76,13 @@ impl Deref for Listing {
     }
 }
 
-/// How long a jails dataset's guid is trusted: within this, a pool
-/// destroyed and created again under the same name (and a history that
-/// happens to end where the old one did) could go unnoticed.
-const GUID_AGE: Duration = Duration::from_secs(1);
+/// How long a jails dataset's guid is trusted: none, it is read on every
+/// look (one dataset opened). Trusted for a second, a pool destroyed and
+/// created again under the same name went unnoticed: its history, read from
+/// the old pool's end, shows nothing new, so the old pool's jails were
+/// listed. Rare with clients alone; the jail watcher, which looks every
+/// second, made it likely (guest_api's listings test caught it).
+const GUID_AGE: Duration = Duration::ZERO;
 
 /// How much new history is read back record by record. The log keeps the
 /// pool's creation records and then a ring of at least 128 KiB less those
