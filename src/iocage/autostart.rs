@@ -95,28 +95,39 @@ pub async fn start_all(iocage: &Iocage, sink: Arc<dyn Sink>) {
     }
     for (priority, jails) in groups {
         tracing::info!(priority, jails = jails.len(), "autostart: starting");
-        let starts = jails.into_iter().map(|(uuid, tag)| {
-            let iocage = iocage.clone();
-            async move {
-                let result = iocage.run_waiting(Request::StartJail { jail: uuid.clone() }).await;
-                (uuid, tag, result)
+        let start = |jail| Request::StartJail { jail };
+        sink.publish(run_group(iocage, priority, jails, "autostart", start, true).await);
+    }
+}
+
+/// Runs `request` for every jail of one priority at once and returns the
+/// outcomes as `event`s: up when it succeeded and `up_on_success`.
+async fn run_group(
+    iocage: &Iocage,
+    priority: i64,
+    jails: Vec<(String, String)>,
+    event: &'static str,
+    request: impl Fn(String) -> Request,
+    up_on_success: bool,
+) -> Vec<JailEvent> {
+    let runs = jails.into_iter().map(|(uuid, tag)| {
+        let (iocage, req) = (iocage.clone(), request(uuid.clone()));
+        async move { (uuid, tag, iocage.run_waiting(req).await) }
+    });
+    let mut events = Vec::new();
+    for (uuid, tag, result) in futures_util::future::join_all(runs).await {
+        match result {
+            Ok(_) => {
+                tracing::info!(jail = %uuid, tag, priority, "{event}: done");
+                events.push(outcome(event, &uuid, &tag, up_on_success, None));
             }
-        });
-        let mut events = Vec::new();
-        for (uuid, tag, result) in futures_util::future::join_all(starts).await {
-            match result {
-                Ok(_) => {
-                    tracing::info!(jail = %uuid, tag, priority, "autostart: started");
-                    events.push(outcome("autostart", &uuid, &tag, true, None));
-                }
-                Err(e) => {
-                    tracing::error!(jail = %uuid, tag, priority, "autostart: cannot start: {e}");
-                    events.push(outcome("autostart", &uuid, &tag, false, Some(e.to_string())));
-                }
+            Err(e) => {
+                tracing::error!(jail = %uuid, tag, priority, "{event}: failed: {e}");
+                events.push(outcome(event, &uuid, &tag, !up_on_success, Some(e.to_string())));
             }
         }
-        sink.publish(events);
     }
+    events
 }
 
 /// Stops the running `boot=on` jails, highest priority first. The next
@@ -132,21 +143,8 @@ pub async fn stop_all(iocage: &Iocage, sink: Arc<dyn Sink>) {
         }
     };
     for (priority, jails) in groups.into_iter().rev() {
-        let stops = jails.into_iter().map(|(uuid, tag)| {
-            let iocage = iocage.clone();
-            async move {
-                let result = iocage.run_waiting(Request::StopJail { jail: uuid.clone() }).await;
-                (uuid, tag, result)
-            }
-        });
-        let mut events = Vec::new();
-        for (uuid, tag, result) in futures_util::future::join_all(stops).await {
-            if let Err(e) = &result {
-                tracing::error!(jail = %uuid, tag, priority, "stop at shutdown: {e}");
-            }
-            events.push(outcome("autostop", &uuid, &tag, result.is_err(), result.err().map(|e| e.to_string())));
-        }
-        sink.publish(events);
+        let stop = |jail| Request::StopJail { jail };
+        sink.publish(run_group(iocage, priority, jails, "autostop", stop, false).await);
     }
 }
 
