@@ -110,13 +110,14 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    // The helper processes (`iocaged::runtime`'s, and the sender of a thick
-    // copy, `iocaged::zfs::copy_snapshot`): not part of
+    // The helper processes (`iocaged::runtime`'s, and the sender and relay
+    // of a thick copy, `iocaged::zfs::copy_snapshot`): not part of
     // the command line people use, and started before anything else.
     let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
     match args.get(1).map(String::as_str) {
         Some("jail-exec") => return iocaged::runtime::helper::exec_main(&args[2..]),
         Some(iocaged::zfs::SEND_HELPER) => return iocaged::zfs::send_main(&args[2..]),
+        Some(iocaged::zfs::RELAY_HELPER) => return iocaged::zfs::relay_main(&args[2..]),
         #[cfg(target_os = "linux")]
         Some("jail-init") => return iocaged::runtime::linux::init::init_main(),
         #[cfg(target_os = "freebsd")]
@@ -219,9 +220,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     tracing::info!(userland = %running.userland, kernel = %running.kernel, built_against = OPENZFS_BUILD_VERSION, "OpenZFS");
     let pool = config.pool_choice().map_err(|e| e.to_string())?;
     let limits = config.limits();
+    // Jail events and long actions' progress, on their way to subscribers.
+    let events = Arc::new(iocaged::api::events::Hub::default());
     let iocage = Iocage::new(zfs, iocaged::runtime::native(), pool)
         .with_policy(config.jail_policy())
-        .with_limits(limits.max_actions, limits.request_timeout);
+        .with_limits(limits.max_actions, limits.request_timeout)
+        .with_events(events.clone());
     let auth = Auth::with_limits(
         config.pam_service.clone(),
         Some(keys),
@@ -229,7 +233,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         limits.max_logins,
         limits.trusted_proxies.clone(),
     );
-    let api = Arc::new(Api::new(iocage.clone(), auth));
+    let api = Arc::new(Api::new(iocage.clone(), auth, events.clone()));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -263,11 +267,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         );
         // Jail events: the watcher runs for the daemon's lifetime.
         let (stop_watch, stopped) = tokio::sync::watch::channel(false);
-        let sink: Arc<dyn iocaged::iocage::watch::Sink> = api.events();
+        let sink: Arc<dyn iocaged::iocage::watch::Sink> = events.clone();
         let watcher = tokio::spawn(iocaged::iocage::watch::watch(iocage.clone(), sink, iocage.changes(), stopped));
         // Autostart once listening: clients (and subscribers) can connect
         // while the jails start.
-        let events = api.events();
         let autostart = config.autostart.then(|| {
             let (iocage, sink, delay) = (iocage.clone(), events.clone(), config.autostart_delay);
             tokio::spawn(async move {

@@ -71,6 +71,7 @@ const FUNCTIONS: &[&str] = &[
     "libzfs_core_init",
     "libzfs_core_fini",
     "lzc_send",
+    "lzc_send_space",
     "lzc_receive",
     "nvlist_alloc",
     "nvlist_free",

@@ -224,7 +224,7 @@ fn jail_events(ws: &mut Ws, until_event: &str, uuid: &str) -> Vec<(String, Strin
     loop {
         assert!(Instant::now() < deadline, "no {until_event} of {uuid} within 60 s; got {out:?}");
         let Some(m) = ws.recv_within(Duration::from_secs(60)) else { panic!("socket closed; got {out:?}") };
-        if m["name"] != "iocage" {
+        if m["name"] != "iocage" || m["args"]["event"] == "progress" {
             continue;
         }
         let e = &m["args"];
@@ -268,14 +268,25 @@ fn subscribers_see_every_jail_change_in_order() {
     want.push(("stopped", vec![]));
     let head_a = jail_events(&mut a, "stopped", &uuid);
     let head_b = jail_events(&mut b, "stopped", &uuid);
-    // Behind its back: a property, then a limit, with `zfs set`; then the
-    // dataset destroyed with `zfs destroy`.
+    // Behind its back: a property, then a limit, with `zfs set`.
     zfs(&["set", "org.freebsd.iocage:notes=set behind its back", &dataset]);
     want.push(("properties", vec!["notes"]));
     let mut tail_a = jail_events(&mut a, "properties", &uuid);
     zfs(&["set", "org.freebsd.iocage:memoryuse=1G:deny", &dataset]);
     want.push(("limits", vec!["memoryuse"]));
     tail_a.extend(jail_events(&mut a, "limits", &uuid));
+    // Started again (a second later, so that last_started changes), then
+    // ended by another tool, then its dataset destroyed with `zfs destroy`.
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = call(&d, json!({"action": "startjail", "jail": "watched"}));
+    assert!(r["watched"].is_object(), "{r}");
+    want.extend([("started", vec![]), ("properties", vec!["last_started"])]);
+    // Its last_started is written after it runs: seen before the kill, so
+    // that one round of the watcher cannot see both.
+    tail_a.extend(jail_events(&mut a, "properties", &uuid));
+    rig::host::kill_jail(&uuid);
+    want.push(("stopped", vec![]));
+    tail_a.extend(jail_events(&mut a, "stopped", &uuid));
     zfs(&["destroy", "-r", &dataset]);
     want.push(("destroyed", vec![]));
     tail_a.extend(jail_events(&mut a, "destroyed", &uuid));
@@ -290,5 +301,125 @@ fn subscribers_see_every_jail_change_in_order() {
     assert_eq!(of_jail([&head_b, &tail_b]), want, "socket b");
     // Nothing more about it comes.
     assert!(a.recv_within(Duration::from_secs(3)).is_none_or(|m| m["args"]["uuid"] != uuid.as_str()));
+    assert!(d.stop());
+}
+
+/// The `iocage` events a socket receives until `last` says it is done.
+fn events_until(ws: &mut Ws, mut last: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let Some(m) = ws.recv_within(Duration::from_secs(60)) else { break };
+        if m["name"] != "iocage" {
+            continue;
+        }
+        let done = last(&m["args"]);
+        out.push(m["args"].clone());
+        if done {
+            return out;
+        }
+    }
+    panic!("not done within 120 s; got {out:?}")
+}
+
+/// The progress events of `action`'s `step` among `events`, as (done, total),
+/// checked to go forward to their end (the one event marked last, with
+/// done = total and no error) in the unit named.
+fn steps(events: &[Value], action: &str, step: &str, unit: &str) -> Vec<(u64, u64)> {
+    let got: Vec<(u64, u64)> = events
+        .iter()
+        .filter(|e| e["event"] == "progress" && e["action"] == action && e["step"] == step)
+        .inspect(|e| assert_eq!(e["unit"], unit, "{e}"))
+        .map(|e| (e["done"].as_u64().unwrap(), e["total"].as_u64().unwrap()))
+        .collect();
+    assert!(got.windows(2).all(|w| w[0].0 <= w[1].0), "{action} {step} goes forward: {got:?}");
+    let last = got.last().unwrap_or_else(|| panic!("no {action} {step} progress in {events:?}"));
+    assert!(last.0 == last.1 && last.1 > 0, "{action} {step} ends done: {got:?}");
+    let ends: Vec<&Value> =
+        events.iter().filter(|e| e["action"] == action && e["step"] == step && e["last"] == true).collect();
+    assert_eq!(ends.len(), 1, "one end: {ends:?}");
+    assert!(ends[0]["error"].is_null(), "{}", ends[0]);
+    got
+}
+
+#[test]
+fn long_actions_say_how_far_they_are_and_cleanall_takes_every_kind_of_jail() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    f.static_release(RELEASE);
+    f.base(RELEASE, &["bin", "lib"]);
+    let d = Daemon::start(&[]);
+    let mut ws = Ws::connect(d.ws);
+    let r = ws.call(&msg("sub", "events", "subscribe", json!("iocage")));
+    assert_eq!(r["args"]["subscribe"], "iocage", "{r}");
+    // A thick jail: its copy reports bytes, from 0 to the end, before the
+    // jail shows as created.
+    let r = call(&d, json!({"action": "createjail", "props": format!("release={RELEASE} tag=thick"), "switches": ""}));
+    let created = r["success"]["Successfully created"].as_str().unwrap_or_else(|| panic!("{r}"));
+    let thick = created.split_whitespace().next().unwrap().to_string();
+    let seen = events_until(&mut ws, |e| e["event"] == "created" && e["uuid"] == thick.as_str());
+    let copy = steps(&seen, "createjail", "copy", "bytes");
+    assert_eq!(copy[0].0, 0, "the first report is before any byte: {copy:?}");
+    assert!(seen.iter().filter(|e| e["event"] == "progress").all(|e| e["target"] == thick.as_str()), "{seen:?}");
+    // A clone, running, and a basejail besides it: cleanall stops the one,
+    // and removes all three with the release and base they come from.
+    let mut uuids = vec![thick];
+    for (tag, switch) in [("cloned", "-c"), ("based", "-b")] {
+        let r = call(
+            &d,
+            json!({"action": "createjail", "props": format!("release={RELEASE} tag={tag}"), "switches": switch}),
+        );
+        let created = r["success"]["Successfully created"].as_str().unwrap_or_else(|| panic!("{r}"));
+        uuids.push(created.split_whitespace().next().unwrap().to_string());
+    }
+    let r = call(&d, json!({"action": "startjail", "jail": "cloned"}));
+    assert!(r["cloned"].is_object(), "{r}");
+    let _ = events_until(&mut ws, |e| e["event"] == "started");
+    let r = call(&d, json!({"action": "cleanall"}));
+    assert_eq!(r["success"], "All iocage datasets have been cleaned.", "{r}");
+    let mut gone = std::collections::BTreeSet::new();
+    let seen = events_until(&mut ws, |e| {
+        if e["event"] == "destroyed" {
+            gone.insert(e["uuid"].as_str().unwrap().to_string());
+        }
+        gone.len() == 3
+    });
+    let stopped = steps(&seen, "cleanall", "stop", "jails");
+    assert!(stopped.iter().all(|s| *s == (1, 1)), "one jail to stop: {stopped:?}");
+    let destroyed = steps(&seen, "cleanall", "destroy", "datasets");
+    assert!(destroyed.last().unwrap().1 >= 5, "each jail, release and base, then the collections: {destroyed:?}");
+    assert_eq!(gone, uuids.iter().cloned().collect());
+    let left = zfs(&["list", "-H", "-r", "-t", "all", "-o", "name", &format!("{}/iocage", rig::pool())]);
+    assert_eq!(left.trim(), format!("{}/iocage", rig::pool()), "nothing left under it");
+    assert!(rig::host::leftovers(&uuids[1]).is_empty(), "the stopped clone left nothing");
+    assert!(d.stop());
+}
+
+#[test]
+fn a_configured_pool_exported_and_imported_again_reports_no_jail_destroyed() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    f.static_release(RELEASE);
+    let d = Daemon::start(&["--pool", &f.pool]);
+    let mut ws = Ws::connect(d.ws);
+    let r = ws.call(&msg("sub", "events", "subscribe", json!("iocage")));
+    assert_eq!(r["args"]["subscribe"], "iocage", "{r}");
+    let r = call(&d, json!({"action": "createjail", "props": format!("release={RELEASE} tag=kept"), "switches": "-c"}));
+    let created = r["success"]["Successfully created"].as_str().unwrap_or_else(|| panic!("{r}"));
+    let uuid = created.split_whitespace().next().unwrap().to_string();
+    events_until(&mut ws, |e| e["event"] == "created" && e["uuid"] == uuid.as_str());
+    // Gone for a few of the watcher's rounds, then back (its vdev: tests/vm/guest-common.sh).
+    rig::cmd("zpool", &["export", &f.pool]);
+    std::thread::sleep(Duration::from_secs(3));
+    rig::cmd("zpool", &["import", "-d", &format!("/var/lib/iocaged-{}", f.pool), &f.pool]);
+    std::thread::sleep(Duration::from_secs(3));
+    let mut seen = Vec::new();
+    while let Some(m) = ws.recv_within(Duration::from_secs(1)) {
+        if m["name"] == "iocage" {
+            seen.push(m["args"].clone());
+        }
+    }
+    assert!(seen.is_empty(), "the jail was neither destroyed nor created: {seen:?}");
+    assert!(call(&d, json!({"action": "listjails"}))[&uuid].is_object(), "still listed");
     assert!(d.stop());
 }

@@ -234,6 +234,7 @@ fn a_daemon_killed_during_a_thick_create_leaves_no_trace_after_restart() {
     let before = tree(&f.pool);
     let z = Zfs::start().unwrap();
     let jails = format!("{}/iocage/jails", f.pool);
+    let mut helpers_seen = 0;
     for delay_ms in [300, 1200, 3000] {
         let d = Daemon::start(&[]);
         let rest = d.rest;
@@ -265,14 +266,33 @@ fn a_daemon_killed_during_a_thick_create_leaves_no_trace_after_restart() {
         if let Some(both) = host::pipes_held_at_both_ends(d.pid().unwrap()) {
             assert!(both.is_empty(), "the daemon holds both ends of {both:?} during a copy");
         }
+        // Nor does any of the copy's helpers (the sender, the relay).
+        for helper in ["zfs-send", "zfs-relay"] {
+            for pid in host::helpers(helper).unwrap_or_default() {
+                helpers_seen += 1;
+                let both = host::pipes_held_at_both_ends(pid).unwrap_or_default();
+                assert!(both.is_empty(), "the {helper} holds both ends of {both:?}");
+            }
+        }
         d.kill();
         let reply = req.join().unwrap();
         assert_ne!(reply.status, 200, "the create was cut short after {delay_ms} ms: {}", reply.raw);
         assert_ne!(tree(&f.pool), before, "a half-made jail is left while the daemon is down");
+        // The helpers went with the daemon.
+        for helper in ["zfs-send", "zfs-relay"] {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while host::helpers(helper).is_some_and(|p| !p.is_empty()) {
+                assert!(std::time::Instant::now() < deadline, "a {helper} outlived the daemon by 30 s");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
         let d = Daemon::start(&[]);
         assert_eq!(tree(&f.pool), before, "start-up removed every trace (killed after {delay_ms} ms)");
         assert_eq!(call(&d, json!({"action": "listjails"})), json!({}));
         assert!(d.stop());
+    }
+    if host::helpers("zfs-send").is_some() {
+        assert!(helpers_seen > 0, "the copy's helpers were never seen: the checks above looked at nothing");
     }
 }
 

@@ -6,8 +6,10 @@
 //! pushed at once. Events arrive as `{"namespace":"events","name":<name>,
 //! "id":"","args":{...}}`, the shape sysadm's server used:
 //! - `iocage`: one message per jail change ([`crate::iocage::watch`]):
-//!   `{"event","uuid","tag","state","changed"?}`; a subscriber too slow to
-//!   take them gets `{"event":"missed","count"}` instead of the ones it lost;
+//!   `{"event","uuid","tag","state","changed"?}`; long actions' progress,
+//!   `{"event":"progress","action","step","done","total","unit","target"}`;
+//!   a subscriber too slow to take them gets `{"event":"missed","count"}`
+//!   instead of the ones it lost;
 //! - `system-state`: the host's basics (hostname, uptime, load, memory, the
 //!   pools' health and capacity, and the `priority` sysadm's tray shows),
 //!   pushed on subscribing and every [`SYSTEM_STATE_EVERY`];
@@ -21,7 +23,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
-use crate::iocage::watch::{JailEvent, Sink};
+use crate::iocage::watch::{Event, JailEvent, ProgressEvent, Sink};
 
 /// How often `system-state` is pushed to its subscribers.
 pub const SYSTEM_STATE_EVERY: Duration = Duration::from_secs(15 * 60);
@@ -86,7 +88,7 @@ pub fn message(topic: Topic, args: Value) -> Value {
 
 /// Jail events on their way to every socket.
 pub struct Hub {
-    jails: broadcast::Sender<JailEvent>,
+    jails: broadcast::Sender<Event>,
 }
 
 impl Default for Hub {
@@ -97,7 +99,7 @@ impl Default for Hub {
 
 impl Hub {
     /// A receiver of the jail events from now on.
-    pub fn jail_events(&self) -> broadcast::Receiver<JailEvent> {
+    pub fn jail_events(&self) -> broadcast::Receiver<Event> {
         self.jails.subscribe()
     }
 }
@@ -107,8 +109,13 @@ impl Sink for Hub {
         for e in events {
             tracing::info!(event = e.event, uuid = %e.uuid, tag = %e.tag, state = e.state, "jail event");
             // No receiver: nobody subscribed; nothing to keep.
-            let _ = self.jails.send(e);
+            let _ = self.jails.send(Event::Jail(e));
         }
+    }
+
+    fn progress(&self, e: ProgressEvent) {
+        tracing::debug!(action = e.action, step = e.step, done = e.done, total = e.total, target = %e.target, "progress");
+        let _ = self.jails.send(Event::Progress(e));
     }
 }
 

@@ -55,9 +55,11 @@ fn str_arg<'a>(call: &'a Call, key: &str) -> Option<&'a str> {
 }
 
 impl Api {
-    pub fn new(iocage: Iocage, auth: Arc<Auth>) -> Self {
+    /// The API over `iocage`, pushing the events `events` gets (the same hub
+    /// the service reports long actions' progress to: `Iocage::with_events`).
+    pub fn new(iocage: Iocage, auth: Arc<Auth>, events: Arc<events::Hub>) -> Self {
         let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-        Api { iocage, auth, hostname, events: Arc::default() }
+        Api { iocage, auth, hostname, events }
     }
 
     /// Where jail events go to reach the subscribed sockets.

@@ -16,7 +16,7 @@
 //! (`destroy::recover`). The marker also hides the jail from listings
 //! while it is being made, but not from the tag check.
 
-use crate::zfs::{Libzfs, copy_snapshot};
+use crate::zfs::{Libzfs, OnProgress, copy_snapshot};
 
 use super::error::ActionError;
 use super::jails::{INCOMPLETE_PROP, Jail};
@@ -351,12 +351,13 @@ pub fn begin(lib: &Libzfs, plan: &Plan) -> Result<(), ActionError> {
     step.map_err(|e| fail(lib, plan, "creating the jail's root", e))
 }
 
-/// Step 3 (thick jails): copy the release's snapshot into the jail's root.
-/// Blocking; run it off the async runtime.
-pub fn copy(plan: &Plan) -> Result<(), ActionError> {
+/// Step 3 (thick jails): copy the release's snapshot into the jail's root,
+/// reporting progress to `on_progress` as it goes (see
+/// `zfs::copy_snapshot`). Blocking; run it off the async runtime.
+pub fn copy(plan: &Plan, on_progress: OnProgress) -> Result<(), ActionError> {
     match (plan.kind, plan.source_snapshot()) {
         (CreateKind::Thick, Some(snap)) => {
-            copy_snapshot(&snap, &format!("{}@{}", plan.root(), plan.uuid)).map_err(ActionError::from)
+            copy_snapshot(&snap, &format!("{}@{}", plan.root(), plan.uuid), on_progress).map_err(ActionError::from)
         }
         _ => Ok(()),
     }

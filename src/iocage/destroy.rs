@@ -163,27 +163,117 @@ fn empty_out(lib: &Libzfs, layout: &Layout, top: &str) -> Result<(), ActionError
     Ok(())
 }
 
+/// How far a clean is: `(done, total, dataset destroyed last)`.
+pub type OnDestroyed<'a> = &'a mut dyn FnMut(u64, u64, &str);
+
+/// Destroys what is right under each of `tops` (a jail, a release, ...) one
+/// at a time, then the tops themselves, calling `on_each` after each. The
+/// order is worked out before anything is destroyed: an entry holding
+/// clones of another's snapshots goes first (a jail before the release it
+/// was cloned from). Entries that depend on each other in a circle, or on
+/// a clone outside them all, are refused before anything is destroyed.
+fn destroy_entries(lib: &Libzfs, layout: &Layout, tops: &[String], on_each: OnDestroyed) -> Result<(), ActionError> {
+    let tops: Vec<&String> = tops.iter().filter(|t| lib.exists(t)).collect();
+    let mut entries = Vec::new();
+    for top in &tops {
+        entries.extend(lib.children(top)?);
+    }
+    let mut clones = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        clones.push(lib.outside_clones(entry)?);
+    }
+    let order = destroy_order(&entries, &clones)
+        .map_err(|(what, dependents)| ActionError::HasDependents { what, dependents })?;
+    let all: Vec<&String> = order.into_iter().map(|i| &entries[i]).chain(tops).collect();
+    let total = all.len() as u64;
+    for (done, name) in (1..).zip(all) {
+        destroy_tree(lib, layout, name)?;
+        on_each(done, total, name);
+    }
+    Ok(())
+}
+
+/// The order to destroy `entries` in, given each one's clones outside it
+/// as (clone, snapshot): every entry after those holding its clones. Or
+/// the entry that cannot go, with what depends on it (a circle, or a clone
+/// outside all the entries).
+fn destroy_order(entries: &[String], clones: &[Vec<(String, String)>]) -> Result<Vec<usize>, (String, Vec<String>)> {
+    let holder = |clone: &str| {
+        entries.iter().position(|e| clone.strip_prefix(e.as_str()).is_some_and(|r| r.is_empty() || r.starts_with('/')))
+    };
+    // waits_for[i]: the entries holding clones of i's snapshots.
+    let mut waits_for: Vec<Vec<usize>> = Vec::with_capacity(entries.len());
+    for (i, outside) in clones.iter().enumerate() {
+        let mut holders = Vec::new();
+        for (clone, snap) in outside {
+            match holder(clone) {
+                Some(h) if h != i => holders.push(h),
+                Some(_) => {}
+                None => return Err((entries[i].clone(), vec![format!("{clone} (clone of {snap})")])),
+            }
+        }
+        waits_for.push(holders);
+    }
+    let mut order = Vec::with_capacity(entries.len());
+    let mut gone = vec![false; entries.len()];
+    while order.len() < entries.len() {
+        let ready: Vec<usize> =
+            (0..entries.len()).filter(|&i| !gone[i] && waits_for[i].iter().all(|&h| gone[h])).collect();
+        if ready.is_empty() {
+            let stuck: Vec<String> = (0..entries.len()).filter(|&i| !gone[i]).map(|i| entries[i].clone()).collect();
+            let first = stuck[0].clone();
+            return Err((first, stuck.into_iter().skip(1).map(|e| format!("{e} (clones of each other)")).collect()));
+        }
+        for i in ready {
+            gone[i] = true;
+            order.push(i);
+        }
+    }
+    Ok(order)
+}
+
+/// Refuses when a clone outside `POOL/iocage` depends on a snapshot in it.
+fn check_nothing_outside_depends(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError> {
+    let root = layout.root();
+    if !lib.exists(&root) {
+        return Ok(());
+    }
+    let outside = lib.outside_dependents(&root)?;
+    if !outside.is_empty() {
+        return Err(ActionError::HasDependents { what: root, dependents: outside });
+    }
+    Ok(())
+}
+
 /// What cleanjails (`everything` false) and cleanall check before they
 /// change anything, stopping jails included: that no dataset outside the
 /// ones they remove depends on them.
 pub fn check_clean(lib: &Libzfs, layout: &Layout, everything: bool) -> Result<(), ActionError> {
-    let tops = if everything {
-        lib.children(&layout.root()).or_else(|e| if e.kind == ErrorKind::NotFound { Ok(vec![]) } else { Err(e) })?
+    if everything {
+        check_nothing_outside_depends(lib, layout)
     } else {
-        vec![layout.jails()]
-    };
-    check_removable(lib, layout, &tops)
+        check_removable(lib, layout, &[layout.jails()])
+    }
 }
 
 /// cleanjails: every jail, with the snapshots made for them.
-pub fn clean_jails(lib: &Libzfs, layout: &Layout, running: &HashSet<String>) -> Result<(), ActionError> {
+pub fn clean_jails(
+    lib: &Libzfs,
+    layout: &Layout,
+    running: &HashSet<String>,
+    on_each: OnDestroyed,
+) -> Result<(), ActionError> {
     let jails = jails::read_all_with_incomplete(lib, layout)?;
     let up = running_iocage_jails(&jails, running);
     if !up.is_empty() {
         return Err(ActionError::JailsRunning(up));
     }
     check_removable(lib, layout, &[layout.jails()])?;
-    empty_out(lib, layout, &layout.jails())?;
+    if lib.exists(&layout.jails()) {
+        destroy_entries(lib, layout, &[layout.jails()], on_each)?;
+        lib.create_filesystem(&layout.jails(), &[])?;
+        lib.mount(&layout.jails())?;
+    }
     for j in &jails {
         remove_snapshots_named(lib, layout, &j.uuid);
     }
@@ -219,20 +309,24 @@ pub fn clean_templates(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError>
     empty_out(lib, layout, &layout.templates())
 }
 
-/// cleanall: everything under `POOL/iocage` (and nothing else).
-pub fn clean_all(lib: &Libzfs, layout: &Layout, running: &HashSet<String>) -> Result<(), ActionError> {
+/// cleanall: everything under `POOL/iocage` (and nothing else): refused
+/// only when a clone outside it depends on it (jails cloned from its
+/// releases and templates go with them).
+pub fn clean_all(
+    lib: &Libzfs,
+    layout: &Layout,
+    running: &HashSet<String>,
+    on_each: OnDestroyed,
+) -> Result<(), ActionError> {
     let jails = jails::read_all_with_incomplete(lib, layout)?;
     let up = running_iocage_jails(&jails, running);
     if !up.is_empty() {
         return Err(ActionError::JailsRunning(up));
     }
+    check_nothing_outside_depends(lib, layout)?;
     let children =
         lib.children(&layout.root()).or_else(|e| if e.kind == ErrorKind::NotFound { Ok(vec![]) } else { Err(e) })?;
-    check_removable(lib, layout, &children)?;
-    for child in children {
-        destroy_tree(lib, layout, &child)?;
-    }
-    Ok(())
+    destroy_entries(lib, layout, &children, on_each)
 }
 
 /// Start-up: removes every jail a create left incomplete (the daemon
@@ -251,6 +345,53 @@ pub fn recover(lib: &Libzfs, layout: &Layout) -> Result<Vec<String>, ActionError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pair(clone: &str, snap: &str) -> (String, String) {
+        (clone.to_string(), snap.to_string())
+    }
+
+    #[test]
+    fn entries_go_after_those_holding_their_clones() {
+        let entries: Vec<String> =
+            ["t/iocage/base/R", "t/iocage/jails/a", "t/iocage/jails/b", "t/iocage/releases/R"].map(String::from).into();
+        let clones = vec![
+            vec![pair("t/iocage/jails/a/root/bin", "t/iocage/base/R/root/bin@a")],
+            vec![pair("t/iocage/jails/b/root", "t/iocage/jails/a/root@b")],
+            vec![],
+            vec![
+                pair("t/iocage/jails/b/root", "t/iocage/releases/R/root@b"),
+                pair("t/iocage/releases/R/x", "t/iocage/releases/R/root@x"),
+            ],
+        ];
+        let order = destroy_order(&entries, &clones).unwrap();
+        let at = |i| order.iter().position(|&o| o == i).unwrap();
+        assert!(at(2) < at(1) && at(1) < at(0), "b, then a, then the base: {order:?}");
+        assert!(at(2) < at(3), "b before its release: {order:?}");
+        assert_eq!(order.len(), 4);
+    }
+
+    #[test]
+    fn a_circle_or_a_clone_outside_is_refused_before_anything_goes() {
+        let entries: Vec<String> =
+            ["t/iocage/jails/a", "t/iocage/jails/b", "t/iocage/jails/c"].map(String::from).into();
+        let circle = vec![
+            vec![pair("t/iocage/jails/b", "t/iocage/jails/a@x")],
+            vec![pair("t/iocage/jails/a/data", "t/iocage/jails/b@y")],
+            vec![],
+        ];
+        let (what, deps) = destroy_order(&entries, &circle).unwrap_err();
+        assert_eq!(what, "t/iocage/jails/a");
+        assert_eq!(deps, vec!["t/iocage/jails/b (clones of each other)"]);
+        let outside = vec![vec![], vec![pair("t/elsewhere", "t/iocage/jails/b@z")], vec![]];
+        let (what, deps) = destroy_order(&entries, &outside).unwrap_err();
+        assert_eq!(
+            (what.as_str(), deps),
+            ("t/iocage/jails/b", vec!["t/elsewhere (clone of t/iocage/jails/b@z)".into()])
+        );
+        // A name that only starts like an entry is not inside it.
+        let lookalike = vec![vec![pair("t/iocage/jails/ab", "t/iocage/jails/a@q")], vec![], vec![]];
+        assert!(destroy_order(&entries, &lookalike).is_err());
+    }
 
     #[test]
     fn a_source_is_the_entry_right_under_a_collection() {

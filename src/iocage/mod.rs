@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod names;
 pub mod network;
 pub mod pool;
+pub mod progress;
 pub mod props;
 pub mod request;
 pub mod service;

@@ -12,7 +12,7 @@ use tokio::sync::OwnedMutexGuard;
 use serde_json::{Map, Value, json};
 
 use crate::runtime::{ExecOutput, Runtime, kernel_name};
-use crate::zfs::{Libzfs, Zfs};
+use crate::zfs::{Libzfs, OnProgress, Progress as CopyProgress, Zfs};
 
 use super::error::ActionError;
 use super::index::Index;
@@ -20,10 +20,20 @@ use super::jails::{self, Jail, Natives};
 use super::layout::Layout;
 use super::lifecycle::{self, Progress};
 use super::pool;
+use super::progress::Reporter;
 use super::props::{self, Listed, PropError, USER_PREFIX};
 use super::request::{CreateKind, PropList, Request};
 use super::turns::Turns;
 use super::{autostart, create, destroy, names, watch};
+
+/// A step's result, its end reported: failed (with why) or left to the
+/// caller to finish.
+fn ended<T>(report: &Reporter, result: Result<T, ActionError>) -> Result<T, ActionError> {
+    if let Err(e) = &result {
+        report.fail(e);
+    }
+    result
+}
 
 /// Which pool the service works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +65,8 @@ pub struct Iocage {
     read_deadline: Duration,
     /// Notified when a write action ends: the jail watcher looks at once.
     changed: Arc<tokio::sync::Notify>,
+    /// Where long actions say how far they are (`with_events`).
+    events: Option<Arc<dyn watch::Sink>>,
 }
 
 /// When the pool in use was found, and which it was (or why none).
@@ -85,7 +97,19 @@ impl Iocage {
             max_actions: DEFAULT_MAX_ACTIONS,
             read_deadline: DEFAULT_READ_DEADLINE,
             changed: Arc::default(),
+            events: None,
         }
+    }
+
+    /// The same service reporting long actions' progress to `sink`.
+    pub fn with_events(mut self, sink: Arc<dyn watch::Sink>) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
+    /// A reporter of `action`'s `step`, counted in `unit`.
+    fn reporter(&self, action: &'static str, step: &'static str, unit: &'static str) -> Arc<Reporter> {
+        Arc::new(Reporter::new(self.events.clone(), action, step, unit))
     }
 
     /// The same service admitting at most `max_actions` actions at once,
@@ -168,11 +192,16 @@ impl Iocage {
 
     /// Every complete jail's tag, properties and whether it runs, for the
     /// jail watcher. Cheap while nothing changed (see `index`).
-    /// Also names the pool they are on.
+    /// Also names the pool they are on. A pool that is not imported (a
+    /// configured `pool` exported) is an error, not a pool without jails:
+    /// its jails were not destroyed.
     pub async fn jail_states(&self) -> Result<(String, watch::States), ActionError> {
         let index = self.index.clone();
         let (pool, jails) = self
             .on_read_pool(move |lib, layout| {
+                if !lib.exists(layout.pool()) {
+                    return Err(ActionError::PoolNotFound(layout.pool().to_string()));
+                }
                 Ok((layout.pool().to_string(), index.jails(lib, &layout, Instant::now())?))
             })
             .await?;
@@ -297,10 +326,7 @@ impl Iocage {
                 .await
             }
             Request::CleanJails => {
-                self.on_pool(|lib, layout| destroy::check_clean(lib, &layout, false)).await?;
-                let _turns = self.stop_all().await?;
-                let running = self.running_names()?;
-                self.on_pool(move |lib, layout| destroy::clean_jails(lib, &layout, &running)).await?;
+                self.clean("cleanjails", false).await?;
                 Ok(json!({ "success": "All jails have been cleaned." }))
             }
             Request::CleanReleases => {
@@ -312,10 +338,7 @@ impl Iocage {
                 Ok(json!({ "success": "All templates have been cleaned." }))
             }
             Request::CleanAll => {
-                self.on_pool(|lib, layout| destroy::check_clean(lib, &layout, true)).await?;
-                let _turns = self.stop_all().await?;
-                let running = self.running_names()?;
-                self.on_pool(move |lib, layout| destroy::clean_all(lib, &layout, &running)).await?;
+                self.clean("cleanall", true).await?;
                 Ok(json!({ "success": "All iocage datasets have been cleaned." }))
             }
             Request::StartJail { jail } => {
@@ -347,6 +370,30 @@ impl Iocage {
         }
     }
 
+    /// cleanjails (`everything` false) and cleanall: checked first, then
+    /// every jail stopped (their turns held to the end), then destroyed,
+    /// each step reporting its progress.
+    async fn clean(&self, action: &'static str, everything: bool) -> Result<(), ActionError> {
+        self.on_pool(move |lib, layout| destroy::check_clean(lib, &layout, everything)).await?;
+        let _turns = self.stop_all(action).await?;
+        let running = self.running_names()?;
+        let report = self.reporter(action, "destroy", "datasets");
+        let r = report.clone();
+        let cleaned = self
+            .on_pool(move |lib, layout| {
+                let on_each = &mut |done, total, name: &str| r.report(done, total, name);
+                if everything {
+                    destroy::clean_all(lib, &layout, &running, on_each)
+                } else {
+                    destroy::clean_jails(lib, &layout, &running, on_each)
+                }
+            })
+            .await;
+        ended(&report, cleaned)?;
+        report.finish_counted();
+        Ok(())
+    }
+
     /// The UUID of the jail a client names.
     async fn uuid_of(&self, query: &str) -> Result<String, ActionError> {
         let query = query.to_string();
@@ -361,8 +408,8 @@ impl Iocage {
     /// cleans cannot deadlock; other actions hold one turn at a time) and
     /// stops the running ones. The clean actions hold the turns until the
     /// jails are destroyed: no start can slip in between (iocage did not
-    /// stop jails at all).
-    async fn stop_all(&self) -> Result<Vec<OwnedMutexGuard<()>>, ActionError> {
+    /// stop jails at all). Each stop is reported as `action`'s progress.
+    async fn stop_all(&self, action: &'static str) -> Result<Vec<OwnedMutexGuard<()>>, ActionError> {
         let index = self.index.clone();
         let mut uuids: Vec<String> = self
             .on_pool(move |lib, layout| {
@@ -388,10 +435,15 @@ impl Iocage {
             })
             .await?;
         let plans: Vec<lifecycle::Plan> = plans;
-        for mut plan in plans {
+        let report = self.reporter(action, "stop", "jails");
+        let total = plans.len() as u64;
+        for (done, mut plan) in (1..).zip(plans) {
             plan.policy = self.policy.clone();
-            self.blocking(move |rt| lifecycle::stop(rt, &plan)).await?;
+            let uuid = plan.uuid.clone();
+            ended(&report, self.blocking(move |rt| lifecycle::stop(rt, &plan)).await.map(drop))?;
+            report.report(done, total, &uuid);
         }
+        report.finish_counted();
         Ok(turns)
     }
 
@@ -452,10 +504,17 @@ impl Iocage {
             })
             .await?;
         let p = plan.clone();
-        let copied = tokio::task::spawn_blocking(move || create::copy(&p))
+        let report = self.reporter("createjail", "copy", "bytes");
+        let (r, uuid) = (report.clone(), plan.uuid.clone());
+        let on_progress: OnProgress = Arc::new(move |p| match p {
+            CopyProgress::Sending { sent, total } => r.report(sent, total, &uuid),
+            CopyProgress::Done { bytes } => r.finish(bytes),
+        });
+        let copied = tokio::task::spawn_blocking(move || create::copy(&p, on_progress))
             .await
             .unwrap_or_else(|e| Err(ActionError::Io { what: "copy the release".into(), message: e.to_string() }));
         if let Err(cause) = copied {
+            report.fail(&cause);
             let p = plan.clone();
             self.zfs.run(move |lib| create::undo(lib, &p)).await?;
             return Err(ActionError::CreateFailed {

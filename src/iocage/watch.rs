@@ -13,6 +13,9 @@
 //! Each difference is one event ([`JailEvent`]): `created`, `destroyed`,
 //! `started`, `stopped`, `limits` (resource limits changed) and
 //! `properties` (any other property), with the jail's UUID, tag and state.
+//!
+//! Long actions (a thick createjail, cleanjails, cleanall) also say how far
+//! they are as they go ([`ProgressEvent`]), on the same stream.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -73,6 +76,41 @@ pub struct JailEvent {
     pub error: Option<String>,
 }
 
+/// How far a long action is, as subscribers of the `iocage` events get it
+/// (made by `progress::Reporter`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProgressEvent {
+    /// Always `progress`.
+    pub event: &'static str,
+    /// `createjail`, `cleanjails` or `cleanall`.
+    pub action: &'static str,
+    /// createjail: `copy`; the cleans: `stop`, then `destroy`.
+    pub step: &'static str,
+    /// How much of `total` is done.
+    pub done: u64,
+    /// For `copy`, ZFS's estimate of the stream's size (0 if it had none)
+    /// until the last event, which has the bytes copied.
+    pub total: u64,
+    /// `bytes`, `jails` or `datasets`.
+    pub unit: &'static str,
+    /// What the step works on: the jail's UUID (copy, stop), or the
+    /// dataset destroyed last (destroy).
+    pub target: String,
+    /// The step's last event: done (`done` = `total`) or failed (`error`).
+    pub last: bool,
+    /// Why the step failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What goes out on the `iocage` event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Event {
+    Jail(JailEvent),
+    Progress(ProgressEvent),
+}
+
 fn is_limit(name: &str) -> bool {
     props::lookup(name).is_some_and(|p| p.format == Format::Limit)
 }
@@ -124,9 +162,11 @@ pub fn diff(old: &States, new: &States) -> Vec<JailEvent> {
     out
 }
 
-/// Where the watcher's findings go and what wakes it early.
+/// Where the watcher's findings, autostart's outcomes and long actions'
+/// progress go.
 pub trait Sink: Send + Sync + 'static {
     fn publish(&self, events: Vec<JailEvent>);
+    fn progress(&self, event: ProgressEvent);
 }
 
 /// Watches until `stop` is notified: compares at every tick and whenever

@@ -632,14 +632,25 @@ impl Libzfs {
         self.outside_dependents_of(&tree, name)
     }
 
+    /// [`Libzfs::outside_dependents`] as (clone, the snapshot it was made from).
+    pub fn outside_clones(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let tree = self.tree(name)?;
+        self.outside_clones_of(&tree, name)
+    }
+
     fn outside_dependents_of(&self, tree: &[String], name: &str) -> Result<Vec<String>> {
+        let clones = self.outside_clones_of(tree, name)?;
+        Ok(clones.into_iter().map(|(clone, snap)| format!("{clone} (clone of {snap})")).collect())
+    }
+
+    fn outside_clones_of(&self, tree: &[String], name: &str) -> Result<Vec<(String, String)>> {
         let inside = |n: &str| n == name || n.starts_with(&format!("{name}/")) || n.starts_with(&format!("{name}@"));
         let mut outside = Vec::new();
         for item in tree.iter().filter(|n| n.contains('@')) {
             let snap = self.open("check dependents of", item, sys::zfs_type_t::ZFS_TYPE_SNAPSHOT)?;
             for clone in self.dependents(&snap) {
                 if !inside(&clone) {
-                    outside.push(format!("{clone} (clone of {item})"));
+                    outside.push((clone, item.clone()));
                 }
             }
         }

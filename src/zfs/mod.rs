@@ -19,7 +19,7 @@ mod stream;
 pub use error::{ErrorKind, Result, ZfsError};
 pub use libzfs::{DatasetProps, HistoryTail, Libzfs, NativeValue, PoolInfo, PropSource, UserProp, Versions};
 pub use owner::Zfs;
-pub use stream::{SEND_HELPER, copy_snapshot, send_main};
+pub use stream::{OnProgress, Progress, RELAY_HELPER, SEND_HELPER, copy_snapshot, relay_main, send_main};
 
 /// The OpenZFS version iocaged was built against (from its headers).
 pub const OPENZFS_BUILD_VERSION: &str = iocaged_sys::OPENZFS_BUILD_VERSION;

@@ -182,6 +182,43 @@ pub fn pipes_held_at_both_ends(pid: u32) -> Option<Vec<String>> {
     Some(ends.into_iter().filter(|(_, (r, w))| *r && *w).map(|(p, _)| p).collect())
 }
 
+/// Linux: the pids of the processes whose first argument is `arg` (the
+/// daemon's helpers: `zfs-send`, `zfs-relay`, ...). `None` elsewhere.
+pub fn helpers(arg: &str) -> Option<Vec<u32>> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let pids = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).nth(1).is_some_and(|a| a == arg.as_bytes()))
+        })
+        .collect();
+    Some(pids)
+}
+
+/// Ends a running jail behind the daemon's back, as another tool would:
+/// Linux, its init killed; FreeBSD, `jail -r`.
+pub fn kill_jail(uuid: &str) {
+    let name = name(uuid);
+    if cfg!(target_os = "linux") {
+        let record = std::fs::read_to_string(format!("/run/iocaged/jails/{name}/pid")).unwrap();
+        let pid = record.split_whitespace().next().unwrap();
+        assert!(Command::new("kill").args(["-9", pid]).status().unwrap().success());
+    } else {
+        assert!(Command::new("jail").args(["-r", &name]).status().unwrap().success());
+        // What the daemon mounted for it on the host (devfs, fdescfs) stays
+        // until its own stop: unmounted as another tool would have to.
+        let root = format!("/iocage/jails/{uuid}/root/");
+        for m in mount_points().iter().rev().filter(|m| m.starts_with(&root)) {
+            let _ = Command::new("umount").args(["-f", m]).status();
+        }
+    }
+}
+
 /// Removes the jails an earlier test left running (and their mounts), so
 /// that their datasets can go.
 pub fn remove_running_jails() {
