@@ -18,9 +18,6 @@
 //! as the client sends it (base64 of the PEM text), which is how list and
 //! revoke name a key. The file is read again whenever its content changes.
 
-use std::fs;
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -32,6 +29,7 @@ use rsa::{Pkcs1v15Sign, RsaPublicKey};
 use serde::{Deserialize, Serialize};
 
 use super::secret::random_bytes;
+use super::secret_file::{self, SecretFileError};
 
 /// How long a test string may be answered.
 pub const CHALLENGE_LIFETIME: Duration = Duration::from_secs(30);
@@ -47,14 +45,8 @@ const MIN_BITS: usize = 2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientKeyError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error(
-        "{path} must belong to the daemon's user and be readable by it alone (mode {mode:o}): chown root, chmod 600"
-    )]
-    Permissions { path: PathBuf, mode: u32 },
+    #[error(transparent)]
+    File(#[from] SecretFileError),
     #[error("{path}, line {line}: {what}")]
     Malformed { path: PathBuf, line: usize, what: String },
     /// What a client sent is not a usable key (the reason says why).
@@ -156,28 +148,6 @@ pub struct ClientKeys {
     write: Mutex<()>,
 }
 
-fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, ClientKeyError> {
-    let rerr = |source| ClientKeyError::Read { path: path.into(), source };
-    let file = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(rerr(e)),
-    };
-    let meta = file.metadata().map_err(rerr)?;
-    let mode = meta.permissions().mode() & 0o777;
-    // Whoever owns it could add keys for root: the daemon's user only.
-    if mode & 0o077 != 0 || meta.uid() != nix::unistd::geteuid().as_raw() {
-        return Err(ClientKeyError::Permissions { path: path.into(), mode });
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(rerr)?;
-    if bytes.len() as u64 > MAX_FILE {
-        let what = format!("larger than {MAX_FILE} bytes");
-        return Err(ClientKeyError::Malformed { path: path.into(), line: 0, what });
-    }
-    Ok(Some(bytes))
-}
-
 fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<ClientKey>, ClientKeyError> {
     let text = std::str::from_utf8(bytes).map_err(|_| ClientKeyError::Malformed {
         path: path.into(),
@@ -212,7 +182,7 @@ impl ClientKeys {
     }
 
     fn current(&self) -> Result<Parsed, ClientKeyError> {
-        let bytes = read_bounded(&self.path)?;
+        let bytes = secret_file::read(&self.path, MAX_FILE)?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.0 != bytes {
             let keys = match &bytes {
@@ -228,26 +198,13 @@ impl ClientKeys {
     }
 
     fn save(&self, keys: &[ClientKey]) -> Result<(), ClientKeyError> {
-        let werr = |source| ClientKeyError::Write { path: self.path.clone(), source };
-        if let Some(dir) = self.path.parent() {
-            fs::create_dir_all(dir).map_err(werr)?;
-        }
         let mut text = String::from("# iocaged: client keys for rpc/auth_ssl (rpc/settings register_ssl_cert)\n");
         for k in keys {
-            let line = serde_json::to_string(k).map_err(|e| werr(std::io::Error::other(e)))?;
-            text.push_str(&line);
+            // Plain strings: serializing them cannot fail.
+            text.push_str(&serde_json::to_string(k).unwrap_or_default());
             text.push('\n');
         }
-        if text.len() as u64 > MAX_FILE {
-            let what = format!("would grow past {MAX_FILE} bytes; revoke keys first");
-            return Err(ClientKeyError::Malformed { path: self.path.clone(), line: 0, what });
-        }
-        // A new file each time, made 0600 by us (a stale one is removed).
-        let tmp = self.path.with_extension("new");
-        let _ = fs::remove_file(&tmp);
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(werr)?;
-        f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(werr)?;
-        fs::rename(&tmp, &self.path).map_err(werr)
+        Ok(secret_file::write(&self.path, text.as_bytes(), MAX_FILE, "; revoke keys first")?)
     }
 
     /// Registers `pub_key` for `user` (again: its labels are replaced).
@@ -312,6 +269,8 @@ mod tests {
     use super::*;
     use rsa::RsaPrivateKey;
     use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     /// A 2048-bit test key (generated once with `openssl genrsa`; in the
     /// fixtures so that no test waits for a key to be generated).

@@ -9,9 +9,6 @@
 //! A key reads `iok.<name>.<64 hex digits>`. The file is read again when it
 //! changes, so `iocaged key revoke` takes effect at once.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -19,16 +16,15 @@ use sha2::{Digest, Sha256};
 
 use super::roles::Role;
 use super::secret::{constant_time_eq, hex, random_bytes, unhex};
+use super::secret_file::{self, SecretFileError};
 use super::tokens::Identity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("{path} is readable or writable by others than root (mode {mode:o}): chmod 600 it")]
-    Permissions { path: PathBuf, mode: u32 },
+    #[error(transparent)]
+    File(#[from] SecretFileError),
+    #[error("cannot make a key: no random bytes: {0}")]
+    Random(std::io::Error),
     #[error("{path}, line {line}: {what}")]
     Malformed { path: PathBuf, line: usize, what: String },
     #[error("invalid key name {0:?}: use letters, digits, - and _ (at most 64)")]
@@ -58,18 +54,23 @@ fn valid_name(n: &str) -> bool {
     !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// The largest key file read (about 5,000 keys).
+const MAX_KEY_FILE: u64 = 1 << 20;
+
 /// Reads the key file; a missing file holds no keys.
 pub fn load(path: &Path) -> Result<Vec<KeyEntry>, KeyError> {
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(KeyError::Read { path: path.into(), source }),
-    };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::Permissions { path: path.into(), mode });
+    match secret_file::read(path, MAX_KEY_FILE)? {
+        Some(bytes) => parse(path, &bytes),
+        None => Ok(Vec::new()),
     }
-    let text = fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.into(), source })?;
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<KeyEntry>, KeyError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| KeyError::Malformed {
+        path: path.into(),
+        line: 0,
+        what: "not UTF-8".into(),
+    })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -90,19 +91,12 @@ pub fn load(path: &Path) -> Result<Vec<KeyEntry>, KeyError> {
 }
 
 fn save(path: &Path, entries: &[KeyEntry]) -> Result<(), KeyError> {
-    let werr = |source| KeyError::Write { path: path.into(), source };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(werr)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(werr)?;
     let mut text = String::from("# iocaged API keys: name role salt sha256(salt||secret). Managed by `iocaged key`.\n");
     for e in entries {
         let role = if e.role == Role::Read { "read" } else { "write" };
         text.push_str(&format!("{} {role} {} {}\n", e.name, hex(&e.salt), hex(&e.hash)));
     }
-    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(werr)?;
-    fs::rename(&tmp, path).map_err(werr)
+    Ok(secret_file::write(path, text.as_bytes(), MAX_KEY_FILE, "; revoke keys first")?)
 }
 
 /// Adds a key and returns it (the only time it is shown).
@@ -114,9 +108,8 @@ pub fn add(path: &Path, name: &str, role: Role) -> Result<String, KeyError> {
     if entries.iter().any(|e| e.name == name) {
         return Err(KeyError::Exists(name.into()));
     }
-    let io = |source| KeyError::Write { path: path.into(), source };
-    let secret = random_bytes(32).map_err(io)?;
-    let salt = random_bytes(16).map_err(io)?;
+    let secret = random_bytes(32).map_err(KeyError::Random)?;
+    let salt = random_bytes(16).map_err(KeyError::Random)?;
     entries.push(KeyEntry { name: name.into(), role, hash: digest(&salt, &secret), salt });
     save(path, &entries)?;
     Ok(format!("iok.{name}.{}", hex(&secret)))
@@ -142,36 +135,14 @@ pub struct KeyStore {
     cache: Mutex<(Option<Vec<u8>>, Vec<KeyEntry>)>,
 }
 
-/// The largest key file read (about 5,000 keys).
-const MAX_KEY_FILE: u64 = 1 << 20;
-
-/// The key file's bytes; `None` when there is none.
-fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, KeyError> {
-    use std::io::Read;
-    let file = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(KeyError::Read { path: path.into(), source }),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_KEY_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| KeyError::Read { path: path.into(), source })?;
-    if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(KeyError::Malformed {
-            path: path.into(),
-            line: 0,
-            what: format!("larger than {MAX_KEY_FILE} bytes"),
-        });
-    }
-    Ok(Some(bytes))
-}
-
 impl KeyStore {
     /// Opens the store, failing on a file with unsafe permissions.
     pub fn open(path: &Path) -> Result<KeyStore, KeyError> {
-        let entries = load(path)?;
-        let bytes = read_bounded(path)?;
+        let bytes = secret_file::read(path, MAX_KEY_FILE)?;
+        let entries = match &bytes {
+            Some(b) => parse(path, b)?,
+            None => Vec::new(),
+        };
         Ok(KeyStore { path: path.into(), cache: Mutex::new((bytes, entries)) })
     }
 
@@ -181,7 +152,7 @@ impl KeyStore {
         let (name, secret) = rest.rsplit_once('.')?;
         let secret = unhex(secret)?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let now = match read_bounded(&self.path) {
+        let now = match secret_file::read(&self.path, MAX_KEY_FILE) {
             Ok(bytes) => bytes,
             Err(e) => {
                 tracing::error!("API keys disabled: {e}");
@@ -190,8 +161,11 @@ impl KeyStore {
             }
         };
         if now != cache.0 {
-            // Parsed (and its permissions checked) from the file again.
-            match load(&self.path) {
+            let parsed = match &now {
+                Some(bytes) => parse(&self.path, bytes),
+                None => Ok(Vec::new()),
+            };
+            match parsed {
                 Ok(entries) => *cache = (now, entries),
                 Err(e) => {
                     tracing::error!("API keys disabled: {e}");
@@ -209,6 +183,8 @@ impl KeyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("iocaged-keys-{}-{name}", std::process::id()));
@@ -248,6 +224,6 @@ mod tests {
         let path = tmp("perm");
         add(&path, "k", Role::ReadWrite).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(KeyStore::open(&path), Err(KeyError::Permissions { .. })));
+        assert!(matches!(KeyStore::open(&path), Err(KeyError::File(SecretFileError::Permissions { .. }))));
     }
 }

@@ -15,6 +15,7 @@ pub mod lockout;
 pub mod pam;
 pub mod roles;
 pub mod secret;
+pub mod secret_file;
 pub mod tokens;
 
 use std::net::IpAddr;

@@ -15,6 +15,7 @@ pub mod network;
 pub mod pool;
 pub mod progress;
 pub mod props;
+mod replies;
 pub mod request;
 pub mod service;
 pub mod turns;

@@ -3,25 +3,28 @@
 //! trip to the libzfs owner thread, where it reads everything it needs
 //! (pools, jails, properties) in one pass.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedMutexGuard;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::runtime::{ExecOutput, Runtime, kernel_name};
+use crate::runtime::{Runtime, kernel_name};
 use crate::zfs::{Libzfs, OnProgress, Progress as CopyProgress, Zfs};
 
 use super::error::ActionError;
-use super::index::Index;
-use super::jails::{self, Jail, Natives};
+use super::index::{Index, Listing};
+use super::jails::{self, Natives};
 use super::layout::Layout;
 use super::lifecycle::{self, Progress};
 use super::pool;
 use super::progress::Reporter;
-use super::props::{self, Listed, PropError, USER_PREFIX};
+use super::props::{self, USER_PREFIX};
+use super::replies::{
+    activated, deactivated, default_settings, df, exec_reply, jail_settings, keyed, list_jails, progress_body,
+};
 use super::request::{CreateKind, PropList, Request};
 use super::turns::Turns;
 use super::{autostart, create, destroy, names, watch};
@@ -210,8 +213,7 @@ impl Iocage {
 
     /// The `boot=on` jails that run (`running`) or not, by priority.
     pub async fn boot_jails(&self, running: bool) -> Result<autostart::Groups, ActionError> {
-        let index = self.index.clone();
-        let jails = self.on_pool(move |lib, layout| index.jails(lib, &layout, Instant::now())).await?;
+        let jails = self.on_jails(|_, _, jails| Ok(jails)).await?;
         Ok(autostart::plan(&jails, &self.running_names()?, running))
     }
 
@@ -295,11 +297,9 @@ impl Iocage {
             }
             Request::CloneJail { jail, props, raw_props } => {
                 let query = jail.clone();
-                let index = self.index.clone();
                 let hooks = self.policy.allow_host_hooks;
                 let plan = self
-                    .on_pool(move |lib, layout| {
-                        let jails = index.jails(lib, &layout, Instant::now())?;
+                    .on_jails(move |lib, layout, jails| {
                         let source = jails::resolve(&jails, &query)?;
                         let plan = create::prepare_clone(&layout, jails.with_incomplete(), source, &props, hooks)?;
                         create::begin(lib, &plan)?;
@@ -314,11 +314,9 @@ impl Iocage {
                 let uuid = self.uuid_of(&jail).await?;
                 let _turn = self.turn(&uuid).await;
                 let running = self.running_names()?;
-                let index = self.index.clone();
                 // The jail whose turn we hold, by its UUID: the client's
                 // name may mean another jail by now.
-                self.on_pool(move |lib, layout| {
-                    let jails = index.jails(lib, &layout, Instant::now())?;
+                self.on_jails(move |lib, layout, jails| {
                     let target = jails::by_uuid(&jails, &uuid)?;
                     destroy::destroy_jail(lib, &layout, target, &running)?;
                     Ok(json!({ "success": { "Destroying": target.uuid } }))
@@ -397,11 +395,7 @@ impl Iocage {
     /// The UUID of the jail a client names.
     async fn uuid_of(&self, query: &str) -> Result<String, ActionError> {
         let query = query.to_string();
-        let index = self.index.clone();
-        self.on_pool(move |lib, layout| {
-            Ok(jails::resolve(&index.jails(lib, &layout, Instant::now())?, &query)?.uuid.clone())
-        })
-        .await
+        self.on_jails(move |_, _, jails| Ok(jails::resolve(&jails, &query)?.uuid.clone())).await
     }
 
     /// Takes the turn of every jail of the pool (in UUID order, so two
@@ -410,12 +404,8 @@ impl Iocage {
     /// jails are destroyed: no start can slip in between (iocage did not
     /// stop jails at all). Each stop is reported as `action`'s progress.
     async fn stop_all(&self, action: &'static str) -> Result<Vec<OwnedMutexGuard<()>>, ActionError> {
-        let index = self.index.clone();
-        let mut uuids: Vec<String> = self
-            .on_pool(move |lib, layout| {
-                Ok(index.jails(lib, &layout, Instant::now())?.iter().map(|j| j.uuid.clone()).collect())
-            })
-            .await?;
+        let mut uuids: Vec<String> =
+            self.on_jails(|_, _, jails| Ok(jails.iter().map(|j| j.uuid.clone()).collect())).await?;
         uuids.sort();
         let mut turns = Vec::with_capacity(uuids.len());
         for uuid in &uuids {
@@ -423,10 +413,8 @@ impl Iocage {
         }
         // Which run is read once every turn is ours: none can change now.
         let running = self.running_names()?;
-        let index = self.index.clone();
         let plans = self
-            .on_pool(move |lib, layout| {
-                let jails = index.jails(lib, &layout, Instant::now())?;
+            .on_jails(move |lib, layout, jails| {
                 jails
                     .iter()
                     .filter(|j| running.contains(&kernel_name(&j.uuid)))
@@ -450,10 +438,8 @@ impl Iocage {
     /// The lifecycle plan of the jail a client names.
     async fn plan(&self, query: &str) -> Result<lifecycle::Plan, ActionError> {
         let query = query.to_string();
-        let index = self.index.clone();
         let policy = self.policy.clone();
-        self.on_pool(move |lib, layout| {
-            let listed = index.jails(lib, &layout, Instant::now())?;
+        self.on_jails(move |lib, layout, listed| {
             let mut plan =
                 located(lib, &layout, lifecycle::plan(&jails::resolve(&listed, &query)?.clone().with_natives(lib)?)?)?;
             plan.policy = policy;
@@ -493,11 +479,9 @@ impl Iocage {
     /// createjail in its steps (see `create`): the copy of a thick jail runs
     /// on a blocking thread, between two short trips to the owner thread.
     async fn create(&self, kind: CreateKind, props: PropList) -> Result<create::Plan, ActionError> {
-        let index = self.index.clone();
         let hooks = self.policy.allow_host_hooks;
         let plan = self
-            .on_pool(move |lib, layout| {
-                let jails = index.jails(lib, &layout, Instant::now())?;
+            .on_jails(move |lib, layout, jails| {
                 let plan = create::prepare(lib, &layout, jails.with_incomplete(), kind, &props, hooks)?;
                 create::begin(lib, &plan)?;
                 Ok(plan)
@@ -546,6 +530,20 @@ impl Iocage {
         F: FnOnce(&Libzfs, Layout) -> Result<R, ActionError> + Send + 'static,
     {
         self.on_pool_within(Duration::ZERO, f).await
+    }
+
+    /// [`Iocage::on_pool`] with the pool's jails, as the index has them now.
+    async fn on_jails<R, F>(&self, f: F) -> Result<R, ActionError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Libzfs, Layout, Listing) -> Result<R, ActionError> + Send + 'static,
+    {
+        let index = self.index.clone();
+        self.on_pool(move |lib, layout| {
+            let jails = index.jails(lib, &layout, Instant::now())?;
+            f(lib, layout, jails)
+        })
+        .await
     }
 
     /// [`Iocage::on_pool`] for reads: the pool in use as found at most
@@ -604,189 +602,4 @@ fn located(lib: &Libzfs, layout: &Layout, mut plan: lifecycle::Plan) -> Result<l
         .filter(|m| m.starts_with('/'))
         .map(std::path::PathBuf::from);
     Ok(plan)
-}
-
-/// `{key: value}`: replies nest under the name the client used.
-fn keyed(key: String, value: Value) -> Value {
-    Value::Object(Map::from_iter([(key, value)]))
-}
-
-/// startjail/stopjail: one key per progress line (value `""`), or `INFO`.
-fn progress_body(p: Progress) -> Value {
-    match p {
-        Progress::Lines(lines) => Value::Object(lines.into_iter().map(|l| (l, Value::from(""))).collect()),
-        Progress::Already(info) => json!({ "INFO": info }),
-    }
-}
-
-/// execjail: the original's shape (each output line a key), and with
-/// `lossless` the whole streams and the exit code beside it. A command
-/// that fails answers with `error`.
-fn exec_reply(out: &ExecOutput, lossless: bool) -> Value {
-    let lines: Map<String, Value> =
-        out.stdout.lines().chain(out.stderr.lines()).map(|l| (l.to_string(), Value::from(""))).collect();
-    let mut reply = Map::new();
-    if out.success() {
-        reply.insert("success".into(), Value::Object(lines));
-    } else {
-        let detail = out.last_line().map(|l| format!(": {l}")).unwrap_or_default();
-        reply.insert("error".into(), Value::from(format!("the command {}{detail}", out.ending())));
-    }
-    if lossless {
-        reply.insert("stdout".into(), Value::from(out.stdout.clone()));
-        reply.insert("stderr".into(), Value::from(out.stderr.clone()));
-        reply.insert("exit_code".into(), out.code.map_or(Value::Null, Value::from));
-        reply.insert("truncated".into(), Value::from(out.truncated));
-    }
-    Value::Object(reply)
-}
-
-fn activated(pool: &str) -> Value {
-    json!({ "success": format!("pool {pool} activated.") })
-}
-
-fn deactivated(pool: &str) -> Value {
-    json!({ "success": format!("pool {pool} deactivated.") })
-}
-
-/// `{"defaults": {...}}`: the user properties of `POOL/iocage/.defaults`,
-/// built-in values for those it does not set, and the native properties of
-/// that dataset (of `POOL/iocage`, or the pool, while it does not exist).
-fn default_settings(lib: &Libzfs, layout: &Layout) -> Result<Value, ActionError> {
-    let source = [layout.defaults(), layout.root(), layout.pool().to_string()]
-        .into_iter()
-        .find(|d| lib.exists(d))
-        .ok_or_else(|| ActionError::PoolNotFound(layout.pool().to_string()))?;
-    let user = if source == layout.defaults() { lib.user_props(&source)? } else { BTreeMap::new() };
-    let natives: Vec<&str> = props::native_names().collect();
-    let native = lib.native_props(&source, &natives)?;
-    let mut out = Map::new();
-    for p in props::CATALOGUE.iter().filter(|p| p.listed == Listed::Everywhere) {
-        let value = if p.kind.is_native() {
-            native.get(p.name).and_then(|v| v.printed.clone()).unwrap_or_else(|| "-".into())
-        } else {
-            user.get(&format!("{USER_PREFIX}{}", p.name)).map(|u| u.value.clone()).unwrap_or_else(|| p.default.into())
-        };
-        out.insert(p.name.to_string(), Value::String(value));
-    }
-    Ok(json!({ "defaults": out }))
-}
-
-/// `{uuid: {boot, ip4, jid, state, tag, type}}`
-fn list_jails(jails: &[Jail], running: &HashMap<String, i64>) -> Value {
-    let mut out = Map::new();
-    for j in jails {
-        let jid = running.get(&kernel_name(&j.uuid));
-        let ip4 = match (jid, j.get("ip4_addr")) {
-            (Some(_), addr) if addr != "none" && addr != "-" => addr,
-            _ => "-".to_string(),
-        };
-        out.insert(
-            j.uuid.clone(),
-            json!({
-                "boot": j.get("boot"),
-                "ip4": ip4,
-                "jid": jid.map_or_else(|| "-".to_string(), |n| n.to_string()),
-                "state": if jid.is_some() { "up" } else { "down" },
-                "tag": j.tag(),
-                "type": j.get("type"),
-            }),
-        );
-    }
-    Value::Object(out)
-}
-
-/// The four getjailsettings modes.
-fn jail_settings(
-    jails: &[Jail],
-    jail: Option<&str>,
-    prop: Option<&str>,
-    all_jails: bool,
-) -> Result<Value, ActionError> {
-    let prop = prop.filter(|p| *p != "all");
-    if let Some(p) = prop {
-        props::lookup(p).ok_or_else(|| PropError::Unknown(p.to_string()))?;
-    }
-    let settings = |j: &Jail| -> Map<String, Value> {
-        match prop {
-            Some(p) => Map::from_iter([(p.to_string(), Value::String(j.get(p)))]),
-            None => j.all().into_iter().map(|(k, v)| (k, Value::String(v))).collect(),
-        }
-    };
-    let mut out = Map::new();
-    if all_jails {
-        for j in jails {
-            let mut m = settings(j);
-            m.insert("TAG".into(), Value::String(j.tag().to_string()));
-            out.insert(j.uuid.clone(), Value::Object(m));
-        }
-    } else if let Some(query) = jail {
-        // The reply is keyed by the name the client used.
-        out.insert(query.to_string(), Value::Object(settings(jails::resolve(jails, query)?)));
-    }
-    Ok(Value::Object(out))
-}
-
-/// `{uuid: {ava, crt, qta, res, tag, use}}`
-fn df(jails: &[Jail]) -> Value {
-    let mut out = Map::new();
-    for j in jails {
-        out.insert(
-            j.uuid.clone(),
-            json!({
-                "ava": j.get("available"),
-                "crt": j.get("compressratio"),
-                "qta": j.get("quota"),
-                "res": j.get("reservation"),
-                "tag": j.tag(),
-                "use": j.get("used"),
-            }),
-        );
-    }
-    Value::Object(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::iocage::jails::test_jail;
-
-    #[test]
-    fn listjails_state_comes_from_the_runtime() {
-        let jails = vec![
-            test_jail("aaa", &[("tag", "web"), ("boot", "on"), ("type", "jail"), ("ip4_addr", "em0|10.0.0.2")]),
-            test_jail("bbb", &[("tag", "db"), ("boot", "off"), ("type", "basejail"), ("ip4_addr", "em0|10.0.0.3")]),
-        ];
-        let running = HashMap::from([("ioc-aaa".to_string(), 7)]);
-        let v = list_jails(&jails, &running);
-        assert_eq!(
-            v["aaa"],
-            json!({"boot": "on", "ip4": "em0|10.0.0.2", "jid": "7", "state": "up", "tag": "web", "type": "jail"})
-        );
-        assert_eq!(
-            v["bbb"],
-            json!({"boot": "off", "ip4": "-", "jid": "-", "state": "down", "tag": "db", "type": "basejail"})
-        );
-    }
-
-    #[test]
-    fn jail_settings_modes_and_errors() {
-        let jails = vec![test_jail("aaa", &[("tag", "web"), ("vnet", "on")]), test_jail("bbb", &[("tag", "db")])];
-        assert_eq!(jail_settings(&jails, Some("web"), Some("vnet"), false).unwrap(), json!({"web": {"vnet": "on"}}));
-        assert_eq!(
-            jail_settings(&jails, None, Some("vnet"), true).unwrap(),
-            json!({"aaa": {"TAG": "web", "vnet": "on"}, "bbb": {"TAG": "db", "vnet": "-"}})
-        );
-        let all = jail_settings(&jails, Some("aa"), Some("all"), false).unwrap();
-        assert_eq!(all["aa"].as_object().unwrap().len(), 115);
-        assert_eq!(jail_settings(&jails, Some("aa"), None, false).unwrap(), all);
-        assert_eq!(
-            jail_settings(&jails, Some("web"), Some("bogus"), false),
-            Err(ActionError::Property(PropError::Unknown("bogus".into())))
-        );
-        assert_eq!(
-            jail_settings(&jails, Some("nope"), Some("vnet"), false),
-            Err(ActionError::JailNotFound("nope".into()))
-        );
-    }
 }

@@ -253,8 +253,9 @@ impl Libzfs {
     }
 
     /// Calls `f` with every direct child filesystem of `parent`, in the
-    /// order libzfs returns them.
-    fn each_child<'a>(&'a self, parent: &Dataset<'a>, mut f: impl FnMut(Dataset<'a>)) {
+    /// order libzfs returns them. A failed iteration is an error, not a
+    /// short listing (a child removed meanwhile is simply not listed).
+    fn each_child<'a>(&'a self, parent: &Dataset<'a>, mut f: impl FnMut(Dataset<'a>)) -> Result<()> {
         unsafe extern "C" fn trampoline<F: FnMut(NonNull<sys::zfs_handle_t>)>(
             zhp: *mut sys::zfs_handle_t,
             data: *mut c_void,
@@ -279,16 +280,16 @@ impl Libzfs {
         let cb = trampoline_for(&wrap);
         // SAFETY: parent is open; `cb` matches zfs_iter_f and receives the
         // closure it was made for; the closure outlives the call.
-        unsafe {
-            sys::zfs_iter_filesystems(parent.zhp.as_ptr(), cb, (&raw mut wrap).cast());
-        }
+        let rc = unsafe { sys::zfs_iter_filesystems(parent.zhp.as_ptr(), cb, (&raw mut wrap).cast()) };
+        // The callback always answers 0: anything else is libzfs's failure.
+        if rc != 0 { Err(self.last_error("list children of", &parent.name())) } else { Ok(()) }
     }
 
     /// Names of the direct child filesystems of `parent`, sorted.
     pub fn children(&self, parent: &str) -> Result<Vec<String>> {
         let p = self.open("list children of", parent, FS)?;
         let mut names = Vec::new();
-        self.each_child(&p, |c| names.push(c.name()));
+        self.each_child(&p, |c| names.push(c.name()))?;
         names.sort();
         Ok(names)
     }
@@ -381,7 +382,7 @@ impl Libzfs {
                 }
             }
             out.push(props);
-        });
+        })?;
         match err {
             Some(e) => Err(e),
             None => {
@@ -446,7 +447,7 @@ impl Libzfs {
     pub fn descendants(&self, name: &str) -> Result<Vec<String>> {
         let root = self.open("list", name, FS)?;
         let mut fs = Vec::new();
-        self.walk(&root, false, &mut fs);
+        self.walk(&root, false, &mut fs)?;
         fs.sort();
         Ok(fs)
     }
@@ -520,7 +521,7 @@ impl Libzfs {
     pub fn destroy(&self, name: &str) -> Result<()> {
         const OP: &str = "destroy";
         let ds = self.open(OP, name, ANY)?;
-        let deps = self.dependents(&ds);
+        let deps = self.dependents(&ds)?;
         if !deps.is_empty() {
             return Err(ZfsError::new(
                 OP,
@@ -537,20 +538,19 @@ impl Libzfs {
 
     /// Direct dependents of a dataset: child filesystems, its snapshots and,
     /// for a snapshot, its clones.
-    fn dependents(&self, ds: &Dataset<'_>) -> Vec<String> {
+    fn dependents(&self, ds: &Dataset<'_>) -> Result<Vec<String>> {
         let mut deps = Vec::new();
         if ds.is_snapshot() {
-            if let Ok(v) = self.native_of(ds, "clones") {
-                deps.extend(v.raw.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string));
-            }
+            let clones = self.native_of(ds, "clones")?.raw.unwrap_or_default();
+            deps.extend(clones.split(',').filter(|s| !s.is_empty()).map(str::to_string));
         } else {
-            self.each_child(ds, |c| deps.push(c.name()));
-            deps.extend(self.snapshots_of(ds));
+            self.each_child(ds, |c| deps.push(c.name()))?;
+            deps.extend(self.snapshots_of(ds)?);
         }
-        deps
+        Ok(deps)
     }
 
-    fn snapshots_of(&self, ds: &Dataset<'_>) -> Vec<String> {
+    fn snapshots_of(&self, ds: &Dataset<'_>) -> Result<Vec<String>> {
         unsafe extern "C" fn collect(zhp: *mut sys::zfs_handle_t, data: *mut c_void) -> libc::c_int {
             // SAFETY: `data` is the Vec below, alive during the iteration;
             // the callback owns `zhp` and closes it after copying its name.
@@ -564,7 +564,7 @@ impl Libzfs {
         let mut names: Vec<String> = Vec::new();
         // SAFETY: handle open; callback matches zfs_iter_f; `names` outlives
         // the call; min/max txg 0 means all snapshots.
-        unsafe {
+        let rc = unsafe {
             sys::zfs_iter_snapshots(
                 ds.zhp.as_ptr(),
                 sys::boolean_t::B_FALSE,
@@ -572,16 +572,20 @@ impl Libzfs {
                 (&raw mut names).cast(),
                 0,
                 0,
-            );
+            )
+        };
+        // The callback always answers 0: anything else is libzfs's failure.
+        if rc != 0 {
+            return Err(self.last_error("list snapshots of", &ds.name()));
         }
         names.sort();
-        names
+        Ok(names)
     }
 
     /// The snapshots of a filesystem, sorted by name.
     pub fn snapshots(&self, name: &str) -> Result<Vec<String>> {
         let ds = self.open("list snapshots of", name, FS)?;
-        Ok(self.snapshots_of(&ds))
+        self.snapshots_of(&ds)
     }
 
     /// Destroys a dataset with all its children and snapshots. Refuses before
@@ -648,7 +652,7 @@ impl Libzfs {
         let mut outside = Vec::new();
         for item in tree.iter().filter(|n| n.contains('@')) {
             let snap = self.open("check dependents of", item, sys::zfs_type_t::ZFS_TYPE_SNAPSHOT)?;
-            for clone in self.dependents(&snap) {
+            for clone in self.dependents(&snap)? {
                 if !inside(&clone) {
                     outside.push((clone, item.clone()));
                 }
@@ -661,22 +665,23 @@ impl Libzfs {
     fn tree(&self, name: &str) -> Result<Vec<String>> {
         let root = self.open("list", name, FS)?;
         let mut out = Vec::new();
-        self.walk(&root, true, &mut out);
+        self.walk(&root, true, &mut out)?;
         Ok(out)
     }
 
     /// Depth first, children before their parent; with their snapshots
     /// (listed before their dataset) when `snapshots` is set.
-    fn walk(&self, ds: &Dataset<'_>, snapshots: bool, out: &mut Vec<String>) {
+    fn walk(&self, ds: &Dataset<'_>, snapshots: bool, out: &mut Vec<String>) -> Result<()> {
         let mut children = Vec::new();
-        self.each_child(ds, |c| children.push(c));
+        self.each_child(ds, |c| children.push(c))?;
         for c in &children {
-            self.walk(c, snapshots, out);
+            self.walk(c, snapshots, out)?;
         }
         if snapshots {
-            out.extend(self.snapshots_of(ds));
+            out.extend(self.snapshots_of(ds)?);
         }
         out.push(ds.name());
+        Ok(())
     }
 
     /// Every imported pool with its comment and `org.freebsd.ioc:active`.

@@ -1,0 +1,200 @@
+//! The shapes of the actions' replies, as the API document shows them
+//! (`../shared/seed/`): pure functions of what the actions read.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value, json};
+
+use crate::runtime::{ExecOutput, kernel_name};
+use crate::zfs::Libzfs;
+
+use super::error::ActionError;
+use super::jails::{self, Jail};
+use super::layout::Layout;
+use super::lifecycle::Progress;
+use super::props::{self, Listed, PropError, USER_PREFIX};
+
+/// `{key: value}`: replies nest under the name the client used.
+pub(super) fn keyed(key: String, value: Value) -> Value {
+    Value::Object(Map::from_iter([(key, value)]))
+}
+
+/// startjail/stopjail: one key per progress line (value `""`), or `INFO`.
+pub(super) fn progress_body(p: Progress) -> Value {
+    match p {
+        Progress::Lines(lines) => Value::Object(lines.into_iter().map(|l| (l, Value::from(""))).collect()),
+        Progress::Already(info) => json!({ "INFO": info }),
+    }
+}
+
+/// execjail: the original's shape (each output line a key), and with
+/// `lossless` the whole streams and the exit code beside it. A command
+/// that fails answers with `error`.
+pub(super) fn exec_reply(out: &ExecOutput, lossless: bool) -> Value {
+    let lines: Map<String, Value> =
+        out.stdout.lines().chain(out.stderr.lines()).map(|l| (l.to_string(), Value::from(""))).collect();
+    let mut reply = Map::new();
+    if out.success() {
+        reply.insert("success".into(), Value::Object(lines));
+    } else {
+        let detail = out.last_line().map(|l| format!(": {l}")).unwrap_or_default();
+        reply.insert("error".into(), Value::from(format!("the command {}{detail}", out.ending())));
+    }
+    if lossless {
+        reply.insert("stdout".into(), Value::from(out.stdout.clone()));
+        reply.insert("stderr".into(), Value::from(out.stderr.clone()));
+        reply.insert("exit_code".into(), out.code.map_or(Value::Null, Value::from));
+        reply.insert("truncated".into(), Value::from(out.truncated));
+    }
+    Value::Object(reply)
+}
+
+pub(super) fn activated(pool: &str) -> Value {
+    json!({ "success": format!("pool {pool} activated.") })
+}
+
+pub(super) fn deactivated(pool: &str) -> Value {
+    json!({ "success": format!("pool {pool} deactivated.") })
+}
+
+/// `{"defaults": {...}}`: the user properties of `POOL/iocage/.defaults`,
+/// built-in values for those it does not set, and the native properties of
+/// that dataset (of `POOL/iocage`, or the pool, while it does not exist).
+pub(super) fn default_settings(lib: &Libzfs, layout: &Layout) -> Result<Value, ActionError> {
+    let source = [layout.defaults(), layout.root(), layout.pool().to_string()]
+        .into_iter()
+        .find(|d| lib.exists(d))
+        .ok_or_else(|| ActionError::PoolNotFound(layout.pool().to_string()))?;
+    let user = if source == layout.defaults() { lib.user_props(&source)? } else { BTreeMap::new() };
+    let natives: Vec<&str> = props::native_names().collect();
+    let native = lib.native_props(&source, &natives)?;
+    let mut out = Map::new();
+    for p in props::CATALOGUE.iter().filter(|p| p.listed == Listed::Everywhere) {
+        let value = if p.kind.is_native() {
+            native.get(p.name).and_then(|v| v.printed.clone()).unwrap_or_else(|| "-".into())
+        } else {
+            user.get(&format!("{USER_PREFIX}{}", p.name)).map(|u| u.value.clone()).unwrap_or_else(|| p.default.into())
+        };
+        out.insert(p.name.to_string(), Value::String(value));
+    }
+    Ok(json!({ "defaults": out }))
+}
+
+/// `{uuid: {boot, ip4, jid, state, tag, type}}`
+pub(super) fn list_jails(jails: &[Jail], running: &HashMap<String, i64>) -> Value {
+    let mut out = Map::new();
+    for j in jails {
+        let jid = running.get(&kernel_name(&j.uuid));
+        let ip4 = match (jid, j.get("ip4_addr")) {
+            (Some(_), addr) if addr != "none" && addr != "-" => addr,
+            _ => "-".to_string(),
+        };
+        out.insert(
+            j.uuid.clone(),
+            json!({
+                "boot": j.get("boot"),
+                "ip4": ip4,
+                "jid": jid.map_or_else(|| "-".to_string(), |n| n.to_string()),
+                "state": if jid.is_some() { "up" } else { "down" },
+                "tag": j.tag(),
+                "type": j.get("type"),
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
+/// The four getjailsettings modes.
+pub(super) fn jail_settings(
+    jails: &[Jail],
+    jail: Option<&str>,
+    prop: Option<&str>,
+    all_jails: bool,
+) -> Result<Value, ActionError> {
+    let prop = prop.filter(|p| *p != "all");
+    if let Some(p) = prop {
+        props::lookup(p).ok_or_else(|| PropError::Unknown(p.to_string()))?;
+    }
+    let settings = |j: &Jail| -> Map<String, Value> {
+        match prop {
+            Some(p) => Map::from_iter([(p.to_string(), Value::String(j.get(p)))]),
+            None => j.all().into_iter().map(|(k, v)| (k, Value::String(v))).collect(),
+        }
+    };
+    let mut out = Map::new();
+    if all_jails {
+        for j in jails {
+            let mut m = settings(j);
+            m.insert("TAG".into(), Value::String(j.tag().to_string()));
+            out.insert(j.uuid.clone(), Value::Object(m));
+        }
+    } else if let Some(query) = jail {
+        // The reply is keyed by the name the client used.
+        out.insert(query.to_string(), Value::Object(settings(jails::resolve(jails, query)?)));
+    }
+    Ok(Value::Object(out))
+}
+
+/// `{uuid: {ava, crt, qta, res, tag, use}}`
+pub(super) fn df(jails: &[Jail]) -> Value {
+    let mut out = Map::new();
+    for j in jails {
+        out.insert(
+            j.uuid.clone(),
+            json!({
+                "ava": j.get("available"),
+                "crt": j.get("compressratio"),
+                "qta": j.get("quota"),
+                "res": j.get("reservation"),
+                "tag": j.tag(),
+                "use": j.get("used"),
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iocage::jails::test_jail;
+
+    #[test]
+    fn listjails_state_comes_from_the_runtime() {
+        let jails = vec![
+            test_jail("aaa", &[("tag", "web"), ("boot", "on"), ("type", "jail"), ("ip4_addr", "em0|10.0.0.2")]),
+            test_jail("bbb", &[("tag", "db"), ("boot", "off"), ("type", "basejail"), ("ip4_addr", "em0|10.0.0.3")]),
+        ];
+        let running = HashMap::from([("ioc-aaa".to_string(), 7)]);
+        let v = list_jails(&jails, &running);
+        assert_eq!(
+            v["aaa"],
+            json!({"boot": "on", "ip4": "em0|10.0.0.2", "jid": "7", "state": "up", "tag": "web", "type": "jail"})
+        );
+        assert_eq!(
+            v["bbb"],
+            json!({"boot": "off", "ip4": "-", "jid": "-", "state": "down", "tag": "db", "type": "basejail"})
+        );
+    }
+
+    #[test]
+    fn jail_settings_modes_and_errors() {
+        let jails = vec![test_jail("aaa", &[("tag", "web"), ("vnet", "on")]), test_jail("bbb", &[("tag", "db")])];
+        assert_eq!(jail_settings(&jails, Some("web"), Some("vnet"), false).unwrap(), json!({"web": {"vnet": "on"}}));
+        assert_eq!(
+            jail_settings(&jails, None, Some("vnet"), true).unwrap(),
+            json!({"aaa": {"TAG": "web", "vnet": "on"}, "bbb": {"TAG": "db", "vnet": "-"}})
+        );
+        let all = jail_settings(&jails, Some("aa"), Some("all"), false).unwrap();
+        assert_eq!(all["aa"].as_object().unwrap().len(), 115);
+        assert_eq!(jail_settings(&jails, Some("aa"), None, false).unwrap(), all);
+        assert_eq!(
+            jail_settings(&jails, Some("web"), Some("bogus"), false),
+            Err(ActionError::Property(PropError::Unknown("bogus".into())))
+        );
+        assert_eq!(
+            jail_settings(&jails, Some("nope"), Some("vnet"), false),
+            Err(ActionError::JailNotFound("nope".into()))
+        );
+    }
+}
