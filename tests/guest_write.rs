@@ -389,3 +389,25 @@ fn hostile_tags_and_properties_are_refused_and_change_nothing() {
     assert_eq!((tree(&f.pool), f.state()), before, "the pool is unchanged");
     assert!(d.stop());
 }
+
+/// Two jails holding clones of each other's snapshots (what `zfs promote`
+/// or hand-made clones leave): cleanjails and cleanall destroy them
+/// together, as one tree, rather than refusing.
+#[test]
+fn cleanall_takes_jails_that_hold_clones_of_each_other() {
+    let _g = lock();
+    let f = with_test_jail();
+    let d = Daemon::start(&[]);
+    let a = settings(&d, "test")["host_hostuuid"].clone();
+    let jails = format!("{}/iocage/jails", f.pool);
+    // b: a clone of a's root; then a dataset inside a cloned from b.
+    zfs(&["snapshot", &format!("{jails}/{a}/root@x")]);
+    zfs(&["clone", &format!("{jails}/{a}/root@x"), &format!("{jails}/b")]);
+    zfs(&["snapshot", &format!("{jails}/b@y")]);
+    zfs(&["clone", &format!("{jails}/b@y"), &format!("{jails}/{a}/extra")]);
+    let r = call(&d, json!({"action": "cleanall"}));
+    assert_eq!(r["success"], "All iocage datasets have been cleaned.", "{r}");
+    let left = tree(&f.pool);
+    assert!(!left.iter().any(|n| n.starts_with(&format!("{}/iocage/", f.pool))), "{left:?}");
+    assert!(d.stop());
+}

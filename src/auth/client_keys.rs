@@ -200,8 +200,9 @@ impl ClientKeys {
     fn save(&self, keys: &[ClientKey]) -> Result<(), ClientKeyError> {
         let mut text = String::from("# iocaged: client keys for rpc/auth_ssl (rpc/settings register_ssl_cert)\n");
         for k in keys {
-            // Plain strings: serializing them cannot fail.
-            text.push_str(&serde_json::to_string(k).unwrap_or_default());
+            let line = serde_json::to_string(k)
+                .map_err(|e| SecretFileError::Write { path: self.path.clone(), source: std::io::Error::other(e) })?;
+            text.push_str(&line);
             text.push('\n');
         }
         Ok(secret_file::write(&self.path, text.as_bytes(), MAX_FILE, "; revoke keys first")?)
@@ -218,6 +219,7 @@ impl ClientKeys {
             registered: crate::iocage::names::timestamp_rfc3339(),
         };
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let _held = secret_file::lock(&self.path)?;
         let current = self.current()?;
         // One key, one user: a key (public, after all) registered by
         // another user would make logins ambiguous.
@@ -236,6 +238,7 @@ impl ClientKeys {
     /// Removes `pub_key`: `user`'s, or any user's when `user` is `None`.
     pub fn revoke(&self, user: Option<&str>, pub_key: &str) -> Result<(), ClientKeyError> {
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let _held = secret_file::lock(&self.path)?;
         let mut keys = self.all()?;
         let before = keys.len();
         keys.retain(|k| !(k.pub_key == pub_key.trim() && user.is_none_or(|u| k.user == u)));

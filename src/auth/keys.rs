@@ -104,6 +104,7 @@ pub fn add(path: &Path, name: &str, role: Role) -> Result<String, KeyError> {
     if !valid_name(name) {
         return Err(KeyError::BadName(name.into()));
     }
+    let _held = secret_file::lock(path)?;
     let mut entries = load(path)?;
     if entries.iter().any(|e| e.name == name) {
         return Err(KeyError::Exists(name.into()));
@@ -117,6 +118,7 @@ pub fn add(path: &Path, name: &str, role: Role) -> Result<String, KeyError> {
 
 /// Removes a key.
 pub fn revoke(path: &Path, name: &str) -> Result<(), KeyError> {
+    let _held = secret_file::lock(path)?;
     let mut entries = load(path)?;
     let before = entries.len();
     entries.retain(|e| e.name != name);

@@ -170,8 +170,9 @@ pub type OnDestroyed<'a> = &'a mut dyn FnMut(u64, u64, &str);
 /// at a time, then the tops themselves, calling `on_each` after each. The
 /// order is worked out before anything is destroyed: an entry holding
 /// clones of another's snapshots goes first (a jail before the release it
-/// was cloned from). Entries that depend on each other in a circle, or on
-/// a clone outside them all, are refused before anything is destroyed.
+/// was cloned from). Entries that hold clones of each other (a circle, as
+/// `zfs promote` can make) go last, together, as one tree. A clone outside
+/// all the entries is refused before anything is destroyed.
 fn destroy_entries(lib: &Libzfs, layout: &Layout, tops: &[String], on_each: OnDestroyed) -> Result<(), ActionError> {
     let tops: Vec<&String> = tops.iter().filter(|t| lib.exists(t)).collect();
     let mut entries = Vec::new();
@@ -182,22 +183,38 @@ fn destroy_entries(lib: &Libzfs, layout: &Layout, tops: &[String], on_each: OnDe
     for entry in &entries {
         clones.push(lib.outside_clones(entry)?);
     }
-    let order = destroy_order(&entries, &clones)
-        .map_err(|(what, dependents)| ActionError::HasDependents { what, dependents })?;
-    let all: Vec<&String> = order.into_iter().map(|i| &entries[i]).chain(tops).collect();
-    let total = all.len() as u64;
-    for (done, name) in (1..).zip(all) {
+    let Order { one_by_one, together } = destroy_order(&entries, &clones)?;
+    let total = (entries.len() + tops.len()) as u64;
+    let mut done = 0;
+    for name in one_by_one.into_iter().map(|i| &entries[i]) {
         destroy_tree(lib, layout, name)?;
+        done += 1;
         on_each(done, total, name);
+    }
+    let together: Vec<String> = together.into_iter().map(|i| entries[i].clone()).collect();
+    if !together.is_empty() {
+        if let Some(outside) = together.iter().find(|n| !layout.contains(n)) {
+            return Err(ActionError::OutsideIocage(outside.clone()));
+        }
+        lib.destroy_together(&together)?;
+        for name in &together {
+            done += 1;
+            on_each(done, total, name);
+        }
+    }
+    for top in tops {
+        destroy_tree(lib, layout, top)?;
+        done += 1;
+        on_each(done, total, top);
     }
     Ok(())
 }
 
 /// The order to destroy `entries` in, given each one's clones outside it
-/// as (clone, snapshot): every entry after those holding its clones. Or
-/// the entry that cannot go, with what depends on it (a circle, or a clone
-/// outside all the entries).
-fn destroy_order(entries: &[String], clones: &[Vec<(String, String)>]) -> Result<Vec<usize>, (String, Vec<String>)> {
+/// as (clone, snapshot): every entry after those holding its clones; then
+/// those caught in a circle of clones (and those waiting on them), to be
+/// destroyed together. Or the entry a clone outside them all depends on.
+fn destroy_order(entries: &[String], clones: &[Vec<(String, String)>]) -> Result<Order, ActionError> {
     let holder = |clone: &str| {
         entries.iter().position(|e| clone.strip_prefix(e.as_str()).is_some_and(|r| r.is_empty() || r.starts_with('/')))
     };
@@ -209,27 +226,37 @@ fn destroy_order(entries: &[String], clones: &[Vec<(String, String)>]) -> Result
             match holder(clone) {
                 Some(h) if h != i => holders.push(h),
                 Some(_) => {}
-                None => return Err((entries[i].clone(), vec![format!("{clone} (clone of {snap})")])),
+                None => {
+                    let dependents = vec![format!("{clone} (clone of {snap})")];
+                    return Err(ActionError::HasDependents { what: entries[i].clone(), dependents });
+                }
             }
         }
         waits_for.push(holders);
     }
     let mut order = Vec::with_capacity(entries.len());
     let mut gone = vec![false; entries.len()];
-    while order.len() < entries.len() {
+    loop {
         let ready: Vec<usize> =
             (0..entries.len()).filter(|&i| !gone[i] && waits_for[i].iter().all(|&h| gone[h])).collect();
         if ready.is_empty() {
-            let stuck: Vec<String> = (0..entries.len()).filter(|&i| !gone[i]).map(|i| entries[i].clone()).collect();
-            let first = stuck[0].clone();
-            return Err((first, stuck.into_iter().skip(1).map(|e| format!("{e} (clones of each other)")).collect()));
+            break;
         }
         for i in ready {
             gone[i] = true;
             order.push(i);
         }
     }
-    Ok(order)
+    let together = (0..entries.len()).filter(|&i| !gone[i]).collect();
+    Ok(Order { one_by_one: order, together })
+}
+
+/// Indices of entries: those destroyed one at a time, in this order, and
+/// then those destroyed together.
+#[derive(Debug, PartialEq, Eq)]
+struct Order {
+    one_by_one: Vec<usize>,
+    together: Vec<usize>,
 }
 
 /// Refuses when a clone outside `POOL/iocage` depends on a snapshot in it.
@@ -363,33 +390,35 @@ mod tests {
                 pair("t/iocage/releases/R/x", "t/iocage/releases/R/root@x"),
             ],
         ];
-        let order = destroy_order(&entries, &clones).unwrap();
+        let Order { one_by_one: order, together } = destroy_order(&entries, &clones).unwrap();
         let at = |i| order.iter().position(|&o| o == i).unwrap();
         assert!(at(2) < at(1) && at(1) < at(0), "b, then a, then the base: {order:?}");
         assert!(at(2) < at(3), "b before its release: {order:?}");
-        assert_eq!(order.len(), 4);
+        assert_eq!((order.len(), together), (4, vec![]));
     }
 
     #[test]
-    fn a_circle_or_a_clone_outside_is_refused_before_anything_goes() {
+    fn a_circle_goes_together_and_a_clone_outside_is_refused() {
         let entries: Vec<String> =
-            ["t/iocage/jails/a", "t/iocage/jails/b", "t/iocage/jails/c"].map(String::from).into();
+            ["t/iocage/jails/a", "t/iocage/jails/b", "t/iocage/jails/c", "t/iocage/jails/d"].map(String::from).into();
+        // a and b hold clones of each other; c holds a clone of d.
         let circle = vec![
             vec![pair("t/iocage/jails/b", "t/iocage/jails/a@x")],
             vec![pair("t/iocage/jails/a/data", "t/iocage/jails/b@y")],
             vec![],
+            vec![pair("t/iocage/jails/c", "t/iocage/jails/d@z")],
         ];
-        let (what, deps) = destroy_order(&entries, &circle).unwrap_err();
-        assert_eq!(what, "t/iocage/jails/a");
-        assert_eq!(deps, vec!["t/iocage/jails/b (clones of each other)"]);
-        let outside = vec![vec![], vec![pair("t/elsewhere", "t/iocage/jails/b@z")], vec![]];
-        let (what, deps) = destroy_order(&entries, &outside).unwrap_err();
+        assert_eq!(destroy_order(&entries, &circle).unwrap(), Order { one_by_one: vec![2, 3], together: vec![0, 1] });
+        let outside = vec![vec![], vec![pair("t/elsewhere", "t/iocage/jails/b@z")], vec![], vec![]];
         assert_eq!(
-            (what.as_str(), deps),
-            ("t/iocage/jails/b", vec!["t/elsewhere (clone of t/iocage/jails/b@z)".into()])
+            destroy_order(&entries, &outside).unwrap_err(),
+            ActionError::HasDependents {
+                what: "t/iocage/jails/b".into(),
+                dependents: vec!["t/elsewhere (clone of t/iocage/jails/b@z)".into()]
+            }
         );
         // A name that only starts like an entry is not inside it.
-        let lookalike = vec![vec![pair("t/iocage/jails/ab", "t/iocage/jails/a@q")], vec![], vec![]];
+        let lookalike = vec![vec![pair("t/iocage/jails/ab", "t/iocage/jails/a@q")], vec![], vec![], vec![]];
         assert!(destroy_order(&entries, &lookalike).is_err());
     }
 

@@ -6,6 +6,7 @@ pub mod autostart;
 pub mod create;
 pub mod destroy;
 pub mod error;
+pub mod extract;
 pub mod index;
 pub mod jails;
 pub mod layout;

@@ -592,20 +592,31 @@ impl Libzfs {
     /// destroying anything when a clone outside that tree depends on one of
     /// its snapshots. Children go first, then snapshots, then the dataset.
     pub fn destroy_recursive(&self, name: &str) -> Result<()> {
+        self.destroy_together(&[name.to_string()])
+    }
+
+    /// [`Libzfs::destroy_recursive`] of several datasets as one tree: clones
+    /// of each other's snapshots among them do not stop it (they go first),
+    /// clones outside all of them do, before anything is destroyed.
+    pub fn destroy_together(&self, names: &[String]) -> Result<()> {
         const OP: &str = "destroy recursively";
-        let tree = self.tree(name)?;
-        let outside = self.outside_dependents_of(&tree, name)?;
+        let label = names.join(", ");
+        let mut pending = Vec::new();
+        for name in names {
+            pending.extend(self.tree(name)?);
+        }
+        let outside = self.outside_clones_of_all(&pending, names)?;
         if !outside.is_empty() {
+            let outside: Vec<String> = outside.into_iter().map(|(c, s)| format!("{c} (clone of {s})")).collect();
             return Err(ZfsError::new(
                 OP,
-                name,
+                &label,
                 ErrorKind::HasDependents,
                 format!("datasets outside it depend on it: {}", outside.join(", ")),
             ));
         }
-        // Clones inside the tree must go before their origin snapshots: keep
+        // Clones inside must go before their origin snapshots: keep
         // destroying whatever has no remaining dependents until done.
-        let mut pending = tree;
         while !pending.is_empty() {
             let before = pending.len();
             let mut last_err = None;
@@ -623,7 +634,7 @@ impl Libzfs {
                 }
             }
             if pending.len() == before {
-                return Err(last_err.unwrap_or_else(|| ZfsError::new(OP, name, ErrorKind::Other, "no progress")));
+                return Err(last_err.unwrap_or_else(|| ZfsError::new(OP, &label, ErrorKind::Other, "no progress")));
             }
         }
         Ok(())
@@ -648,7 +659,16 @@ impl Libzfs {
     }
 
     fn outside_clones_of(&self, tree: &[String], name: &str) -> Result<Vec<(String, String)>> {
-        let inside = |n: &str| n == name || n.starts_with(&format!("{name}/")) || n.starts_with(&format!("{name}@"));
+        self.outside_clones_of_all(tree, &[name.to_string()])
+    }
+
+    /// The clones of snapshots in `tree` that are outside all of `names`.
+    fn outside_clones_of_all(&self, tree: &[String], names: &[String]) -> Result<Vec<(String, String)>> {
+        let inside = |n: &str| {
+            names.iter().any(|name| {
+                n.strip_prefix(name.as_str()).is_some_and(|r| r.is_empty() || r.starts_with('/') || r.starts_with('@'))
+            })
+        };
         let mut outside = Vec::new();
         for item in tree.iter().filter(|n| n.contains('@')) {
             let snap = self.open("check dependents of", item, sys::zfs_type_t::ZFS_TYPE_SNAPSHOT)?;
