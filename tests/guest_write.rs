@@ -411,3 +411,34 @@ fn cleanall_takes_jails_that_hold_clones_of_each_other() {
     assert!(!left.iter().any(|n| n.starts_with(&format!("{}/iocage/", f.pool))), "{left:?}");
     assert!(d.stop());
 }
+
+/// iocaged's own release actions: listreleases names each release's
+/// dependents; destroyrelease is refused, naming them, and changes nothing
+/// while there are any, then removes the release.
+#[test]
+fn listreleases_and_destroyrelease() {
+    let _g = lock();
+    let f = with_test_jail();
+    let d = Daemon::start(&[]);
+    let uuid = settings(&d, "test")["host_hostuuid"].clone();
+    let listed = call(&d, json!({"action": "listreleases"}));
+    assert_eq!(listed, json!({"10.2-RELEASE": {"dependents": [format!("{uuid} (test)")]}}));
+    let before = tree(&f.pool);
+    let r = call(&d, json!({"action": "destroyrelease", "release": "10.2-RELEASE"}));
+    let msg = r["error"].as_str().unwrap_or_else(|| panic!("{r}"));
+    assert!(msg.contains("release 10.2-RELEASE") && msg.contains(&format!("{uuid} (test)")), "{msg}");
+    assert_eq!(tree(&f.pool), before, "a refusal changes nothing");
+    for bad in ["../jails", "", "a/b"] {
+        let r = call(&d, json!({"action": "destroyrelease", "release": bad}));
+        assert!(r["error"].is_string(), "{bad:?}: {r}");
+    }
+    assert_eq!(tree(&f.pool), before);
+    assert!(call(&d, json!({"action": "destroyjail", "jail": "test"}))["success"].is_object());
+    let r = call(&d, json!({"action": "destroyrelease", "release": "10.2-RELEASE"}));
+    assert_eq!(r["success"], "release 10.2-RELEASE destroyed.", "{r}");
+    assert!(!tree(&f.pool).iter().any(|n| n.contains("10.2-RELEASE")), "{:?}", tree(&f.pool));
+    assert_eq!(call(&d, json!({"action": "listreleases"})), json!({}));
+    let r = call(&d, json!({"action": "destroyrelease", "release": "10.2-RELEASE"}));
+    assert!(r["error"].as_str().unwrap_or_default().contains("not found"), "{r}");
+    assert!(d.stop());
+}

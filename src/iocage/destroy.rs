@@ -325,6 +325,71 @@ pub fn clean_releases(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError> 
     Ok(())
 }
 
+/// A release's datasets: its root under `releases`, its base pieces, its
+/// downloads (those that exist).
+fn release_entries(lib: &Libzfs, layout: &Layout, release: &str) -> Vec<String> {
+    [layout.releases(), layout.base(), layout.download()]
+        .into_iter()
+        .map(|top| format!("{top}/{release}"))
+        .filter(|e| lib.exists(e))
+        .collect()
+}
+
+/// Who holds clones of `entries`' snapshots: a jail as `uuid (tag)`, else
+/// the dataset (a template, or anything else).
+fn holders(lib: &Libzfs, layout: &Layout, jails: &[Jail], entries: &[String]) -> Result<Vec<String>, ActionError> {
+    let mut out: Vec<String> = Vec::new();
+    for entry in entries {
+        for (clone, _) in lib.outside_clones(entry)? {
+            let holder = entry_of(layout, &clone).unwrap_or(clone);
+            let named = match jails.iter().find(|j| j.dataset == holder) {
+                Some(j) => format!("{} ({})", j.uuid, j.tag()),
+                None => holder,
+            };
+            if !out.contains(&named) {
+                out.push(named);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// listreleases: every release on the pool (the datasets under
+/// `releases`), with the jails and templates that depend on it.
+pub fn list_releases(lib: &Libzfs, layout: &Layout) -> Result<Vec<(String, Vec<String>)>, ActionError> {
+    let names = match lib.children(&layout.releases()) {
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(Vec::new()),
+        other => other?,
+    };
+    let jails = jails::read_all_with_incomplete(lib, layout)?;
+    let mut out = Vec::with_capacity(names.len());
+    for dataset in names {
+        let release = dataset.rsplit('/').next().unwrap_or_default().to_string();
+        let entries = release_entries(lib, layout, &release);
+        out.push((release, holders(lib, layout, &jails, &entries)?));
+    }
+    Ok(out)
+}
+
+/// destroyrelease: the release's datasets, refused (naming them) while
+/// jails or templates depend on it.
+pub fn destroy_release(lib: &Libzfs, layout: &Layout, release: &str) -> Result<(), ActionError> {
+    let entries = release_entries(lib, layout, release);
+    let root = format!("{}/{release}", layout.releases());
+    if !entries.contains(&root) {
+        return Err(ActionError::ReleaseNotFound(release.to_string(), root));
+    }
+    let jails = jails::read_all_with_incomplete(lib, layout)?;
+    let dependents = holders(lib, layout, &jails, &entries)?;
+    if !dependents.is_empty() {
+        return Err(ActionError::HasDependents { what: format!("release {release}"), dependents });
+    }
+    for entry in &entries {
+        destroy_tree(lib, layout, entry)?;
+    }
+    Ok(())
+}
+
 /// cleantemplates: the templates; refused while jails depend on them.
 pub fn clean_templates(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError> {
     let jails = jails::read_all_with_incomplete(lib, layout)?;

@@ -135,6 +135,13 @@ pub(super) fn jail_settings(
     Ok(Value::Object(out))
 }
 
+/// `{release: {"dependents": ["<uuid> (<tag>)", ...]}}`
+pub(super) fn list_releases(releases: &[(String, Vec<String>)]) -> Value {
+    let out: Map<String, Value> =
+        releases.iter().map(|(name, deps)| (name.clone(), json!({ "dependents": deps }))).collect();
+    Value::Object(out)
+}
+
 /// `{uuid: {ava, crt, qta, res, tag, use}}`
 pub(super) fn df(jails: &[Jail]) -> Value {
     let mut out = Map::new();

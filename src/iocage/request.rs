@@ -29,10 +29,14 @@ pub enum Action {
     CleanAll,
     ActivatePool,
     DeactivatePool,
+    /// iocaged's own: the releases on the pool and who depends on them.
+    ListReleases,
+    /// iocaged's own: removes a release nothing depends on.
+    DestroyRelease,
 }
 
 impl Action {
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 19] = [
         Action::GetDefaultSettings,
         Action::ListJails,
         Action::GetJailSettings,
@@ -50,6 +54,8 @@ impl Action {
         Action::CleanAll,
         Action::ActivatePool,
         Action::DeactivatePool,
+        Action::ListReleases,
+        Action::DestroyRelease,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +77,8 @@ impl Action {
             Action::CleanAll => "cleanall",
             Action::ActivatePool => "activatepool",
             Action::DeactivatePool => "deactivatepool",
+            Action::ListReleases => "listreleases",
+            Action::DestroyRelease => "destroyrelease",
         }
     }
 
@@ -82,7 +90,14 @@ impl Action {
     /// it). `activatepool` without a pool only reads, but the role check
     /// happens before the arguments are looked at, so it counts as a write.
     pub fn is_write(self) -> bool {
-        !matches!(self, Action::GetDefaultSettings | Action::ListJails | Action::GetJailSettings | Action::Df)
+        !matches!(
+            self,
+            Action::GetDefaultSettings
+                | Action::ListJails
+                | Action::GetJailSettings
+                | Action::Df
+                | Action::ListReleases
+        )
     }
 }
 
@@ -143,6 +158,11 @@ pub enum Request {
         lossless: bool,
         timeout: Option<std::time::Duration>,
     },
+    ListReleases,
+    /// `release`: a name as createjail's `release=` takes it.
+    DestroyRelease {
+        release: String,
+    },
 }
 
 impl Request {
@@ -166,6 +186,8 @@ impl Request {
             Request::StopJail { .. } => Action::StopJail,
             Request::CapJail { .. } => Action::CapJail,
             Request::ExecJail { .. } => Action::ExecJail,
+            Request::ListReleases => Action::ListReleases,
+            Request::DestroyRelease { .. } => Action::DestroyRelease,
         }
     }
 }
@@ -364,6 +386,13 @@ pub fn parse(action: Action, args: &Map<String, Value>) -> Result<Request, Actio
         Action::CleanReleases => Request::CleanReleases,
         Action::CleanTemplates => Request::CleanTemplates,
         Action::CleanAll => Request::CleanAll,
+        Action::ListReleases => Request::ListReleases,
+        Action::DestroyRelease => {
+            let release = required(args, "release")?;
+            super::props::check_format(super::props::Format::Name, &release)
+                .map_err(|expected| ActionError::BadArgument { key: "release", reason: expected.into() })?;
+            Request::DestroyRelease { release }
+        }
         Action::StartJail => Request::StartJail { jail: required(args, "jail")? },
         Action::StopJail => Request::StopJail { jail: required(args, "jail")? },
         Action::CapJail => Request::CapJail { jail: required(args, "jail")? },
@@ -414,6 +443,21 @@ mod tests {
         assert!(action_of(&args(json!({}))).unwrap_err().contains("missing"));
         assert!(action_of(&args(json!({"action": "nope"}))).unwrap_err().contains("nope"));
         assert!(action_of(&args(json!({"action": 3}))).is_err());
+    }
+
+    #[test]
+    fn destroyrelease_takes_a_release_name_only() {
+        let p = |v| parse(Action::DestroyRelease, &args(v));
+        assert_eq!(
+            p(json!({"release": "14.2-RELEASE"})),
+            Ok(Request::DestroyRelease { release: "14.2-RELEASE".into() })
+        );
+        assert_eq!(p(json!({})), Err(ActionError::MissingKeys(vec!["release"])));
+        for bad in ["../jails", "a/b", "x y", ""] {
+            assert!(p(json!({"release": bad})).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse(Action::ListReleases, &args(json!({}))), Ok(Request::ListReleases));
+        assert!(!Action::ListReleases.is_write() && Action::DestroyRelease.is_write());
     }
 
     #[test]

@@ -23,7 +23,8 @@ use super::pool;
 use super::progress::Reporter;
 use super::props::{self, USER_PREFIX};
 use super::replies::{
-    activated, deactivated, default_settings, df, exec_reply, jail_settings, keyed, list_jails, progress_body,
+    activated, deactivated, default_settings, df, exec_reply, jail_settings, keyed, list_jails, list_releases,
+    progress_body,
 };
 use super::request::{CreateKind, PropList, Request};
 use super::turns::Turns;
@@ -338,6 +339,14 @@ impl Iocage {
             Request::CleanAll => {
                 self.clean("cleanall", true).await?;
                 Ok(json!({ "success": "All iocage datasets have been cleaned." }))
+            }
+            Request::ListReleases => {
+                self.on_read_pool(|lib, layout| Ok(list_releases(&destroy::list_releases(lib, &layout)?))).await
+            }
+            Request::DestroyRelease { release } => {
+                let r = release.clone();
+                self.on_pool(move |lib, layout| destroy::destroy_release(lib, &layout, &r)).await?;
+                Ok(json!({ "success": format!("release {release} destroyed.") }))
             }
             Request::StartJail { jail } => {
                 let (plan, _turn) = self.plan_and_lock(&jail).await?;
