@@ -13,8 +13,15 @@
 //! entry refused ends the extraction with an error naming it; the caller
 //! removes the half-made root (a release dataset, destroyed whole).
 //!
+//! Names are bounded too (1024 bytes, 128 components), and the extension
+//! records that carry long names (GNU `L`/`K`, PAX `x`/`g`) are read here,
+//! at most [`MAX_EXTENSION`] bytes each, rather than whole by the parser.
+//! `.zfs` (ZFS's control directory at a dataset's root) is never entered.
+//!
 //! Owners, modes (setuid bits included: a release's `su` needs them) and
-//! modification times are kept as the archive says.
+//! modification times are kept as the archive says. So the caller must keep
+//! the root where no other host user can reach it (a 0700 parent, or the
+//! dataset's `setuid=off`) until the release is checked and in place.
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -27,6 +34,14 @@ use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{Mode, fchmod, futimens, mkdirat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
+
+/// The longest name and the most components an entry's path may have
+/// (FreeBSD's PATH_MAX).
+const MAX_PATH: usize = 1024;
+const MAX_COMPONENTS: usize = 128;
+
+/// The most bytes of one extension record (a long name, a PAX header).
+pub const MAX_EXTENSION: u64 = 64 << 10;
 
 /// How much an archive may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,13 +74,23 @@ pub enum ExtractError {
     Root { root: String, source: std::io::Error },
 }
 
+/// An entry's name for messages: at most 256 bytes of it.
+fn shown(entry: &[u8]) -> String {
+    let cut = &entry[..entry.len().min(256)];
+    let more = if entry.len() > cut.len() { "..." } else { "" };
+    format!("{}{more}", String::from_utf8_lossy(cut))
+}
+
 fn refused(entry: &[u8], why: impl Into<String>) -> ExtractError {
-    ExtractError::Refused { entry: String::from_utf8_lossy(entry).into_owned(), why: why.into() }
+    ExtractError::Refused { entry: shown(entry), why: why.into() }
 }
 
 /// The components of an archive path: `./a//b/` is `a`, `b`. Refused:
 /// absolute paths, `..`, NUL bytes. Empty for the root itself.
 fn components(path: &[u8]) -> Result<Vec<&[u8]>, ExtractError> {
+    if path.len() > MAX_PATH {
+        return Err(refused(path, format!("a name longer than {MAX_PATH} bytes")));
+    }
     if path.first() == Some(&b'/') {
         return Err(refused(path, "an absolute path"));
     }
@@ -77,8 +102,14 @@ fn components(path: &[u8]) -> Result<Vec<&[u8]>, ExtractError> {
         match c {
             b"" | b"." => {}
             b".." => return Err(refused(path, "a path with \"..\"")),
+            c if out.is_empty() && c.eq_ignore_ascii_case(b".zfs") => {
+                return Err(refused(path, "ZFS's control directory"));
+            }
             c => out.push(c),
         }
+    }
+    if out.len() > MAX_COMPONENTS {
+        return Err(refused(path, format!("more than {MAX_COMPONENTS} components")));
     }
     Ok(out)
 }
@@ -119,7 +150,8 @@ fn parent_of(root: &OwnedFd, parts: &[&[u8]], entry: &[u8], make: bool) -> Resul
             other => other,
         };
         dir = next.map_err(|e| match e {
-            Errno::ELOOP | Errno::ENOTDIR => refused(entry, "a path through a link or a file"),
+            // FreeBSD answers O_NOFOLLOW on a link with EMLINK.
+            Errno::ELOOP | Errno::EMLINK | Errno::ENOTDIR => refused(entry, "a path through a link or a file"),
             Errno::ENOENT => refused(entry, "a link to something not extracted"),
             e => write_error(entry, io_of(e)),
         })?;
@@ -128,7 +160,7 @@ fn parent_of(root: &OwnedFd, parts: &[&[u8]], entry: &[u8], make: bool) -> Resul
 }
 
 fn write_error(entry: &[u8], source: std::io::Error) -> ExtractError {
-    ExtractError::Write { entry: String::from_utf8_lossy(entry).into_owned(), source }
+    ExtractError::Write { entry: shown(entry), source }
 }
 
 /// Removes what an earlier entry left at `name` (a file or a link, not a
@@ -138,6 +170,68 @@ fn clear(dir: &OwnedFd, name: &[u8], entry: &[u8]) -> Result<(), ExtractError> {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
         Err(Errno::EISDIR | Errno::EPERM) => Err(refused(entry, "replaces a directory")),
         Err(e) => Err(write_error(entry, io_of(e))),
+    }
+}
+
+/// What extension records said of the next entry.
+#[derive(Default)]
+struct Extension {
+    path: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+    uid: Option<u64>,
+    gid: Option<u64>,
+    mtime: Option<u64>,
+}
+
+impl Extension {
+    /// Takes `entry` in if it is an extension record (GNU long name or
+    /// link, PAX header); `false` for an entry to extract.
+    fn take_record(&mut self, kind: tar::EntryType, entry: &mut impl Read, n: u64) -> Result<bool, ExtractError> {
+        let long = kind.is_gnu_longname() || kind.is_gnu_longlink();
+        if !(long || kind.is_pax_local_extensions() || kind.is_pax_global_extensions()) {
+            return Ok(false);
+        }
+        let mut body = Vec::new();
+        entry
+            .take(MAX_EXTENSION + 1)
+            .read_to_end(&mut body)
+            .map_err(|source| ExtractError::Damaged { entry: n, source })?;
+        if body.len() as u64 > MAX_EXTENSION {
+            return Err(refused(
+                format!("record {n}").as_bytes(),
+                format!("an extension record over {MAX_EXTENSION} bytes"),
+            ));
+        }
+        if long {
+            // A NUL-terminated name.
+            let name = body.split(|b| *b == 0).next().unwrap_or_default().to_vec();
+            if kind.is_gnu_longname() {
+                self.path = Some(name);
+            } else {
+                self.link = Some(name);
+            }
+        } else if kind.is_pax_local_extensions() {
+            for field in tar::PaxExtensions::new(&body) {
+                let field = field.map_err(|source| ExtractError::Damaged { entry: n, source })?;
+                let number =
+                    || std::str::from_utf8(field.value_bytes()).ok().and_then(|v| v.split('.').next()?.parse().ok());
+                match field.key_bytes() {
+                    b"path" => self.path = Some(field.value_bytes().to_vec()),
+                    b"linkpath" => self.link = Some(field.value_bytes().to_vec()),
+                    b"uid" => self.uid = number(),
+                    b"gid" => self.gid = number(),
+                    b"mtime" => self.mtime = number(),
+                    // These change where the next entry's data ends or what
+                    // it means: not in a release.
+                    k if k == b"size" || k.starts_with(b"GNU.sparse.") => {
+                        return Err(refused(field.key_bytes(), "a PAX size or sparse file"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // A global PAX header applies to no one entry here: read, ignored.
+        Ok(true)
     }
 }
 
@@ -152,32 +246,46 @@ pub fn extract(archive: impl Read, root: &Path, limits: Limits) -> Result<Extrac
     .map_err(|e| ExtractError::Root { root: root.display().to_string(), source: io_of(e) })?;
     let mut archive = tar::Archive::new(archive);
     let mut done = Extracted::default();
-    let entries = archive.entries().map_err(|source| ExtractError::Damaged { entry: 0, source })?;
+    // Raw: the extension records come to us (bounded), not read whole.
+    let entries = archive.entries().map_err(|source| ExtractError::Damaged { entry: 0, source })?.raw(true);
+    let mut ext = Extension::default();
     for entry in entries {
         let mut entry = entry.map_err(|source| ExtractError::Damaged { entry: done.entries + 1, source })?;
+        done.entries += 1;
+        if done.entries > limits.entries {
+            return Err(refused(&entry.header().path_bytes(), format!("more than {} entries", limits.entries)));
+        }
         let kind = entry.header().entry_type();
-        if kind.is_pax_global_extensions() {
+        if ext.take_record(kind, &mut entry, done.entries)? {
             continue;
         }
-        done.entries += 1;
-        let path = entry.path_bytes().into_owned();
-        if done.entries > limits.entries {
-            return Err(refused(&path, format!("more than {} entries", limits.entries)));
-        }
+        let header = entry.header();
+        let path = ext.path.take().unwrap_or_else(|| header.path_bytes().into_owned());
+        let link = ext.link.take().or_else(|| header.link_name_bytes().map(|l| l.into_owned()));
         let parts = components(&path)?;
         let Some(name) = parts.last().copied() else {
-            // The root itself ("./"): it exists; its mode is the caller's.
-            continue;
+            if kind.is_dir() {
+                // The root itself ("./"): it exists; its mode is the caller's.
+                continue;
+            }
+            return Err(refused(&path, "a name that is the root itself"));
         };
-        let header = entry.header();
+        if path.ends_with(b"/") && !kind.is_dir() {
+            return Err(refused(&path, "a name ending in \"/\" that is not a directory"));
+        }
         let damaged = |source| ExtractError::Damaged { entry: done.entries, source };
         let mode = permissions(header.mode().map_err(damaged)?);
-        let owner = (header.uid().map_err(damaged)?, header.gid().map_err(damaged)?);
-        let (uid, gid) = (
-            Uid::from_raw(u32::try_from(owner.0).map_err(|_| refused(&path, "an owner out of range"))?),
-            Gid::from_raw(u32::try_from(owner.1).map_err(|_| refused(&path, "a group out of range"))?),
-        );
-        let mtime = TimeSpec::new(i64::try_from(header.mtime().map_err(damaged)?).unwrap_or(0), 0);
+        let id = |v: u64, what: &str| {
+            // (uid_t)-1 tells chown "leave it": the file would stay root's.
+            u32::try_from(v)
+                .ok()
+                .filter(|v| *v != u32::MAX)
+                .ok_or_else(|| refused(&path, format!("{what} out of range")))
+        };
+        let uid = Uid::from_raw(id(ext.uid.take().map_or_else(|| header.uid(), Ok).map_err(damaged)?, "an owner")?);
+        let gid = Gid::from_raw(id(ext.gid.take().map_or_else(|| header.gid(), Ok).map_err(damaged)?, "a group")?);
+        let seconds = ext.mtime.take().map_or_else(|| header.mtime(), Ok).map_err(damaged)?;
+        let mtime = TimeSpec::new(seconds.try_into().unwrap_or(0), 0);
         let dir = parent_of(&root_fd, &parts, &path, true)?;
         let werr = |e: Errno| write_error(&path, io_of(e));
         if kind.is_dir() {
@@ -186,7 +294,9 @@ pub fn extract(archive: impl Read, root: &Path, limits: Limits) -> Result<Extrac
                 Err(e) => return Err(werr(e)),
             }
             let d = open_dir(&dir, name).map_err(|e| match e {
-                Errno::ELOOP | Errno::ENOTDIR => refused(&path, "a directory where a link or a file is"),
+                Errno::ELOOP | Errno::EMLINK | Errno::ENOTDIR => {
+                    refused(&path, "a directory where a link or a file is")
+                }
                 e => werr(e),
             })?;
             fchown(&d, Some(uid), Some(gid)).map_err(werr)?;
@@ -217,7 +327,7 @@ pub fn extract(archive: impl Read, root: &Path, limits: Limits) -> Result<Extrac
             fchmod(&file, mode).map_err(werr)?;
             futimens(&file, &mtime, &mtime).map_err(werr)?;
         } else if kind.is_symlink() {
-            let target = entry.link_name_bytes().ok_or_else(|| refused(&path, "a link without a target"))?;
+            let target = link.ok_or_else(|| refused(&path, "a link without a target"))?;
             if target.is_empty() || target.contains(&0) {
                 return Err(refused(&path, "a link with an empty or NUL target"));
             }
@@ -227,7 +337,7 @@ pub fn extract(archive: impl Read, root: &Path, limits: Limits) -> Result<Extrac
             fchownat(&dir, OsStr::from_bytes(name), Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW)
                 .map_err(werr)?;
         } else if kind.is_hard_link() {
-            let target = entry.link_name_bytes().ok_or_else(|| refused(&path, "a hard link without a target"))?;
+            let target = link.ok_or_else(|| refused(&path, "a hard link without a target"))?;
             let target_parts =
                 components(&target).map_err(|_| refused(&path, "a hard link to something outside the release"))?;
             let Some(target_name) = target_parts.last().copied() else {
@@ -284,8 +394,8 @@ mod tests {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*kind);
             h.set_mode(*mode);
-            h.set_uid(0);
-            h.set_gid(0);
+            h.set_uid(u64::from(nix::unistd::getuid().as_raw()));
+            h.set_gid(u64::from(nix::unistd::getgid().as_raw()));
             h.set_mtime(1_700_000_000);
             // Set by bytes: the builder's own setters refuse `..` and
             // absolute paths, which is what these tests must send.
@@ -337,7 +447,11 @@ mod tests {
         let cases: Vec<(&str, Vec<Item>, &str)> = vec![
             ("traversal", vec![(Regular, "../outside/owned", "x", 0o644)], "\"..\""),
             ("deep traversal", vec![(Regular, "a/../../outside/owned", "x", 0o644)], "\"..\""),
-            ("absolute", vec![(Regular, "/tmp/iocaged-extract-owned", "x", 0o644)], "absolute"),
+            ("absolute", vec![(Regular, "/iocaged-extract-owned", "x", 0o644)], "absolute"),
+            ("ZFS's control directory", vec![(Directory, "./.zfs/snapshot/x/", "", 0o755)], "control directory"),
+            ("its other spelling", vec![(Directory, ".ZFS/snapshot/x/", "", 0o755)], "control directory"),
+            ("a file named like a directory", vec![(Regular, "etc/", "x", 0o644)], "ending in"),
+            ("a file named as the root", vec![(Regular, "./", "x", 0o644)], "the root itself"),
             (
                 "symlink escape, then a write through it",
                 vec![(Symlink, "evil", "../outside", 0o777), (Regular, "evil/owned", "x", 0o644)],
@@ -372,10 +486,85 @@ mod tests {
                 fs::read_dir(base.join("outside")).unwrap().flatten().map(|e| e.file_name()).collect();
             assert_eq!(outside, vec![std::ffi::OsString::from("f")], "{what}: the host side is untouched");
             assert_eq!(fs::read_to_string(base.join("outside/f")).unwrap(), "host file", "{what}");
-            assert!(!Path::new("/tmp/iocaged-extract-owned").exists(), "{what}");
+            assert!(!Path::new("/iocaged-extract-owned").exists(), "{what}");
             assert!(!root.join("dev/mem").exists() && !root.join("big").exists(), "{what}");
             fs::remove_dir_all(base).unwrap();
         }
+    }
+
+    /// A raw header of `kind` named `name` with `body`, then `rest`.
+    fn raw_record(kind: tar::EntryType, name: &str, body: &[u8], rest: &[u8]) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_mode(0o644);
+        h.set_size(body.len() as u64);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(body);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out.extend_from_slice(rest);
+        out
+    }
+
+    #[test]
+    fn long_names_are_read_here_and_bounded() {
+        let (base, root) = scratch("long");
+        // The builder writes a GNU long-name record for a name over 100 bytes.
+        let long = format!("usr/share/{}/file", "d".repeat(150));
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(2);
+        h.set_uid(u64::from(nix::unistd::getuid().as_raw()));
+        h.set_gid(u64::from(nix::unistd::getgid().as_raw()));
+        h.set_mtime(1);
+        b.append_data(&mut h, &long, &b"ok"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        assert_eq!(extract(&t[..], &root, LIMITS).unwrap(), Extracted { entries: 2, bytes: 2 });
+        assert_eq!(fs::read_to_string(root.join(&long)).unwrap(), "ok");
+        // A long-name record of 1 MiB: refused at MAX_EXTENSION, never held whole.
+        let flood = raw_record(tar::EntryType::GNULongName, "././@LongLink", &vec![b'a'; 1 << 20], &[]);
+        let err = extract(&flood[..], &root, LIMITS).unwrap_err();
+        assert!(err.to_string().contains("extension record over"), "{err}");
+        // A PAX header naming the entry "../x": the name used is the one checked.
+        let pax = raw_record(
+            tar::EntryType::XHeader,
+            "pax",
+            b"16 path=../evil\n",
+            &tarball(&[(Regular, "fine", "x", 0o644)]),
+        );
+        let err = extract(&pax[..], &root, LIMITS).unwrap_err();
+        assert!(err.to_string().contains("\"..\""), "{err}");
+        let sized =
+            raw_record(tar::EntryType::XHeader, "pax", b"12 size=100\n", &tarball(&[(Regular, "f", "x", 0o644)]));
+        assert!(extract(&sized[..], &root, LIMITS).unwrap_err().to_string().contains("PAX size"));
+        // Too deep, and a name too long.
+        let named = |name: &[u8]| {
+            let real = tarball(&[(Directory, "placeholder", "", 0o755)]);
+            raw_record(tar::EntryType::GNULongName, "././@LongLink", name, &real)
+        };
+        let deep = vec!["a"; 200].join("/");
+        let err = extract(&named(deep.as_bytes())[..], &root, LIMITS).unwrap_err();
+        assert!(err.to_string().contains("components"), "{err}");
+        let err = extract(&named(&vec![b'n'; 2000])[..], &root, LIMITS).unwrap_err();
+        assert!(err.to_string().contains("longer than 1024"), "{err}");
+        assert!(err.to_string().len() < 400, "the name is cut in messages: {err}");
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn the_owner_that_means_leave_it_is_refused() {
+        let (base, root) = scratch("uid");
+        let mut t = tarball(&[(Regular, "su", "x", 0o4755)]);
+        let mut h = tar::Header::from_byte_slice(&t[..512]).clone();
+        h.set_uid(u64::from(u32::MAX));
+        h.set_cksum();
+        t[..512].copy_from_slice(h.as_bytes());
+        let err = extract(&t[..], &root, LIMITS).unwrap_err();
+        assert!(err.to_string().contains("owner out of range"), "{err}");
+        assert!(!root.join("su").exists());
+        fs::remove_dir_all(base).unwrap();
     }
 
     #[test]
