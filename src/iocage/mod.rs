@@ -11,6 +11,7 @@ pub mod index;
 pub mod jails;
 pub mod layout;
 pub mod lifecycle;
+pub mod manifest;
 pub mod names;
 pub mod network;
 pub mod pool;
