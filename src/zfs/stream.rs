@@ -145,6 +145,23 @@ fn start_helper(args: &[&str], stdin: Stdio, stdout: Stdio) -> std::io::Result<C
             });
         }
     }
+    #[cfg(target_os = "freebsd")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: procctl(2) on the calling process is a plain system call
+        // touching only `sig`, a local of this closure. The helper gets
+        // SIGKILL when the daemon exits (PROC_PDEATHSIG_CTL), so it never
+        // outlives the copy.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut sig: libc::c_int = libc::SIGKILL;
+                if libc::procctl(libc::P_PID, 0, libc::PROC_PDEATHSIG_CTL, (&raw mut sig).cast()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     // `cmd` (and with it this process's copies of the pipe ends given) is
     // dropped on return: from then on only the helper holds them.
     cmd.spawn()
