@@ -314,6 +314,20 @@ fn concurrent_requests_on_one_socket_are_answered_by_id() {
 /// listjails answers from an index kept between requests; a change made
 /// behind the daemon's back (with the `zfs` command) shows at once.
 #[test]
+fn a_pool_activated_behind_the_daemon_s_back_is_seen_at_once() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    let d = Daemon::start(&[]);
+    rig::zfs(&["inherit", "org.freebsd.ioc:active", &f.pool]);
+    // Long enough for the jail watcher (every second) to find no pool.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    rig::zfs(&["set", "org.freebsd.ioc:active=yes", &f.pool]);
+    let r = client::rest(d.rest, &json!({"action": "listjails"}));
+    assert_eq!(r.body["args"]["listjails"], json!({}), "no failure remembered: {}", r.raw);
+    assert!(d.stop());
+}
+
+#[test]
 fn listings_see_outside_changes_at_once() {
     let _g = lock();
     let f = Fixture::fresh();

@@ -78,7 +78,11 @@ type FoundPool = (Instant, Result<String, ActionError>);
 
 /// How old the pool choice a read uses may be: a pool imported, exported
 /// or (de)activated behind the daemon's back shows in reads within this.
-/// The daemon's own activatepool and deactivatepool show at once.
+/// The daemon's own activatepool and deactivatepool show at once, and so
+/// does a pool becoming active where none was (no active pool is never
+/// remembered: the jail watcher, reading every second, would otherwise
+/// make a pool set up behind the daemon's back look absent to the next
+/// client read).
 const POOL_CHOICE_AGE: Duration = Duration::from_secs(1);
 
 /// Actions in flight without a configuration (`max_actions`).
@@ -579,7 +583,12 @@ impl Iocage {
                     PoolChoice::Fixed(p) => p,
                     PoolChoice::Auto => {
                         let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-                        match cache.as_ref().filter(|(at, _)| !age.is_zero() && at.elapsed() < age) {
+                        // Only a pool found is reused: a failure to find one
+                        // (none active, as while a pool is being set up behind
+                        // the daemon's back) is looked at again by the next
+                        // read, not kept for POOL_CHOICE_AGE.
+                        let fresh = |(at, found): &&FoundPool| found.is_ok() && !age.is_zero() && at.elapsed() < age;
+                        match cache.as_ref().filter(fresh) {
                             Some((_, found)) => found.clone()?,
                             None => {
                                 lib.forget_pools();
