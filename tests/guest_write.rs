@@ -263,14 +263,14 @@ fn a_daemon_killed_during_a_thick_create_leaves_no_trace_after_restart() {
         // end of the pipe it receives from (the sender is a process of its
         // own), so that end closes when the sender ends, whatever happens
         // to the daemon.
-        if let Some(both) = host::pipes_held_at_both_ends(d.pid().unwrap()) {
+        if let Some(both) = host::pipes_held_at_both_ends_steadily(d.pid().unwrap()) {
             assert!(both.is_empty(), "the daemon holds both ends of {both:?} during a copy");
         }
         // Nor does any of the copy's helpers (the sender, the relay).
         for helper in ["zfs-send", "zfs-relay"] {
             for pid in host::helpers(helper).unwrap_or_default() {
                 helpers_seen += 1;
-                let both = host::pipes_held_at_both_ends(pid).unwrap_or_default();
+                let both = host::pipes_held_at_both_ends_steadily(pid).unwrap_or_default();
                 assert!(both.is_empty(), "the {helper} holds both ends of {both:?}");
             }
         }

@@ -15,7 +15,8 @@
 //! waiting for a write end that only the dying process itself still held
 //! (the kernel's send and receive do not always stop for a fatal signal;
 //! OpenZFS issue 12500 is one such case). So every process holds one end of
-//! a pipe at most: the sender the first pipe's write end, the relay (plain
+//! a pipe at most (the daemon holds both only from making a pipe to handing
+//! an end to the helper that starts next, while nothing waits on it): the sender the first pipe's write end, the relay (plain
 //! reads and writes, always killable) the first's read end and the second's
 //! write end, the daemon the second's read end. Whoever ends, however it
 //! ends, its ends close, and the next in line sees the end of the stream or

@@ -182,6 +182,23 @@ pub fn pipes_held_at_both_ends(pid: u32) -> Option<Vec<String>> {
     Some(ends.into_iter().filter(|(_, (r, w))| *r && *w).map(|(p, _)| p).collect())
 }
 
+/// [`pipes_held_at_both_ends`], keeping only the pipes still held at both
+/// ends over half a second (five looks): a process holds both ends of a
+/// pipe for an instant whenever it makes one to hand an end to a child;
+/// what could hang it is holding them for good.
+pub fn pipes_held_at_both_ends_steadily(pid: u32) -> Option<Vec<String>> {
+    let mut held = pipes_held_at_both_ends(pid)?;
+    for _ in 0..5 {
+        if held.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = pipes_held_at_both_ends(pid).unwrap_or_default();
+        held.retain(|p| now.contains(p));
+    }
+    Some(held)
+}
+
 /// Linux: the pids of the processes whose first argument is `arg` (the
 /// daemon's helpers: `zfs-send`, `zfs-relay`, ...). `None` elsewhere.
 pub fn helpers(arg: &str) -> Option<Vec<u32>> {
