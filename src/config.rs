@@ -28,6 +28,10 @@
 //! header_timeout = 10               # seconds to send a request's headers; idle keep-alive
 //! request_timeout = 30              # seconds to send a body; a read's deadline
 //! trusted_proxies = []              # proxies whose X-Forwarded-For is believed
+//! release_mirror = "https://download.freebsd.org/releases"  # fetchrelease: <mirror>/<arch>/<release>/
+//! release_arch = "amd64"            # the mirror's path for this host (default: the build's; arm64: "arm64/aarch64")
+//! allow_plaintext_mirror = false    # an http:// mirror that is not on loopback
+//! max_release_bytes = 17179869184   # bytes of one set downloaded, and of a release extracted
 //! ```
 //! Both ports serve both transports (a WebSocket upgrade on the REST port
 //! works too); the two lists exist for compatibility with sysadm clients.
@@ -102,6 +106,15 @@ pub struct Config {
     /// names the client; the lockout then applies to that client (the
     /// per-address connection limit counts TCP peers, and exempts these).
     pub trusted_proxies: Vec<Network>,
+    /// fetchrelease's mirror: a release's `MANIFEST` and sets are at
+    /// `<release_mirror>/<release_arch>/<release>/`.
+    pub release_mirror: String,
+    pub release_arch: String,
+    /// Allows an `http://` release mirror that is not on loopback.
+    pub allow_plaintext_mirror: bool,
+    /// The most bytes of one downloaded set, and of all the files
+    /// extracted into one release.
+    pub max_release_bytes: u64,
 }
 
 /// An address or a network (`10.0.0.0/8`, `::1`) in the configuration.
@@ -245,6 +258,10 @@ impl Default for Config {
             header_timeout: 10,
             request_timeout: 30,
             trusted_proxies: Vec::new(),
+            release_mirror: crate::iocage::fetch::Settings::default().mirror,
+            release_arch: crate::iocage::fetch::default_arch().into(),
+            allow_plaintext_mirror: false,
+            max_release_bytes: crate::iocage::fetch::Settings::default().max_release_bytes,
         }
     }
 }
@@ -268,6 +285,10 @@ pub enum ConfigError {
     BadPool(String),
     #[error("{key} = {value}: expected {expected}")]
     OutOfRange { key: &'static str, value: u64, expected: &'static str },
+    #[error("release_mirror = {0:?}: {1}")]
+    BadMirror(String, String),
+    #[error("release_arch = {0:?}: expected plain path components, as amd64 or arm64/aarch64")]
+    BadArch(String),
     #[error("zfs_queue = {queue} is less than max_actions = {actions}: every action in flight needs room for its job")]
     QueueBelowActions { queue: usize, actions: usize },
 }
@@ -293,12 +314,29 @@ impl Config {
         if self.tls_certificate.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::HalfTls);
         }
+        let mirror = crate::iocage::download::Url::parse(&self.release_mirror)
+            .map_err(|e| ConfigError::BadMirror(self.release_mirror.clone(), e.to_string()))?;
+        let bad_mirror = |why: &str| Err(ConfigError::BadMirror(self.release_mirror.clone(), why.into()));
+        if self.release_mirror.contains(['?', '#']) {
+            return bad_mirror("a mirror's URL has no query or fragment");
+        }
+        if !mirror.is_private_channel() && !self.allow_plaintext_mirror {
+            return bad_mirror(
+                "over plain http anyone on the way can change a MANIFEST and its sets together, and the \
+                 checksums then vouch for nothing: use https, or set allow_plaintext_mirror = true",
+            );
+        }
+        let plain = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !self.release_arch.split('/').all(plain) {
+            return Err(ConfigError::BadArch(self.release_arch.clone()));
+        }
         if !self.tls() && !self.allow_plaintext {
             if let Some(a) = self.listen_addrs().find(|a| !a.ip().is_loopback()) {
                 return Err(ConfigError::Plaintext(a));
             }
         }
-        let ranges: [(&'static str, u64, std::ops::RangeInclusive<u64>, &'static str); 12] = [
+        let ranges: [(&'static str, u64, std::ops::RangeInclusive<u64>, &'static str); 13] = [
+            ("max_release_bytes", self.max_release_bytes, (1 << 20)..=(1 << 40), "1048576 to 1099511627776 bytes"),
             ("autostart_delay", self.autostart_delay, 0..=3600, "0 to 3600 seconds"),
             ("execjail_timeout", self.execjail_timeout, 1..=86_400, "1 to 86400 seconds"),
             ("exec_output_limit", self.exec_output_limit, 1024..=(1 << 30), "1024 to 1073741824 bytes"),
@@ -335,6 +373,15 @@ impl Config {
             header_timeout: Duration::from_secs(self.header_timeout),
             request_timeout: Duration::from_secs(self.request_timeout),
             trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+
+    /// Where fetchrelease fetches from.
+    pub fn fetch_settings(&self) -> crate::iocage::fetch::Settings {
+        crate::iocage::fetch::Settings {
+            mirror: self.release_mirror.clone(),
+            arch: self.release_arch.clone(),
+            max_release_bytes: self.max_release_bytes,
         }
     }
 
@@ -439,6 +486,27 @@ mod tests {
         assert!(matches!(none.validate(), Err(ConfigError::NoListener)));
         let bad = Config::parse("pool = \"a/b\"").unwrap();
         assert!(matches!(bad.validate(), Err(ConfigError::BadPool(_))));
+        for mirror in ["ftp://m/releases", "https://u:p@m/releases", "releases"] {
+            let c = Config::parse(&format!("release_mirror = {mirror:?}")).unwrap();
+            assert!(matches!(c.validate(), Err(ConfigError::BadMirror(..))), "{mirror}");
+        }
+        for arch in ["", "../x", "amd64/", "a b"] {
+            let c = Config::parse(&format!("release_arch = {arch:?}")).unwrap();
+            assert!(matches!(c.validate(), Err(ConfigError::BadArch(_))), "{arch}");
+        }
+        let plain = "release_mirror = \"http://10.0.0.1:8080/r/\"\nrelease_arch = \"arm64/aarch64\"";
+        let e = Config::parse(plain).unwrap().validate().unwrap_err();
+        assert!(e.to_string().contains("allow_plaintext_mirror"), "{e}");
+        let c = Config::parse(&format!("{plain}\nallow_plaintext_mirror = true")).unwrap();
+        c.validate().unwrap();
+        Config::parse("release_mirror = \"http://127.0.0.1:8080/r\"").unwrap().validate().unwrap();
+        let e = Config::parse("release_mirror = \"https://m/r?x=1\"").unwrap().validate().unwrap_err();
+        assert!(e.to_string().contains("query"), "{e}");
+        assert_eq!(c.fetch_settings().arch, "arm64/aarch64");
+        assert!(matches!(
+            Config::parse("max_release_bytes = 1000").unwrap().validate(),
+            Err(ConfigError::OutOfRange { key: "max_release_bytes", .. })
+        ));
         for bad in ["execjail_timeout = 0", "execjail_timeout = 86401", "exec_output_limit = 10", "execjail_max = 0"] {
             let c = Config::parse(bad).unwrap();
             assert!(matches!(c.validate(), Err(ConfigError::OutOfRange { .. })), "{bad}");

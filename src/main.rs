@@ -225,6 +225,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let iocage = Iocage::new(zfs, iocaged::runtime::native(), pool)
         .with_policy(config.jail_policy())
         .with_limits(limits.max_actions, limits.request_timeout)
+        .with_fetch(config.fetch_settings())
         .with_events(events.clone());
     let auth = Auth::with_limits(
         config.pam_service.clone(),
@@ -241,13 +242,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     rt.block_on(async move {
-        // A create that was cut short (crash, SIGKILL, power loss) left a
-        // marked jail behind: remove it before listening, so that no client
-        // ever sees it.
+        // A create or fetch that was cut short (crash, SIGKILL, power loss)
+        // left a marked jail or release behind: remove it before listening,
+        // so that no client ever sees it.
         match iocage.recover().await {
             Ok(removed) => {
-                for uuid in removed {
-                    tracing::warn!(jail = %uuid, "removed a jail whose creation never finished");
+                for what in removed {
+                    tracing::warn!(removed = %what, "removed a jail or release whose making never finished");
                 }
             }
             Err(e) => tracing::error!("could not check for unfinished creates: {e}"),

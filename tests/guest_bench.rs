@@ -7,7 +7,8 @@
 //! short run) it does the same on 10 jails with a few iterations, so that
 //! it cannot rot. It asserts that every answer is a success, never a time.
 //! `--lifecycle` measures only the lifecycle table (start and stop with
-//! no address, one shared-IP address, one VNET interface; exec).
+//! no address, one shared-IP address, one VNET interface; exec);
+//! `--fetch` only fetchrelease's table.
 
 mod rig;
 
@@ -23,6 +24,7 @@ use iocaged::zfs::Libzfs;
 use rig::client::{self, Ws};
 use rig::daemon::Daemon;
 use rig::fixture::Fixture;
+use rig::mirror::{self, Mirror};
 
 /// Where the daemon logs during the benchmark (a tmpfs in the guest, as a
 /// journal would be on a host; not the serial console).
@@ -45,6 +47,9 @@ struct Plan {
     cycles: usize,
     /// createjail/clonejail/destroyjail rounds per pool size.
     writes: usize,
+    /// Files of 16 KiB in the release fetchrelease fetches, and its rounds.
+    fetch_files: usize,
+    fetch_rounds: usize,
 }
 
 fn plan(full: bool) -> Plan {
@@ -60,6 +65,8 @@ fn plan(full: bool) -> Plan {
             clients: vec![1, 8, 64],
             cycles: 10,
             writes: 5,
+            fetch_files: 2000,
+            fetch_rounds: 3,
         }
     } else {
         Plan {
@@ -73,6 +80,8 @@ fn plan(full: bool) -> Plan {
             clients: vec![1, 8],
             cycles: 2,
             writes: 2,
+            fetch_files: 100,
+            fetch_rounds: 1,
         }
     }
 }
@@ -492,6 +501,63 @@ fn lifecycle(p: &Plan) -> Vec<String> {
     results
 }
 
+/// fetchrelease (download from a loopback mirror, SHA-256 check, xz
+/// decompression and extraction) of one set, next to `tar -xJf` of the same
+/// set into a new dataset: same pool, same run.
+fn fetch_table(p: &Plan) -> Vec<String> {
+    const REL: &str = "14.2-RELEASE";
+    let f = Fixture::fresh();
+    let made = f.static_release("bench-src");
+    let dir = "/iocage/releases/bench-src/root";
+    std::fs::create_dir_all(format!("{dir}/usr/share/bench")).unwrap();
+    for i in 0..p.fetch_files {
+        let text: String = (0..512).map(|l| format!("file {i} line {l:08}\n")).collect();
+        std::fs::write(format!("{dir}/usr/share/bench/f{i}"), text).unwrap();
+    }
+    let tar = mirror::tar_of(dir);
+    let entries = tar::Archive::new(&tar[..]).entries().unwrap().count() as u64;
+    let set = mirror::xz(&tar);
+    rig::zfs(&["destroy", "-r", made.trim_end_matches("/root")]);
+    let local = "/tmp/bench-base.txz";
+    std::fs::write(local, &set).unwrap();
+    let m = Mirror::start();
+    m.release(REL, &[("base.txz", &set, entries)]);
+    let d = Daemon::with_config(&format!("release_mirror = {:?}\nrelease_arch = \"{}\"\n", m.url(), mirror::ARCH));
+    let (mut fetches, mut tars) = (Vec::new(), Vec::new());
+    let scratch = format!("{}/iocage/bench-tar", f.pool);
+    for _ in 0..p.fetch_rounds {
+        let _ = Command::new("zfs").args(["destroy", "-r", &format!("{}/iocage/download/{REL}", f.pool)]).status();
+        let t = Instant::now();
+        let r = client::rest(d.rest, &json!({"action": "fetchrelease", "release": REL}));
+        fetches.push(t.elapsed());
+        ok(&r.body, "fetchrelease");
+        ok(&client::rest(d.rest, &json!({"action": "destroyrelease", "release": REL})).body, "destroyrelease");
+        let t = Instant::now();
+        rig::zfs(&["create", &scratch]);
+        run("tar", &["-xJf", local, "-C", "/iocage/bench-tar"]);
+        tars.push(t.elapsed());
+        rig::zfs(&["destroy", "-r", &scratch]);
+    }
+    assert!(d.stop());
+    let (fetch, tar_x) = (stats(fetches), stats(tars));
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    vec![
+        "### fetchrelease: one set from a loopback mirror, next to `tar -xJf` of the same set (p50 ms)".into(),
+        String::new(),
+        "| set (xz / tar MiB, entries) | fetchrelease (download, SHA-256, extract) | `zfs create` and `tar -xJf` into it | x tar |".into(),
+        "|---|---|---|---|".into(),
+        format!(
+            "| {:.1} / {:.1} MiB, {entries} | {} | {} | {:.1}x |",
+            mib(set.len()),
+            mib(tar.len()),
+            ms(fetch.p50),
+            ms(tar_x.p50),
+            fetch.p50 / tar_x.p50
+        ),
+        String::new(),
+    ]
+}
+
 fn main() {
     // The guest runs every test binary test by test (`--list`, then
     // `--exact NAME`, tests/vm/guest.sh); this one is one test.
@@ -523,7 +589,16 @@ fn main() {
     // First the lifecycle, on an empty pool; then the sizes in increasing
     // order, the throughput on the pool of its size, and the largest pool
     // last (never destroyed: that alone takes minutes in the guest).
+    // `--fetch`: the fetchrelease table alone (with the mode's set).
+    if std::env::args().any(|a| a == "--fetch") {
+        results.extend(fetch_table(&p));
+        for line in results {
+            say(line);
+        }
+        return;
+    }
     let life = lifecycle(&p);
+    let fetched = fetch_table(&p);
     // `--lifecycle`: that table alone (with the mode's cycles).
     if std::env::args().any(|a| a == "--lifecycle") {
         results.extend(life);
@@ -577,7 +652,7 @@ fn main() {
                 per_prop.map_or("".into(), ms),
                 ms(single.p50),
                 per_prop.map_or("".into(), |v| format!("{:.0}x", v / best)),
-                format!("{:.1}x", single.p50 / best),
+                format_args!("{:.1}x", single.p50 / best),
             ));
             say(format!(
                 "[bench] {n} jails, {label}: REST {:.2}/{:.2} ms, WS {:.2}/{:.2} ms, zfs {:.2} ms",
@@ -612,6 +687,7 @@ fn main() {
 
     results.extend(throughput);
     results.extend(life);
+    results.extend(fetched);
 
     println!("=== BENCHMARK RESULTS BEGIN ===");
     for l in &results {

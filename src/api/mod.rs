@@ -94,12 +94,13 @@ impl Api {
     ) -> Result<Value, ProtocolError> {
         let started = Instant::now();
         let (result, user) = self.dispatch(peer, creds, session, call).await;
-        let outcome = match &result {
-            Ok(v) if v.as_object().and_then(|o| o.values().next()).is_some_and(|b| b.get("error").is_some()) => {
-                "error".to_string()
-            }
-            Ok(_) => "ok".to_string(),
-            Err(e) => e.status.code().to_string(),
+        // An action's in-band error goes into the line too (bounded): the
+        // operator reading the log sees why, not only that, it failed.
+        let in_band = result.as_ref().ok().and_then(|v| v.as_object()?.values().next()?.get("error")?.as_str());
+        let (outcome, error) = match (&result, in_band) {
+            (Ok(_), Some(e)) => ("error".to_string(), e.chars().take(300).collect::<String>()),
+            (Ok(_), None) => ("ok".to_string(), "-".to_string()),
+            (Err(e), _) => (e.status.code().to_string(), "-".to_string()),
         };
         tracing::info!(
             transport = ?transport,
@@ -110,6 +111,7 @@ impl Api {
             action = %str_arg(call, "action").unwrap_or("-"),
             jail = %str_arg(call, "jail").unwrap_or("-"),
             outcome = %outcome,
+            error = ?error,
             ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
             "request"
         );

@@ -69,7 +69,8 @@ impl Plan {
     }
 }
 
-fn ensure(lib: &Libzfs, name: &str, props: &[(&str, &str)]) -> Result<(), ActionError> {
+/// `name` made and mounted, unless it exists.
+pub(super) fn ensure(lib: &Libzfs, name: &str, props: &[(&str, &str)]) -> Result<(), ActionError> {
     if !lib.exists(name) {
         lib.create_filesystem(name, props)?;
         lib.mount(name)?;
@@ -192,6 +193,9 @@ pub fn prepare(
             };
             if !lib.exists(&source) {
                 return Err(ActionError::ReleaseNotFound(rel, source));
+            }
+            if k != CreateKind::Base && super::destroy::is_incomplete_release(lib, layout, &rel)? {
+                return Err(ActionError::ReleaseIncomplete(rel));
             }
             Some(rel)
         }

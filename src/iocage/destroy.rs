@@ -15,7 +15,7 @@ use crate::runtime::kernel_name;
 use crate::zfs::{ErrorKind, Libzfs};
 
 use super::error::ActionError;
-use super::jails::{self, Jail};
+use super::jails::{self, INCOMPLETE_PROP, Jail};
 use super::layout::Layout;
 
 /// Destroys `name` and everything below it, refusing outside `POOL/iocage`.
@@ -365,19 +365,23 @@ pub fn list_releases(lib: &Libzfs, layout: &Layout) -> Result<Vec<(String, Vec<S
     let mut out = Vec::with_capacity(names.len());
     for dataset in names {
         let release = dataset.rsplit('/').next().unwrap_or_default().to_string();
+        if is_incomplete_release(lib, layout, &release)? {
+            continue;
+        }
         let entries = release_entries(lib, layout, &release);
         out.push((release, holders(lib, layout, &jails, &entries)?));
     }
     Ok(out)
 }
 
-/// destroyrelease: the release's datasets, refused (naming them) while
-/// jails or templates depend on it.
+/// destroyrelease: the release's datasets (its root, base pieces and
+/// downloads, whichever exist), refused (naming them) while jails or
+/// templates depend on it.
 pub fn destroy_release(lib: &Libzfs, layout: &Layout, release: &str) -> Result<(), ActionError> {
     let entries = release_entries(lib, layout, release);
-    let root = format!("{}/{release}", layout.releases());
-    if !entries.contains(&root) {
-        return Err(ActionError::ReleaseNotFound(release.to_string(), root));
+    if entries.is_empty() {
+        // (Downloads alone, of a fetch that never finished, are removed.)
+        return Err(ActionError::ReleaseNotFound(release.to_string(), format!("{}/{release}", layout.releases())));
     }
     let jails = jails::read_all_with_incomplete(lib, layout)?;
     let dependents = holders(lib, layout, &jails, &entries)?;
@@ -431,7 +435,38 @@ pub fn recover(lib: &Libzfs, layout: &Layout) -> Result<Vec<String>, ActionError
         remove_snapshots_named(lib, layout, &j.uuid);
         removed.push(j.uuid);
     }
+    let releases = match lib.children(&layout.releases()) {
+        Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+        other => other?,
+    };
+    for dataset in releases {
+        let release = dataset.rsplit('/').next().unwrap_or_default().to_string();
+        if is_incomplete_release(lib, layout, &release)? {
+            destroy_incomplete_release(lib, layout, &release)?;
+            removed.push(format!("release {release}"));
+        }
+    }
     Ok(removed)
+}
+
+/// Whether `releases/<release>` carries the marker of a fetch not finished.
+pub fn is_incomplete_release(lib: &Libzfs, layout: &Layout, release: &str) -> Result<bool, ActionError> {
+    let dataset = format!("{}/{release}", layout.releases());
+    match lib.user_props(&dataset) {
+        // Set on the release itself (`source` names where a value is set).
+        Ok(props) => Ok(props.get(INCOMPLETE_PROP).is_some_and(|p| p.source == dataset)),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A release a fetch did not finish: destroyed, if it still carries the
+/// marker (a release made otherwise is never removed here).
+pub fn destroy_incomplete_release(lib: &Libzfs, layout: &Layout, release: &str) -> Result<(), ActionError> {
+    if is_incomplete_release(lib, layout, release)? {
+        destroy_tree(lib, layout, &format!("{}/{release}", layout.releases()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

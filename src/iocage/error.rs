@@ -32,6 +32,17 @@ pub enum ActionError {
     TagInUse { tag: String, uuid: String },
     #[error("release '{0}' not found: fetch it first (no dataset {1})")]
     ReleaseNotFound(String, String),
+    #[error("release '{0}' is already on the pool ({1}); destroy it first with destroyrelease")]
+    ReleaseExists(String, String),
+    #[error("release '{0}' is being fetched by another request; wait for it to finish")]
+    FetchRunning(String),
+    #[error("cannot fetch release '{release}': {message}")]
+    FetchFailed { release: String, message: String },
+    #[error(
+        "release '{0}' is incomplete: a fetch of it is running (wait for it), or was cut off (the daemon \
+         removes it when it starts again; or destroyrelease it)"
+    )]
+    ReleaseIncomplete(String),
     #[error("jail {0} is running: stop it first")]
     JailRunning(String),
     #[error("jails are running: {}; stop them first", .0.join(", "))]

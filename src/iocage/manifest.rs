@@ -44,11 +44,13 @@ pub enum ManifestError {
     Mismatch { file: String, got: String, want: String },
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of a checksum.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex32(s: &str) -> Option<[u8; 32]> {
+/// A SHA-256 written as 64 hex digits.
+pub fn unhex32(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }

@@ -5,8 +5,10 @@
 pub mod autostart;
 pub mod create;
 pub mod destroy;
+pub mod download;
 pub mod error;
 pub mod extract;
+pub mod fetch;
 pub mod index;
 pub mod jails;
 pub mod layout;

@@ -33,10 +33,12 @@ pub enum Action {
     ListReleases,
     /// iocaged's own: removes a release nothing depends on.
     DestroyRelease,
+    /// iocaged's own: downloads, verifies and extracts a release.
+    FetchRelease,
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::GetDefaultSettings,
         Action::ListJails,
         Action::GetJailSettings,
@@ -56,6 +58,7 @@ impl Action {
         Action::DeactivatePool,
         Action::ListReleases,
         Action::DestroyRelease,
+        Action::FetchRelease,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +82,7 @@ impl Action {
             Action::DeactivatePool => "deactivatepool",
             Action::ListReleases => "listreleases",
             Action::DestroyRelease => "destroyrelease",
+            Action::FetchRelease => "fetchrelease",
         }
     }
 
@@ -158,7 +162,12 @@ pub enum Request {
         lossless: bool,
         timeout: Option<std::time::Duration>,
     },
-    ListReleases,
+    /// `remote: true`: what the mirror offers instead.
+    ListReleases {
+        remote: bool,
+    },
+    /// `release`; `lib32: true`; or `url` and `sha256` of a tarball.
+    FetchRelease(super::fetch::Wanted),
     /// `release`: a name as createjail's `release=` takes it.
     DestroyRelease {
         release: String,
@@ -186,7 +195,8 @@ impl Request {
             Request::StopJail { .. } => Action::StopJail,
             Request::CapJail { .. } => Action::CapJail,
             Request::ExecJail { .. } => Action::ExecJail,
-            Request::ListReleases => Action::ListReleases,
+            Request::ListReleases { .. } => Action::ListReleases,
+            Request::FetchRelease(_) => Action::FetchRelease,
             Request::DestroyRelease { .. } => Action::DestroyRelease,
         }
     }
@@ -335,6 +345,23 @@ fn seconds(args: &Map<String, Value>, key: &'static str, max: u64) -> Result<Opt
     Ok(Some(std::time::Duration::from_secs(n)))
 }
 
+/// `key`: absent (false) or a JSON boolean.
+fn flag(args: &Map<String, Value>, key: &'static str) -> Result<bool, ActionError> {
+    match args.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ActionError::BadArgument { key, reason: "it must be true or false".into() }),
+    }
+}
+
+/// `release`: a release's name, as createjail's `release=` takes it.
+fn release_name(args: &Map<String, Value>) -> Result<String, ActionError> {
+    let release = required(args, "release")?;
+    super::props::check_format(super::props::Format::Name, &release)
+        .map_err(|expected| ActionError::BadArgument { key: "release", reason: expected.into() })?;
+    Ok(release)
+}
+
 /// Parses the arguments of `action`.
 pub fn parse(action: Action, args: &Map<String, Value>) -> Result<Request, ActionError> {
     Ok(match action {
@@ -386,12 +413,32 @@ pub fn parse(action: Action, args: &Map<String, Value>) -> Result<Request, Actio
         Action::CleanReleases => Request::CleanReleases,
         Action::CleanTemplates => Request::CleanTemplates,
         Action::CleanAll => Request::CleanAll,
-        Action::ListReleases => Request::ListReleases,
-        Action::DestroyRelease => {
-            let release = required(args, "release")?;
-            super::props::check_format(super::props::Format::Name, &release)
-                .map_err(|expected| ActionError::BadArgument { key: "release", reason: expected.into() })?;
-            Request::DestroyRelease { release }
+        Action::ListReleases => Request::ListReleases { remote: flag(args, "remote")? },
+        Action::DestroyRelease => Request::DestroyRelease { release: release_name(args)? },
+        Action::FetchRelease => {
+            let release = release_name(args)?;
+            let lib32 = flag(args, "lib32")?;
+            let direct = match (string(args, "url")?, string(args, "sha256")?) {
+                (None, None) => None,
+                (Some(url), Some(sha)) => {
+                    super::download::Url::parse(&url)
+                        .map_err(|e| ActionError::BadArgument { key: "url", reason: e.to_string() })?;
+                    let sha = super::manifest::unhex32(&sha).ok_or_else(|| ActionError::BadArgument {
+                        key: "sha256",
+                        reason: "it must be a SHA-256 written as 64 hex digits".into(),
+                    })?;
+                    Some((url, sha))
+                }
+                (Some(_), None) => return Err(ActionError::MissingKeys(vec!["sha256"])),
+                (None, Some(_)) => return Err(ActionError::MissingKeys(vec!["url"])),
+            };
+            if lib32 && direct.is_some() {
+                return Err(ActionError::BadArgument {
+                    key: "lib32",
+                    reason: "lib32 is a set of the mirror's; a tarball by url has none".into(),
+                });
+            }
+            Request::FetchRelease(super::fetch::Wanted { release, lib32, direct })
         }
         Action::StartJail => Request::StartJail { jail: required(args, "jail")? },
         Action::StopJail => Request::StopJail { jail: required(args, "jail")? },
@@ -456,8 +503,45 @@ mod tests {
         for bad in ["../jails", "a/b", "x y", ""] {
             assert!(p(json!({"release": bad})).is_err(), "{bad:?}");
         }
-        assert_eq!(parse(Action::ListReleases, &args(json!({}))), Ok(Request::ListReleases));
+        assert_eq!(parse(Action::ListReleases, &args(json!({}))), Ok(Request::ListReleases { remote: false }));
+        assert_eq!(
+            parse(Action::ListReleases, &args(json!({"remote": true}))),
+            Ok(Request::ListReleases { remote: true })
+        );
+        assert!(parse(Action::ListReleases, &args(json!({"remote": "yes"}))).is_err());
         assert!(!Action::ListReleases.is_write() && Action::DestroyRelease.is_write());
+    }
+
+    #[test]
+    fn fetchrelease_takes_a_release_and_either_lib32_or_a_tarball_with_its_checksum() {
+        let p = |v| parse(Action::FetchRelease, &args(v));
+        let sha = "ab".repeat(32);
+        let wanted = |lib32, direct| {
+            Ok(Request::FetchRelease(super::super::fetch::Wanted { release: "14.2-RELEASE".into(), lib32, direct }))
+        };
+        assert_eq!(p(json!({"release": "14.2-RELEASE"})), wanted(false, None));
+        assert_eq!(p(json!({"release": "14.2-RELEASE", "lib32": true})), wanted(true, None));
+        assert_eq!(
+            p(json!({"release": "14.2-RELEASE", "url": "https://h/x.tar.xz", "sha256": sha})),
+            wanted(false, Some(("https://h/x.tar.xz".into(), [0xab; 32])))
+        );
+        assert_eq!(p(json!({"release": "r", "url": "https://h/x"})), Err(ActionError::MissingKeys(vec!["sha256"])));
+        assert_eq!(p(json!({"release": "r", "sha256": sha})), Err(ActionError::MissingKeys(vec!["url"])));
+        for (bad, key) in [
+            (json!({"release": "../x"}), "release"),
+            (json!({"release": "r", "lib32": "yes"}), "lib32"),
+            (json!({"release": "r", "url": "file:///etc/passwd", "sha256": sha}), "url"),
+            (json!({"release": "r", "url": "https://u:p@h/x", "sha256": sha}), "url"),
+            (json!({"release": "r", "url": "https://h/x", "sha256": "+f".repeat(32)}), "sha256"),
+            (json!({"release": "r", "url": "https://h/x", "sha256": "ab"}), "sha256"),
+            (json!({"release": "r", "url": "https://h/x", "sha256": sha, "lib32": true}), "lib32"),
+        ] {
+            match p(bad.clone()) {
+                Err(ActionError::BadArgument { key: k, .. }) => assert_eq!(k, key, "{bad}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(Action::FetchRelease.is_write());
     }
 
     #[test]

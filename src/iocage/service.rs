@@ -15,6 +15,7 @@ use crate::runtime::{Runtime, kernel_name};
 use crate::zfs::{Libzfs, OnProgress, Progress as CopyProgress, Zfs};
 
 use super::error::ActionError;
+use super::fetch::{self, Fetches};
 use super::index::{Index, Listing};
 use super::jails::{self, Natives};
 use super::layout::Layout;
@@ -71,6 +72,8 @@ pub struct Iocage {
     changed: Arc<tokio::sync::Notify>,
     /// Where long actions say how far they are (`with_events`).
     events: Option<Arc<dyn watch::Sink>>,
+    /// Where releases come from, and the fetches running (`with_fetch`).
+    fetches: Arc<Fetches>,
 }
 
 /// When the pool in use was found, and which it was (or why none).
@@ -106,7 +109,29 @@ impl Iocage {
             read_deadline: DEFAULT_READ_DEADLINE,
             changed: Arc::default(),
             events: None,
+            fetches: Arc::default(),
         }
+    }
+
+    /// The same service fetching releases as `settings` say.
+    pub fn with_fetch(mut self, settings: fetch::Settings) -> Self {
+        self.fetches = Arc::new(Fetches::new(settings));
+        self
+    }
+
+    /// Runs `f` on the owner thread (a layout already chosen: the pool an
+    /// action started on, whichever is active now).
+    pub(super) async fn on_owner<R, F>(&self, f: F) -> Result<R, ActionError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Libzfs) -> Result<R, ActionError> + Send + 'static,
+    {
+        self.zfs.run(f).await?
+    }
+
+    /// The fetch settings and the fetches running (see `fetch`).
+    pub(super) fn fetches(&self) -> Arc<Fetches> {
+        self.fetches.clone()
     }
 
     /// The same service reporting long actions' progress to `sink`.
@@ -116,7 +141,7 @@ impl Iocage {
     }
 
     /// A reporter of `action`'s `step`, counted in `unit`.
-    fn reporter(&self, action: &'static str, step: &'static str, unit: &'static str) -> Arc<Reporter> {
+    pub(super) fn reporter(&self, action: &'static str, step: &'static str, unit: &'static str) -> Arc<Reporter> {
         Arc::new(Reporter::new(self.events.clone(), action, step, unit))
     }
 
@@ -333,6 +358,7 @@ impl Iocage {
                 Ok(json!({ "success": "All jails have been cleaned." }))
             }
             Request::CleanReleases => {
+                self.fetches.refuse_while_fetching(None)?;
                 self.on_pool(|lib, layout| destroy::clean_releases(lib, &layout)).await?;
                 Ok(json!({ "success": "All RELEASEs have been cleaned." }))
             }
@@ -341,13 +367,19 @@ impl Iocage {
                 Ok(json!({ "success": "All templates have been cleaned." }))
             }
             Request::CleanAll => {
+                self.fetches.refuse_while_fetching(None)?;
                 self.clean("cleanall", true).await?;
                 Ok(json!({ "success": "All iocage datasets have been cleaned." }))
             }
-            Request::ListReleases => {
+            Request::ListReleases { remote: false } => {
                 self.on_read_pool(|lib, layout| Ok(list_releases(&destroy::list_releases(lib, &layout)?))).await
             }
+            Request::ListReleases { remote: true } => {
+                Ok(json!({ "remote": super::fetch::remote_releases(&self.fetches.settings).await? }))
+            }
+            Request::FetchRelease(wanted) => self.fetch_release(wanted).await,
             Request::DestroyRelease { release } => {
+                self.fetches.refuse_while_fetching(Some(&release))?;
                 let r = release.clone();
                 self.on_pool(move |lib, layout| destroy::destroy_release(lib, &layout, &r)).await?;
                 Ok(json!({ "success": format!("release {release} destroyed.") }))
@@ -537,7 +569,7 @@ impl Iocage {
 
     /// Runs `f` on the owner thread with the layout of the pool in use,
     /// found afresh (every action that changes anything uses this).
-    async fn on_pool<R, F>(&self, f: F) -> Result<R, ActionError>
+    pub(super) async fn on_pool<R, F>(&self, f: F) -> Result<R, ActionError>
     where
         R: Send + 'static,
         F: FnOnce(&Libzfs, Layout) -> Result<R, ActionError> + Send + 'static,

@@ -12,6 +12,7 @@ pub mod conformance;
 pub mod daemon;
 pub mod fixture;
 pub mod host;
+pub mod mirror;
 pub mod seed;
 pub mod users;
 

@@ -43,9 +43,22 @@ done
 zfs set org.freebsd.ioc:active=yes tank
 say "pool tank: $(zfs list -H -o name -r tank/iocage/jails -d 1 | wc -l) datasets under tank/iocage/jails"
 
+# A release mirror on the guest's loopback, laid out as FreeBSD's
+# (<mirror>/<arch>/<release>/MANIFEST and base.txz), for fetchrelease: the
+# demo has no network, so its "release" is one more busybox system.
+mirror=/tmp/mirror/releases/amd64/14.2-RELEASE
+mkdir -p "$mirror" /tmp/demo-release /etc/iocaged
+busybox_root /tmp/demo-release
+tar -C /tmp/demo-release -cJf "$mirror/base.txz" .
+printf 'base.txz\t%s\t%s\tbase\t"Base system (MANDATORY)"\ton\n' \
+	"$(sha256sum "$mirror/base.txz" | cut -d' ' -f1)" "$(tar -tJf "$mirror/base.txz" | wc -l)" >"$mirror/MANIFEST"
+busybox httpd -p 127.0.0.1:8080 -h /tmp/mirror
+printf 'release_mirror = "http://127.0.0.1:8080/releases"\nrelease_arch = "amd64"\n' >/etc/iocaged/demo.toml
+
 # A write key for the demo (kept in the guest's overlay, gone when it stops).
 KEY=$("$IOCAGED" key add demo --role write --file /etc/iocaged/keys) || finish 93
-"$IOCAGED" serve --websocket 127.0.0.1:12150 --rest 127.0.0.1:12151 --keys /etc/iocaged/keys &
+"$IOCAGED" serve --config /etc/iocaged/demo.toml --websocket 127.0.0.1:12150 --rest 127.0.0.1:12151 \
+	--keys /etc/iocaged/keys &
 pid=$!
 for p in 12150 12151; do
 	socat "TCP-LISTEN:$p,bind=10.0.2.15,fork,reuseaddr" "TCP:127.0.0.1:$p" &
