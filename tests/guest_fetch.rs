@@ -153,6 +153,33 @@ fn a_release_fetched_lists_and_makes_a_running_jail_and_stays_while_used() {
 }
 
 #[test]
+fn lib32_is_fetched_on_request_into_the_same_root() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    let mirror = Mirror::start();
+    let (base, entries) = static_set(&f, "13.4-RELEASE");
+    let mut b = tar::Builder::new(Vec::new());
+    raw(&mut b, b"usr/lib32/libmarker.so.1", tar::EntryType::Regular, b"", b"32-bit");
+    let lib32 = xz(&b.into_inner().unwrap());
+    for rel in ["13.4-RELEASE", "13.3-RELEASE"] {
+        mirror.release(rel, &[("base.txz", &base, entries), ("lib32.txz", &lib32, 1)]);
+    }
+    let d = daemon(&mirror, "");
+    let r = fetch(&d, json!({"release": "13.4-RELEASE", "lib32": true}));
+    let files: Vec<&str> = r["sets"].as_array().unwrap().iter().map(|s| s["file"].as_str().unwrap()).collect();
+    assert_eq!(files, ["base.txz", "lib32.txz"], "{r}");
+    let root = "/iocage/releases/13.4-RELEASE/root";
+    assert_eq!(std::fs::read(format!("{root}/usr/lib32/libmarker.so.1")).unwrap(), b"32-bit");
+    assert!(std::fs::symlink_metadata(format!("{root}/bin/sh")).is_ok(), "base.txz is there too");
+    // Without it, lib32.txz is not even downloaded.
+    let r = fetch(&d, json!({"release": "13.3-RELEASE"}));
+    assert_eq!(r["sets"].as_array().map(Vec::len), Some(1), "{r}");
+    assert!(mirror.ranges_asked(&format!("/releases/{ARCH}/13.3-RELEASE/lib32.txz")).is_empty());
+    assert!(std::fs::symlink_metadata("/iocage/releases/13.3-RELEASE/root/usr/lib32").is_err());
+    assert!(d.stop());
+}
+
+#[test]
 fn a_corrupted_set_is_refused_before_anything_is_extracted_and_is_removed() {
     let _g = lock();
     let f = Fixture::fresh();

@@ -510,9 +510,11 @@ fn extract_all(
 
 /// The xz magic at the start of a `.txz` (and `.tar.xz`).
 const XZ_MAGIC: [u8; 6] = [0xFD, b'7', b'z', b'X', b'Z', 0x00];
+/// The gzip magic at the start of a `.tar.gz` (Alpine's minirootfs, ...).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Extracts one archive: xz-compressed or a plain tar stream (by its
-/// first bytes, not its name).
+/// Extracts one archive: xz- or gzip-compressed, or a plain tar stream (by
+/// its first bytes, not its name).
 fn extract_set(mut archive: impl std::io::BufRead, root: &Path, limits: Limits) -> Result<Extracted, String> {
     let head = archive.fill_buf().map_err(|e| e.to_string())?;
     if head.starts_with(&XZ_MAGIC) {
@@ -520,8 +522,11 @@ fn extract_set(mut archive: impl std::io::BufRead, root: &Path, limits: Limits) 
         let done = extract::extract(&mut xz, root, limits).map_err(|e| e.to_string())?;
         to_the_end(&mut xz).map_err(|e| format!("the xz stream is damaged after the archive's end: {e}"))?;
         Ok(done)
-    } else if head.starts_with(&[0x1f, 0x8b]) {
-        Err("gzip-compressed archives are not supported: give an xz-compressed (.tar.xz) or plain tar archive".into())
+    } else if head.starts_with(&GZIP_MAGIC) {
+        let mut gz = flate2::bufread::MultiGzDecoder::new(archive);
+        let done = extract::extract(&mut gz, root, limits).map_err(|e| e.to_string())?;
+        to_the_end(&mut gz).map_err(|e| format!("the gzip stream is damaged after the archive's end: {e}"))?;
+        Ok(done)
     } else {
         let done = extract::extract(&mut archive, root, limits).map_err(|e| e.to_string())?;
         to_the_end(&mut archive).map_err(|e| format!("after the archive's end: {e}"))?;
@@ -633,7 +638,7 @@ mod tests {
     }
 
     #[test]
-    fn a_set_is_read_as_xz_or_plain_tar_by_its_first_bytes_and_gzip_is_refused_by_name() {
+    fn a_set_is_read_as_xz_gzip_or_plain_tar_by_its_first_bytes_to_the_end() {
         use std::io::Write as _;
         let tar = archive();
         let mut xz = lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
@@ -647,8 +652,14 @@ mod tests {
             assert_eq!(done.entries, 50, "{name}");
             assert_eq!(std::fs::read_to_string(root.join("d1/f5")).unwrap(), "file 5\n".repeat(64), "{name}");
         }
-        let e = extract_set(&[0x1f, 0x8b, 8, 0][..], &scratch("gz"), limits).unwrap_err();
-        assert!(e.contains("gzip"), "{e}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let root = scratch("gz");
+        assert_eq!(extract_set(&gz[..], &root, limits).unwrap().entries, 50);
+        assert_eq!(std::fs::read_to_string(root.join("d1/f5")).unwrap(), "file 5\n".repeat(64));
+        let e = extract_set(&gz[..gz.len() - 4], &scratch("gz-cut"), limits).unwrap_err();
+        assert!(e.contains("gzip stream is damaged"), "{e}");
         // A damaged stream is an error, not a short release, even where the
         // damage is after the tar stream's end.
         let e = extract_set(&xz[..xz.len() - 20], &scratch("cut"), limits).unwrap_err();
