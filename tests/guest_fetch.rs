@@ -195,6 +195,7 @@ fn a_corrupted_set_is_refused_before_anything_is_extracted_and_is_removed() {
     let d = daemon(&mirror, "");
     let e = error_of(&fetch(&d, json!({"release": rel})));
     assert!(e.contains("base.txz") && e.contains(&sha256(&set)) && e.contains("removed"), "{e}");
+    assert!(e.contains("the MANIFEST says"), "{e}");
     assert!(!exists(&release_dataset(&f, rel)), "nothing of the release");
     // Refused before the release's datasets were ever made (not made,
     // extracted and undone): the pool's history never names them.
@@ -443,7 +444,7 @@ fn a_root_filesystem_tarball_by_url_and_sha256_becomes_a_release() {
     let d = daemon(&mirror, "");
     let wrong = "0".repeat(64);
     let e = error_of(&fetch(&d, json!({"release": "alpine-3.20", "url": url, "sha256": wrong})));
-    assert!(e.contains(&sha256(&set)), "{e}");
+    assert!(e.contains(&sha256(&set)) && e.contains("the request's sha256 says"), "{e}");
     assert!(!exists(&release_dataset(&f, "alpine-3.20")));
     let r = fetch(&d, json!({"release": "alpine-3.20", "url": url, "sha256": sha256(&set)}));
     assert!(r["success"].is_string(), "{r}");

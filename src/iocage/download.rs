@@ -70,6 +70,9 @@ impl Url {
         if text.len() > MAX_URL {
             return Err(bad("longer than 2048 bytes"));
         }
+        if !(text.starts_with("http://") || text.starts_with("https://")) {
+            return Err(bad("only http:// and https:// URLs are fetched"));
+        }
         let uri: Uri = text.parse().map_err(|_| bad("it does not parse as a URL"))?;
         let tls = match uri.scheme_str() {
             Some("https") => true,

@@ -170,6 +170,8 @@ struct Set {
     file: String,
     url: Url,
     sha256: [u8; 32],
+    /// Who gave the SHA-256 (for messages).
+    vouched_by: &'static str,
     /// The most entries it may hold.
     entries: u64,
 }
@@ -255,7 +257,8 @@ impl Iocage {
         if let Some((url, sha256)) = &want.direct {
             let file = format!("rootfs-{}", &manifest::hex(sha256)[..16]);
             let entries = MAX_ENTRIES;
-            return Ok(vec![Set { file, url: Url::parse(url).map_err(bad)?, sha256: *sha256, entries }]);
+            let url = Url::parse(url).map_err(bad)?;
+            return Ok(vec![Set { file, url, sha256: *sha256, vouched_by: "the request's sha256", entries }]);
         }
         let base = release_url(settings, &want.release).map_err(bad)?;
         let text = download::fetch_small(&base.join("MANIFEST").map_err(bad)?, MAX_LISTING).await.map_err(bad)?;
@@ -272,7 +275,13 @@ impl Iocage {
                 // Extension records (long names, PAX headers) count as
                 // entries in the extractor, not in the MANIFEST.
                 let entries = set.files.saturating_mul(2).saturating_add(64).min(MAX_ENTRIES);
-                Ok(Set { file: set.file.clone(), url: base.join(&set.file).map_err(bad)?, sha256: set.sha256, entries })
+                Ok(Set {
+                    file: set.file.clone(),
+                    url: base.join(&set.file).map_err(bad)?,
+                    sha256: set.sha256,
+                    vouched_by: "the MANIFEST",
+                    entries,
+                })
             })
             .collect()
     }
@@ -361,15 +370,20 @@ fn verify_file(release: &str, path: &Path, set: &Set, report: &Reporter) -> Resu
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut hashing = Hashing::new(Counted { inner: file, read: 0, total, target: &set.file, report });
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(unreadable)?;
-    let d = DistSet {
-        file: set.file.clone(),
-        sha256: set.sha256,
-        files: 0,
-        name: String::new(),
-        description: String::new(),
-        default: false,
-    };
-    hashing.check(&d).map_err(|e| failed(release, format!("{e}; the download was removed")))
+    let got = hashing.digest();
+    if got == set.sha256 {
+        return Ok(());
+    }
+    Err(failed(
+        release,
+        format!(
+            "{}: SHA-256 {}, but {} says {}: the download is damaged or not the release's; it was removed",
+            set.file,
+            manifest::hex(&got),
+            set.vouched_by,
+            manifest::hex(&set.sha256)
+        ),
+    ))
 }
 
 /// A reader that reports how far into a file it is.

@@ -127,9 +127,14 @@ impl<R: Read> Hashing<R> {
         self.bytes
     }
 
+    /// The SHA-256 of what was read.
+    pub fn digest(self) -> [u8; 32] {
+        self.hasher.finalize().into()
+    }
+
     /// Whether what was read is `set`'s archive.
     pub fn check(self, set: &DistSet) -> Result<(), ManifestError> {
-        let got: [u8; 32] = self.hasher.finalize().into();
+        let got = self.digest();
         if got == set.sha256 {
             Ok(())
         } else {
