@@ -241,7 +241,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .thread_name("iocaged")
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         // A create or fetch that was cut short (crash, SIGKILL, power loss)
         // left a marked jail or release behind: remove it before listening,
         // so that no client ever sees it.
@@ -296,7 +296,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let _ = watcher.await;
         tracing::info!("stopped");
         Ok(())
-    })
+    });
+    // Blocking work still running after the drain (a release's extraction,
+    // a copy) is not waited for without end: what it leaves is marked
+    // incomplete, and the next start removes it.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    served
 }
 
 /// Raises the soft limit on open files to the hard one: every connection

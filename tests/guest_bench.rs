@@ -598,7 +598,6 @@ fn main() {
         return;
     }
     let life = lifecycle(&p);
-    let fetched = fetch_table(&p);
     // `--lifecycle`: that table alone (with the mode's cycles).
     if std::env::args().any(|a| a == "--lifecycle") {
         results.extend(life);
@@ -607,6 +606,7 @@ fn main() {
         }
         return;
     }
+    let fetched = fetch_table(&p);
     let mut throughput = Vec::new();
 
     // Latency of the read actions, and the shell-out baselines.

@@ -92,6 +92,15 @@ fn a_release_fetched_lists_and_makes_a_running_jail_and_stays_while_used() {
             events.push(m["args"].clone());
         }
     };
+    // Events travel apart from replies: the last ones may come just after.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !events.iter().any(|e| e["step"] == "extract" && e["last"] == true) && Instant::now() < deadline {
+        if let Some(m) = ws.recv_within(Duration::from_secs(5)) {
+            if m["name"] == "iocage" {
+                events.push(m["args"].clone());
+            }
+        }
+    }
     assert_eq!(reply["success"], format!("release {rel} fetched."), "{reply}");
     assert_eq!(reply["sets"][0]["file"], "base.txz", "{reply}");
     assert_eq!(reply["sets"][0]["bytes"], set.len() as u64, "{reply}");
@@ -199,7 +208,8 @@ fn a_corrupted_set_is_refused_before_anything_is_extracted_and_is_removed() {
     assert!(!exists(&release_dataset(&f, rel)), "nothing of the release");
     // Refused before the release's datasets were ever made (not made,
     // extracted and undone): the pool's history never names them.
-    let history = rig::cmd("zpool", &["history", &f.pool]);
+    // (-i: the daemon's own libzfs calls are logged as internal events.)
+    let history = rig::cmd("zpool", &["history", "-i", &f.pool]);
     assert!(!history.contains(&format!("releases/{rel}")), "{history}");
     // The bad download is gone, and with nothing left in it, so is the
     // release's download dataset.
@@ -271,25 +281,25 @@ fn a_daemon_killed_mid_extract_leaves_no_release_after_its_restart() {
     let rel = "13.5-RELEASE";
     // Many small files: an extraction that takes a while.
     let mut b = tar::Builder::new(Vec::new());
-    for i in 0..4000 {
+    for i in 0..8000 {
         let text = format!("file {i}\n").repeat(64);
         raw(&mut b, format!("d{}/f{i}", i % 40).as_bytes(), tar::EntryType::Regular, b"", text.as_bytes());
     }
     let set = xz(&b.into_inner().unwrap());
-    mirror.release(rel, &[("base.txz", &set, 4100)]);
+    mirror.release(rel, &[("base.txz", &set, 8100)]);
     let d = daemon(&mirror, "");
     let rest = d.rest;
     let fetching = std::thread::spawn(move || client::rest(rest, &json!({"action": "fetchrelease", "release": rel})));
     let ds = release_dataset(&f, rel);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !(exists(&format!("{ds}/root"))
-        && std::fs::read_dir(format!("/iocage/releases/{rel}/root")).is_ok_and(|mut d| d.next().is_some()))
-    {
+    // Files in the root: the extraction is under way (a directory read, not
+    // a `zfs` process per look: those are slow in the guest).
+    while !std::fs::read_dir(format!("/iocage/releases/{rel}/root")).is_ok_and(|mut d| d.next().is_some()) {
         assert!(Instant::now() < deadline, "the extraction did not start");
         if fetching.is_finished() {
             panic!("the fetch ended before the kill: {:?}", fetching.join().map(|r| r.raw));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
     d.kill();
     let _ = fetching.join();
@@ -415,7 +425,7 @@ fn hostile_archives_are_refused_leaving_the_host_and_the_pool_as_they_were() {
     set.truncate(set.len() - 9);
     mirror.release(rel, &[("base.txz", &set, 1)]);
     let e = error_of(&fetch(&d, json!({"release": rel})));
-    assert!(e.contains("base.txz"), "damaged: {e}");
+    assert!(e.contains("base.txz") && (e.contains("damaged") || e.contains("xz")), "damaged: {e}");
     assert!(!exists(&release_dataset(&f, rel)));
 
     for p in outside {

@@ -55,6 +55,14 @@ pub enum DownloadError {
     File { path: String, source: std::io::Error },
 }
 
+/// A URL as a message may show it: without its query or fragment, at most
+/// 256 characters.
+fn shown(text: &str) -> String {
+    let end = text.find(['?', '#']).unwrap_or(text.len());
+    let more = if end < text.len() { "?..." } else { "" };
+    text[..end].chars().take(256).chain(more.chars()).collect()
+}
+
 /// A URL to fetch from: `http` or `https`, a host, no user information.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
@@ -66,7 +74,7 @@ pub struct Url {
 
 impl Url {
     pub fn parse(text: &str) -> Result<Url, DownloadError> {
-        let bad = |why| DownloadError::BadUrl { url: text.chars().take(256).collect(), why };
+        let bad = |why| DownloadError::BadUrl { url: shown(text), why };
         if text.len() > MAX_URL {
             return Err(bad("longer than 2048 bytes"));
         }
@@ -118,7 +126,7 @@ impl Url {
     fn redirected(&self, location: &str) -> Result<Url, DownloadError> {
         let next = if location.starts_with("//") {
             return Err(DownloadError::BadUrl {
-                url: location.chars().take(256).collect(),
+                url: shown(location),
                 why: "a scheme-relative redirect is not followed",
             });
         } else if location.starts_with('/') {
@@ -130,7 +138,7 @@ impl Url {
         };
         if self.tls && !next.tls {
             return Err(DownloadError::BadUrl {
-                url: location.chars().take(256).collect(),
+                url: shown(location),
                 why: "a redirect from https to http is not followed",
             });
         }
@@ -651,6 +659,8 @@ mod tests {
         assert_eq!(Url::parse("http://[::1]:8080/x/").unwrap().join("MANIFEST").unwrap().path(), "/x/MANIFEST");
         assert_eq!(Url::parse("http://[::1]:8080/x").unwrap().port, 8080);
         assert_eq!(Url::parse("https://h/x?sig=secret").unwrap().to_string(), "https://h/x?...");
+        let e = Url::parse("https://h:99999/x?sig=secret").unwrap_err().to_string();
+        assert!(e.contains("h:99999/x?...") && !e.contains("secret"), "{e}");
         for bad in [
             "ftp://host/x",
             "file:///etc/passwd",

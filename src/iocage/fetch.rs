@@ -4,23 +4,23 @@
 //!
 //! The steps, and what each leaves when it fails:
 //! 1. **claim** the release name in this daemon (a second fetch of it is
-//!    refused while one runs) and check the pool (owner thread): no
-//!    release of that name yet; the download dataset
-//!    `POOL/iocage/download/<REL>` made and mounted.
+//!    refused while one runs; at most [`MAX_FETCHES`] run at once) and
+//!    check the pool (owner thread): no release of that name yet.
 //! 2. **what to fetch**: the mirror's `MANIFEST` for the release (bounded),
 //!    the sets wanted from it (`base.txz`, and `lib32.txz` on request), each
 //!    with its SHA-256 and number of entries; or the one tarball a client
 //!    names with its SHA-256.
-//! 3. **download** each set into `<set>.part` in the download dataset,
-//!    resumed where an earlier attempt stopped (HTTP range), then
+//! 3. **download** each set into `<set>.part` in `POOL/iocage/download/<REL>`
+//!    (made and mounted now; removed again if a failure leaves nothing in
+//!    it), resumed where an earlier attempt stopped (HTTP range), then
 //!    **verify** it against its SHA-256 before anything is extracted. A
 //!    set that fails the check is removed (the next attempt starts over); a
 //!    download cut off is kept (the next attempt resumes it). A set already
 //!    downloaded and still matching is not fetched again.
 //! 4. **extract**: the release's datasets are made marked incomplete
 //!    ([`INCOMPLETE_PROP`] on `releases/<REL>`: createjail refuses it,
-//!    listreleases hides it, the daemon's start-up recovery removes it), its
-//!    directory closed to other users (0700) while the archive's owners and
+//!    listreleases hides it, the daemon's start-up recovery removes it) and
+//!    with `setuid=off`, its directory closed to other users (0700) while the archive's owners and
 //!    modes (setuid bits too) land in it, and each set extracted
 //!    ([`super::extract`]: hostile-archive safe) on a blocking thread. A
 //!    failure destroys the release's datasets; the downloads stay.
@@ -243,6 +243,16 @@ impl Iocage {
     /// release, or nothing arrived) is removed; one holding bytes stays for
     /// the next attempt to resume.
     async fn forget_empty_downloads(&self, layout: &Layout, release: &str, dir: &Path) {
+        // A `.part` the failed attempt opened and nothing was written to
+        // holds nothing to resume.
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let empty_part = name.to_string_lossy().ends_with(".part")
+                && entry.metadata().is_ok_and(|m| m.is_file() && m.len() == 0);
+            if empty_part {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()) {
             let (l, rel) = (layout.clone(), release.to_string());
             if let Err(e) = self.on_owner(move |lib| forget_downloads(lib, &l, &rel)).await {
@@ -463,7 +473,9 @@ fn begin(lib: &Libzfs, layout: &Layout, release: &str) -> Result<PathBuf, Action
         Ok(dir)
     })();
     if made.is_err() {
-        undo(lib, layout, release)?;
+        if let Err(e) = undo(lib, layout, release) {
+            tracing::error!(release, "could not remove the half-made release: {e}; start-up removes it");
+        }
     }
     made
 }
