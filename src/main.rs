@@ -215,6 +215,18 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     // libzfs_init itself refuses a kernel module whose interface does not
     // match this userland; the error says so (see Libzfs::init).
+    // Reads answer from memory while ZFS announces no change (zfs::follow);
+    // without the event queue, each read asks ZFS, as it always can. Started
+    // first: libzfs_init sets process-wide tables, which the owner thread's
+    // handle must not be using meanwhile.
+    let changes = Arc::new(iocaged::zfs::Changes::default());
+    let changes = match iocaged::zfs::follow(changes.clone()) {
+        Ok(()) => Some(changes),
+        Err(e) => {
+            tracing::warn!(error = %e, "ZFS's event queue is not followed: every read asks ZFS");
+            None
+        }
+    };
     let zfs = Zfs::start_with_queue(config.zfs_queue).map_err(|e| e.to_string())?;
     let running = zfs.run_blocking(|l| l.versions()).map_err(|e| e.to_string())?;
     tracing::info!(userland = %running.userland, kernel = %running.kernel, built_against = OPENZFS_BUILD_VERSION, "OpenZFS");
@@ -222,7 +234,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let limits = config.limits();
     // Jail events and long actions' progress, on their way to subscribers.
     let events = Arc::new(iocaged::api::events::Hub::default());
-    let iocage = Iocage::new(zfs, iocaged::runtime::native(), pool)
+    let mut iocage = Iocage::new(zfs, iocaged::runtime::native(), pool);
+    if let Some(changes) = changes {
+        iocage = iocage.with_changes(changes);
+    }
+    let iocage = iocage
         .with_policy(config.jail_policy())
         .with_limits(limits.max_actions, limits.request_timeout)
         .with_fetch(config.fetch_settings())
@@ -294,7 +310,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
         let _ = stop_watch.send(true);
         let _ = watcher.await;
-        tracing::info!("stopped");
+        tracing::info!(index = %iocage.index_counts(), "stopped");
         Ok(())
     });
     // Blocking work still running after the drain (a release's extraction,

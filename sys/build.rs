@@ -68,6 +68,8 @@ const FUNCTIONS: &[&str] = &[
     "zpool_get_name",
     "zpool_get_prop",
     "zpool_set_prop",
+    "zpool_events_next",
+    "zpool_sync_one",
     "libzfs_core_init",
     "libzfs_core_fini",
     "lzc_send",

@@ -327,6 +327,84 @@ fn a_pool_activated_behind_the_daemon_s_back_is_seen_at_once() {
     assert!(d.stop());
 }
 
+/// The daemon's threads' names.
+fn threads(d: &Daemon) -> Vec<String> {
+    let pid = d.pid().expect("the daemon runs");
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("its tasks");
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|c| c.trim().into())
+        .collect()
+}
+
+#[test]
+fn listings_answered_from_zfs_events_see_every_outside_change_at_once() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    let a = f.jail("aaaaaaaa-0000-4000-8000-000000000001", &[("tag", "t0")]);
+    let log = "/tmp/iocaged-events-test.log";
+    let d = Daemon::start_logging(&[], Some(log));
+    assert!(threads(&d).iter().any(|t| t == "zfs-events"), "ZFS's events are followed: {:?}", threads(&d));
+    let tag = |d: &Daemon| {
+        let r = client::rest(d.rest, &json!({"action": "listjails"}));
+        r.body["args"]["listjails"]["aaaaaaaa-0000-4000-8000-000000000001"]["tag"].clone()
+    };
+    // Each change made by another process, then at once a listing, a
+    // setting and a listing over WebSocket: never the value before it.
+    let mut ws = Ws::connect(d.ws);
+    for i in 1..=25 {
+        let want = format!("t{i}");
+        rig::zfs(&["set", &format!("org.freebsd.iocage:tag={want}"), &a]);
+        assert_eq!(tag(&d), want.as_str(), "round {i}");
+        let r = client::rest(d.rest, &json!({"action": "getjailsettings", "jail": &want, "prop": "tag"}));
+        assert_eq!(r.body["args"]["getjailsettings"][&want]["tag"], want.as_str(), "round {i}: {}", r.raw);
+        let r = ws.call(
+            &json!({"namespace": "sysadm", "name": "iocage", "id": format!("l{i}"), "args": {"action": "listjails"}}),
+        );
+        assert_eq!(r["args"]["listjails"]["aaaaaaaa-0000-4000-8000-000000000001"]["tag"], want.as_str(), "{r}");
+    }
+    // Repeated listings in a quiet moment are answered from memory.
+    for _ in 0..20 {
+        assert_eq!(tag(&d), "t25");
+    }
+    // ZFS drops an event larger than its buffer (the record carries the
+    // value) without telling anyone: such a change still shows, within the
+    // time the count alone is trusted (a second).
+    let long = "x".repeat(7000);
+    rig::zfs(&["set", &format!("org.freebsd.iocage:tag={long}"), &a]);
+    let set = std::time::Instant::now();
+    while tag(&d) != long.as_str() {
+        assert!(set.elapsed() < std::time::Duration::from_secs(3), "a change ZFS did not announce never showed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(d.stop());
+    let log = std::fs::read_to_string(log).unwrap();
+    let counts = log.lines().find_map(|l| l.split_once("index=")).map(|(_, c)| c.to_string()).unwrap_or_default();
+    let from_memory: u64 = counts.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(from_memory >= 10, "most quiet listings came from memory: {counts}");
+}
+
+#[test]
+fn a_configured_pool_exported_is_not_listed_from_memory() {
+    let _g = lock();
+    let f = Fixture::fresh();
+    f.jail("aaaaaaaa-0000-4000-8000-000000000001", &[("tag", "one")]);
+    let d = Daemon::start(&["--pool", &f.pool]);
+    let list = |d: &Daemon| client::rest(d.rest, &json!({"action": "listjails"})).body;
+    for _ in 0..3 {
+        assert_eq!(list(&d)["args"]["listjails"]["aaaaaaaa-0000-4000-8000-000000000001"]["tag"], "one");
+    }
+    rig::cmd("zpool", &["export", &f.pool]);
+    let r = list(&d);
+    rig::cmd("zpool", &["import", "-d", &format!("/var/lib/iocaged-{}", f.pool), &f.pool]);
+    // Its jails are not where they were: not listed (as before the daemon
+    // followed ZFS's events, the pool's jails dataset is not found).
+    assert_eq!(r["args"]["listjails"], json!({}), "{r}");
+    assert_eq!(list(&d)["args"]["listjails"]["aaaaaaaa-0000-4000-8000-000000000001"]["tag"], "one", "imported again");
+    assert!(d.stop());
+}
+
 #[test]
 fn listings_see_outside_changes_at_once() {
     let _g = lock();

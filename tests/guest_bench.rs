@@ -323,7 +323,7 @@ fn throughput(addr: SocketAddr, ws: bool, clients: usize, req: &Value, for_: Dur
 fn raw_rest(addr: SocketAddr, path: &str, body: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    let key = KEY.get().map(String::as_str).unwrap_or_default();
+    let key = KEY.lock().unwrap().clone();
     let head = format!(
         "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -336,7 +336,7 @@ fn raw_rest(addr: SocketAddr, path: &str, body: &str) -> String {
 }
 
 /// The API key of the daemon being measured (for [`raw_rest`]).
-static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static KEY: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 /// Write actions on a pool of `n` jails: createjail -e, clonejail of it,
 /// destroyjail of both, `p.writes` times; p50 of each (ms). They must not
@@ -363,7 +363,7 @@ fn writes(p: &Plan, d: &Daemon, n: usize) -> [Stats; 3] {
 /// Throughput of listjails against the trivial endpoint, same server (the
 /// pool of `n` jails the reads were measured on).
 fn throughput_table(p: &Plan, d: &Daemon, n: usize) -> Vec<String> {
-    let _ = KEY.set(d.key.clone());
+    *KEY.lock().unwrap() = d.key.clone();
     let mut results = Vec::new();
     results.push(format!("### Throughput at {n} jails: requests per second, listjails against `rpc/identify` (the trivial endpoint), same server"));
     results.push(String::new());
@@ -388,6 +388,111 @@ fn throughput_table(p: &Plan, d: &Daemon, n: usize) -> Vec<String> {
         }
     }
     results.push(String::new());
+    results
+}
+
+/// The window the daemon's memory of the jails leaves open: `rounds`
+/// times, `dataset`'s tag set through libzfs (as `zfs set` sets it, without
+/// a process start to hide the window), then listjails at once until one
+/// shows it. Rounds whose first listing showed it, stale listings in all,
+/// and the longest time from the set's return until a listing showed it.
+fn staleness(d: &Daemon, dataset: &str, rounds: usize) -> (usize, usize, Duration) {
+    let lib = Libzfs::init().expect("libzfs");
+    let uuid = dataset.rsplit('/').next().unwrap_or_default().to_string();
+    let (mut fresh, mut stale, mut longest) = (0, 0, Duration::ZERO);
+    for i in 0..rounds {
+        let tag = format!("window{i}");
+        lib.set_props(dataset, &[("org.freebsd.iocage:tag", &tag)]).expect("set the tag");
+        let set = Instant::now();
+        for attempt in 0.. {
+            let listed = client::rest(d.rest, &json!({"action": "listjails"})).body;
+            if listed["args"]["listjails"][&uuid]["tag"] == tag.as_str() {
+                fresh += usize::from(attempt == 0);
+                break;
+            }
+            stale += 1;
+            assert!(set.elapsed() < Duration::from_secs(30), "round {i}: the change never showed");
+        }
+        longest = longest.max(set.elapsed());
+    }
+    (fresh, stale, longest)
+}
+
+/// `IOCAGED_BENCH_PERF`: where the daemon spends its time under listjails
+/// from 8 REST clients (`perf record` in the guest, 15 s), printed.
+fn profile(d: &Daemon, label: &str) {
+    let pid = d.pid().expect("the daemon runs").to_string();
+    let data = format!("/tmp/perf-{pid}.data");
+    let mut perf = Command::new("perf")
+        .args(["record", "-F", "499", "-g", "-o", &data, "-p", &pid, "--", "sleep", "15"])
+        .spawn()
+        .expect("perf");
+    let list = json!({"namespace": "sysadm", "name": "iocage", "args": {"action": "listjails"}});
+    *KEY.lock().unwrap() = d.key.clone();
+    let rate = throughput(d.rest, false, 8, &list, Duration::from_secs(14));
+    perf.wait().expect("perf ends");
+    println!("=== profile of {label}: listjails REST x8 {rate:.0}/s ===");
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "-i",
+            &data,
+            "--stdio",
+            "--no-children",
+            "--percent-limit",
+            "1.5",
+            "--sort",
+            "dso,sym",
+            "-g",
+            "none",
+        ])
+        .output()
+        .expect("perf report");
+    println!("{}", String::from_utf8_lossy(&report.stdout));
+    let report = Command::new("perf")
+        .args(["report", "-i", &data, "--stdio", "--children", "--percent-limit", "4", "--sort", "sym", "-g", "none"])
+        .output()
+        .expect("perf report");
+    println!("{}", String::from_utf8_lossy(&report.stdout));
+}
+
+/// [`throughput_table`] at `n` jails for this build and, when
+/// `IOCAGED_BASE_BIN` names another, for that one on the same pool first.
+fn throughput_compared(p: &Plan, n: usize) -> Vec<String> {
+    let f = Fixture::fresh();
+    let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
+    let first = format!("{}/iocage/jails/{}", f.pool, populate(&d, n));
+    assert!(d.stop());
+    let mut results = Vec::new();
+    let base = std::env::var("IOCAGED_BASE_BIN").ok();
+    for bin in [base.as_deref(), None] {
+        if bin.is_none() && base.is_some() {
+            results.push("This build:".into());
+            results.push(String::new());
+        } else if let Some(b) = bin {
+            results.push(format!("The base build (`{b}`):"));
+            results.push(String::new());
+        }
+        let d = Daemon::start_build(bin, &[], Some(DAEMON_LOG));
+        if std::env::var_os("IOCAGED_BENCH_PERF").is_some() {
+            profile(&d, bin.unwrap_or("this build"));
+        }
+        results.extend(throughput_table(p, &d, n));
+        let rounds = 100;
+        let (fresh, stale, longest) = staleness(&d, &first, rounds);
+        results.push(format!(
+            "Changes made behind the daemon's back (a jail's tag set through libzfs in the benchmark's process, then at once listjails over REST until one shows it), {rounds} rounds: the first listing showed the change in {fresh}; {stale} listings were stale in all; the longest until seen: {:.1} ms.",
+            longest.as_secs_f64() * 1000.0
+        ));
+        results.push(String::new());
+        assert!(d.stop());
+        // The daemon's own account of its listings (logged as it stops).
+        let log = std::fs::read_to_string(DAEMON_LOG).unwrap_or_default();
+        if let Some(counts) = log.lines().rev().find_map(|l| l.split_once("index=")) {
+            results.push(format!("Its index at the end: {}", counts.1.trim_end_matches(" stopped")));
+            results.push(String::new());
+        }
+    }
     results
 }
 
@@ -592,6 +697,16 @@ fn main() {
     // `--fetch`: the fetchrelease table alone (with the mode's set).
     if std::env::args().any(|a| a == "--fetch") {
         results.extend(fetch_table(&p));
+        for line in results {
+            say(line);
+        }
+        return;
+    }
+    // `--throughput`: that table alone, at 100 jails; with
+    // IOCAGED_BASE_BIN set, for that build too, on the same pool in the
+    // same run (before/after).
+    if std::env::args().any(|a| a == "--throughput") {
+        results.extend(throughput_compared(&p, 100));
         for line in results {
             say(line);
         }

@@ -14,17 +14,21 @@
 //! its parents, whose values the jails inherit, or more log than could be
 //! safely read back; see [`changed_jails`]).
 //! Requests queued behind one that found the index current use that
-//! finding (see [`Index::jails`]). Only user properties are indexed:
+//! finding (see [`Index::jails`]). When ZFS's event queue is followed
+//! (`zfs::follow`), a read that finds no change announced since the index
+//! was last proven current uses it without that ioctl, and without the
+//! owner thread ([`Index::followed`]). Only user properties are indexed:
 //! native ones such as `used` change with data writes, which the log does
 //! not record, so they are read fresh. Jails still being created are kept
 //! too, apart (a new tag must not be one of theirs either).
 
 use std::collections::BTreeSet;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::zfs::{ErrorKind, HistoryTail, Libzfs};
+use crate::zfs::{Changes, ErrorKind, HistoryTail, Libzfs, TRUST_AGE};
 
 use super::error::ActionError;
 use super::jails::{self, Jail};
@@ -41,7 +45,18 @@ struct Snapshot {
     history_end: u64,
     /// When the history was last found unchanged (or the jails read).
     validated: Instant,
+    /// What that proof stands on afterwards, if ZFS's count of changes was
+    /// settled then (see [`Stamp`]).
+    stamp: Option<Stamp>,
     jails: Listing,
+}
+
+impl Snapshot {
+    /// Whether this snapshot stands without asking ZFS, `now` being the
+    /// stamp a proof made now would carry.
+    fn trusted(&self, now: Option<Stamp>) -> bool {
+        now.is_some() && self.stamp == now && self.validated.elapsed() < TRUST_AGE
+    }
 }
 
 /// The jails as the index holds them. Dereferences to the complete ones
@@ -55,10 +70,16 @@ pub struct Listing {
 }
 
 impl Listing {
-    fn new(mut jails: Vec<Jail>) -> Listing {
+    pub(super) fn new(mut jails: Vec<Jail>) -> Listing {
         jails.sort_by(|a, b| a.incomplete.cmp(&b.incomplete).then_with(|| a.uuid.cmp(&b.uuid)));
         let complete = jails.iter().take_while(|j| !j.incomplete).count();
         Listing { jails: Arc::new(jails), complete }
+    }
+
+    /// Whether `other` is this very listing (a clone of it), not merely an
+    /// equal one: a listing made again after a change is never the same.
+    pub fn is(&self, other: &Listing) -> bool {
+        Arc::ptr_eq(&self.jails, &other.jails)
     }
 
     /// Every jail dataset, those still being created (or left by a create
@@ -74,6 +95,17 @@ impl Deref for Listing {
     fn deref(&self) -> &[Jail] {
         &self.jails[..self.complete]
     }
+}
+
+/// What a proof with ZFS stands on afterwards: ZFS's count of announced
+/// changes (settled: see `zfs::Changes`) and this daemon's count of its own
+/// writes, both read before the proof. While both stay, and for at most
+/// [`TRUST_AGE`] (ZFS does not announce every change: see `zfs::events`),
+/// the jails are as proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    changes: u64,
+    writes: u64,
 }
 
 /// How long a jails dataset's guid is trusted: none, it is read on every
@@ -95,6 +127,42 @@ const MAX_TAIL: u64 = 64 * 1024;
 #[derive(Default)]
 pub struct Index {
     current: Mutex<Option<Snapshot>>,
+    /// ZFS's announced changes, when its event queue is followed.
+    changes: Option<Arc<Changes>>,
+    /// This daemon's writes that ended ([`Index::invalidate`]).
+    writes: AtomicU64,
+    counts: Counts,
+}
+
+/// How the index's answers were found, since the daemon started.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// From memory: ZFS announced no change since the last proof.
+    pub followed: AtomicU64,
+    /// From memory after asking ZFS (one history ioctl) or using the
+    /// finding of a request queued before.
+    pub proven: AtomicU64,
+    /// Some or all jails read again.
+    pub read: AtomicU64,
+}
+
+impl Counts {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "{} answered from memory while ZFS announced no change, {} after asking ZFS, {} read from ZFS",
+            get(&self.followed),
+            get(&self.proven),
+            get(&self.read)
+        )
+    }
 }
 
 /// The jails (UUIDs) the history appended since `from` names, or `None`
@@ -123,6 +191,48 @@ fn changed_jails(layout: &Layout, tail: &HistoryTail, from: u64) -> Option<BTree
 }
 
 impl Index {
+    /// An index that trusts `changes` (ZFS's event queue, followed) to
+    /// say when nothing changed.
+    pub fn following(changes: Arc<Changes>) -> Index {
+        Index { changes: Some(changes), ..Index::default() }
+    }
+
+    /// How its answers were found so far.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// The stamp a proof made now would carry (`None`: not following).
+    fn stamp(&self) -> Option<Stamp> {
+        let changes = self.changes.as_ref().and_then(|c| c.settled())?;
+        Some(Stamp { changes, writes: self.writes.load(Ordering::Acquire) })
+    }
+
+    /// `pool`'s jails from memory, when ZFS has announced no change since
+    /// they were last proven current; `None` when that is not known (ask
+    /// with [`Index::jails`]). Needs no libzfs call.
+    ///
+    /// Called from async code: it never waits for the lock, which a proof
+    /// on the owner thread may hold for long (`None` then).
+    pub fn followed(&self, pool: &str) -> Option<Listing> {
+        let now = self.stamp()?;
+        let current = match self.current.try_lock() {
+            Ok(current) => current,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        let s = current.as_ref().filter(|s| s.pool == pool && s.trusted(Some(now)))?;
+        Counts::add(&self.counts.followed);
+        Some(s.jails.clone())
+    }
+
+    /// After this daemon changed something: the next read proves the
+    /// index current with ZFS (the change's own events may not have been
+    /// counted yet).
+    pub fn invalidate(&self) {
+        self.writes.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Every complete jail with its iocage properties (no native ones),
     /// from memory when nothing changed. Runs on the owner thread.
     ///
@@ -130,9 +240,34 @@ impl Index {
     /// after that (by another request queued before this one), this one
     /// uses that finding without asking ZFS again.
     pub fn jails(&self, lib: &Libzfs, layout: &Layout, arrived: Instant) -> Result<Listing, ActionError> {
+        self.jails_trusting(lib, layout, arrived, true)
+    }
+
+    /// [`Index::jails`] proven with ZFS even when no change was announced:
+    /// for write actions, which act on what they read (one ioctl is
+    /// nothing next to a write, and closes the window an event not yet
+    /// counted leaves).
+    pub fn proven_jails(&self, lib: &Libzfs, layout: &Layout) -> Result<Listing, ActionError> {
+        self.jails_trusting(lib, layout, Instant::now(), false)
+    }
+
+    fn jails_trusting(
+        &self,
+        lib: &Libzfs,
+        layout: &Layout,
+        arrived: Instant,
+        trust_events: bool,
+    ) -> Result<Listing, ActionError> {
+        // Before anything is read: what this read proves holds from here.
+        let stamp = self.stamp();
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let mine = current.as_mut().filter(|s| s.pool == layout.pool());
+        if let Some(s) = mine.as_ref().filter(|s| trust_events && s.trusted(stamp)) {
+            Counts::add(&self.counts.followed);
+            return Ok(s.jails.clone());
+        }
         if let Some(s) = mine.as_ref().filter(|s| s.validated >= arrived) {
+            Counts::add(&self.counts.proven);
             return Ok(s.jails.clone());
         }
         let guid = match mine.as_ref().filter(|s| s.guid_at.elapsed() < GUID_AGE) {
@@ -158,6 +293,8 @@ impl Index {
             }
             if s.history_end == tail.end {
                 s.validated = now;
+                s.stamp = stamp;
+                Counts::add(&self.counts.proven);
                 return Ok(s.jails.clone());
             }
             if let Some(changed) = changed_jails(layout, &tail, from) {
@@ -167,21 +304,25 @@ impl Index {
                     all.extend(jails::read_one(lib, layout, uuid)?);
                 }
                 tracing::debug!(changed = changed.len(), jails = all.len(), "index: changed jails read again");
+                Counts::add(&self.counts.read);
                 s.jails = Listing::new(all);
                 s.history_end = tail.end;
                 s.validated = now;
+                s.stamp = stamp;
                 return Ok(s.jails.clone());
             }
         }
         let end = tail.end;
         let jails = Listing::new(jails::read_all_with_incomplete(lib, layout)?);
         tracing::debug!(jails = jails.with_incomplete().len(), "index: every jail read");
+        Counts::add(&self.counts.read);
         *current = Some(Snapshot {
             pool: layout.pool().to_string(),
             guid,
             guid_at: now,
             history_end: end,
             validated: now,
+            stamp,
             jails: jails.clone(),
         });
         Ok(jails)

@@ -2,13 +2,15 @@
 //! (`../shared/seed/`): pure functions of what the actions read.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
 
-use crate::runtime::{ExecOutput, kernel_name};
+use crate::runtime::{ExecOutput, RunningJail, kernel_name};
 use crate::zfs::Libzfs;
 
 use super::error::ActionError;
+use super::index::Listing;
 use super::jails::{self, Jail};
 use super::layout::Layout;
 use super::lifecycle::Progress;
@@ -78,6 +80,37 @@ pub(super) fn default_settings(lib: &Libzfs, layout: &Layout) -> Result<Value, A
         out.insert(p.name.to_string(), Value::String(value));
     }
     Ok(json!({ "defaults": out }))
+}
+
+/// The last listjails reply, kept while the listing and the running jails
+/// it was made from stay the same: a repeated listjails is a lookup and a
+/// copy (building it compares thousands of property names, in a guest's
+/// profile the largest part of a listing's cost).
+#[derive(Default)]
+pub(super) struct ListCache(Mutex<Option<Kept>>);
+
+struct Kept {
+    jails: Listing,
+    running: Vec<RunningJail>,
+    reply: Arc<Value>,
+}
+
+impl ListCache {
+    /// The listjails reply for `jails` with `running` the jails that run.
+    pub(super) fn reply(&self, jails: Listing, mut running: Vec<RunningJail>) -> Value {
+        running.sort_by(|a, b| a.name.cmp(&b.name));
+        let cached = {
+            let listed = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            listed.as_ref().filter(|l| l.jails.is(&jails) && l.running == running).map(|l| l.reply.clone())
+        };
+        if let Some(reply) = cached {
+            return Value::clone(&reply);
+        }
+        let jids = running.iter().map(|j| (j.name.clone(), j.jid)).collect();
+        let reply = Arc::new(list_jails(&jails, &jids));
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Kept { jails, running, reply: reply.clone() });
+        Value::clone(&reply)
+    }
 }
 
 /// `{uuid: {boot, ip4, jid, state, tag, type}}`
@@ -165,6 +198,21 @@ pub(super) fn df(jails: &[Jail]) -> Value {
 mod tests {
     use super::*;
     use crate::iocage::jails::test_jail;
+
+    #[test]
+    fn a_kept_listjails_reply_is_made_again_when_a_jail_starts_or_the_listing_changes() {
+        let cache = ListCache::default();
+        let listing = Listing::new(vec![test_jail("aaa", &[("tag", "web")])]);
+        let up = vec![RunningJail { name: "ioc-aaa".into(), jid: 7 }];
+        assert_eq!(cache.reply(listing.clone(), vec![])["aaa"]["state"], "down");
+        assert_eq!(cache.reply(listing.clone(), vec![])["aaa"]["state"], "down", "kept");
+        assert_eq!(cache.reply(listing.clone(), up.clone())["aaa"]["jid"], "7", "the same listing, a jail started");
+        let relisted = Listing::new(vec![test_jail("aaa", &[("tag", "renamed")])]);
+        assert_eq!(cache.reply(relisted.clone(), up.clone())["aaa"]["tag"], "renamed", "a listing read again");
+        let equal = Listing::new(vec![test_jail("aaa", &[("tag", "renamed")])]);
+        assert!(!equal.is(&relisted) && relisted.is(&relisted.clone()), "identity, not equality");
+        assert_eq!(cache.reply(relisted, vec![])["aaa"]["jid"], "-", "stopped");
+    }
 
     #[test]
     fn listjails_state_comes_from_the_runtime() {

@@ -3,7 +3,7 @@
 //! trip to the libzfs owner thread, where it reads everything it needs
 //! (pools, jails, properties) in one pass.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use super::pool;
 use super::progress::Reporter;
 use super::props::{self, USER_PREFIX};
 use super::replies::{
-    activated, deactivated, default_settings, df, exec_reply, jail_settings, keyed, list_jails, list_releases,
+    ListCache, activated, deactivated, default_settings, df, exec_reply, jail_settings, keyed, list_releases,
     progress_body,
 };
 use super::request::{CreateKind, PropList, Request};
@@ -74,10 +74,15 @@ pub struct Iocage {
     events: Option<Arc<dyn watch::Sink>>,
     /// Where releases come from, and the fetches running (`with_fetch`).
     fetches: Arc<Fetches>,
+    /// The last listjails reply and what it was made from.
+    listed: Arc<ListCache>,
 }
 
 /// When the pool in use was found, and which it was (or why none).
-type FoundPool = (Instant, Result<String, ActionError>);
+struct FoundPool {
+    at: Instant,
+    found: Result<String, ActionError>,
+}
 
 /// How old the pool choice a read uses may be: a pool imported, exported
 /// or (de)activated behind the daemon's back shows in reads within this.
@@ -110,7 +115,16 @@ impl Iocage {
             changed: Arc::default(),
             events: None,
             fetches: Arc::default(),
+            listed: Arc::default(),
         }
+    }
+
+    /// The same service trusting ZFS's event queue, followed into
+    /// `changes`, to say when nothing changed: reads that find nothing
+    /// announced answer from memory (see `index`).
+    pub fn with_changes(mut self, changes: Arc<crate::zfs::Changes>) -> Self {
+        self.index = Arc::new(Index::following(changes));
+        self
     }
 
     /// The same service fetching releases as `settings` say.
@@ -199,12 +213,16 @@ impl Iocage {
         let this = self.clone();
         let mut task = tokio::spawn(async move {
             let _permit = permit;
-            this.execute(req).await
+            let out = this.execute(req).await;
+            if write {
+                // Here, not in the caller: it is gone if its client went.
+                this.index.invalidate();
+                this.changed.notify_one();
+            }
+            out
         });
         let joined = if write {
-            let joined = task.await;
-            self.changed.notify_one();
-            joined
+            task.await
         } else {
             match tokio::time::timeout(self.read_deadline, &mut task).await {
                 Ok(joined) => joined,
@@ -229,6 +247,9 @@ impl Iocage {
     /// configured `pool` exported) is an error, not a pool without jails:
     /// its jails were not destroyed.
     pub async fn jail_states(&self) -> Result<(String, watch::States), ActionError> {
+        if let Some((pool, jails)) = self.followed_jails() {
+            return Ok((pool, watch::states(&jails, &self.running_names()?)));
+        }
         let index = self.index.clone();
         let (pool, jails) = self
             .on_read_pool(move |lib, layout| {
@@ -253,6 +274,11 @@ impl Iocage {
         Ok(pools.into_iter().map(|p| (p.name, p.health, p.capacity)).collect())
     }
 
+    /// How the jail index found its answers (logged at shutdown).
+    pub fn index_counts(&self) -> String {
+        self.index.counts().to_string()
+    }
+
     /// Notified when one of this daemon's write actions ends.
     pub fn changes(&self) -> Arc<tokio::sync::Notify> {
         self.changed.clone()
@@ -271,10 +297,15 @@ impl Iocage {
         match req {
             Request::GetDefaultSettings => self.on_read_pool(|lib, layout| default_settings(lib, &layout)).await,
             Request::ListJails => {
-                let arrived = Instant::now();
-                let index = self.index.clone();
-                let jails = self.on_read_pool(move |lib, layout| index.jails(lib, &layout, arrived)).await?;
-                Ok(list_jails(&jails, &self.running_jids()?))
+                let jails = match self.followed_jails() {
+                    Some((_, jails)) => jails,
+                    None => {
+                        let arrived = Instant::now();
+                        let index = self.index.clone();
+                        self.on_read_pool(move |lib, layout| index.jails(lib, &layout, arrived)).await?
+                    }
+                };
+                Ok(self.list_jails(jails)?)
             }
             Request::GetJailSettings { jail, prop, all_jails } => {
                 let arrived = Instant::now();
@@ -562,6 +593,23 @@ impl Iocage {
         Ok(self.runtime.running()?.into_iter().map(|j| j.name).collect())
     }
 
+    /// The pool in use and its jails from memory, when ZFS has announced
+    /// no change since both were last proven (see `index`): no libzfs call,
+    /// no trip to the owner thread.
+    fn followed_jails(&self) -> Option<(String, Listing)> {
+        let pool = match &self.pool {
+            PoolChoice::Fixed(p) => p.clone(),
+            // As every read trusts it (POOL_CHOICE_AGE); never waiting
+            // for the lock, which the owner thread holds while it looks.
+            PoolChoice::Auto => match self.pool_choice.try_lock() {
+                Ok(cache) => cache.as_ref().filter(|f| f.at.elapsed() < POOL_CHOICE_AGE)?.found.clone().ok()?,
+                Err(_) => return None,
+            },
+        };
+        let jails = self.index.followed(&pool)?;
+        Some((pool, jails))
+    }
+
     /// After activatepool or deactivatepool: reads find the pool afresh.
     fn forget_pool_choice(&self) {
         *self.pool_choice.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -577,7 +625,8 @@ impl Iocage {
         self.on_pool_within(Duration::ZERO, f).await
     }
 
-    /// [`Iocage::on_pool`] with the pool's jails, as the index has them now.
+    /// [`Iocage::on_pool`] with the pool's jails, as the index has them now
+    /// (proven with ZFS: see [`Index::proven_jails`]).
     async fn on_jails<R, F>(&self, f: F) -> Result<R, ActionError>
     where
         R: Send + 'static,
@@ -585,7 +634,7 @@ impl Iocage {
     {
         let index = self.index.clone();
         self.on_pool(move |lib, layout| {
-            let jails = index.jails(lib, &layout, Instant::now())?;
+            let jails = index.proven_jails(lib, &layout)?;
             f(lib, layout, jails)
         })
         .await
@@ -619,13 +668,13 @@ impl Iocage {
                         // (none active, as while a pool is being set up behind
                         // the daemon's back) is looked at again by the next
                         // read, not kept for POOL_CHOICE_AGE.
-                        let fresh = |(at, found): &&FoundPool| found.is_ok() && !age.is_zero() && at.elapsed() < age;
+                        let fresh = |f: &&FoundPool| f.found.is_ok() && !age.is_zero() && f.at.elapsed() < age;
                         match cache.as_ref().filter(fresh) {
-                            Some((_, found)) => found.clone()?,
+                            Some(f) => f.found.clone()?,
                             None => {
                                 lib.forget_pools();
                                 let found = lib.pools().map_err(ActionError::from).and_then(|p| pool::active(&p));
-                                *cache = Some((Instant::now(), found.clone()));
+                                *cache = Some(FoundPool { at: Instant::now(), found: found.clone() });
                                 found?
                             }
                         }
@@ -636,9 +685,9 @@ impl Iocage {
             .await?
     }
 
-    /// Kernel jail name -> jid of every running jail.
-    fn running_jids(&self) -> Result<HashMap<String, i64>, ActionError> {
-        Ok(self.runtime.running()?.into_iter().map(|j| (j.name, j.jid)).collect())
+    /// The listjails reply for `jails` (see [`ListCache`]).
+    fn list_jails(&self, jails: Listing) -> Result<Value, ActionError> {
+        Ok(self.listed.reply(jails, self.runtime.running()?))
     }
 }
 

@@ -100,7 +100,7 @@ pub struct PoolInfo {
 
 /// The handle. Not `Send`: see the module comment.
 pub struct Libzfs {
-    hdl: NonNull<sys::libzfs_handle_t>,
+    pub(super) hdl: NonNull<sys::libzfs_handle_t>,
     /// Pool handles kept open for [`Libzfs::history_end`], which runs on
     /// every listing: opening a pool fetches its whole configuration.
     history_pools: RefCell<HashMap<String, NonNull<sys::zpool_handle_t>>>,
@@ -152,8 +152,8 @@ unsafe fn pool_prop(zph: *mut sys::zpool_handle_t, prop: sys::zpool_prop_t::Type
 }
 
 /// A pool handle, closed on drop.
-struct Pool<'a> {
-    zph: NonNull<sys::zpool_handle_t>,
+pub(super) struct Pool<'a> {
+    pub(super) zph: NonNull<sys::zpool_handle_t>,
     _lib: PhantomData<&'a Libzfs>,
 }
 
@@ -202,7 +202,7 @@ impl Libzfs {
     }
 
     /// The error libzfs recorded for the last failed call on this handle.
-    fn last_error(&self, op: &'static str, target: &str) -> ZfsError {
+    pub(super) fn last_error(&self, op: &'static str, target: &str) -> ZfsError {
         use sys::zfs_error as e;
         // SAFETY: the handle is live; the description is a NUL-terminated
         // string in the handle's buffer, copied before any other libzfs call.
@@ -235,7 +235,7 @@ impl Libzfs {
         }
     }
 
-    fn open_pool(&self, op: &'static str, name: &str) -> Result<Pool<'_>> {
+    pub(super) fn open_pool(&self, op: &'static str, name: &str) -> Result<Pool<'_>> {
         let c = cstring(op, name)?;
         // SAFETY: live handle, valid C string; NULL on failure.
         let zph = unsafe { sys::zpool_open_canfail(self.hdl.as_ptr(), c.as_ptr()) };

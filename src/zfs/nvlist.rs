@@ -129,7 +129,7 @@ pub(crate) unsafe fn read_history_records(list: *mut sys::nvlist_t, tail: &mut s
 ///
 /// # Safety
 /// `list` must be a valid nvlist alive during the call.
-unsafe fn lookup_string(list: *mut sys::nvlist_t, key: &CStr) -> Option<String> {
+pub(crate) unsafe fn lookup_string(list: *mut sys::nvlist_t, key: &CStr) -> Option<String> {
     let mut value: *const libc::c_char = ptr::null();
     // SAFETY: `list` valid per the caller; the returned string belongs to it
     // and is copied before returning.

@@ -48,6 +48,30 @@ fn full(capacity: usize) -> ZfsError {
     )
 }
 
+/// Starts a thread named `name` that runs `open`, then `run` with what it
+/// opened; returns once `open` has answered, with its error if it failed
+/// (the thread then ends). Whatever `open` makes stays on that thread.
+pub(super) fn spawn_ready<T, O, F>(name: &str, open: O, run: F) -> Result<()>
+where
+    O: FnOnce() -> Result<T> + Send + 'static,
+    F: FnOnce(T) + Send + 'static,
+{
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(move || match open() {
+            Ok(opened) => {
+                let _ = ready_tx.send(Ok(()));
+                run(opened);
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+            }
+        })
+        .map_err(|e| ZfsError::new("start", name, ErrorKind::Other, e.to_string()))?;
+    ready_rx.recv().map_err(|_| ZfsError::new("start", name, ErrorKind::Other, "it exited"))?
+}
+
 impl Zfs {
     /// Starts the owner thread and opens libzfs on it. Fails as
     /// [`Libzfs::init`] does when ZFS is not available.
@@ -58,32 +82,17 @@ impl Zfs {
     /// [`Zfs::start`] with room for `capacity` waiting jobs.
     pub fn start_with_queue(capacity: usize) -> Result<Zfs> {
         let (tx, mut rx) = bounded::channel::<Job>(capacity.max(1));
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
-        thread::Builder::new()
-            .name("libzfs-owner".into())
-            .spawn(move || {
-                let lib = match Libzfs::init() {
-                    Ok(lib) => {
-                        let _ = ready_tx.send(Ok(()));
-                        lib
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                while let Some(job) = rx.blocking_recv() {
-                    // A bug that panics in one job fails that request (its
-                    // reply channel is dropped), not every later one. libzfs
-                    // is left consistent: a panic cannot unwind through its
-                    // C frames, so it happens between libzfs calls.
-                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&lib))).is_err() {
-                        tracing::error!("a libzfs job panicked; its request failed, the owner thread goes on");
-                    }
+        spawn_ready("libzfs-owner", Libzfs::init, move |lib| {
+            while let Some(job) = rx.blocking_recv() {
+                // A bug that panics in one job fails that request (its
+                // reply channel is dropped), not every later one. libzfs
+                // is left consistent: a panic cannot unwind through its
+                // C frames, so it happens between libzfs calls.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&lib))).is_err() {
+                    tracing::error!("a libzfs job panicked; its request failed, the owner thread goes on");
                 }
-            })
-            .map_err(|e| ZfsError::new("start", "the libzfs owner thread", ErrorKind::Other, e.to_string()))?;
-        ready_rx.recv().map_err(|_| gone())??;
+            }
+        })?;
         Ok(Zfs { tx })
     }
 

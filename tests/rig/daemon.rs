@@ -32,6 +32,13 @@ impl Daemon {
     /// serial console costs more than most requests, which a benchmark
     /// must not measure.
     pub fn start_logging(extra: &[&str], log: Option<&str>) -> Daemon {
+        Daemon::start_build(None, extra, log)
+    }
+
+    /// [`Daemon::start_logging`] of the daemon binary `bin` (by default
+    /// `IOCAGED_BIN`, else this build's): the benchmark compares two builds
+    /// in one run.
+    pub fn start_build(bin: Option<&str>, extra: &[&str], log: Option<&str>) -> Daemon {
         let port = NEXT_PORT.fetch_add(2, Ordering::SeqCst);
         let ws: SocketAddr = ([127, 0, 0, 1], port).into();
         let rest: SocketAddr = ([127, 0, 0, 1], port + 1).into();
@@ -43,7 +50,9 @@ impl Daemon {
         super::client::register_key(rest, &key);
         // IOCAGED_BIN: another build to run instead (to compare two builds
         // with the benchmark in one guest run); by default this build's.
-        let bin = std::env::var("IOCAGED_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_iocaged").into());
+        let bin = bin
+            .map(str::to_string)
+            .unwrap_or_else(|| std::env::var("IOCAGED_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_iocaged").into()));
         let mut child = Command::new(bin)
             .args(["serve", "--websocket", &ws.to_string(), "--rest", &rest.to_string()])
             .args(["--keys", &keys_file, "--pam-service", PAM_SERVICE])

@@ -58,6 +58,10 @@ export RUST_BACKTRACE
 ENV
 # Another iocaged build for the tests' daemons (tests/rig/daemon.rs).
 [ -z "${IOCAGED_BIN:-}" ] || echo "IOCAGED_BIN='$IOCAGED_BIN'; export IOCAGED_BIN" >>"$stage/env"
+# A base build the benchmark measures beside this one (guest_bench --throughput).
+[ -z "${IOCAGED_BASE_BIN:-}" ] || echo "IOCAGED_BASE_BIN='$IOCAGED_BASE_BIN'; export IOCAGED_BASE_BIN" >>"$stage/env"
+# A profile of the daemon under load in the benchmark (guest_bench --throughput).
+[ -z "${IOCAGED_BENCH_PERF:-}" ] || echo "IOCAGED_BENCH_PERF=1; export IOCAGED_BENCH_PERF" >>"$stage/env"
 # How long tests/guest_abuse.rs's soak runs (the benchmark's long form).
 [ -z "${IOCAGED_ABUSE_SECS:-}" ] || echo "IOCAGED_ABUSE_SECS='$IOCAGED_ABUSE_SECS'; export IOCAGED_ABUSE_SECS" >>"$stage/env"
 

@@ -1,0 +1,306 @@
+//! Following ZFS's event queue, so that "nothing changed" is known without
+//! asking ZFS.
+//!
+//! The jail index proves itself current with one history ioctl per read,
+//! made on the owner thread (see `iocage::index`). Most reads find nothing
+//! changed, so most of that work is wasted. ZFS itself announces changes:
+//! each internal pool-history record (every property set or inherited,
+//! every create, destroy, rename, clone, snapshot and receive, whoever makes
+//! it) posts a `sysevent.fs.zfs.history_event`, and pools imported,
+//! exported, created or destroyed post events of their own. [`follow`]
+//! runs one thread that waits on that queue and counts what it reads
+//! ([`Changes`]); a read that finds the count where it was when the index
+//! was last proven current needs neither the owner thread nor an ioctl.
+//!
+//! The count only vouches for records that are *written*: ZFS posts the
+//! history event just before it writes the record, in the same sync. So
+//! after reading events the thread waits for their pools' open transaction
+//! groups to be synced (`zpool_sync_one`, not forced: no uberblock is
+//! rewritten for it) and only then marks the count settled
+//! ([`Changes::settled`]). An index proven current after that has read the
+//! records. What remains is the time between ZFS posting an event and
+//! this thread waking to count it: a read in that window answers as of
+//! just before the change (BENCHMARKS.md measures it).
+//!
+//! Events dropped by ZFS (its queue is bounded by `zfs_zevent_len_max`)
+//! count as changes to every pool. Only `sysevent.*` classes count: error
+//! reports (`ereport.*`, a failing disk's stream of them) change no
+//! dataset. If the queue cannot be followed (no `/dev/zfs`, an error from
+//! the kernel, the thread gone), the count is never settled again and every
+//! read asks ZFS as before. A pool that cannot be synced (suspended,
+//! faulted) keeps the count unsettled until it can be.
+//!
+//! ZFS does not announce every change: it drops an event larger than its
+//! event buffer without telling readers (a history record carries the
+//! property's value, and a user property may be 8 KiB), a `zpool events
+//! -c` removes events unread, and its wait for the next event can miss a
+//! wakeup. So the count is trusted for a bounded time only: users of it
+//! also require their proof to be younger than [`TRUST_AGE`], and what it
+//! misses shows within that (see `iocage::index`).
+//!
+//! The thread waits for events without a timeout: it is a listener, not a
+//! caller waiting for an answer; it holds no lock while it waits, and the
+//! process's exit ends it.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use iocaged_sys as sys;
+
+use super::error::{ErrorKind, Result, ZfsError};
+use super::libzfs::Libzfs;
+use super::nvlist::lookup_string;
+
+/// How long a proof made with ZFS stands on the count alone: changes ZFS
+/// did not announce show within this.
+pub const TRUST_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long the follower waits before trying again to sync a pool that
+/// refused (suspended, faulted).
+const SYNC_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `ZEVENT_NONBLOCK` from `sys/zfs_ioctl.h` (the same in OpenZFS 2.1 to
+/// 2.3; that header is not part of the bound API).
+const ZEVENT_NONBLOCK: libc::c_uint = 0x1;
+
+/// How many changes ZFS has announced, and up to which they are written.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Events read (and drops seen) since the daemon started.
+    posted: AtomicU64,
+    /// `posted` as it was when every change so far was known written.
+    settled: AtomicU64,
+    /// Whether the follower runs and has settled at least once.
+    following: AtomicBool,
+}
+
+impl Changes {
+    /// The count of changes, when ZFS's queue is followed and every change
+    /// it announced is written (`None` otherwise: ask ZFS). Read it
+    /// *before* proving something current; while it stays the same, that
+    /// proof stands.
+    pub fn settled(&self) -> Option<u64> {
+        if !self.following.load(Ordering::Acquire) {
+            return None;
+        }
+        let settled = self.settled.load(Ordering::Acquire);
+        (settled == self.posted.load(Ordering::Acquire)).then_some(settled)
+    }
+
+    /// One change announced (an event read, or events dropped).
+    fn post(&self) {
+        self.posted.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Every change announced up to `upto` (a `posted` value) is written.
+    fn settle(&self, upto: u64) {
+        self.settled.store(upto, Ordering::Release);
+        self.following.store(true, Ordering::Release);
+    }
+
+    /// The queue can no longer be followed: nothing is vouched for again.
+    fn stop(&self) {
+        self.following.store(false, Ordering::Release);
+        self.post();
+    }
+}
+
+/// One event from ZFS's queue, as much as the follower needs.
+struct Event {
+    /// A `sysevent.*` class: a change (history record, pool created,
+    /// destroyed, imported, exported, configuration), not an error report.
+    change: bool,
+    /// The pool it is about, if it names one.
+    pool: Option<String>,
+    /// Events ZFS dropped before this one (its queue was full).
+    dropped: bool,
+}
+
+impl Libzfs {
+    /// The next event of the queue `zevent` (an open `/dev/zfs`): waits for
+    /// one when `wait`, else `None` when there is none.
+    fn next_event(&self, zevent: &File, wait: bool) -> Result<Option<Event>> {
+        const OP: &str = "read the event queue of";
+        let flags = if wait { 0 } else { ZEVENT_NONBLOCK };
+        loop {
+            let mut list: *mut sys::nvlist_t = ptr::null_mut();
+            let mut dropped: libc::c_int = 0;
+            // SAFETY: live handle; `list` and `dropped` are valid out
+            // pointers; `zevent` is an open /dev/zfs descriptor, borrowed
+            // for the call. On success `list` is NULL (no event, non-
+            // blocking) or an nvlist this process owns and frees below.
+            let rc = unsafe {
+                sys::zpool_events_next(self.hdl.as_ptr(), &mut list, &mut dropped, flags, zevent.as_raw_fd())
+            };
+            if rc != 0 {
+                // SAFETY: live handle.
+                if unsafe { sys::libzfs_errno(self.hdl.as_ptr()) } == sys::zfs_error::EZFS_INTR as libc::c_int {
+                    continue; // a signal; the thread blocks them, but be sure
+                }
+                return Err(self.last_error(OP, "ZFS"));
+            }
+            if list.is_null() {
+                return Ok(None);
+            }
+            // SAFETY: `list` is a valid nvlist owned here; the string is
+            // copied before the list is freed.
+            let (class, pool) = unsafe { (lookup_string(list, c"class"), lookup_string(list, c"pool")) };
+            // SAFETY: `list` came from zpool_events_next and is freed once.
+            unsafe { sys::nvlist_free(list) };
+            let change = class.is_none_or(|c| c.starts_with("sysevent."));
+            return Ok(Some(Event { change, pool, dropped: dropped != 0 }));
+        }
+    }
+
+    /// Waits until what `pool`'s open transaction group holds is written
+    /// (`zpool sync` without `-f`). A pool gone meanwhile is not an error,
+    /// nor is a read-only one (it writes no history).
+    fn sync_pool(&self, pool: &str) -> Result<()> {
+        const OP: &str = "sync";
+        let p = match self.open_pool(OP, pool) {
+            Ok(p) => p,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut force = sys::boolean_t::B_FALSE;
+        // SAFETY: the pool handle is open; zpool_sync_one reads the
+        // boolean_t that its second argument points to, which lives across
+        // the call.
+        let rc = unsafe { sys::zpool_sync_one(p.zph.as_ptr(), (&raw mut force).cast()) };
+        if rc == 0 {
+            return Ok(());
+        }
+        // SAFETY: live handle.
+        let code = unsafe { sys::libzfs_errno(self.hdl.as_ptr()) };
+        match self.last_error(OP, pool) {
+            e if e.kind == ErrorKind::NotFound => Ok(()),
+            _ if code == sys::zfs_error::EZFS_POOLREADONLY as libc::c_int => Ok(()),
+            e => Err(e),
+        }
+    }
+}
+
+/// Starts the thread that follows ZFS's event queue into `changes`.
+/// Fails when libzfs or `/dev/zfs` cannot be opened; the daemon then asks
+/// ZFS on every read, as without it.
+pub fn follow(changes: Arc<Changes>) -> Result<()> {
+    let open = || {
+        block_signals();
+        let lib = Libzfs::init()?;
+        let zevent = File::options().read(true).write(true).open("/dev/zfs").map_err(|e| {
+            ZfsError::new("open", "/dev/zfs", ErrorKind::Unavailable, format!("for ZFS's event queue: {e}"))
+        })?;
+        Ok((lib, zevent))
+    };
+    super::owner::spawn_ready("zfs-events", open, move |(lib, zevent)| {
+        // However the loop ends (an error, a panic), nothing is vouched for.
+        let _stop = StopOnExit(&changes);
+        if let Err(e) = run(&lib, &zevent, &changes) {
+            tracing::warn!(error = %e, "ZFS's event queue is no longer followed: every read asks ZFS again");
+        }
+    })
+}
+
+/// Stops [`Changes`] when dropped: the follower's thread ending, by an
+/// error or by a panic unwinding it.
+struct StopOnExit<'a>(&'a Changes);
+
+impl Drop for StopOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Signals sent to the process go to the other threads: this one waits in
+/// the kernel. (Signals caused by this thread's own faults stay unblocked.)
+fn block_signals() {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGTERM,
+        Signal::SIGCHLD,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGPIPE,
+        Signal::SIGALRM,
+        Signal::SIGWINCH,
+    ] {
+        set.add(s);
+    }
+    if let Err(e) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None) {
+        tracing::debug!(error = %e, "zfs-events: signals not blocked");
+    }
+}
+
+/// The follower's loop: read every queued event, sync the pools they name,
+/// settle when no event came meanwhile, then wait for the next one. Returns
+/// only on an error reading the queue.
+fn run(lib: &Libzfs, zevent: &File, changes: &Changes) -> Result<()> {
+    // Pools with events read but not yet synced. At most one entry per pool.
+    let mut pending: BTreeSet<String> = BTreeSet::new();
+    // At start: the queue's older events are read first (they settle once).
+    let mut wait = false;
+    loop {
+        match lib.next_event(zevent, wait)? {
+            Some(event) if event.change || event.dropped => {
+                changes.post();
+                if event.dropped {
+                    // What was dropped is unknown: every pool may have changed.
+                    pending.extend(lib.pools()?.into_iter().map(|p| p.name));
+                }
+                pending.extend(event.pool);
+                wait = false;
+            }
+            Some(_) => wait = false, // an error report: no dataset changed
+            None if pending.is_empty() => {
+                // Nothing announced since the last sync began: all written.
+                changes.settle(changes.posted.load(Ordering::Acquire));
+                wait = true;
+            }
+            None => {
+                let mut refused = BTreeSet::new();
+                for pool in std::mem::take(&mut pending) {
+                    if let Err(e) = lib.sync_pool(&pool) {
+                        tracing::debug!(error = %e, "zfs-events: not synced yet; reads ask ZFS meanwhile");
+                        refused.insert(pool);
+                    }
+                }
+                if !refused.is_empty() {
+                    // Unsettled until they sync: reads keep asking ZFS.
+                    pending = refused;
+                    std::thread::sleep(SYNC_RETRY);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_vouches_only_once_settled_and_until_the_next_change() {
+        let c = Changes::default();
+        assert_eq!(c.settled(), None, "not followed yet");
+        c.post();
+        c.settle(1);
+        assert_eq!(c.settled(), Some(1));
+        c.post();
+        assert_eq!(c.settled(), None, "a change announced, not yet known written");
+        c.settle(2);
+        assert_eq!(c.settled(), Some(2), "written: a new count, so proofs made before do not stand");
+        c.stop();
+        assert_eq!(c.settled(), None, "no longer followed");
+        c.settle(3);
+        c.following.store(false, Ordering::Release);
+        assert_eq!(c.settled(), None);
+    }
+}
