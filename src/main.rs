@@ -215,19 +215,21 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     // libzfs_init itself refuses a kernel module whose interface does not
     // match this userland; the error says so (see Libzfs::init).
+    let zfs = Zfs::start_with_queue(config.zfs_queue).map_err(|e| e.to_string())?;
     // Reads answer from memory while ZFS announces no change (zfs::follow);
     // without the event queue, each read asks ZFS, as it always can. Started
-    // first: libzfs_init sets process-wide tables, which the owner thread's
-    // handle must not be using meanwhile.
+    // from a job of the owner thread: libzfs_init sets process-wide tables,
+    // which the owner's handle must not be reading meanwhile (the job
+    // returns once the follower's libzfs_init has).
     let changes = Arc::new(iocaged::zfs::Changes::default());
-    let changes = match iocaged::zfs::follow(changes.clone()) {
-        Ok(()) => Some(changes),
-        Err(e) => {
+    let following = changes.clone();
+    let changes = match zfs.run_blocking(move |_| iocaged::zfs::follow(following)) {
+        Ok(Ok(())) => Some(changes),
+        Ok(Err(e)) | Err(e) => {
             tracing::warn!(error = %e, "ZFS's event queue is not followed: every read asks ZFS");
             None
         }
     };
-    let zfs = Zfs::start_with_queue(config.zfs_queue).map_err(|e| e.to_string())?;
     let running = zfs.run_blocking(|l| l.versions()).map_err(|e| e.to_string())?;
     tracing::info!(userland = %running.userland, kernel = %running.kernel, built_against = OPENZFS_BUILD_VERSION, "OpenZFS");
     let pool = config.pool_choice().map_err(|e| e.to_string())?;

@@ -157,7 +157,7 @@ impl std::fmt::Display for Counts {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         write!(
             f,
-            "{} answered from memory while ZFS announced no change, {} after asking ZFS, {} read from ZFS",
+            "{} answered from memory while ZFS announced no change, {} proven with ZFS (an ioctl, or a proof a request queued before made), {} read from ZFS",
             get(&self.followed),
             get(&self.proven),
             get(&self.read)
@@ -285,8 +285,10 @@ impl Index {
         let from = same.as_ref().map_or(0, |s| s.history_end);
         // Read where the log ends *before* reading the jails: a change made
         // while they are read shows as growth next time.
-        let tail = lib.history_since(layout.pool(), from, same.is_some())?;
+        // A proof counts from before its look (requests arriving during it
+        // were not covered by it).
         let now = Instant::now();
+        let tail = lib.history_since(layout.pool(), from, same.is_some())?;
         if let Some(s) = same {
             if s.guid_at.elapsed() >= GUID_AGE {
                 s.guid_at = now;

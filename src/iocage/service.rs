@@ -78,6 +78,17 @@ pub struct Iocage {
     listed: Arc<ListCache>,
 }
 
+/// Ends a write action, when dropped: the next read proves the index with
+/// ZFS, and the jail watcher looks at once.
+struct WriteEnded(Iocage);
+
+impl Drop for WriteEnded {
+    fn drop(&mut self) {
+        self.0.index.invalidate();
+        self.0.changed.notify_one();
+    }
+}
+
 /// When the pool in use was found, and which it was (or why none).
 struct FoundPool {
     at: Instant,
@@ -213,13 +224,10 @@ impl Iocage {
         let this = self.clone();
         let mut task = tokio::spawn(async move {
             let _permit = permit;
-            let out = this.execute(req).await;
-            if write {
-                // Here, not in the caller: it is gone if its client went.
-                this.index.invalidate();
-                this.changed.notify_one();
-            }
-            out
+            // Here, not in the caller (gone if its client went), and however
+            // the action ends.
+            let _written = write.then(|| WriteEnded(this.clone()));
+            this.execute(req).await
         });
         let joined = if write {
             task.await
@@ -601,10 +609,14 @@ impl Iocage {
             PoolChoice::Fixed(p) => p.clone(),
             // As every read trusts it (POOL_CHOICE_AGE); never waiting
             // for the lock, which the owner thread holds while it looks.
-            PoolChoice::Auto => match self.pool_choice.try_lock() {
-                Ok(cache) => cache.as_ref().filter(|f| f.at.elapsed() < POOL_CHOICE_AGE)?.found.clone().ok()?,
-                Err(_) => return None,
-            },
+            PoolChoice::Auto => {
+                let cache = match self.pool_choice.try_lock() {
+                    Ok(cache) => cache,
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => return None,
+                };
+                cache.as_ref().filter(|f| f.at.elapsed() < POOL_CHOICE_AGE)?.found.clone().ok()?
+            }
         };
         let jails = self.index.followed(&pool)?;
         Some((pool, jails))
