@@ -25,7 +25,7 @@
 use std::collections::BTreeSet;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::zfs::{Changes, ErrorKind, HistoryTail, Libzfs, TRUST_AGE};
@@ -106,6 +106,16 @@ impl Deref for Listing {
 struct Stamp {
     changes: u64,
     writes: u64,
+}
+
+/// `m` locked if no one holds it (a poisoned lock's value is used as it
+/// is: every writer leaves it whole); `None` rather than waiting.
+pub(super) fn lock_if_free<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 /// How long a jails dataset's guid is trusted: none, it is read on every
@@ -216,11 +226,7 @@ impl Index {
     /// on the owner thread may hold for long (`None` then).
     pub fn followed(&self, pool: &str) -> Option<Listing> {
         let now = self.stamp()?;
-        let current = match self.current.try_lock() {
-            Ok(current) => current,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
+        let current = lock_if_free(&self.current)?;
         let s = current.as_ref().filter(|s| s.pool == pool && s.trusted(Some(now)))?;
         Counts::add(&self.counts.followed);
         Some(s.jails.clone())

@@ -1,0 +1,195 @@
+//! The seventeen actions, one arm each: what each reads or changes, in
+//! which steps, and the reply it makes (shapes in `replies`).
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::Iocage;
+use super::on_pool::MissingPool;
+use super::steps::ended;
+use crate::iocage::error::ActionError;
+use crate::iocage::index::Listing;
+use crate::iocage::jails::{self, Natives};
+use crate::iocage::lifecycle::{self, Progress};
+use crate::iocage::props::{self, USER_PREFIX};
+use crate::iocage::replies::{
+    activated, deactivated, default_settings, df, exec_reply, jail_settings, keyed, list_releases, progress_body,
+};
+use crate::iocage::request::{CreateKind, Request};
+use crate::iocage::{create, destroy, names, pool};
+
+impl Iocage {
+    pub(super) async fn execute(&self, req: Request) -> Result<Value, ActionError> {
+        match req {
+            Request::GetDefaultSettings => self.on_read_pool(|lib, layout| default_settings(lib, &layout)).await,
+            Request::ListJails => {
+                let (_, jails) = self.read_jails(MissingPool::HasNoJails).await?;
+                self.list_jails(jails)
+            }
+            Request::GetJailSettings { jail, prop, all_jails } => {
+                let arrived = Instant::now();
+                let index = self.index.clone();
+                self.on_read_pool(move |lib, layout| {
+                    let wanted = prop.as_deref().filter(|p| *p != "all");
+                    let natives = wanted.is_none_or(|p| props::lookup(p).is_some_and(|p| p.kind.is_native()));
+                    match (all_jails, jail.as_deref()) {
+                        (true, _) if natives => {
+                            let jails = jails::read_all(lib, &layout, Natives::All)?;
+                            jail_settings(&jails, None, prop.as_deref(), true)
+                        }
+                        (false, Some(query)) if natives => {
+                            let listed = index.jails(lib, &layout, arrived)?;
+                            let one = jails::resolve(&listed, query)?.clone().with_natives(lib)?;
+                            jail_settings(&[one], Some(query), prop.as_deref(), false)
+                        }
+                        _ => {
+                            let listed = index.jails(lib, &layout, arrived)?;
+                            jail_settings(&listed, jail.as_deref(), prop.as_deref(), all_jails)
+                        }
+                    }
+                })
+                .await
+            }
+            Request::Df => {
+                self.on_read_pool(|lib, layout| Ok(df(&jails::read_all(lib, &layout, Natives::Space)?))).await
+            }
+            Request::ActivatePool { pool: Some(name) } => {
+                let done = self.zfs.run(move |lib| pool::activate(lib, &name).map(|()| activated(&name))).await?;
+                self.forget_pool_choice();
+                done
+            }
+            Request::ActivatePool { pool: None } => {
+                self.on_read_pool(|_, layout| Ok(json!({"currently active": {"pool": layout.pool()}}))).await
+            }
+            Request::DeactivatePool { pool: name } => {
+                let done = self.zfs.run(move |lib| pool::deactivate(lib, &name).map(|()| deactivated(&name))).await?;
+                self.forget_pool_choice();
+                done
+            }
+            Request::CreateJail { props, kind, raw_props, raw_switches } => {
+                let plan = self.create(kind, props).await?;
+                let success = if kind == CreateKind::Empty {
+                    json!({ "uuid": plan.uuid })
+                } else {
+                    json!({ "Successfully created": format!("{} ({})", plan.uuid, plan.tag) })
+                };
+                Ok(json!({ "props": raw_props, "switches": raw_switches, "success": success }))
+            }
+            Request::CloneJail { jail, props, raw_props } => {
+                let query = jail.clone();
+                let hooks = self.policy.allow_host_hooks;
+                let plan = self
+                    .on_jails(move |lib, layout, jails| {
+                        let source = jails::resolve(&jails, &query)?;
+                        let plan = create::prepare_clone(&layout, jails.with_incomplete(), source, &props, hooks)?;
+                        create::begin(lib, &plan)?;
+                        create::finish(lib, &plan)?;
+                        Ok(plan)
+                    })
+                    .await?;
+                let created = format!("{} ({})", plan.uuid, plan.tag);
+                Ok(json!({ "jail": jail, "props": raw_props, "success": { "Successfully created": created } }))
+            }
+            Request::DestroyJail { jail } => {
+                let uuid = self.uuid_of(&jail).await?;
+                let _turn = self.turn(&uuid).await;
+                let running = self.running_names()?;
+                // The jail whose turn we hold, by its UUID: the client's
+                // name may mean another jail by now.
+                self.on_jails(move |lib, layout, jails| {
+                    let target = jails::by_uuid(&jails, &uuid)?;
+                    destroy::destroy_jail(lib, &layout, target, &running)?;
+                    Ok(json!({ "success": { "Destroying": target.uuid } }))
+                })
+                .await
+            }
+            Request::CleanJails => {
+                self.clean("cleanjails", false).await?;
+                Ok(json!({ "success": "All jails have been cleaned." }))
+            }
+            Request::CleanReleases => {
+                self.fetches.refuse_while_fetching(None)?;
+                self.on_pool(|lib, layout| destroy::clean_releases(lib, &layout)).await?;
+                Ok(json!({ "success": "All RELEASEs have been cleaned." }))
+            }
+            Request::CleanTemplates => {
+                self.on_pool(|lib, layout| destroy::clean_templates(lib, &layout)).await?;
+                Ok(json!({ "success": "All templates have been cleaned." }))
+            }
+            Request::CleanAll => {
+                self.fetches.refuse_while_fetching(None)?;
+                self.clean("cleanall", true).await?;
+                Ok(json!({ "success": "All iocage datasets have been cleaned." }))
+            }
+            Request::ListReleases { remote: false } => {
+                self.on_read_pool(|lib, layout| Ok(list_releases(&destroy::list_releases(lib, &layout)?))).await
+            }
+            Request::ListReleases { remote: true } => {
+                Ok(json!({ "remote": super::fetch::remote_releases(&self.fetches.settings).await? }))
+            }
+            Request::FetchRelease(wanted) => self.fetch_release(wanted).await,
+            Request::DestroyRelease { release } => {
+                self.fetches.refuse_while_fetching(Some(&release))?;
+                let r = release.clone();
+                self.on_pool(move |lib, layout| destroy::destroy_release(lib, &layout, &r)).await?;
+                Ok(json!({ "success": format!("release {release} destroyed.") }))
+            }
+            Request::StartJail { jail } => {
+                let (plan, _turn) = self.plan_and_lock(&jail).await?;
+                let (progress, plan) = self.blocking(move |rt| lifecycle::start(rt, &plan).map(|p| (p, plan))).await?;
+                if let Progress::Lines(_) = progress {
+                    let prop = format!("{USER_PREFIX}last_started");
+                    let stamp = names::timestamp();
+                    self.zfs.run(move |lib| lib.set_props(&plan.dataset, &[(prop.as_str(), stamp.as_str())])).await??;
+                }
+                Ok(keyed(jail, progress_body(progress)))
+            }
+            Request::StopJail { jail } => {
+                let (plan, _turn) = self.plan_and_lock(&jail).await?;
+                let progress = self.blocking(move |rt| lifecycle::stop(rt, &plan)).await?;
+                Ok(keyed(jail, progress_body(progress)))
+            }
+            Request::CapJail { jail } => {
+                let (plan, _turn) = self.plan_and_lock(&jail).await?;
+                self.blocking(move |rt| lifecycle::cap(rt, &plan)).await?;
+                Ok(json!({ "success": format!("jail {jail} capped.") }))
+            }
+            Request::ExecJail { jail, user, command, lossless, timeout } => {
+                // No turn: commands may run alongside each other and a stop.
+                let plan = self.plan(&jail).await?;
+                let out = self.blocking(move |rt| lifecycle::exec(rt, &plan, &user, &command, timeout)).await?;
+                Ok(exec_reply(&out, lossless))
+            }
+        }
+    }
+
+    /// cleanjails (`everything` false) and cleanall: checked first, then
+    /// every jail stopped (their turns held to the end), then destroyed,
+    /// each step reporting its progress.
+    pub(super) async fn clean(&self, action: &'static str, everything: bool) -> Result<(), ActionError> {
+        self.on_pool(move |lib, layout| destroy::check_clean(lib, &layout, everything)).await?;
+        let _turns = self.stop_all(action).await?;
+        let running = self.running_names()?;
+        let report = self.reporter(action, "destroy", "datasets");
+        let r = report.clone();
+        let cleaned = self
+            .on_pool(move |lib, layout| {
+                let on_each = &mut |done, total, name: &str| r.report(done, total, name);
+                if everything {
+                    destroy::clean_all(lib, &layout, &running, on_each)
+                } else {
+                    destroy::clean_jails(lib, &layout, &running, on_each)
+                }
+            })
+            .await;
+        ended(&report, cleaned)?;
+        report.finish_counted();
+        Ok(())
+    }
+
+    /// The listjails reply for `jails` (see `replies::ListCache`).
+    fn list_jails(&self, jails: Listing) -> Result<Value, ActionError> {
+        Ok(self.listed.reply(jails, self.runtime.running()?))
+    }
+}

@@ -1,0 +1,172 @@
+//! The steps actions are made of: finding a jail, taking its turn,
+//! planning its lifecycle, running blocking runtime work, the stops before
+//! a clean, and createjail's copy between two trips to the owner thread.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::OwnedMutexGuard;
+
+use super::Iocage;
+use crate::iocage::error::ActionError;
+use crate::iocage::layout::Layout;
+use crate::iocage::progress::Reporter;
+use crate::iocage::request::{CreateKind, PropList};
+use crate::iocage::{create, jails, lifecycle};
+use crate::runtime::{Runtime, kernel_name};
+use crate::zfs::{Libzfs, OnProgress, Progress as CopyProgress};
+
+/// A step's result, its end reported: failed (with why) or left to the
+/// caller to finish.
+pub(super) fn ended<T>(report: &Reporter, result: Result<T, ActionError>) -> Result<T, ActionError> {
+    if let Err(e) = &result {
+        report.fail(e);
+    }
+    result
+}
+
+impl Iocage {
+    /// The UUID of the jail a client names.
+    pub(super) async fn uuid_of(&self, query: &str) -> Result<String, ActionError> {
+        let query = query.to_string();
+        self.on_jails(move |_, _, jails| Ok(jails::resolve(&jails, &query)?.uuid.clone())).await
+    }
+
+    /// Takes the turn of every jail of the pool (in UUID order, so two
+    /// cleans cannot deadlock; other actions hold one turn at a time) and
+    /// stops the running ones. The clean actions hold the turns until the
+    /// jails are destroyed: no start can slip in between (iocage did not
+    /// stop jails at all). Each stop is reported as `action`'s progress.
+    pub(super) async fn stop_all(&self, action: &'static str) -> Result<Vec<OwnedMutexGuard<()>>, ActionError> {
+        let mut uuids: Vec<String> =
+            self.on_jails(|_, _, jails| Ok(jails.iter().map(|j| j.uuid.clone()).collect())).await?;
+        uuids.sort();
+        let mut turns = Vec::with_capacity(uuids.len());
+        for uuid in &uuids {
+            turns.push(self.turn(uuid).await);
+        }
+        // Which run is read once every turn is ours: none can change now.
+        let running = self.running_names()?;
+        let plans = self
+            .on_jails(move |lib, layout, jails| {
+                jails
+                    .iter()
+                    .filter(|j| running.contains(&kernel_name(&j.uuid)))
+                    .map(|j| located(lib, &layout, lifecycle::plan(&j.clone().with_natives(lib)?)?))
+                    .collect()
+            })
+            .await?;
+        let plans: Vec<lifecycle::Plan> = plans;
+        let report = self.reporter(action, "stop", "jails");
+        let total = plans.len() as u64;
+        for (done, mut plan) in (1..).zip(plans) {
+            plan.policy = self.policy.clone();
+            let uuid = plan.uuid.clone();
+            ended(&report, self.blocking(move |rt| lifecycle::stop(rt, &plan)).await.map(drop))?;
+            report.report(done, total, &uuid);
+        }
+        report.finish_counted();
+        Ok(turns)
+    }
+
+    /// The lifecycle plan of the jail a client names.
+    pub(super) async fn plan(&self, query: &str) -> Result<lifecycle::Plan, ActionError> {
+        let query = query.to_string();
+        let policy = self.policy.clone();
+        self.on_jails(move |lib, layout, listed| {
+            let mut plan =
+                located(lib, &layout, lifecycle::plan(&jails::resolve(&listed, &query)?.clone().with_natives(lib)?)?)?;
+            plan.policy = policy;
+            Ok(plan)
+        })
+        .await
+    }
+
+    /// This jail's turn, and then its plan: start, stop, cap and destroy of
+    /// one jail never interleave (other jails' go on in parallel), and the
+    /// plan is made from what the jail is once the turn is ours (a destroy
+    /// or a change of properties may have come first).
+    pub(super) async fn plan_and_lock(
+        &self,
+        query: &str,
+    ) -> Result<(lifecycle::Plan, OwnedMutexGuard<()>), ActionError> {
+        let uuid = self.uuid_of(query).await?;
+        let turn = self.turn(&uuid).await;
+        let plan = self.plan(&uuid).await?;
+        Ok((plan, turn))
+    }
+
+    /// Waits for, and holds, the jail's turn.
+    pub(super) async fn turn(&self, uuid: &str) -> OwnedMutexGuard<()> {
+        self.turns.take(uuid).await
+    }
+
+    /// Runs a blocking runtime operation on a blocking thread.
+    pub(super) async fn blocking<R, F>(&self, f: F) -> Result<R, ActionError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn Runtime) -> Result<R, ActionError> + Send + 'static,
+    {
+        let rt = self.runtime.clone();
+        tokio::task::spawn_blocking(move || f(&*rt))
+            .await
+            .unwrap_or_else(|e| Err(ActionError::Io { what: "run the action".into(), message: e.to_string() }))
+    }
+
+    /// createjail in its steps (see `create`): the copy of a thick jail runs
+    /// on a blocking thread, between two short trips to the owner thread.
+    pub(super) async fn create(&self, kind: CreateKind, props: PropList) -> Result<create::Plan, ActionError> {
+        let hooks = self.policy.allow_host_hooks;
+        let plan = self
+            .on_jails(move |lib, layout, jails| {
+                let plan = create::prepare(lib, &layout, jails.with_incomplete(), kind, &props, hooks)?;
+                create::begin(lib, &plan)?;
+                Ok(plan)
+            })
+            .await?;
+        let p = plan.clone();
+        let report = self.reporter("createjail", "copy", "bytes");
+        let (r, uuid) = (report.clone(), plan.uuid.clone());
+        let on_progress: OnProgress = Arc::new(move |p| match p {
+            CopyProgress::Sending { sent, total } => r.report(sent, total, &uuid),
+            CopyProgress::Done { bytes } => r.finish(bytes),
+        });
+        let copied = tokio::task::spawn_blocking(move || create::copy(&p, on_progress))
+            .await
+            .unwrap_or_else(|e| Err(ActionError::Io { what: "copy the release".into(), message: e.to_string() }));
+        if let Err(cause) = copied {
+            report.fail(&cause);
+            let p = plan.clone();
+            self.zfs.run(move |lib| create::undo(lib, &p)).await?;
+            return Err(ActionError::CreateFailed {
+                uuid: plan.uuid,
+                step: "copying the release",
+                cause: Box::new(cause),
+            });
+        }
+        let p = plan.clone();
+        self.zfs.run(move |lib| create::finish(lib, &p)).await??;
+        Ok(plan)
+    }
+
+    /// Kernel names of the running jails.
+    pub(super) fn running_names(&self) -> Result<HashSet<String>, ActionError> {
+        Ok(self.runtime.running()?.into_iter().map(|j| j.name).collect())
+    }
+}
+
+/// A lifecycle plan with the place its jail must be mounted at (the
+/// mountpoint of the pool's `iocage/jails`).
+pub(super) fn located(
+    lib: &Libzfs,
+    layout: &Layout,
+    mut plan: lifecycle::Plan,
+) -> Result<lifecycle::Plan, ActionError> {
+    let mp = lib.native_props(&layout.jails(), &["mountpoint"])?;
+    plan.jails_dir = mp
+        .get("mountpoint")
+        .and_then(|m| m.printed.as_deref())
+        .filter(|m| m.starts_with('/'))
+        .map(std::path::PathBuf::from);
+    Ok(plan)
+}
