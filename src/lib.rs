@@ -6,6 +6,8 @@
 //! -> [`zfs`] (libzfs on its owner thread) and [`runtime`] (the kernel's
 //! jails).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -126,7 +126,12 @@ fn transaction(service: &str, user: &str, password: Option<&str>, peer: IpAddr) 
     let describe = |rc: c_int| {
         // SAFETY: handle is live; pam_strerror returns a static string.
         let s = unsafe { sys::pam_strerror(handle, rc) };
-        if s.is_null() { format!("error {rc}") } else { unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned() }
+        if s.is_null() {
+            format!("error {rc}")
+        } else {
+            // SAFETY: non-null, a NUL-terminated static string.
+            unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
+        }
     };
     // SAFETY: live handle; PAM copies the string (OpenPAM and Linux-PAM
     // both strdup string items), so `rhost` need not outlive the call.

@@ -74,7 +74,7 @@ pub(crate) unsafe fn read_user_props(list: *mut sys::nvlist_t) -> Vec<(String, S
     }
     let mut pair: *mut sys::nvpair_t = ptr::null_mut();
     loop {
-        // SAFETY (whole block): `list` is valid per the caller; each pair and
+        // SAFETY: (whole block) `list` is valid per the caller; each pair and
         // nested list comes from it and lives as long as it; strings returned
         // by lookups are NUL-terminated and copied before the next call.
         unsafe {
