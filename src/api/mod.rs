@@ -18,11 +18,12 @@ pub mod ws;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use crate::auth::client_keys::ClientKeyError;
 use crate::auth::{Auth, AuthError, Identity, Role};
-use crate::iocage::{Iocage, request};
+use crate::iocage::{ActionError, Iocage, Request, request};
 use auth::{Credentials, Peer, WsTurn};
 pub use envelope::{Call, ProtocolError, Status};
 
@@ -33,9 +34,33 @@ pub enum Transport {
     WebSocket,
 }
 
+/// Every imported pool's name, health and capacity (percent used).
+pub type PoolStates = Vec<(String, String, u64)>;
+
+/// What the API asks of the iocage layer: run an action, and the pools'
+/// state for `system-state`. [`Iocage`] in the daemon; host tests put a
+/// fake here to test the API layer (auth, roles, envelopes, transports)
+/// without ZFS (`tests/api_host.rs`).
+pub trait Actions: Send + Sync + 'static {
+    /// Runs a request; `Ok` is the body that goes under the action's name.
+    fn run(&self, req: Request) -> BoxFuture<'_, Result<Value, ActionError>>;
+    /// Every imported pool's name, health and capacity (percent used).
+    fn pool_states(&self) -> BoxFuture<'_, Result<PoolStates, ActionError>>;
+}
+
+impl Actions for Iocage {
+    fn run(&self, req: Request) -> BoxFuture<'_, Result<Value, ActionError>> {
+        Box::pin(Iocage::run(self, req))
+    }
+
+    fn pool_states(&self) -> BoxFuture<'_, Result<PoolStates, ActionError>> {
+        Box::pin(Iocage::pool_states(self))
+    }
+}
+
 /// Everything a request handler needs; shared by all connections.
 pub struct Api {
-    iocage: Iocage,
+    iocage: Arc<dyn Actions>,
     auth: Arc<Auth>,
     hostname: String,
     events: Arc<events::Hub>,
@@ -57,9 +82,9 @@ fn str_arg<'a>(call: &'a Call, key: &str) -> Option<&'a str> {
 impl Api {
     /// The API over `iocage`, pushing the events `events` gets (the same hub
     /// the service reports long actions' progress to: `Iocage::with_events`).
-    pub fn new(iocage: Iocage, auth: Arc<Auth>, events: Arc<events::Hub>) -> Self {
+    pub fn new(iocage: impl Actions, auth: Arc<Auth>, events: Arc<events::Hub>) -> Self {
         let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-        Api { iocage, auth, hostname, events }
+        Api { iocage: Arc::new(iocage), auth, hostname, events }
     }
 
     /// Where jail events go to reach the subscribed sockets.

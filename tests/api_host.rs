@@ -1,0 +1,328 @@
+//! The API layer on the host, in seconds: the real server, transports,
+//! envelopes, authentication, roles and lockout, in front of a fake
+//! iocage layer (`api::Actions`) that records what reached it. What an
+//! action does to ZFS and the kernel is the guest suite's (`guest_*.rs`);
+//! here, whether a request gets to an action at all, and how its outcome
+//! comes back.
+
+#[path = "rig/client.rs"]
+#[allow(dead_code)]
+mod client;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+
+use client::{Ws, http_anonymous};
+use iocaged::api::{Actions, Api, PoolStates, events::Hub, server};
+use iocaged::auth::{Auth, Role, keys};
+use iocaged::config::Limits;
+use iocaged::iocage::{ActionError, Request};
+
+/// The fake iocage layer: answers by the request, and records the name of
+/// every action that reached it.
+#[derive(Default)]
+struct Fake {
+    seen: Mutex<Vec<String>>,
+}
+
+impl Actions for Fake {
+    fn run(&self, req: Request) -> BoxFuture<'_, Result<Value, ActionError>> {
+        self.seen.lock().unwrap().push(req.action().name().to_string());
+        Box::pin(async move {
+            match req {
+                Request::ListJails => Ok(json!({"uuid-1": {"tag": "one"}})),
+                Request::StartJail { jail } if jail == "slow" => {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    Ok(json!({"slow": {"+ Started OK": ""}}))
+                }
+                Request::StartJail { jail } if jail == "missing" => Err(ActionError::JailNotFound(jail)),
+                Request::StopJail { .. } => Err(ActionError::Overloaded("the fake is busy".into())),
+                other => Ok(json!({ "done": other.action().name() })),
+            }
+        })
+    }
+
+    fn pool_states(&self) -> BoxFuture<'_, Result<PoolStates, ActionError>> {
+        Box::pin(async { Ok(vec![("tank".to_string(), "ONLINE".to_string(), 7)]) })
+    }
+}
+
+/// The real server on a loopback port, in front of a [`Fake`], with a
+/// read key and a read/write key. Stops when dropped.
+struct Server {
+    addr: SocketAddr,
+    fake: Arc<Fake>,
+    read_key: String,
+    write_key: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    dir: std::path::PathBuf,
+}
+
+/// Lets the API hold the test's fake while the test looks at it.
+struct Shared(Arc<Fake>);
+
+impl Actions for Shared {
+    fn run(&self, req: Request) -> BoxFuture<'_, Result<Value, ActionError>> {
+        self.0.run(req)
+    }
+    fn pool_states(&self) -> BoxFuture<'_, Result<PoolStates, ActionError>> {
+        self.0.pool_states()
+    }
+}
+
+impl Server {
+    fn start(name: &str, limits: Limits) -> Server {
+        let dir = std::env::temp_dir().join(format!("iocaged-api-host-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys");
+        let read_key = keys::add(&path, "reader", Role::Read).unwrap();
+        let write_key = keys::add(&path, "writer", Role::ReadWrite).unwrap();
+        let store = keys::KeyStore::open(&path).unwrap();
+        let auth = Auth::with_limits("iocaged-host-test", Some(store), None, 2, limits.trusted_proxies.clone());
+        let fake = Arc::new(Fake::default());
+        let api = Arc::new(Api::new(Shared(fake.clone()), auth, Arc::new(Hub::default())));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                server::serve(vec![listener], None, api, limits, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
+        });
+        Server { addr, fake, read_key, write_key, stop: Some(stop), thread: Some(thread), dir }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.fake.seen.lock().unwrap().clone()
+    }
+
+    /// `PUT /sysadm/iocage` with `body`, as `key` (none: anonymous), with
+    /// extra headers.
+    fn rest(&self, key: Option<&str>, headers: &[(&str, &str)], body: &Value) -> client::Reply {
+        let bearer = key.map(|k| format!("Bearer {k}"));
+        let mut h = vec![("Content-Type", "application/json")];
+        if let Some(b) = &bearer {
+            h.push(("Authorization", b));
+        }
+        h.extend_from_slice(headers);
+        http_anonymous(self.addr, "PUT", "/sysadm/iocage", &h, body.to_string().as_bytes())
+    }
+
+    /// A WebSocket logged in with `key`.
+    fn ws(&self, key: &str) -> Ws {
+        let mut ws = Ws::connect_anonymous(self.addr);
+        let r = ws.call(&json!({"id": "login", "namespace": "rpc", "name": "auth_token", "args": {"token": key}}));
+        assert_eq!(r["name"], "response", "{r}");
+        ws
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A protocol error's explanation (`args.detail`, where sysadm's server
+/// put it; `args.message` is the status's name).
+fn detail(reply: &Value) -> String {
+    reply["args"]["detail"].as_str().unwrap_or_default().to_string()
+}
+
+/// A protocol error's code, as the string the original sent.
+fn code(reply: &Value) -> String {
+    match &reply["args"]["code"] {
+        Value::String(c) => c.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn iocage(id: &str, args: Value) -> Value {
+    json!({"id": id, "namespace": "sysadm", "name": "iocage", "args": args})
+}
+
+#[test]
+fn roles_decide_which_actions_reach_the_service() {
+    let s = Server::start("roles", Limits::default());
+    let read = json!({"action": "listjails"});
+    let write = json!({"action": "startjail", "jail": "web"});
+    // Nobody, and a key nobody issued: not even a read gets through.
+    for key in [None, Some("not-a-key")] {
+        for body in [&read, &write] {
+            let r = s.rest(key, &[], body);
+            assert_eq!(r.status, 401, "{key:?} {body}: {}", r.raw);
+        }
+    }
+    assert!(s.seen().is_empty(), "nothing reached the service: {:?}", s.seen());
+    // A read key reads, and is refused a write, which never reaches it.
+    let r = s.rest(Some(&s.read_key), &[], &read);
+    assert_eq!((r.status, &r.body["args"]["listjails"]["uuid-1"]["tag"]), (200, &json!("one")), "{}", r.raw);
+    let r = s.rest(Some(&s.read_key), &[], &write);
+    assert_eq!(r.status, 403, "{}", r.raw);
+    assert!(detail(&r.body).contains("startjail"), "names the action: {}", r.raw);
+    assert_eq!(s.seen(), ["listjails"]);
+    // A read/write key does both.
+    assert_eq!(s.rest(Some(&s.write_key), &[], &write).status, 200);
+    assert_eq!(s.rest(Some(&s.write_key), &[], &read).status, 200);
+    assert_eq!(s.seen(), ["listjails", "startjail", "listjails"]);
+
+    // The same over a WebSocket: the refusal keeps the request's id.
+    let mut ws = s.ws(&s.read_key);
+    let r = ws.call(&iocage("w1", write.clone()));
+    assert_eq!((r["id"].as_str(), r["name"].as_str()), (Some("w1"), Some("error")), "{r}");
+    assert_eq!(code(&r), "403", "{r}");
+    let r = ws.call(&iocage("r1", read.clone()));
+    assert_eq!((r["id"].as_str(), r["name"].as_str()), (Some("r1"), Some("response")), "{r}");
+    let mut ws = s.ws(&s.write_key);
+    assert_eq!(ws.call(&iocage("w2", write.clone()))["name"], "response");
+    assert_eq!(s.seen(), ["listjails", "startjail", "listjails", "listjails", "startjail"]);
+
+    // A socket that never logged in is asked to.
+    let mut anon = Ws::connect_anonymous(s.addr);
+    let r = anon.call(&iocage("a1", read));
+    assert_eq!((r["name"].as_str(), code(&r).as_str()), (Some("error"), "401"), "{r}");
+    let r = anon.call(&json!({"id": "i", "namespace": "rpc", "name": "identify", "args": ""}));
+    assert_eq!(r["args"]["type"], "server", "identify needs no login: {r}");
+}
+
+#[test]
+fn outcomes_come_back_in_band_or_as_protocol_errors() {
+    let s = Server::start("outcomes", Limits::default());
+    let key = Some(s.write_key.as_str());
+    // An action's own failure is a 200 with its error under its name.
+    let r = s.rest(key, &[], &json!({"action": "startjail", "jail": "missing"}));
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert!(r.body["args"]["startjail"]["error"].as_str().is_some_and(|e| e.contains("missing")), "{}", r.raw);
+    // Refused for load: 503, which a client may retry.
+    let r = s.rest(key, &[], &json!({"action": "stopjail", "jail": "web"}));
+    assert_eq!(r.status, 503, "{}", r.raw);
+    // Bad input never reaches the service, and the error names it: no
+    // action known is a 400; an action's bad arguments are its in-band
+    // error (as the original answered them).
+    let seen = s.seen().len();
+    for (body, names) in [(json!({"action": "nosuchaction"}), "nosuchaction"), (json!({}), "action")] {
+        let r = s.rest(key, &[], &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.raw);
+        assert!(detail(&r.body).contains(names), "{body}: the error names {names:?}: {}", r.raw);
+    }
+    for (body, names) in [
+        (json!({"action": "startjail"}), "jail"),
+        (json!({"action": "execjail", "jail": "web", "user": "root", "command": "true", "timeout": 0}), "timeout"),
+    ] {
+        let r = s.rest(key, &[], &body);
+        let action = body["action"].as_str().unwrap_or_default();
+        let error = r.body["args"][action]["error"].as_str().unwrap_or_default();
+        assert_eq!(r.status, 200, "{body}: {}", r.raw);
+        assert!(error.contains(names), "{body}: the error names {names:?}: {}", r.raw);
+    }
+    let r = http_anonymous(
+        s.addr,
+        "PUT",
+        "/sysadm/iocage",
+        &[("Authorization", &format!("Bearer {}", s.write_key))],
+        b"{not json",
+    );
+    assert_eq!(r.status, 400, "{}", r.raw);
+    let r = s.rest(key, &[], &json!({"action": "listjails"}));
+    assert_eq!(r.status, 200);
+    let r = http_anonymous(
+        s.addr,
+        "PUT",
+        "/sysadm/nosuch",
+        &[("Authorization", &format!("Bearer {}", s.write_key))],
+        b"{}",
+    );
+    assert_eq!(r.status, 404, "{}", r.raw);
+    assert_eq!(s.seen().len(), seen + 1, "only the good listjails reached the service: {:?}", s.seen());
+
+    // Over a WebSocket: a message that is not JSON, or has no id, is
+    // answered without one; an error otherwise carries the request's id.
+    let mut ws = s.ws(&s.write_key);
+    ws.send_text("{not json");
+    let r = ws.recv_within(Duration::from_secs(10)).expect("an answer to a bad message");
+    assert_eq!(r["name"], "error", "{r}");
+    let r = ws.call(&iocage("bad", json!({"action": "nosuchaction"})));
+    assert_eq!((r["id"].as_str(), code(&r).as_str()), (Some("bad"), "400"), "{r}");
+    let r = ws.call(&json!({"id": "ns", "namespace": "nosuch", "name": "thing", "args": {}}));
+    assert_eq!((r["id"].as_str(), code(&r).as_str()), (Some("ns"), "404"), "{r}");
+}
+
+#[test]
+fn a_socket_answers_its_requests_as_they_finish() {
+    let s = Server::start("pipelining", Limits::default());
+    let mut ws = s.ws(&s.write_key);
+    // A slow action first, then a fast one, without waiting: the fast one
+    // is not held up behind the slow one, and each reply keeps its id.
+    ws.send(&iocage("slow", json!({"action": "startjail", "jail": "slow"})));
+    ws.send(&iocage("fast", json!({"action": "listjails"})));
+    let first = ws.recv_within(Duration::from_secs(10)).expect("a reply");
+    let second = ws.recv_within(Duration::from_secs(10)).expect("a reply");
+    assert_eq!((first["id"].as_str(), second["id"].as_str()), (Some("fast"), Some("slow")), "{first} {second}");
+    assert_eq!(second["args"]["startjail"]["slow"]["+ Started OK"], "", "{second}");
+
+    // At most max_requests_per_socket in flight: the rest wait to be read,
+    // and all are answered.
+    let s = Server::start("pipelining-bound", Limits { max_requests_per_socket: 2, ..Limits::default() });
+    let mut ws = s.ws(&s.write_key);
+    for i in 0..6 {
+        ws.send(&iocage(&format!("s{i}"), json!({"action": "startjail", "jail": "slow"})));
+    }
+    let started = std::time::Instant::now();
+    let mut ids: Vec<String> = (0..6)
+        .map(|_| ws.recv_within(Duration::from_secs(20)).expect("every request is answered")["id"].to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["\"s0\"", "\"s1\"", "\"s2\"", "\"s3\"", "\"s4\"", "\"s5\""]);
+    // Six 600 ms actions two at a time take three rounds, not one.
+    assert!(started.elapsed() >= Duration::from_millis(1700), "two at a time: {:?}", started.elapsed());
+}
+
+#[test]
+fn an_address_that_keeps_failing_is_locked_out_and_others_are_not() {
+    let proxy: iocaged::config::Network = "127.0.0.1/32".parse().unwrap();
+    let s = Server::start("lockout", Limits { trusted_proxies: vec![proxy], ..Limits::default() });
+    let from = |ip: &'static str| [("X-Forwarded-For", ip)];
+    let list = json!({"action": "listjails"});
+    for _ in 0..iocaged::auth::lockout::MAX_FAILURES {
+        assert_eq!(s.rest(Some("wrong"), &from("192.0.2.7"), &list).status, 401);
+    }
+    // Now even the right key is refused from there, before it is looked at.
+    let r = s.rest(Some(&s.read_key), &from("192.0.2.7"), &list);
+    assert_eq!(r.status, 403, "{}", r.raw);
+    assert!(r.raw.contains("locked") || r.raw.contains("blocked"), "says why: {}", r.raw);
+    // Another client behind the same proxy is not.
+    assert_eq!(s.rest(Some(&s.read_key), &from("192.0.2.8"), &list).status, 200);
+    assert_eq!(s.seen(), ["listjails"], "the locked-out address reached nothing");
+}
+
+#[test]
+fn system_state_comes_from_the_service_s_pools() {
+    let s = Server::start("state", Limits::default());
+    let mut ws = s.ws(&s.read_key);
+    ws.send(&json!({"id": "sub", "namespace": "events", "name": "subscribe", "args": "system-state"}));
+    // The reply and the state as of now, which may come first.
+    let mut two: Vec<Value> = (0..2).map(|_| ws.recv_within(Duration::from_secs(10)).expect("a message")).collect();
+    two.sort_by_key(|m| m["id"].as_str() != Some("sub"));
+    assert_eq!(two[0]["args"]["subscribe"], "system-state", "{two:?}");
+    let state = &two[1];
+    assert_eq!(state["name"], "system-state", "{state}");
+    assert_eq!(state["args"]["zpools"]["tank"]["health"], "ONLINE", "{state}");
+}
