@@ -136,6 +136,51 @@ fn allow_param(prop: &str) -> Option<String> {
     })
 }
 
+/// The most of a jail's fstab that is read (iocage's are a few lines).
+const MAX_FSTAB: u64 = 1024 * 1024;
+
+/// `plan` with the mounts of its jail's fstab (`<dir>/fstab`, none when
+/// there is none) after the ones its properties ask for. A host file: read
+/// on a blocking thread, never the owner thread (a slow `/iocage` must not
+/// stall every ZFS call). Opened without following a link or waiting on a
+/// FIFO, and at most [`MAX_FSTAB`] of it.
+/// A plan is left as it was when this fails.
+pub fn read_fstab(plan: &mut Plan) -> Result<(), ActionError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = plan.dir.join("fstab");
+    let failed = |why: String| plan.failed("use", "reading its fstab", format!("{}: {why}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    if !file.metadata().map_err(|e| failed(e.to_string()))?.is_file() {
+        return Err(failed("not a regular file".into()));
+    }
+    let mut text = String::new();
+    file.take(MAX_FSTAB + 1).read_to_string(&mut text).map_err(|e| failed(e.to_string()))?;
+    if text.len() as u64 > MAX_FSTAB {
+        return Err(failed(format!("longer than {MAX_FSTAB} bytes")));
+    }
+    let mounts = fstab(&text).map_err(failed)?;
+    plan.spec.mounts.extend(mounts);
+    Ok(())
+}
+
+/// [`read_fstab`] for a stop, which must not be refused for it: the
+/// runtime removes what the start recorded having mounted, so an fstab
+/// broken since is logged, and the jail stopped all the same.
+pub fn read_fstab_for_stop(plan: &mut Plan) {
+    if let Err(e) = read_fstab(plan) {
+        tracing::warn!(jail = %plan.label(), "stopping without the jail's fstab: {e}");
+    }
+}
+
 /// The jail's fstab lines (`source target fstype options [dump pass]`).
 fn fstab(text: &str) -> Result<Vec<Mount>, String> {
     let mut out = Vec::new();
@@ -158,8 +203,9 @@ fn fstab(text: &str) -> Result<Vec<Mount>, String> {
     Ok(out)
 }
 
-/// Reads the plan of `jail` from its properties and its fstab. Nothing is
-/// changed.
+/// Reads the plan of `jail` from its properties. Nothing is changed, and
+/// no file is read: the jail's fstab is added by [`read_fstab`], off the
+/// owner thread.
 pub fn plan(jail: &Jail) -> Result<Plan, ActionError> {
     let v = |name: &str| value(jail, name);
     let label = format!("{} ({})", jail.uuid, jail.tag());
@@ -187,11 +233,6 @@ pub fn plan(jail: &Jail) -> Result<Plan, ActionError> {
     }
     if v("mount_procfs") == "1" {
         mounts.push(Mount::Procfs { target: root.join("proc") });
-    }
-    match std::fs::read_to_string(dir.join("fstab")) {
-        Ok(text) => mounts.extend(fstab(&text).map_err(|e| bad("reading its fstab", e))?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(bad("reading its fstab", e.to_string())),
     }
     let mut limits = Vec::new();
     if v("rlimits") == "on" {
@@ -269,6 +310,7 @@ mod tests {
     use super::*;
     use crate::iocage::jails::test_jail;
     use std::net::IpAddr;
+    use std::path::Path;
 
     #[test]
     fn plans_follow_the_properties() {
@@ -352,6 +394,37 @@ mod tests {
         let _c = p.slot().unwrap();
         drop(b);
         assert_eq!(p.running.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_fstab_is_read_bounded_without_following_or_waiting() {
+        let dir = std::env::temp_dir().join(format!("iocaged-fstab-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut p = plan(&test_jail("u1", &[("mountpoint", dir.to_str().unwrap())])).unwrap();
+        let before = p.spec.mounts.clone();
+        read_fstab(&mut p).unwrap();
+        assert_eq!(p.spec.mounts, before, "no fstab: no more mounts");
+        let fstab_path = dir.join("fstab");
+        std::fs::write(&fstab_path, "/data /mnt/data nullfs ro 0 0\n").unwrap();
+        read_fstab(&mut p).unwrap();
+        assert_eq!(p.spec.mounts.len(), before.len() + 1, "after the properties' mounts");
+        assert_eq!(p.spec.mounts.last().unwrap().target(), Path::new("/mnt/data"));
+        // What fails leaves the plan as it was, and says which file.
+        let mut p = plan(&test_jail("u1", &[("mountpoint", dir.to_str().unwrap())])).unwrap();
+        std::fs::write(&fstab_path, vec![b'#'; MAX_FSTAB as usize + 1]).unwrap();
+        let e = read_fstab(&mut p).unwrap_err().to_string();
+        assert!(e.contains("longer than") && e.contains("fstab"), "{e}");
+        std::fs::remove_file(&fstab_path).unwrap();
+        std::os::unix::fs::symlink("/etc/fstab", &fstab_path).unwrap();
+        assert!(read_fstab(&mut p).is_err(), "a link is not followed");
+        std::fs::remove_file(&fstab_path).unwrap();
+        assert!(std::process::Command::new("mkfifo").arg(&fstab_path).status().unwrap().success());
+        let e = read_fstab(&mut p).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "a FIFO is refused, not waited on: {e}");
+        assert_eq!(p.spec.mounts, before);
+        read_fstab_for_stop(&mut p);
+        assert_eq!(p.spec.mounts, before, "a stop goes on without it");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

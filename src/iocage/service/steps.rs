@@ -62,14 +62,19 @@ impl Iocage {
         for (done, mut plan) in (1..).zip(plans) {
             plan.policy = self.policy.clone();
             let uuid = plan.uuid.clone();
-            ended(&report, self.blocking(move |rt| lifecycle::stop(rt, &plan)).await.map(drop))?;
+            let stopped = self.blocking(move |rt| {
+                lifecycle::read_fstab_for_stop(&mut plan);
+                lifecycle::stop(rt, &plan)
+            });
+            ended(&report, stopped.await.map(drop))?;
             report.report(done, total, &uuid);
         }
         report.finish_counted();
         Ok(turns)
     }
 
-    /// The lifecycle plan of the jail a client names.
+    /// The lifecycle plan of the jail a client names, from its properties
+    /// (its fstab, a host file, is read by the steps that mount).
     pub(super) async fn plan(&self, query: &str) -> Result<lifecycle::Plan, ActionError> {
         let query = query.to_string();
         let policy = self.policy.clone();
