@@ -20,7 +20,8 @@ use client::{Ws, http_anonymous};
 use iocaged::api::{Actions, Api, PoolStates, events::Hub, server};
 use iocaged::auth::{Auth, Role, keys};
 use iocaged::config::Limits;
-use iocaged::iocage::{ActionError, Request};
+use iocaged::iocage::{ActionError, JailUsage, Request, ServiceMetrics};
+use iocaged::runtime::Usage;
 
 /// The fake iocage layer: answers by the request, and records the name of
 /// every action that reached it.
@@ -49,6 +50,20 @@ impl Actions for Fake {
     fn pool_states(&self) -> BoxFuture<'_, Result<PoolStates, ActionError>> {
         Box::pin(async { Ok(vec![("tank".to_string(), "ONLINE".to_string(), 7)]) })
     }
+
+    fn metrics(&self) -> BoxFuture<'_, ServiceMetrics> {
+        let usage = Usage {
+            cpu_seconds: 1.5,
+            memory_bytes: 1 << 20,
+            processes: 3,
+            memory_limit_bytes: Some(64 << 20),
+            processes_limit: None,
+        };
+        // A tag is the client's: quotes, backslashes and newlines in it
+        // must not break the exposition.
+        let jail = JailUsage { uuid: "u-1".into(), tag: "we\"b\\x\ny".into(), usage };
+        Box::pin(async move { ServiceMetrics { jails: vec![jail], zfs_queue: 4, ..ServiceMetrics::default() } })
+    }
 }
 
 /// The real server on a loopback port, in front of a [`Fake`], with a
@@ -72,6 +87,9 @@ impl Actions for Shared {
     }
     fn pool_states(&self) -> BoxFuture<'_, Result<PoolStates, ActionError>> {
         self.0.pool_states()
+    }
+    fn metrics(&self) -> BoxFuture<'_, ServiceMetrics> {
+        self.0.metrics()
     }
 }
 
@@ -325,4 +343,54 @@ fn system_state_comes_from_the_service_s_pools() {
     let state = &two[1];
     assert_eq!(state["name"], "system-state", "{state}");
     assert_eq!(state["args"]["zpools"]["tank"]["health"], "ONLINE", "{state}");
+}
+
+#[test]
+fn metrics_need_a_key_and_pass_promtool() {
+    let s = Server::start("metrics", Limits::default());
+    let get = |key: Option<&str>| {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        http_anonymous(s.addr, "GET", "/metrics", &headers, b"")
+    };
+    assert_eq!(get(None).status, 401);
+    assert_eq!(get(Some("not-a-key")).status, 401);
+    assert_eq!(s.rest(Some(&s.read_key), &[], &json!({"action": "listjails"})).status, 200);
+    assert_eq!(s.rest(Some(&s.read_key), &[], &json!({"action": "startjail", "jail": "web"})).status, 403);
+    let r = get(Some(&s.read_key));
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let (head, text) = r.raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    for line in [
+        "iocaged_requests_total{call=\"sysadm/iocage\",action=\"listjails\",outcome=\"ok\"} 1",
+        "iocaged_requests_total{call=\"sysadm/iocage\",action=\"startjail\",outcome=\"403\"} 1",
+        "iocaged_request_duration_seconds_count{call=\"sysadm/iocage\",action=\"listjails\"} 1",
+        "iocaged_jail_memory_bytes{uuid=\"u-1\",tag=\"we\\\"b\\\\x\\ny\"} 1048576",
+        "iocaged_jail_memory_limit_bytes{uuid=\"u-1\",tag=\"we\\\"b\\\\x\\ny\"} 67108864",
+        "iocaged_jail_cpu_seconds_total{uuid=\"u-1\",tag=\"we\\\"b\\\\x\\ny\"} 1.5",
+        "iocaged_zfs_queue_depth 4",
+        "iocaged_connections_open 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    assert!(!text.contains("iocaged_jail_processes_limit{"), "no limit, no sample:\n{text}");
+    // Prometheus' own checker: the format, and its naming conventions.
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = promtool.unwrap_or_else(|e| panic!("promtool ({e}): tests/vm/setup.sh installs it"));
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The scrape itself is counted, under its own call.
+    let text = get(Some(&s.read_key)).raw;
+    assert!(text.contains("iocaged_requests_total{call=\"metrics\",action=\"-\",outcome=\"ok\"} 1"), "{text}");
 }

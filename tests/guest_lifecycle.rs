@@ -438,3 +438,70 @@ fn autostart_starts_boot_jails_by_priority() {
     }
     assert!(d.stop());
 }
+
+/// `iocaged_jail_*` samples of `uuid` in a `GET /metrics`, by metric name.
+fn jail_samples(d: &Daemon, uuid: &str) -> std::collections::BTreeMap<String, f64> {
+    let r = rig::client::http(d.rest, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let text = r.raw.split_once("\r\n\r\n").map_or("", |(_, t)| t).to_string();
+    let label = format!("{{uuid=\"{uuid}\",");
+    text.lines()
+        .filter(|l| l.starts_with("iocaged_jail_") && l.contains(&label))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once('{')?;
+            Some((name.to_string(), rest.rsplit_once(' ')?.1.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_show_what_a_running_jail_uses() {
+    let (_turn, _f, d) = small_pool();
+    let uuid = small_jail(&d, "tag=hog rlimits=on memoryuse=64M:deny");
+    let r = call(&d, json!({"action": "startjail", "jail": "hog"}));
+    assert!(r["hog"]["+ Starting services OK"].is_string(), "{r}");
+    let before = jail_samples(&d, &uuid);
+    assert_eq!(before.get("iocaged_jail_memory_limit_bytes"), host::memory_limit(&uuid).map(|m| m as f64).as_ref());
+    assert_eq!(before.get("iocaged_jail_memory_limit_bytes"), Some(&67108864.0), "{before:?}");
+    assert!(before["iocaged_jail_processes"] >= 1.0, "{before:?}");
+    // A command that burns CPU, then holds 16 MB for a while: scraped
+    // while it holds them, the jail uses more of both.
+    let (rest, key) = (d.rest, d.key.clone());
+    let hog = std::thread::spawn(move || {
+        rig::client::register_key(rest, &key);
+        let command = "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; \
+                       x=$(head -c 16000000 /dev/zero | tr '\\0' a); echo held; sleep 8; echo ${#x}";
+        rig::client::rest(
+            rest,
+            &json!({"action": "execjail", "jail": "hog", "user": "root", "command": command, "output": "lossless", "timeout": 300}),
+        )
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let during = loop {
+        let now = jail_samples(&d, &uuid);
+        if now["iocaged_jail_memory_bytes"] >= before["iocaged_jail_memory_bytes"] + 16e6 {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "memory never rose: {before:?} {now:?}");
+        assert!(!hog.is_finished(), "the hog ended before its memory was seen: {before:?} {now:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        during["iocaged_jail_cpu_seconds_total"] > before["iocaged_jail_cpu_seconds_total"],
+        "{before:?} {during:?}"
+    );
+    assert!(during["iocaged_jail_processes"] > before["iocaged_jail_processes"], "{before:?} {during:?}");
+    let r = hog.join().unwrap();
+    assert_eq!(r.body["args"]["execjail"]["exit_code"], 0, "{}", r.raw);
+    assert!(r.body["args"]["execjail"]["stdout"].as_str().is_some_and(|o| o.contains("16000000")), "{}", r.raw);
+    // What the kernel's own files say, read after the scrape: the CPU time
+    // counted up to then is at most what the cgroup shows now.
+    if cfg!(target_os = "linux") {
+        let stat = std::fs::read_to_string(format!("/sys/fs/cgroup/iocaged/ioc-{uuid}/cpu.stat")).unwrap();
+        let usec: f64 = stat.lines().find_map(|l| l.strip_prefix("usage_usec ")).unwrap().trim().parse().unwrap();
+        assert!(during["iocaged_jail_cpu_seconds_total"] <= usec / 1e6, "{during:?} vs {stat}");
+    }
+    let r = call(&d, json!({"action": "stopjail", "jail": "hog"}));
+    assert!(r["hog"].is_object(), "{r}");
+    assert!(jail_samples(&d, &uuid).is_empty(), "a stopped jail has no samples");
+}

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod envelope;
 pub mod events;
+pub mod metrics;
 pub mod rest;
 pub mod server;
 pub mod tls;
@@ -23,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::auth::client_keys::ClientKeyError;
 use crate::auth::{Auth, AuthError, Identity, Role};
-use crate::iocage::{ActionError, Iocage, Request, request};
+use crate::iocage::{ActionError, Iocage, Request, ServiceMetrics, request};
 use auth::{Credentials, Peer, WsTurn};
 pub use envelope::{Call, ProtocolError, Status};
 
@@ -46,6 +47,8 @@ pub trait Actions: Send + Sync + 'static {
     fn run(&self, req: Request) -> BoxFuture<'_, Result<Value, ActionError>>;
     /// Every imported pool's name, health and capacity (percent used).
     fn pool_states(&self) -> BoxFuture<'_, Result<PoolStates, ActionError>>;
+    /// What the service reports to `GET /metrics` (see [`metrics`]).
+    fn metrics(&self) -> BoxFuture<'_, ServiceMetrics>;
 }
 
 impl Actions for Iocage {
@@ -56,7 +59,15 @@ impl Actions for Iocage {
     fn pool_states(&self) -> BoxFuture<'_, Result<PoolStates, ActionError>> {
         Box::pin(Iocage::pool_states(self))
     }
+
+    fn metrics(&self) -> BoxFuture<'_, ServiceMetrics> {
+        Box::pin(Iocage::metrics(self))
+    }
 }
+
+/// Scrapes answered at once; more are refused with 503 (each reads every
+/// running jail's accounts).
+const MAX_SCRAPES: usize = 2;
 
 /// Everything a request handler needs; shared by all connections.
 pub struct Api {
@@ -64,6 +75,9 @@ pub struct Api {
     auth: Arc<Auth>,
     hostname: String,
     events: Arc<events::Hub>,
+    /// Calls answered, for `GET /metrics`.
+    requests: metrics::Requests,
+    scrapes: tokio::sync::Semaphore,
 }
 
 fn refused(e: AuthError) -> ProtocolError {
@@ -84,7 +98,14 @@ impl Api {
     /// the service reports long actions' progress to: `Iocage::with_events`).
     pub fn new(iocage: impl Actions, auth: Arc<Auth>, events: Arc<events::Hub>) -> Self {
         let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-        Api { iocage: Arc::new(iocage), auth, hostname, events }
+        Api {
+            iocage: Arc::new(iocage),
+            auth,
+            hostname,
+            events,
+            requests: metrics::Requests::default(),
+            scrapes: tokio::sync::Semaphore::new(MAX_SCRAPES),
+        }
     }
 
     /// Where jail events go to reach the subscribed sockets.
@@ -127,6 +148,16 @@ impl Api {
             (Ok(_), None) => ("ok".to_string(), "-".to_string()),
             (Err(e), _) => (e.status.code().to_string(), "-".to_string()),
         };
+        let action = match (call.namespace.as_str(), call.name.as_str()) {
+            ("sysadm", "iocage") => request::action_of(&call.args).ok(),
+            _ => None,
+        };
+        self.requests.record(
+            metrics::call_label(&call.namespace, &call.name),
+            metrics::action_label(action),
+            &outcome,
+            started.elapsed(),
+        );
         tracing::info!(
             transport = ?transport,
             peer = %peer.addr,
@@ -141,6 +172,52 @@ impl Api {
             "request"
         );
         result
+    }
+
+    /// `GET /metrics`: the exposition (see [`metrics`]), for any caller
+    /// with a read key or better; `connections` is the server's count of
+    /// open connections. Counted and logged like a call.
+    pub async fn metrics(&self, peer: Peer, creds: &Credentials, connections: usize) -> Result<String, ProtocolError> {
+        let started = Instant::now();
+        let result = self.scrape(peer, creds, connections).await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.status.code().to_string(),
+        };
+        self.requests.record("metrics", "-", &outcome, started.elapsed());
+        tracing::info!(
+            transport = ?Transport::Rest,
+            peer = %peer.addr,
+            via = %peer.proxy.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            user = %result.as_ref().map_or("-", |(_, user)| user.as_str()),
+            call = "metrics",
+            outcome = %outcome,
+            ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+            "request"
+        );
+        result.map(|(text, _)| text)
+    }
+
+    async fn scrape(
+        &self,
+        peer: Peer,
+        creds: &Credentials,
+        connections: usize,
+    ) -> Result<(String, String), ProtocolError> {
+        if self.auth.is_locked_out(peer.addr) {
+            return Err(refused(AuthError::LockedOut));
+        }
+        let who = self.identify(peer, creds, None).await?;
+        let _scrape = self.scrapes.try_acquire().map_err(|_| {
+            ProtocolError::new(Status::ServiceUnavailable, format!("{MAX_SCRAPES} scrapes are running; try again"))
+        })?;
+        let service = self.iocage.metrics().await;
+        let gauges = metrics::Gauges {
+            connections,
+            logins_in_flight: self.auth.logins_in_flight(),
+            locked_out: self.auth.addresses_locked_out(),
+        };
+        Ok((metrics::render(&self.requests, gauges, &service), who.user))
     }
 
     /// Who the caller is, from what the request (or its socket) presents.

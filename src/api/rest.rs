@@ -60,6 +60,34 @@ pub fn routes(
         })
 }
 
+/// `GET /metrics` (see `api::metrics`): `open` counts the connections open.
+pub fn metrics_route(
+    api: Arc<Api>,
+    open: impl Fn() -> usize + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(warp::ext::get::<Peer>())
+        .and(warp::header::optional::<String>("authorization"))
+        .then(move |peer: Peer, authz: Option<String>| {
+            let (api, open) = (api.clone(), open.clone());
+            async move {
+                let creds = parse_authorization(authz.as_deref());
+                match api.metrics(peer, &creds, open()).await {
+                    Ok(text) => {
+                        let mut resp = warp::reply::with_status(text, StatusCode::OK).into_response();
+                        resp.headers_mut().insert(
+                            warp::http::header::CONTENT_TYPE,
+                            warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                        );
+                        resp
+                    }
+                    Err(e) => error_reply(&e),
+                }
+            }
+        })
+}
+
 /// The whole body: at most `limit` bytes, all of it within `timeout`.
 pub async fn read_body<S, B, E>(body: S, limit: u64, timeout: Duration) -> Result<Vec<u8>, ProtocolError>
 where

@@ -43,12 +43,18 @@ pub async fn serve(
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = Arc::new(limits);
+    let door = Arc::new(Door::new(limits.clone()));
+    let open = {
+        let door = door.clone();
+        move || door.open()
+    };
     let routes = ws::routes(api.clone(), limits.max_requests_per_socket, stop_rx.clone())
         .map(warp::Reply::into_response)
+        .or(rest::metrics_route(api.clone(), open))
+        .unify()
         .or(rest::routes(api, limits.request_timeout))
         .unify();
     let routes = routes.recover(rest::recover).unify();
-    let door = Arc::new(Door::new(limits));
     let mut accepts = tokio::task::JoinSet::new();
     for listener in listeners {
         accepts.spawn(accept_loop(listener, tls.clone(), routes.clone(), door.clone(), stop_rx.clone()));
@@ -110,6 +116,11 @@ impl Door {
             limits,
             per_address: Mutex::default(),
         }
+    }
+
+    /// Connections open now (for metrics).
+    pub fn open(&self) -> usize {
+        self.limits.max_connections.saturating_sub(self.total.available_permits())
     }
 
     /// A place for a connection from `ip`, or why there is none.

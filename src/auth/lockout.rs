@@ -88,6 +88,12 @@ impl Lockout {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Addresses blocked now (for metrics).
+    pub fn blocked_count(&self) -> usize {
+        let now = Instant::now();
+        self.table().values().filter(|e| e.blocked(now)).count()
+    }
+
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
         self.is_blocked_at(ip, Instant::now())
     }

@@ -52,6 +52,7 @@ pub struct Auth {
     /// One permit per password check running (`max_logins`), apart from
     /// the actions' so that logins are never starved by them.
     pam: Arc<tokio::sync::Semaphore>,
+    max_logins: usize,
 }
 
 impl Auth {
@@ -76,7 +77,18 @@ impl Auth {
             client_keys,
             lockout: lockout::Lockout::new(trusted_proxies),
             pam: Arc::new(tokio::sync::Semaphore::new(max_logins.max(1))),
+            max_logins: max_logins.max(1),
         })
+    }
+
+    /// Password checks running now (for metrics).
+    pub fn logins_in_flight(&self) -> usize {
+        self.max_logins.saturating_sub(self.pam.available_permits())
+    }
+
+    /// Addresses locked out now (for metrics).
+    pub fn addresses_locked_out(&self) -> usize {
+        self.lockout.blocked_count()
     }
 
     pub fn is_locked_out(&self, ip: IpAddr) -> bool {

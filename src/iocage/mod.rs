@@ -27,4 +27,4 @@ pub mod watch;
 
 pub use error::ActionError;
 pub use request::{Action, Request};
-pub use service::{Iocage, PoolChoice};
+pub use service::{Iocage, JailUsage, PoolChoice, ServiceMetrics};

@@ -243,6 +243,27 @@ pub trait Runtime: Send + Sync + 'static {
     fn exec(&self, jail: &RunningJail, spec: &ExecSpec) -> Result<ExecOutput, RuntimeError> {
         exec::run(jail, spec)
     }
+
+    /// What the jail uses now, as the kernel accounts it (for metrics).
+    fn usage(&self, jail: &RunningJail) -> Result<Usage, RuntimeError> {
+        Err(RuntimeError::new("account", &jail.name, "this runtime keeps no accounts of its jails"))
+    }
+}
+
+/// What a running jail uses, as the kernel accounts it: Linux's cgroup
+/// files, FreeBSD's RACCT (`rctl_get_racct`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    /// CPU time used by everything in the jail since it started.
+    pub cpu_seconds: f64,
+    /// Memory in use (resident), in bytes.
+    pub memory_bytes: u64,
+    /// Processes in the jail.
+    pub processes: u64,
+    /// The memory limit in force, if any.
+    pub memory_limit_bytes: Option<u64>,
+    /// The process limit in force, if any.
+    pub processes_limit: Option<u64>,
 }
 
 impl JailSpec {

@@ -73,6 +73,11 @@ where
 }
 
 impl Zfs {
+    /// Jobs waiting for the owner thread now (for metrics).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity().saturating_sub(self.tx.capacity())
+    }
+
     /// Starts the owner thread and opens libzfs on it. Fails as
     /// [`Libzfs::init`] does when ZFS is not available.
     pub fn start() -> Result<Zfs> {

@@ -71,6 +71,24 @@ packages() {
 	apt-get install -y -qq --no-install-recommends -t bookworm-backports $BPO_PKGS >/dev/null
 }
 
+# --- promtool ----------------------------------------------------------------
+# Prometheus' own checker of the metrics exposition (tests/api_host.rs). Only
+# the binary, taken out of Debian's package: installing the package would
+# also install and start a Prometheus server.
+install_promtool() {
+	[ -x /usr/local/bin/promtool ] && return
+	dir="$CACHE_ROOT/promtool"
+	if [ ! -x "$dir/usr/bin/promtool" ]; then
+		say "fetching promtool (Debian's prometheus package, unpacked, not installed)"
+		rm -rf "$dir" && mkdir -p "$dir/deb"
+		chown _apt "$dir/deb" 2>/dev/null || true
+		(cd "$dir/deb" && apt-get download -qq prometheus >/dev/null) || { say "cannot download prometheus"; exit 1; }
+		dpkg-deb -x "$dir"/deb/prometheus_*.deb "$dir" || { say "cannot unpack prometheus"; exit 1; }
+		rm -rf "$dir/deb"
+	fi
+	ln -sf "$dir/usr/bin/promtool" /usr/local/bin/promtool
+}
+
 # --- versions ----------------------------------------------------------------
 resolve_versions() {
 	# The kernel package linux-image-amd64 points at today (ABI numbers move).
@@ -193,6 +211,7 @@ initramfs() {
 need_root
 apt_sources
 packages
+install_promtool
 resolve_versions
 kernel
 zfs_modules

@@ -19,12 +19,13 @@ mod dispatch;
 mod on_pool;
 mod steps;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, Usage, kernel_name};
 use crate::zfs::{Libzfs, Zfs};
 
 use super::error::ActionError;
@@ -39,6 +40,30 @@ use super::{autostart, destroy, watch};
 
 pub use on_pool::PoolChoice;
 use on_pool::{FoundPool, MissingPool};
+
+/// What the service reports to metrics ([`Iocage::metrics`]).
+#[derive(Debug, Clone, Default)]
+pub struct ServiceMetrics {
+    /// The running iocage jails whose accounts could be read.
+    pub jails: Vec<JailUsage>,
+    /// Running iocage jails whose accounts could not be read.
+    pub unreadable: usize,
+    /// Index answers from memory, after a proof with ZFS, and by reading.
+    pub index_followed: u64,
+    pub index_proven: u64,
+    pub index_read: u64,
+    pub actions_in_flight: usize,
+    /// Jobs waiting for the libzfs owner thread.
+    pub zfs_queue: usize,
+}
+
+/// One running jail's use of the machine.
+#[derive(Debug, Clone)]
+pub struct JailUsage {
+    pub uuid: String,
+    pub tag: String,
+    pub usage: Usage,
+}
 
 /// The iocage service: ZFS, the jail runtime and the pool choice.
 #[derive(Clone)]
@@ -245,6 +270,54 @@ impl Iocage {
     pub async fn pool_states(&self) -> Result<Vec<(String, String, u64)>, ActionError> {
         let pools = self.zfs.run(|lib| lib.pools()).await??;
         Ok(pools.into_iter().map(|p| (p.name, p.health, p.capacity)).collect())
+    }
+
+    /// What the service reports to `GET /metrics`, as of now: the running
+    /// iocage jails and what each uses (read on a blocking thread; a jail
+    /// whose accounts cannot be read is counted, not listed), how the index
+    /// answered, the actions in flight and the owner thread's queue.
+    pub async fn metrics(&self) -> ServiceMetrics {
+        let (jails, unreadable) = match self.read_jails(MissingPool::HasNoJails).await {
+            Ok((_, listed)) => {
+                let tags: HashMap<String, (String, String)> =
+                    listed.iter().map(|j| (kernel_name(&j.uuid), (j.uuid.clone(), j.tag().to_string()))).collect();
+                self.blocking(move |rt| {
+                    let mut jails = Vec::new();
+                    let mut unreadable = 0;
+                    for running in rt.running()? {
+                        let Some((uuid, tag)) = tags.get(&running.name) else { continue };
+                        match rt.usage(&running) {
+                            Ok(usage) => jails.push(JailUsage { uuid: uuid.clone(), tag: tag.clone(), usage }),
+                            Err(e) => {
+                                tracing::debug!("metrics: {e}");
+                                unreadable += 1;
+                            }
+                        }
+                    }
+                    Ok((jails, unreadable))
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::debug!("metrics without jails: {e}");
+                    (Vec::new(), 0)
+                })
+            }
+            Err(e) => {
+                tracing::debug!("metrics without jails: {e}");
+                (Vec::new(), 0)
+            }
+        };
+        let counts = self.index.counts();
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        ServiceMetrics {
+            jails,
+            unreadable,
+            index_followed: get(&counts.followed),
+            index_proven: get(&counts.proven),
+            index_read: get(&counts.read),
+            actions_in_flight: self.max_actions.saturating_sub(self.actions.available_permits()),
+            zfs_queue: self.zfs.queued(),
+        }
     }
 
     /// How the jail index found its answers (logged at shutdown).

@@ -279,6 +279,25 @@ impl Runtime for FreeBsd {
         }
         Ok(())
     }
+
+    /// RACCT's accounts of the jail (`rctl_get_racct`, `jail:<name>:`):
+    /// `cputime` (whole seconds), `memoryuse`, `maxproc`. Its limits are
+    /// not read back from RCTL's rules (left unknown).
+    fn usage(&self, jail: &RunningJail) -> Result<crate::runtime::Usage, RuntimeError> {
+        let fail = |m: String| RuntimeError::new("account", &jail.name, m);
+        if !rctl::State::check().is_enabled() {
+            return Err(fail("RACCT is off: set kern.racct.enable=1 in /boot/loader.conf and reboot".into()));
+        }
+        let used = rctl::Subject::jail_name(jail.name.clone()).usage().map_err(|e| fail(e.to_string()))?;
+        let of = |r: rctl::Resource| used.get(&r).copied().unwrap_or(0) as u64;
+        Ok(crate::runtime::Usage {
+            cpu_seconds: of(rctl::Resource::CpuTime) as f64,
+            memory_bytes: of(rctl::Resource::MemoryUse),
+            processes: of(rctl::Resource::MaxProcesses),
+            memory_limit_bytes: None,
+            processes_limit: None,
+        })
+    }
 }
 
 fn with_leftovers(e: String, left: &[String]) -> String {

@@ -3,11 +3,11 @@
 //! stop can find and kill them all) and its limits.
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::runtime::Limit;
+use crate::runtime::{Limit, Usage};
 
 /// The controllers the jails' limits use.
 const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
@@ -103,6 +103,46 @@ impl Cgroups {
             fs::write(&path, value).map_err(|e| format!("writing {value:?} to {}: {e}", path.display()))?;
         }
         Ok(())
+    }
+
+    /// What the jail's group uses, from its files: `cpu.stat`'s
+    /// `usage_usec`, `memory.current`, `pids.current`, and the limits
+    /// `memory.max` and `pids.max` (`max`: none). The files are the
+    /// kernel's (cgroupfs holds no links or FIFOs); each is read to at
+    /// most 64 KiB.
+    pub fn usage(&self, name: &str) -> Result<Usage, String> {
+        let dir = self.jail(name);
+        let read = |file: &str| -> Result<String, String> {
+            let path = dir.join(file);
+            let mut text = String::new();
+            fs::File::open(&path)
+                .and_then(|f| f.take(64 * 1024).read_to_string(&mut text))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(text)
+        };
+        let number = |file: &str| -> Result<u64, String> {
+            let text = read(file)?;
+            text.trim().parse().map_err(|_| format!("{file}: not a number: {:?}", text.trim()))
+        };
+        let limit = |file: &str| -> Result<Option<u64>, String> {
+            match read(file)?.trim() {
+                "max" => Ok(None),
+                v => v.parse().map(Some).map_err(|_| format!("{file}: not a limit: {v:?}")),
+            }
+        };
+        let stat = read("cpu.stat")?;
+        let usec = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| "cpu.stat has no usage_usec".to_string())?;
+        Ok(Usage {
+            cpu_seconds: usec as f64 / 1e6,
+            memory_bytes: number("memory.current")?,
+            processes: number("pids.current")?,
+            memory_limit_bytes: limit("memory.max")?,
+            processes_limit: limit("pids.max")?,
+        })
     }
 
     /// Pids in the jail's group.

@@ -294,6 +294,10 @@ impl Runtime for Linux {
         self.cgroups.apply(&jail.name, limits, cpuset).map_err(|e| RuntimeError::new("limit", &jail.name, e))
     }
 
+    fn usage(&self, jail: &RunningJail) -> Result<super::Usage, RuntimeError> {
+        self.cgroups.usage(&jail.name).map_err(|e| RuntimeError::new("account", &jail.name, e))
+    }
+
     fn exec(&self, jail: &RunningJail, spec: &ExecSpec) -> Result<ExecOutput, RuntimeError> {
         let fail = |m: String| RuntimeError::new("run a command in", &jail.name, m);
         let path = self.state_dir.join(&jail.name).join(CONFINEMENT);
