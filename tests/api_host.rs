@@ -28,6 +28,8 @@ use iocaged::runtime::Usage;
 #[derive(Default)]
 struct Fake {
     seen: Mutex<Vec<String>>,
+    /// Scrapes take this long.
+    scrape_delay: Mutex<Duration>,
 }
 
 impl Actions for Fake {
@@ -62,7 +64,11 @@ impl Actions for Fake {
         // A tag is the client's: quotes, backslashes and newlines in it
         // must not break the exposition.
         let jail = JailUsage { uuid: "u-1".into(), tag: "we\"b\\x\ny".into(), usage };
-        Box::pin(async move { ServiceMetrics { jails: vec![jail], zfs_queue: 4, ..ServiceMetrics::default() } })
+        let delay = *self.scrape_delay.lock().unwrap();
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            ServiceMetrics { jails: vec![jail], listed: true, zfs_queue: 4, ..ServiceMetrics::default() }
+        })
     }
 }
 
@@ -326,6 +332,10 @@ fn an_address_that_keeps_failing_is_locked_out_and_others_are_not() {
     let r = s.rest(Some(&s.read_key), &from("192.0.2.7"), &list);
     assert_eq!(r.status, 403, "{}", r.raw);
     assert!(r.raw.contains("locked") || r.raw.contains("blocked"), "says why: {}", r.raw);
+    // Whatever the client puts before the proxy's own hop changes nothing:
+    // the address the proxy saw is the one counted.
+    let r = s.rest(Some(&s.read_key), &from("10.9.9.9, 192.0.2.7"), &list);
+    assert_eq!(r.status, 403, "{}", r.raw);
     // Another client behind the same proxy is not.
     assert_eq!(s.rest(Some(&s.read_key), &from("192.0.2.8"), &list).status, 200);
     assert_eq!(s.seen(), ["listjails"], "the locked-out address reached nothing");
@@ -369,10 +379,14 @@ fn metrics_need_a_key_and_pass_promtool() {
         "iocaged_jail_memory_limit_bytes{uuid=\"u-1\",tag=\"we\\\"b\\\\x\\ny\"} 67108864",
         "iocaged_jail_cpu_seconds_total{uuid=\"u-1\",tag=\"we\\\"b\\\\x\\ny\"} 1.5",
         "iocaged_zfs_queue_depth 4",
-        "iocaged_connections_open 1",
+        "iocaged_jails_listed 1",
+        "iocaged_jails_running 1",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
+    let open =
+        text.lines().find_map(|l| l.strip_prefix("iocaged_connections_open ")).and_then(|n| n.parse::<u32>().ok());
+    assert!(open.is_some_and(|n| n >= 1), "the scrape's own connection is open:\n{text}");
     assert!(!text.contains("iocaged_jail_processes_limit{"), "no limit, no sample:\n{text}");
     // Prometheus' own checker: the format, and its naming conventions.
     let promtool = std::process::Command::new("promtool")
@@ -393,4 +407,21 @@ fn metrics_need_a_key_and_pass_promtool() {
     // The scrape itself is counted, under its own call.
     let text = get(Some(&s.read_key)).raw;
     assert!(text.contains("iocaged_requests_total{call=\"metrics\",action=\"-\",outcome=\"ok\"} 1"), "{text}");
+
+    // At most two scrapes at once: a third is refused, not queued.
+    *s.fake.scrape_delay.lock().unwrap() = Duration::from_millis(1500);
+    let (addr, key) = (s.addr, s.read_key.clone());
+    let scrapes: Vec<_> = (0..3)
+        .map(|i| {
+            let key = key.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100 * i));
+                let auth = format!("Bearer {key}");
+                http_anonymous(addr, "GET", "/metrics", &[("Authorization", &auth)], b"").status
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = scrapes.into_iter().map(|t| t.join().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 503]);
 }

@@ -17,8 +17,8 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::iocage::ServiceMetrics;
 use crate::iocage::request::Action;
+use crate::iocage::{ServiceMetrics, Usage};
 
 /// The latency histogram's upper bounds, in seconds.
 const BUCKETS: [f64; 16] =
@@ -36,16 +36,12 @@ const CALLS: &[&str] = &[
     "events/subscribe",
     "events/unsubscribe",
     "sysadm/iocage",
-    "metrics",
 ];
 
-/// The call's label: one of [`CALLS`], or `other`.
+/// The call's label: one of [`CALLS`], or `other`. (Scrapes are counted
+/// as `metrics` by the route itself.)
 pub fn call_label(namespace: &str, name: &str) -> &'static str {
-    CALLS
-        .iter()
-        .find(|c| c.split_once('/').map_or(**c == namespace && name.is_empty(), |(n, m)| n == namespace && m == name))
-        .copied()
-        .unwrap_or("other")
+    CALLS.iter().find(|c| c.split_once('/') == Some((namespace, name))).copied().unwrap_or("other")
 }
 
 /// The action's label: its name, or `-` for calls that are not actions.
@@ -163,23 +159,25 @@ pub fn render(requests: &Requests, gauges: Gauges, service: &ServiceMetrics) -> 
     {
         let _ = writeln!(out, "iocaged_index_answers_total{{source=\"{source}\"}} {n}");
     }
-    gauge(&mut out, "iocaged_jails_running", "Running iocage jails whose accounts were read.", service.jails.len());
+    gauge(
+        &mut out,
+        "iocaged_jails_listed",
+        "1 when the running jails were listed at this scrape, 0 when not (no pool, or not within request_timeout).",
+        usize::from(service.listed),
+    );
+    gauge(&mut out, "iocaged_jails_running", "Running iocage jails.", service.jails.len() + service.unreadable);
     gauge(
         &mut out,
         "iocaged_jails_unaccounted",
         "Running iocage jails whose accounts could not be read.",
         service.unreadable,
     );
-    let jails: Vec<(String, &crate::runtime::Usage)> = service
+    let jails: Vec<(String, &Usage)> = service
         .jails
         .iter()
         .map(|j| (format!("uuid=\"{}\",tag=\"{}\"", escape(&j.uuid), escape(&j.tag)), &j.usage))
         .collect();
-    let per_jail = |out: &mut String,
-                    name: &str,
-                    kind: &str,
-                    help: &str,
-                    value: &dyn Fn(&crate::runtime::Usage) -> Option<String>| {
+    let per_jail = |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&Usage) -> Option<String>| {
         head(out, name, kind, help);
         for (labels, usage) in &jails {
             if let Some(v) = value(usage) {
@@ -190,10 +188,20 @@ pub fn render(requests: &Requests, gauges: Gauges, service: &ServiceMetrics) -> 
     per_jail(&mut out, "iocaged_jail_cpu_seconds_total", "counter", "CPU time the jail used since it started.", &|u| {
         Some(u.cpu_seconds.to_string())
     });
-    per_jail(&mut out, "iocaged_jail_memory_bytes", "gauge", "Memory the jail uses.", &|u| {
-        Some(u.memory_bytes.to_string())
-    });
-    per_jail(&mut out, "iocaged_jail_processes", "gauge", "Processes in the jail.", &|u| Some(u.processes.to_string()));
+    per_jail(
+        &mut out,
+        "iocaged_jail_memory_bytes",
+        "gauge",
+        "Memory charged to the jail (Linux: memory.current, page cache and kernel memory included; FreeBSD: resident).",
+        &|u| Some(u.memory_bytes.to_string()),
+    );
+    per_jail(
+        &mut out,
+        "iocaged_jail_processes",
+        "gauge",
+        "Processes in the jail (Linux: tasks, threads included).",
+        &|u| Some(u.processes.to_string()),
+    );
     per_jail(
         &mut out,
         "iocaged_jail_memory_limit_bytes",
@@ -214,7 +222,7 @@ mod tests {
     #[test]
     fn labels_come_from_fixed_lists() {
         assert_eq!(call_label("sysadm", "iocage"), "sysadm/iocage");
-        assert_eq!(call_label("metrics", ""), "metrics");
+        assert_eq!(call_label("metrics", ""), "other", "a scrape is counted by its route, not as a call");
         assert_eq!(call_label("sysadm", "anything-a-client-sends"), "other");
         assert_eq!(call_label("metrics", "x"), "other");
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");

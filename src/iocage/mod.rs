@@ -25,6 +25,7 @@ pub mod service;
 pub mod turns;
 pub mod watch;
 
+pub use crate::runtime::Usage;
 pub use error::ActionError;
 pub use request::{Action, Request};
 pub use service::{Iocage, JailUsage, PoolChoice, ServiceMetrics};

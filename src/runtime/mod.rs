@@ -256,9 +256,12 @@ pub trait Runtime: Send + Sync + 'static {
 pub struct Usage {
     /// CPU time used by everything in the jail since it started.
     pub cpu_seconds: f64,
-    /// Memory in use (resident), in bytes.
+    /// Memory charged to the jail, in bytes (Linux: `memory.current`, page
+    /// cache and kernel memory included; FreeBSD: RACCT's `memoryuse`,
+    /// resident).
     pub memory_bytes: u64,
-    /// Processes in the jail.
+    /// Processes in the jail (Linux: `pids.current`, which counts tasks,
+    /// threads included).
     pub processes: u64,
     /// The memory limit in force, if any.
     pub memory_limit_bytes: Option<u64>,

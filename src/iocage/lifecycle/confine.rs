@@ -92,7 +92,7 @@ pub(super) fn write_resolver(root: &Path, resolver: &str) -> Result<(), String> 
         .write(true)
         .create(true)
         .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(&path)
         .map_err(failed)?;
     if !f.metadata().map_err(failed)?.is_file() {

@@ -20,5 +20,5 @@ mod confine;
 mod plan;
 mod run;
 
-pub use plan::{Hooks, Plan, Policy, plan, read_fstab, read_fstab_for_stop};
+pub use plan::{Hooks, Plan, Policy, fstab_mounts, plan};
 pub use run::{Progress, cap, exec, find_running, start, stop};

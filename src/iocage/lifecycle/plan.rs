@@ -1,6 +1,7 @@
-//! A jail's lifecycle [`Plan`], read from its properties and its fstab
-//! (no side effects; runs on the owner thread), and the [`Policy`] the
-//! configuration sets on commands and hooks.
+//! A jail's lifecycle [`Plan`], read from its properties (no side effects;
+//! runs on the owner thread); the mounts of its fstab ([`fstab_mounts`], a
+//! host file read by the steps, on their blocking thread); and the
+//! [`Policy`] the configuration sets on commands and hooks.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -139,24 +140,24 @@ fn allow_param(prop: &str) -> Option<String> {
 /// The most of a jail's fstab that is read (iocage's are a few lines).
 const MAX_FSTAB: u64 = 1024 * 1024;
 
-/// `plan` with the mounts of its jail's fstab (`<dir>/fstab`, none when
-/// there is none) after the ones its properties ask for. A host file: read
-/// on a blocking thread, never the owner thread (a slow `/iocage` must not
-/// stall every ZFS call). Opened without following a link or waiting on a
-/// FIFO, and at most [`MAX_FSTAB`] of it.
-/// A plan is left as it was when this fails.
-pub fn read_fstab(plan: &mut Plan) -> Result<(), ActionError> {
+/// The mounts of the jail's fstab (`<dir>/fstab`; none when there is
+/// none), which go after the ones its properties ask for. A host file: read
+/// by start and stop on their blocking thread, never on the owner thread (a
+/// slow `/iocage` must not stall every ZFS call). Opened without following a
+/// link, waiting on a FIFO or taking a terminal, and at most [`MAX_FSTAB`]
+/// of it.
+pub fn fstab_mounts(plan: &Plan) -> Result<Vec<Mount>, ActionError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let path = plan.dir.join("fstab");
     let failed = |why: String| plan.failed("use", "reading its fstab", format!("{}: {why}", path.display()));
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(&path);
     let file = match file {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(failed(e.to_string())),
     };
     if !file.metadata().map_err(|e| failed(e.to_string()))?.is_file() {
@@ -167,18 +168,7 @@ pub fn read_fstab(plan: &mut Plan) -> Result<(), ActionError> {
     if text.len() as u64 > MAX_FSTAB {
         return Err(failed(format!("longer than {MAX_FSTAB} bytes")));
     }
-    let mounts = fstab(&text).map_err(failed)?;
-    plan.spec.mounts.extend(mounts);
-    Ok(())
-}
-
-/// [`read_fstab`] for a stop, which must not be refused for it: the
-/// runtime removes what the start recorded having mounted, so an fstab
-/// broken since is logged, and the jail stopped all the same.
-pub fn read_fstab_for_stop(plan: &mut Plan) {
-    if let Err(e) = read_fstab(plan) {
-        tracing::warn!(jail = %plan.label(), "stopping without the jail's fstab: {e}");
-    }
+    fstab(&text).map_err(failed)
 }
 
 /// The jail's fstab lines (`source target fstype options [dump pass]`).
@@ -400,30 +390,29 @@ mod tests {
     fn the_fstab_is_read_bounded_without_following_or_waiting() {
         let dir = std::env::temp_dir().join(format!("iocaged-fstab-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut p = plan(&test_jail("u1", &[("mountpoint", dir.to_str().unwrap())])).unwrap();
-        let before = p.spec.mounts.clone();
-        read_fstab(&mut p).unwrap();
-        assert_eq!(p.spec.mounts, before, "no fstab: no more mounts");
+        let p = plan(&test_jail("u1", &[("mountpoint", dir.to_str().unwrap())])).unwrap();
+        assert_eq!(fstab_mounts(&p).unwrap(), Vec::new(), "no fstab: no mounts");
+        let line = "/data /mnt/data nullfs ro 0 0\n";
         let fstab_path = dir.join("fstab");
-        std::fs::write(&fstab_path, "/data /mnt/data nullfs ro 0 0\n").unwrap();
-        read_fstab(&mut p).unwrap();
-        assert_eq!(p.spec.mounts.len(), before.len() + 1, "after the properties' mounts");
-        assert_eq!(p.spec.mounts.last().unwrap().target(), Path::new("/mnt/data"));
-        // What fails leaves the plan as it was, and says which file.
-        let mut p = plan(&test_jail("u1", &[("mountpoint", dir.to_str().unwrap())])).unwrap();
+        std::fs::write(&fstab_path, line).unwrap();
+        let m = fstab_mounts(&p).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].target(), Path::new("/mnt/data"));
+        // Each refusal says which file.
         std::fs::write(&fstab_path, vec![b'#'; MAX_FSTAB as usize + 1]).unwrap();
-        let e = read_fstab(&mut p).unwrap_err().to_string();
+        let e = fstab_mounts(&p).unwrap_err().to_string();
         assert!(e.contains("longer than") && e.contains("fstab"), "{e}");
         std::fs::remove_file(&fstab_path).unwrap();
-        std::os::unix::fs::symlink("/etc/fstab", &fstab_path).unwrap();
-        assert!(read_fstab(&mut p).is_err(), "a link is not followed");
+        // A link to a good fstab is refused all the same.
+        let elsewhere = dir.join("elsewhere");
+        std::fs::write(&elsewhere, line).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &fstab_path).unwrap();
+        let e = fstab_mounts(&p).unwrap_err().to_string();
+        assert!(e.contains("fstab"), "a link is not followed: {e}");
         std::fs::remove_file(&fstab_path).unwrap();
         assert!(std::process::Command::new("mkfifo").arg(&fstab_path).status().unwrap().success());
-        let e = read_fstab(&mut p).unwrap_err().to_string();
+        let e = fstab_mounts(&p).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "a FIFO is refused, not waited on: {e}");
-        assert_eq!(p.spec.mounts, before);
-        read_fstab_for_stop(&mut p);
-        assert_eq!(p.spec.mounts, before, "a stop goes on without it");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -11,6 +11,7 @@ use crate::runtime::{self, Bounds, ExecOutput, ExecSpec, JailSpec, RunningJail, 
 
 use super::Plan;
 use super::confine::{check_home, confine_mounts, write_resolver};
+use super::plan::fstab_mounts;
 
 /// A result that is not an error: the jail already was where asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,7 @@ pub fn start(rt: &dyn Runtime, plan: &Plan) -> Result<Progress, ActionError> {
     }
     check_home(plan).map_err(|e| plan.failed("start", "checking its directory", e))?;
     let mut spec = plan.spec.clone();
+    spec.mounts.extend(fstab_mounts(plan)?);
     spec.mounts =
         confine_mounts(&spec.root, &spec.mounts).map_err(|e| plan.failed("start", "checking its mounts", e))?;
     rt.check(&spec)?;
@@ -74,6 +76,11 @@ pub fn stop(rt: &dyn Runtime, plan: &Plan) -> Result<Progress, ActionError> {
     let Some(jail) = find_running(rt, &plan.uuid)? else {
         return Ok(Progress::Already(format!(" {} is already down", plan.label())));
     };
+    // The fstab's mounts too: a runtime without a record of what the start
+    // mounted (a start cut short, an older version's) removes these. An
+    // fstab that cannot be read stops the stop before anything is done.
+    let mut spec = plan.spec.clone();
+    spec.mounts.extend(fstab_mounts(plan)?);
     let mut lines = vec![format!("* Stopping {}", plan.label())];
     host_hook(plan, "prestop", &plan.hooks.prestop).map_err(|e| plan.failed("stop", "exec_prestop", e))?;
     lines.push("+ Running pre-stop OK".into());
@@ -82,7 +89,7 @@ pub fn stop(rt: &dyn Runtime, plan: &Plan) -> Result<Progress, ActionError> {
         Ok(o) => lines.push(format!("+ Stopping services FAILED: {}", describe(&plan.hooks.stop, &o))),
         Err(e) => lines.push(format!("+ Stopping services FAILED: {e}")),
     }
-    rt.stop(&jail, &plan.spec).map_err(|e| plan.failed("stop", "removing the jail", e.message))?;
+    rt.stop(&jail, &spec).map_err(|e| plan.failed("stop", "removing the jail", e.message))?;
     lines.push("+ Removing jail process OK".into());
     match host_hook(plan, "poststop", &plan.hooks.poststop) {
         Ok(()) => lines.push("+ Running post-stop OK".into()),

@@ -137,13 +137,7 @@ impl Iocage {
             }
             Request::StartJail { jail } => {
                 let (plan, _turn) = self.plan_and_lock(&jail).await?;
-                let (progress, plan) = self
-                    .blocking(move |rt| {
-                        let mut plan = plan;
-                        lifecycle::read_fstab(&mut plan)?;
-                        lifecycle::start(rt, &plan).map(|p| (p, plan))
-                    })
-                    .await?;
+                let (progress, plan) = self.blocking(move |rt| lifecycle::start(rt, &plan).map(|p| (p, plan))).await?;
                 if let Progress::Lines(_) = progress {
                     let prop = format!("{USER_PREFIX}last_started");
                     let stamp = names::timestamp();
@@ -153,13 +147,7 @@ impl Iocage {
             }
             Request::StopJail { jail } => {
                 let (plan, _turn) = self.plan_and_lock(&jail).await?;
-                let progress = self
-                    .blocking(move |rt| {
-                        let mut plan = plan;
-                        lifecycle::read_fstab_for_stop(&mut plan);
-                        lifecycle::stop(rt, &plan)
-                    })
-                    .await?;
+                let progress = self.blocking(move |rt| lifecycle::stop(rt, &plan)).await?;
                 Ok(keyed(jail, progress_body(progress)))
             }
             Request::CapJail { jail } => {

@@ -48,6 +48,8 @@ pub struct ServiceMetrics {
     pub jails: Vec<JailUsage>,
     /// Running iocage jails whose accounts could not be read.
     pub unreadable: usize,
+    /// Whether the jails could be listed at all (within `request_timeout`).
+    pub listed: bool,
     /// Index answers from memory, after a proof with ZFS, and by reading.
     pub index_followed: u64,
     pub index_proven: u64,
@@ -277,34 +279,18 @@ impl Iocage {
     /// whose accounts cannot be read is counted, not listed), how the index
     /// answered, the actions in flight and the owner thread's queue.
     pub async fn metrics(&self) -> ServiceMetrics {
-        let (jails, unreadable) = match self.read_jails(MissingPool::HasNoJails).await {
-            Ok((_, listed)) => {
-                let tags: HashMap<String, (String, String)> =
-                    listed.iter().map(|j| (kernel_name(&j.uuid), (j.uuid.clone(), j.tag().to_string()))).collect();
-                self.blocking(move |rt| {
-                    let mut jails = Vec::new();
-                    let mut unreadable = 0;
-                    for running in rt.running()? {
-                        let Some((uuid, tag)) = tags.get(&running.name) else { continue };
-                        match rt.usage(&running) {
-                            Ok(usage) => jails.push(JailUsage { uuid: uuid.clone(), tag: tag.clone(), usage }),
-                            Err(e) => {
-                                tracing::debug!("metrics: {e}");
-                                unreadable += 1;
-                            }
-                        }
-                    }
-                    Ok((jails, unreadable))
-                })
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::debug!("metrics without jails: {e}");
-                    (Vec::new(), 0)
-                })
-            }
-            Err(e) => {
+        // Bounded like a read: a scrape waits no longer for a busy owner
+        // thread than a client would, and then says the jails were not read.
+        let accounted = tokio::time::timeout(self.read_deadline, self.jail_usage()).await;
+        let (jails, unreadable, listed) = match accounted {
+            Ok(Ok((jails, unreadable))) => (jails, unreadable, true),
+            Ok(Err(e)) => {
                 tracing::debug!("metrics without jails: {e}");
-                (Vec::new(), 0)
+                (Vec::new(), 0, false)
+            }
+            Err(_) => {
+                tracing::debug!("metrics without jails: not listed within request_timeout");
+                (Vec::new(), 0, false)
             }
         };
         let counts = self.index.counts();
@@ -312,12 +298,37 @@ impl Iocage {
         ServiceMetrics {
             jails,
             unreadable,
+            listed,
             index_followed: get(&counts.followed),
             index_proven: get(&counts.proven),
             index_read: get(&counts.read),
             actions_in_flight: self.max_actions.saturating_sub(self.actions.available_permits()),
             zfs_queue: self.zfs.queued(),
         }
+    }
+
+    /// The running iocage jails and what each uses, and how many more run
+    /// whose accounts could not be read.
+    async fn jail_usage(&self) -> Result<(Vec<JailUsage>, usize), ActionError> {
+        let (_, listed) = self.read_jails(MissingPool::HasNoJails).await?;
+        let tags: HashMap<String, (String, String)> =
+            listed.iter().map(|j| (kernel_name(&j.uuid), (j.uuid.clone(), j.tag().to_string()))).collect();
+        self.blocking(move |rt| {
+            let mut jails = Vec::new();
+            let mut unreadable = 0;
+            for running in rt.running()? {
+                let Some((uuid, tag)) = tags.get(&running.name) else { continue };
+                match rt.usage(&running) {
+                    Ok(usage) => jails.push(JailUsage { uuid: uuid.clone(), tag: tag.clone(), usage }),
+                    Err(e) => {
+                        tracing::debug!("metrics: {e}");
+                        unreadable += 1;
+                    }
+                }
+            }
+            Ok((jails, unreadable))
+        })
+        .await
     }
 
     /// How the jail index found its answers (logged at shutdown).

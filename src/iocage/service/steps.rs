@@ -62,11 +62,7 @@ impl Iocage {
         for (done, mut plan) in (1..).zip(plans) {
             plan.policy = self.policy.clone();
             let uuid = plan.uuid.clone();
-            let stopped = self.blocking(move |rt| {
-                lifecycle::read_fstab_for_stop(&mut plan);
-                lifecycle::stop(rt, &plan)
-            });
-            ended(&report, stopped.await.map(drop))?;
+            ended(&report, self.blocking(move |rt| lifecycle::stop(rt, &plan)).await.map(drop))?;
             report.report(done, total, &uuid);
         }
         report.finish_counted();
@@ -74,7 +70,7 @@ impl Iocage {
     }
 
     /// The lifecycle plan of the jail a client names, from its properties
-    /// (its fstab, a host file, is read by the steps that mount).
+    /// (its fstab, a host file, is read by start and stop themselves).
     pub(super) async fn plan(&self, query: &str) -> Result<lifecycle::Plan, ActionError> {
         let query = query.to_string();
         let policy = self.policy.clone();
