@@ -62,10 +62,13 @@ pub(super) fn confine_mounts(root: &Path, mounts: &[Mount]) -> Result<Vec<Mount>
 
 /// Writes the jail's `/etc/resolv.conf` from `resolver`: `none` copies the
 /// host's (as iocage did), anything else is the file's text with `;`
-/// between lines. Never writes through a link.
+/// between lines. Walked from the jail's root one component at a time
+/// (`etc`, then `resolv.conf`), never following a link: an `/etc` that is
+/// a link is refused, and so is a `resolv.conf` that is not a regular file.
 pub(super) fn write_resolver(root: &Path, resolver: &str) -> Result<(), String> {
+    use nix::fcntl::{AT_FDCWD, OFlag, openat};
+    use nix::sys::stat::Mode;
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let text = match resolver {
         "-" | "" => return Ok(()),
         "none" => match std::fs::read_to_string("/etc/resolv.conf") {
@@ -74,32 +77,30 @@ pub(super) fn write_resolver(root: &Path, resolver: &str) -> Result<(), String> 
         },
         r => r.split(';').map(str::trim).collect::<Vec<_>>().join("\n") + "\n",
     };
-    let etc = root.join("etc");
-    let real = match etc.canonicalize() {
-        Ok(r) => r,
-        Err(_) => return Ok(()), // no /etc: nothing to resolve with
+    let dir = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let path = root.join("etc/resolv.conf");
+    let failed = |e: nix::Error| format!("{}: {e}", path.display());
+    let root_fd = openat(AT_FDCWD, root, dir, Mode::empty()).map_err(|e| format!("{}: {e}", root.display()))?;
+    let etc = match openat(&root_fd, "etc", dir, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(nix::Error::ENOENT) => return Ok(()), // no /etc: nothing to resolve with
+        Err(nix::Error::ELOOP | nix::Error::ENOTDIR) => {
+            return Err(format!("{} is not a directory (a link is not followed)", root.join("etc").display()));
+        }
+        Err(e) => return Err(format!("{}: {e}", root.join("etc").display())),
     };
-    let root = root.canonicalize().map_err(|e| e.to_string())?;
-    if !real.starts_with(&root) {
-        return Err(format!("{} leads outside the jail's root", etc.display()));
-    }
-    let path = real.join("resolv.conf");
-    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
     // Not truncated on open, and never waiting on it: a FIFO the jail's
     // root left there would block a writer's open until a reader came
     // (none does: the jail is not running), holding the jail's turn.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(failed)?;
-    if !f.metadata().map_err(failed)?.is_file() {
+    let file =
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let fd = openat(&etc, "resolv.conf", file, Mode::from_bits_truncate(0o644)).map_err(failed)?;
+    let mut f = std::fs::File::from(fd);
+    let regular = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?.is_file();
+    if !regular {
         return Err(format!("{} is not a regular file", path.display()));
     }
-    f.set_len(0).map_err(failed)?;
-    f.write_all(text.as_bytes()).map_err(failed)
+    f.set_len(0).and_then(|()| f.write_all(text.as_bytes())).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -145,6 +146,13 @@ mod tests {
             std::fs::read_to_string(root.join("etc/resolv.conf")).unwrap(),
             "nameserver 10.0.0.1\nsearch example\n"
         );
+        // An /etc that is a link (here to a directory inside the root, so
+        // that following it would have passed any check of where it ends).
+        std::fs::rename(root.join("etc"), root.join("real-etc")).unwrap();
+        std::os::unix::fs::symlink("real-etc", root.join("etc")).unwrap();
+        let err = write_resolver(&root, "nameserver 10.0.0.2").unwrap_err();
+        assert!(err.contains("not a directory"), "{err}");
+        assert!(std::fs::read_to_string(root.join("real-etc/resolv.conf")).unwrap().contains("10.0.0.1"));
         std::fs::remove_dir_all(&base).unwrap();
     }
 }
