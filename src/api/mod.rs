@@ -190,8 +190,11 @@ impl Api {
             peer = %peer.addr,
             via = %peer.proxy.map_or_else(|| "-".to_string(), |p| p.to_string()),
             user = %result.as_ref().map_or("-", |(_, user)| user.as_str()),
-            call = "metrics",
+            call = %"metrics",
+            action = %"-",
+            jail = %"-",
             outcome = %outcome,
+            error = ?"-",
             ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
             "request"
         );
