@@ -257,23 +257,14 @@ fn outcomes_come_back_in_band_or_as_protocol_errors() {
         assert_eq!(r.status, 200, "{body}: {}", r.raw);
         assert!(error.contains(names), "{body}: the error names {names:?}: {}", r.raw);
     }
-    let r = http_anonymous(
-        s.addr,
-        "PUT",
-        "/sysadm/iocage",
-        &[("Authorization", &format!("Bearer {}", s.write_key))],
-        b"{not json",
-    );
+    let put = |path: &str, body: &[u8]| {
+        http_anonymous(s.addr, "PUT", path, &[("Authorization", &format!("Bearer {}", s.write_key))], body)
+    };
+    let r = put("/sysadm/iocage", b"{not json");
     assert_eq!(r.status, 400, "{}", r.raw);
     let r = s.rest(key, &[], &json!({"action": "listjails"}));
     assert_eq!(r.status, 200);
-    let r = http_anonymous(
-        s.addr,
-        "PUT",
-        "/sysadm/nosuch",
-        &[("Authorization", &format!("Bearer {}", s.write_key))],
-        b"{}",
-    );
+    let r = put("/sysadm/nosuch", b"{}");
     assert_eq!(r.status, 404, "{}", r.raw);
     assert_eq!(s.seen().len(), seen + 1, "only the good listjails reached the service: {:?}", s.seen());
 

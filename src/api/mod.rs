@@ -69,6 +69,23 @@ impl Actions for Iocage {
 /// running jail's accounts).
 const MAX_SCRAPES: usize = 2;
 
+/// One call answered, as its log line and the metrics count it.
+struct Answered<'a> {
+    transport: Transport,
+    peer: Peer,
+    user: &'a str,
+    /// `namespace/name` as the client sent it (the log), and the bounded
+    /// labels it is counted under (metrics).
+    call: &'a str,
+    counted_as: (&'static str, &'static str),
+    /// The `action` and `jail` arguments as sent (the log).
+    action: &'a str,
+    jail: &'a str,
+    outcome: &'a str,
+    error: &'a str,
+    started: Instant,
+}
+
 /// Everything a request handler needs; shared by all connections.
 pub struct Api {
     iocage: Arc<dyn Actions>,
@@ -128,6 +145,25 @@ impl Api {
         events::system_state(&hostname, &pools)
     }
 
+    /// Counts `a` for `GET /metrics` and logs its one line.
+    fn answered(&self, a: Answered<'_>) {
+        let took = a.started.elapsed();
+        self.requests.record(a.counted_as.0, a.counted_as.1, a.outcome, took);
+        tracing::info!(
+            transport = ?a.transport,
+            peer = %a.peer.addr,
+            via = %a.peer.proxy.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            user = %a.user,
+            call = %a.call,
+            action = %a.action,
+            jail = %a.jail,
+            outcome = %a.outcome,
+            error = ?a.error,
+            ms = format_args!("{:.3}", took.as_secs_f64() * 1000.0),
+            "request"
+        );
+    }
+
     /// Handles one call and logs one line for it. `Ok` is the reply's
     /// `args`; in-band action errors are inside it.
     pub async fn handle(
@@ -152,25 +188,19 @@ impl Api {
             ("sysadm", "iocage") => request::action_of(&call.args).ok(),
             _ => None,
         };
-        self.requests.record(
-            metrics::call_label(&call.namespace, &call.name),
-            metrics::action_label(action),
-            &outcome,
-            started.elapsed(),
-        );
-        tracing::info!(
-            transport = ?transport,
-            peer = %peer.addr,
-            via = %peer.proxy.map_or_else(|| "-".to_string(), |p| p.to_string()),
-            user = %user.as_deref().unwrap_or("-"),
-            call = %format_args!("{}/{}", call.namespace, call.name),
-            action = %str_arg(call, "action").unwrap_or("-"),
-            jail = %str_arg(call, "jail").unwrap_or("-"),
-            outcome = %outcome,
-            error = ?error,
-            ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
-            "request"
-        );
+        let call_name = format!("{}/{}", call.namespace, call.name);
+        self.answered(Answered {
+            transport,
+            peer,
+            user: user.as_deref().unwrap_or("-"),
+            call: &call_name,
+            counted_as: (metrics::call_label(&call.namespace, &call.name), metrics::action_label(action)),
+            action: str_arg(call, "action").unwrap_or("-"),
+            jail: str_arg(call, "jail").unwrap_or("-"),
+            outcome: &outcome,
+            error: &error,
+            started,
+        });
         result
     }
 
@@ -184,20 +214,18 @@ impl Api {
             Ok(_) => "ok".to_string(),
             Err(e) => e.status.code().to_string(),
         };
-        self.requests.record("metrics", "-", &outcome, started.elapsed());
-        tracing::info!(
-            transport = ?Transport::Rest,
-            peer = %peer.addr,
-            via = %peer.proxy.map_or_else(|| "-".to_string(), |p| p.to_string()),
-            user = %result.as_ref().map_or("-", |(_, user)| user.as_str()),
-            call = %"metrics",
-            action = %"-",
-            jail = %"-",
-            outcome = %outcome,
-            error = ?"-",
-            ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
-            "request"
-        );
+        self.answered(Answered {
+            transport: Transport::Rest,
+            peer,
+            user: result.as_ref().map_or("-", |(_, user)| user.as_str()),
+            call: "metrics",
+            counted_as: ("metrics", "-"),
+            action: "-",
+            jail: "-",
+            outcome: &outcome,
+            error: "-",
+            started,
+        });
         result.map(|(text, _)| text)
     }
 
