@@ -20,8 +20,10 @@ use client::{Ws, http_anonymous};
 use iocaged::api::{Actions, Api, PoolStates, events::Hub, server};
 use iocaged::auth::{Auth, Role, keys};
 use iocaged::config::Limits;
+use iocaged::iocage::request::Shown;
 use iocaged::iocage::{ActionError, JailUsage, Request, ServiceMetrics};
 use iocaged::runtime::Usage;
+use iocaged::runtime::stream::{Chunk, Stream};
 
 /// The fake iocage layer: answers by the request, and records the name of
 /// every action that reached it.
@@ -44,6 +46,18 @@ impl Actions for Fake {
                 }
                 Request::StartJail { jail } if jail == "missing" => Err(ActionError::JailNotFound(jail)),
                 Request::StopJail { .. } => Err(ActionError::Overloaded("the fake is busy".into())),
+                // Two chunks, then (command "forever") until the receiver
+                // goes, which the fake records.
+                Request::ExecJail { command, output: Shown::Stream(Some(outlet)), .. } => {
+                    for (stream, data) in [(Stream::Stdout, "one\n"), (Stream::Stderr, "two\n")] {
+                        outlet.send(Chunk { stream, data: data.into() }).await;
+                    }
+                    if command == "forever" {
+                        outlet.closed().await;
+                        self.seen.lock().unwrap().push("outlet closed".into());
+                    }
+                    Ok(json!({"success": {}, "exit_code": 0}))
+                }
                 other => Ok(json!({ "done": other.action().name() })),
             }
         })
@@ -308,6 +322,44 @@ fn a_socket_answers_its_requests_as_they_finish() {
     assert_eq!(ids, ["\"s0\"", "\"s1\"", "\"s2\"", "\"s3\"", "\"s4\"", "\"s5\""]);
     // Six 600 ms actions two at a time take three rounds, not one.
     assert!(started.elapsed() >= Duration::from_millis(1700), "two at a time: {:?}", started.elapsed());
+}
+
+#[test]
+fn streamed_output_comes_before_the_reply_and_stops_with_the_socket() {
+    // One request at a time per socket: the stream below holds the only
+    // slot while the client leaves.
+    let s = Server::start("stream", Limits { max_requests_per_socket: 1, ..Limits::default() });
+    let mut ws = s.ws(&s.write_key);
+    let exec = |command: &str| {
+        json!({"action": "execjail", "jail": "j", "user": "root", "command": command,
+                                      "output": "stream"})
+    };
+    ws.send(&iocage("x1", exec("echo")));
+    let got: Vec<Value> = (0..3).map(|_| ws.recv_within(Duration::from_secs(10)).expect("a message")).collect();
+    assert_eq!(
+        got[0],
+        json!({"args": {"stream": "stdout", "data": "one\n"}, "id": "x1", "name": "output",
+                              "namespace": "sysadm"})
+    );
+    assert_eq!(got[1]["args"], json!({"stream": "stderr", "data": "two\n"}), "{}", got[1]);
+    assert_eq!((got[2]["id"].as_str(), got[2]["name"].as_str()), (Some("x1"), Some("response")), "{}", got[2]);
+    assert_eq!(got[2]["args"]["execjail"]["exit_code"], 0, "{}", got[2]);
+
+    // Closing the socket mid-stream closes the command's outlet (the
+    // real one then stops the command).
+    ws.send(&iocage("x2", exec("forever")));
+    assert_eq!(ws.recv_within(Duration::from_secs(10)).expect("a chunk")["name"], "output");
+    ws.close();
+    let gone = std::time::Instant::now();
+    while !s.fake.seen.lock().unwrap().iter().any(|a| a == "outlet closed") {
+        assert!(gone.elapsed() < Duration::from_secs(10), "the outlet stayed open after the socket closed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Over REST there is no socket to stream to: no outlet is attached
+    // (the real service then refuses, naming "output").
+    let reply = s.rest(Some(&s.write_key), &[], &exec("forever"));
+    assert_eq!(reply.body["args"]["execjail"], json!({"done": "execjail"}), "{}", reply.body);
 }
 
 #[test]

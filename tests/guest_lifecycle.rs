@@ -462,12 +462,10 @@ fn metrics_show_what_a_running_jail_uses() {
     assert!(r["hog"]["+ Starting services OK"].is_string(), "{r}");
     let before = jail_samples(&d, &uuid);
     assert!(before["iocaged_jail_processes"] >= 1.0, "{before:?}");
-    if cfg!(target_os = "linux") {
-        // FreeBSD does not report limits yet (README, "Metrics").
-        let limit = host::memory_limit(&uuid).map(|m| m as f64);
-        assert_eq!(before.get("iocaged_jail_memory_limit_bytes"), limit.as_ref(), "{before:?}");
-        assert_eq!(before.get("iocaged_jail_memory_limit_bytes"), Some(&134217728.0), "{before:?}");
-    }
+    // What the kernel enforces (Linux: memory.max; FreeBSD: the deny rule).
+    let limit = host::memory_limit(&uuid).map(|m| m as f64);
+    assert_eq!(before.get("iocaged_jail_memory_limit_bytes"), limit.as_ref(), "{before:?}");
+    assert_eq!(before.get("iocaged_jail_memory_limit_bytes"), Some(&134217728.0), "{before:?}");
     // A command that burns CPU, then holds 16 MB for a while: scraped
     // while it holds them, the jail uses more of both.
     let (rest, key) = (d.rest, d.key.clone());
@@ -516,4 +514,83 @@ fn metrics_show_what_a_running_jail_uses() {
     let r = call(&d, json!({"action": "stopjail", "jail": "hog"}));
     assert!(r["hog"].is_object(), "{r}");
     assert!(jail_samples(&d, &uuid).is_empty(), "a stopped jail has no samples");
+}
+
+/// The messages of one streamed execjail on `ws`, each with when it came,
+/// up to and with its reply.
+fn streamed(ws: &mut Ws, id: &str, jail: &str, command: &str) -> Vec<(std::time::Instant, Value)> {
+    ws.send(&json!({"id": id, "namespace": "sysadm", "name": "iocage",
+                    "args": {"action": "execjail", "jail": jail, "user": "root", "command": command, "output": "stream"}}));
+    let mut got = Vec::new();
+    loop {
+        let m = ws.recv_within(std::time::Duration::from_secs(60)).expect("a message within 60 s");
+        assert_eq!(m["id"], id, "{m}");
+        let last = m["name"] != "output";
+        got.push((std::time::Instant::now(), m));
+        if last {
+            return got;
+        }
+    }
+}
+
+#[test]
+fn streamed_exec_comes_as_it_runs_and_stops_with_its_socket() {
+    let (_turn, _f, d) = small_pool();
+    small_jail(&d, "tag=st");
+    let r = call(&d, json!({"action": "startjail", "jail": "st"}));
+    assert!(r["st"]["+ Starting services OK"].is_string(), "{r}");
+    // A line every 100 ms, then stderr, a character whose two bytes are
+    // written apart, a status.
+    let command = "i=0; while [ $i -lt 10 ]; do echo line $i; i=$((i+1)); sleep 0.1; done; \
+                   echo oops >&2; printf 'caf\\303'; sleep 0.1; printf '\\251'; exit 3";
+    let mut ws = Ws::connect(d.ws);
+    let got = streamed(&mut ws, "s1", "st", command);
+    let (reply_at, reply) = got.last().unwrap().clone();
+    let chunks: Vec<&(std::time::Instant, Value)> = got.iter().filter(|(_, m)| m["name"] == "output").collect();
+    let joined = |stream: &str| -> String {
+        chunks
+            .iter()
+            .filter(|(_, m)| m["args"]["stream"] == stream)
+            .map(|(_, m)| m["args"]["data"].as_str().unwrap())
+            .collect()
+    };
+    // In pieces, the first well before the end (the command sleeps 900 ms
+    // after its first line).
+    assert!(chunks.len() >= 3, "{got:?}");
+    assert!(reply_at.duration_since(chunks[0].0) >= std::time::Duration::from_millis(500), "{got:?}");
+    // The same output and status as a lossless execjail of the command.
+    let whole =
+        call(&d, json!({"action": "execjail", "jail": "st", "user": "root", "command": command, "output": "lossless"}));
+    assert_eq!(whole["stdout"].as_str().unwrap(), joined("stdout"), "{whole} {got:?}");
+    assert_eq!(whole["stderr"].as_str().unwrap(), joined("stderr"), "{whole} {got:?}");
+    assert!(joined("stdout").ends_with("line 9\ncafé"), "{got:?}");
+    let ended = &reply["args"]["execjail"];
+    assert_eq!((ended["exit_code"].clone(), whole["exit_code"].clone()), (json!(3), json!(3)), "{reply}");
+    assert!(ended["error"].as_str().is_some_and(|e| e.contains("status 3")), "{reply}");
+    assert!(ended.get("stdout").is_none(), "the output went as it came: {reply}");
+
+    // The socket goes mid-command: the command goes with it.
+    ws.send(&json!({"id": "s2", "namespace": "sysadm", "name": "iocage",
+                    "args": {"action": "execjail", "jail": "st", "user": "root", "output": "stream",
+                             "command": "echo started; sleep 100001; echo never"}}));
+    let first = ws.recv_within(std::time::Duration::from_secs(60)).expect("the first chunk");
+    assert_eq!(first["args"], json!({"stream": "stdout", "data": "started\n"}), "{first}");
+    let runs = std::time::Instant::now();
+    while processes(&["sleep", "100001"]).len() != 1 {
+        assert!(runs.elapsed() < std::time::Duration::from_secs(10), "the command never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(ws);
+    let gone = std::time::Instant::now();
+    while !processes(&["sleep", "100001"]).is_empty() || host::helpers("jail-exec").is_some_and(|h| !h.is_empty()) {
+        assert!(gone.elapsed() < std::time::Duration::from_secs(30), "the command outlived its socket");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // Over REST there is no socket to stream to: refused, naming why.
+    let r =
+        call(&d, json!({"action": "execjail", "jail": "st", "user": "root", "command": "echo x", "output": "stream"}));
+    assert!(r["error"].as_str().is_some_and(|e| e.contains("output") && e.contains("WebSocket")), "{r}");
+    let r = call(&d, json!({"action": "stopjail", "jail": "st"}));
+    assert!(r["st"].is_object(), "{r}");
 }

@@ -9,7 +9,8 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use warp::filters::ws::Message;
 
 use super::events::{Subscriptions, Topic};
 use crate::auth::client_keys::Challenge;
@@ -67,16 +68,37 @@ pub fn parse_authorization(header: Option<&str>) -> Credentials {
 
 /// What a WebSocket connection keeps between its requests besides the
 /// login: its event subscriptions, the `rpc/auth_ssl` test string it was
-/// given, and where to ask for an event to be pushed at once.
+/// given, where to ask for an event to be pushed at once, and its writer
+/// for messages a request pushes before its reply (streamed output).
 pub struct WsSocket {
     pub subscriptions: Subscriptions,
     pub challenge: Challenge,
     pushes: mpsc::Sender<Topic>,
+    /// Weak: the session's end, not a request still pushing, closes it.
+    writer: mpsc::WeakSender<Message>,
+    /// True once the session stops reading (its client went, or shutdown).
+    closed: watch::Receiver<bool>,
 }
 
 impl WsSocket {
-    pub fn new(pushes: mpsc::Sender<Topic>) -> Self {
-        WsSocket { subscriptions: Subscriptions::default(), challenge: Challenge::default(), pushes }
+    pub fn new(pushes: mpsc::Sender<Topic>, writer: mpsc::WeakSender<Message>, closed: watch::Receiver<bool>) -> Self {
+        WsSocket { subscriptions: Subscriptions::default(), challenge: Challenge::default(), pushes, writer, closed }
+    }
+
+    /// Sends `message` to the client, waiting for the writer (which gives
+    /// up on a client that reads nothing for `ws::WRITE_TIMEOUT`); false
+    /// when the socket is gone.
+    pub async fn push(&self, message: &serde_json::Value) -> bool {
+        match self.writer.upgrade() {
+            Some(w) => w.send(Message::text(message.to_string())).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Resolves once the session stops reading.
+    pub async fn closed(&self) {
+        let mut closed = self.closed.clone();
+        let _ = closed.wait_for(|c| *c).await;
     }
 
     /// Asks for the latest `topic` event to be pushed now (dropped when
@@ -176,7 +198,8 @@ mod turn_tests {
     #[test]
     fn a_turn_passes_its_token_on_once() {
         let latest = Arc::new(Mutex::new(None));
-        let socket = Arc::new(WsSocket::new(mpsc::channel(1).0));
+        let socket =
+            Arc::new(WsSocket::new(mpsc::channel(1).0, mpsc::channel(1).0.downgrade(), watch::channel(false).1));
         let (tx, mut rx) = oneshot::channel();
         let turn = WsTurn::new(socket.clone(), Some("old".into()), tx, latest.clone());
         turn.set(None);

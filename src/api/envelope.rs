@@ -7,6 +7,9 @@
 //! `rpc/auth_clear` with `""`, `rpc/query` with `"simple-query"`,
 //! `events/subscribe` with `"system-state"` or `["dispatcher", ...]`. Reply: `{"args","id","name":"response",
 //! "namespace"}`, where an empty id makes `name` echo the request's name.
+//! Before its reply, an execjail with `"output":"stream"` pushes its output
+//! as `{"args":{"stream":"stdout"|"stderr","data"},"id","name":"output",
+//! "namespace"}` messages under the request's id.
 //! REST: `PUT|GET|POST /<namespace>/<name>`, the body is the args (or its
 //! `"args"` member); reply `{"args": ...}` with the HTTP status.
 
@@ -165,6 +168,11 @@ fn id_is_empty(id: &Value) -> bool {
 pub fn ws_reply(call: &Call, out: Value) -> Value {
     let name = if id_is_empty(&call.id) { call.name.as_str() } else { "response" };
     json!({ "args": out, "id": call.id, "name": name, "namespace": call.namespace })
+}
+
+/// A message pushed under `call`'s id before its reply (streamed output).
+pub fn ws_output(call: &Call, args: impl serde::Serialize) -> Value {
+    json!({ "args": args, "id": call.id, "name": "output", "namespace": call.namespace })
 }
 
 /// The WebSocket error reply.

@@ -25,7 +25,8 @@ use serde_json::{Value, json};
 use crate::auth::client_keys::ClientKeyError;
 use crate::auth::{Auth, AuthError, Identity, Role};
 use crate::iocage::{ActionError, Iocage, Request, ServiceMetrics, request};
-use auth::{Credentials, Peer, WsTurn};
+use crate::runtime::stream::Outlet;
+use auth::{Credentials, Peer, WsSocket, WsTurn};
 pub use envelope::{Call, ProtocolError, Status};
 
 /// Which transport a call arrived on (for the log).
@@ -64,6 +65,9 @@ impl Actions for Iocage {
         Box::pin(Iocage::metrics(self))
     }
 }
+
+/// Chunks of streamed output waiting between the command and the socket.
+const STREAM_ROOM: usize = 8;
 
 /// Scrapes answered at once; more are refused with 503 (each reads every
 /// running jail's accounts).
@@ -448,6 +452,37 @@ impl Api {
         }
     }
 
+    /// A request that streams its output (execjail's `"output":"stream"`):
+    /// each chunk goes to `socket` as an `output` message under the call's
+    /// id as it comes, all before the reply. When the socket closes or its
+    /// writer gives up, the chunks' receiver goes, and with it the command
+    /// (see `runtime::stream`).
+    async fn streamed(&self, socket: &WsSocket, call: &Call, mut req: Request) -> Result<Value, ActionError> {
+        let (outlet, mut chunks) = Outlet::channel(STREAM_ROOM);
+        req.stream_to(outlet);
+        let forward = async move {
+            loop {
+                let chunk = tokio::select! {
+                    c = chunks.recv() => match c {
+                        Some(c) => c,
+                        None => return, // the command ended
+                    },
+                    () = socket.closed() => return,
+                };
+                let message = envelope::ws_output(call, &chunk);
+                let pushed = tokio::select! {
+                    ok = socket.push(&message) => ok,
+                    () = socket.closed() => false,
+                };
+                if !pushed {
+                    return;
+                }
+            }
+        };
+        let (body, ()) = tokio::join!(self.iocage.run(req), forward);
+        body
+    }
+
     /// Calls that need an identity.
     async fn authorised(&self, who: &Identity, session: Option<&WsTurn>, call: &Call) -> Result<Value, ProtocolError> {
         match (call.namespace.as_str(), call.name.as_str()) {
@@ -484,9 +519,11 @@ impl Api {
                         format!("{} may only read; {} changes things", who.user, action.name()),
                     ));
                 }
-                let body = match request::parse(action, &call.args) {
-                    Ok(req) => self.iocage.run(req).await,
-                    Err(e) => Err(e),
+                let body = match (request::parse(action, &call.args), session) {
+                    (Ok(req), Some(turn)) if req.streams() => self.streamed(&turn.socket, call, req).await,
+                    // Streamed over REST: refused by the action, naming why.
+                    (Ok(req), _) => self.iocage.run(req).await,
+                    (Err(e), _) => Err(e),
                 };
                 // Refused for load, not for what it asked: a 503 the
                 // client can retry, not an in-band failure of the action.

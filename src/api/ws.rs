@@ -93,12 +93,16 @@ async fn session(
                 }
             }
         }
+        // Whoever still pushes learns now, not after the close below.
+        rx.close();
         let _ = gone_tx.send(true);
         let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
     });
     // Events the socket subscribes to go through the same writer.
     let (pushes, pushed) = mpsc::channel(8);
-    let socket = Arc::new(WsSocket::new(pushes));
+    // Set when the loop below ends: streamed commands stop then.
+    let (closing, closed) = watch::channel(false);
+    let socket = Arc::new(WsSocket::new(pushes, tx.downgrade(), closed));
     let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
     let mut inflight = JoinSet::new();
     // The login as the requests read so far leave it (see `WsTurn`).
@@ -109,6 +113,8 @@ async fn session(
     let logged_in =
         |latest: &std::sync::Mutex<Option<String>>| latest.lock().unwrap_or_else(|p| p.into_inner()).is_some();
     let mut auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+    // A message read while every slot was taken, to be handled next.
+    let mut held: Option<Message> = None;
     let mut was_logged_in = false;
     loop {
         // A socket logged out again (auth_clear, a failed login) has
@@ -122,31 +128,49 @@ async fn session(
             _ => {}
         }
         // A slot first, then the next message: with every slot taken the
-        // socket is not read until a request finishes.
+        // socket is not read until a request finishes, but for one message
+        // held back, so that a client that goes away is seen (its streamed
+        // commands stop then, not at their timeouts).
         let slot = tokio::select! {
             s = slots.clone().acquire_owned() => match s {
                 Ok(s) => s,
                 Err(_) => break,
             },
-            _ = shutdown.changed() => break,
-            _ = gone.changed() => break,
-        };
-        let next = tokio::select! {
-            n = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => n,
-            _ = tokio::time::sleep_until(auth_deadline), if !logged_in(&latest) => {
-                // The guard was read when this select began; a login that
-                // completed since then counts.
-                if logged_in(&latest) {
-                    continue;
+            m = stream.next(), if held.is_none() => {
+                match m {
+                    Some(Ok(m)) if !m.is_close() => held = Some(m),
+                    _ => break,
                 }
-                tracing::info!(peer = %peer.addr, "closing a WebSocket that did not authenticate within {AUTH_TIMEOUT:?}");
-                break;
+                continue;
             }
             _ = shutdown.changed() => break,
             _ = gone.changed() => break,
         };
+        let next = match held.take() {
+            Some(m) => Ok(Some(Ok(m))),
+            None => tokio::select! {
+                n = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => n,
+                _ = tokio::time::sleep_until(auth_deadline), if !logged_in(&latest) => {
+                    // The guard was read when this select began; a login that
+                    // completed since then counts.
+                    if logged_in(&latest) {
+                        continue;
+                    }
+                    tracing::info!(peer = %peer.addr, "closing a WebSocket that did not authenticate within {AUTH_TIMEOUT:?}");
+                    break;
+                }
+                _ = shutdown.changed() => break,
+                _ = gone.changed() => break,
+            },
+        };
         let msg = match next {
             Err(_) => {
+                // Idle: no message for IDLE_TIMEOUT and no request running
+                // (a long streamed command's client sends nothing).
+                while inflight.try_join_next().is_some() {}
+                if !inflight.is_empty() {
+                    continue;
+                }
                 tracing::debug!(peer = %peer.addr, "closing idle WebSocket");
                 break;
             }
@@ -186,6 +210,7 @@ async fn session(
         });
         while inflight.try_join_next().is_some() {}
     }
+    let _ = closing.send(true);
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, async { while inflight.join_next().await.is_some() {} }).await;
     // What did not finish in time goes (its action, if one started, runs
     // on as its own task): its hold on the writer must not keep the

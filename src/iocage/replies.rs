@@ -15,6 +15,7 @@ use super::jails::{self, Jail};
 use super::layout::Layout;
 use super::lifecycle::Progress;
 use super::props::{self, Listed, PropError, USER_PREFIX};
+use super::request::Shown;
 
 /// `{key: value}`: replies nest under the name the client used.
 pub(super) fn keyed(key: String, value: Value) -> Value {
@@ -29,10 +30,11 @@ pub(super) fn progress_body(p: Progress) -> Value {
     }
 }
 
-/// execjail: the original's shape (each output line a key), and with
-/// `lossless` the whole streams and the exit code beside it. A command
-/// that fails answers with `error`.
-pub(super) fn exec_reply(out: &ExecOutput, lossless: bool) -> Value {
+/// execjail: the original's shape (each output line a key); `Lossless`
+/// adds the whole streams and the exit code; `Stream` (the output went as
+/// it came) has no lines, and the exit code. A command that fails answers
+/// with `error`.
+pub(super) fn exec_reply(out: &ExecOutput, shown: &Shown) -> Value {
     let lines: Map<String, Value> =
         out.stdout.lines().chain(out.stderr.lines()).map(|l| (l.to_string(), Value::from(""))).collect();
     let mut reply = Map::new();
@@ -42,9 +44,11 @@ pub(super) fn exec_reply(out: &ExecOutput, lossless: bool) -> Value {
         let detail = out.last_line().map(|l| format!(": {l}")).unwrap_or_default();
         reply.insert("error".into(), Value::from(format!("the command {}{detail}", out.ending())));
     }
-    if lossless {
+    if *shown == Shown::Lossless {
         reply.insert("stdout".into(), Value::from(out.stdout.clone()));
         reply.insert("stderr".into(), Value::from(out.stderr.clone()));
+    }
+    if *shown != Shown::Lines {
         reply.insert("exit_code".into(), out.code.map_or(Value::Null, Value::from));
         reply.insert("truncated".into(), Value::from(out.truncated));
     }

@@ -105,6 +105,18 @@ impl Action {
     }
 }
 
+/// How execjail gives the command's output (its `output` argument).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shown {
+    /// `"lines"` (or none): the original's shape, each line a key.
+    Lines,
+    /// `"lossless"`: also the whole stdout, stderr and exit code.
+    Lossless,
+    /// `"stream"`: pushed as it comes, over a WebSocket, to the outlet the
+    /// API attaches ([`Request::stream_to`]); the reply has the ending.
+    Stream(Option<crate::runtime::stream::Outlet>),
+}
+
 /// A parsed request with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -152,14 +164,13 @@ pub enum Request {
     CapJail {
         jail: String,
     },
-    /// `jail`, `user`, `command`; `output: "lossless"` adds the whole
-    /// stdout, stderr and exit code next to the original's lines;
-    /// `timeout` (seconds, 1 to 86400) replaces the configured one.
+    /// `jail`, `user`, `command`; `output` as [`Shown`] says; `timeout`
+    /// (seconds, 1 to 86400) replaces the configured one.
     ExecJail {
         jail: String,
         user: String,
         command: String,
-        lossless: bool,
+        output: Shown,
         timeout: Option<std::time::Duration>,
     },
     /// `remote: true`: what the mirror offers instead.
@@ -198,6 +209,19 @@ impl Request {
             Request::ListReleases { .. } => Action::ListReleases,
             Request::FetchRelease(_) => Action::FetchRelease,
             Request::DestroyRelease { .. } => Action::DestroyRelease,
+        }
+    }
+
+    /// Whether it asks for output streamed as it comes (execjail's
+    /// `"output":"stream"`), which needs an outlet ([`Request::stream_to`]).
+    pub fn streams(&self) -> bool {
+        matches!(self, Request::ExecJail { output: Shown::Stream(_), .. })
+    }
+
+    /// Gives a streaming request the outlet its output goes to.
+    pub fn stream_to(&mut self, outlet: crate::runtime::stream::Outlet) {
+        if let Request::ExecJail { output: Shown::Stream(o), .. } = self {
+            *o = Some(outlet);
         }
     }
 }
@@ -451,13 +475,14 @@ pub fn parse(action: Action, args: &Map<String, Value>) -> Result<Request, Actio
             if !missing.is_empty() {
                 return Err(ActionError::MissingKeys(missing));
             }
-            let lossless = match string(args, "output")?.as_deref() {
-                None | Some("" | "lines") => false,
-                Some("lossless") => true,
+            let output = match string(args, "output")?.as_deref() {
+                None | Some("" | "lines") => Shown::Lines,
+                Some("lossless") => Shown::Lossless,
+                Some("stream") => Shown::Stream(None),
                 Some(other) => {
                     return Err(ActionError::BadArgument {
                         key: "output",
-                        reason: format!("{other:?} is not supported (\"lines\" or \"lossless\")"),
+                        reason: format!("{other:?} is not supported (\"lines\", \"lossless\" or \"stream\")"),
                     });
                 }
             };
@@ -465,7 +490,7 @@ pub fn parse(action: Action, args: &Map<String, Value>) -> Result<Request, Actio
                 jail: required(args, "jail")?,
                 user: required(args, "user")?,
                 command: required(args, "command")?,
-                lossless,
+                output,
                 timeout: seconds(args, "timeout", MAX_EXEC_TIMEOUT)?,
             }
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::stream::Outlet;
 use super::{ExecSpec, RunningJail, RuntimeError};
 
 /// What a command run in a jail left: its output, whole and in order, and
@@ -57,6 +58,8 @@ impl ExecOutput {
 pub(crate) enum HelperReply {
     Done(ExecOutput),
     Failed(String),
+    /// Streamed output, before `Done` (see [`super::stream`]).
+    Output(super::stream::Chunk),
 }
 
 /// What `iocaged jail-exec` is asked to do (its one argument, as JSON).
@@ -71,6 +74,9 @@ pub(crate) struct HelperRequest {
     /// Bytes of each of stdout and stderr kept before the command is
     /// stopped.
     pub output_limit: u64,
+    /// Stream the output as it comes (see [`super::stream`]).
+    #[serde(default)]
+    pub stream: bool,
     /// Linux: the jail's cgroup; the command runs in a group of its own
     /// below it, killed whole when the command is.
     pub cgroup: Option<PathBuf>,
@@ -86,8 +92,9 @@ pub(crate) use crate::self_exe;
 /// helper stuck in the kernel).
 const HELPER_GRACE: Duration = Duration::from_secs(30);
 
-/// Starts the helper with `req` and reads its reply.
-pub(crate) fn run_helper(req: &HelperRequest) -> Result<ExecOutput, RuntimeError> {
+/// Starts the helper with `req` and reads its reply; with an `outlet`,
+/// the output streams there as it comes and the reply has none.
+pub(crate) fn run_helper(req: &HelperRequest, outlet: Option<&Outlet>) -> Result<ExecOutput, RuntimeError> {
     use std::os::unix::process::CommandExt;
     let fail = |m: String| RuntimeError::new("run a command in", &req.name, m);
     let arg = serde_json::to_string(req).map_err(|e| fail(format!("encoding the request: {e}")))?;
@@ -102,12 +109,34 @@ pub(crate) fn run_helper(req: &HelperRequest) -> Result<ExecOutput, RuntimeError
         .spawn()
         .map_err(|e| fail(format!("starting the helper: {e}")))?;
     let bound = (req.timeout > 0).then(|| Duration::from_secs(req.timeout).saturating_add(HELPER_GRACE));
+    if let Some(outlet) = outlet {
+        return streamed(child, outlet, bound).map_err(fail);
+    }
     let out = wait_output(child, bound).map_err(|e| fail(format!("waiting for the helper: {e}")))?;
     match serde_json::from_slice::<HelperReply>(&out.stdout) {
         Ok(HelperReply::Done(o)) => Ok(o),
         Ok(HelperReply::Failed(message)) => Err(fail(message)),
-        Err(_) => {
+        Ok(HelperReply::Output(_)) | Err(_) => {
             Err(fail(format!("the helper failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())))
+        }
+    }
+}
+
+/// [`run_helper`]'s streaming side: the chunks go to `outlet` as they
+/// come; then the helper is reaped.
+fn streamed(mut child: std::process::Child, outlet: &Outlet, bound: Option<Duration>) -> Result<ExecOutput, String> {
+    let read = super::stream::read_streamed(&mut child, outlet, bound);
+    // Its stdout closed, or it was killed: it is ending.
+    let status = child.wait().map_err(|e| format!("waiting for the helper: {e}"))?;
+    match read? {
+        Some(HelperReply::Done(o)) => Ok(o),
+        Some(HelperReply::Failed(message)) => Err(message),
+        _ => {
+            let mut stderr = String::new();
+            if let Some(e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut std::io::Read::take(e, 64 << 10), &mut stderr);
+            }
+            Err(format!("the helper failed ({status}): {}", stderr.trim()))
         }
     }
 }
@@ -172,17 +201,21 @@ pub struct Bounds {
 
 /// Runs `spec` in `jail` (FreeBSD, or any runtime without a cgroup).
 pub fn run(jail: &RunningJail, spec: &ExecSpec) -> Result<ExecOutput, RuntimeError> {
-    run_helper(&HelperRequest {
-        name: jail.name.clone(),
-        jid: jail.jid,
-        user: spec.user.clone(),
-        command: spec.command.clone(),
-        timeout: timeout_secs(spec.timeout),
-        output_limit: spec.output_limit,
-        cgroup: None,
-        #[cfg(target_os = "linux")]
-        confine: None,
-    })
+    run_helper(
+        &HelperRequest {
+            name: jail.name.clone(),
+            jid: jail.jid,
+            user: spec.user.clone(),
+            command: spec.command.clone(),
+            timeout: timeout_secs(spec.timeout),
+            output_limit: spec.output_limit,
+            stream: spec.outlet.is_some(),
+            cgroup: None,
+            #[cfg(target_os = "linux")]
+            confine: None,
+        },
+        spec.outlet.as_ref(),
+    )
 }
 
 /// Whole seconds, at least 1; 0 for none.
@@ -248,6 +281,19 @@ impl Capture {
     /// Whether the command has written more than it may.
     pub(crate) fn over(&self) -> bool {
         self.written() > self.limit
+    }
+
+    /// Up to `max` bytes of what was written, from `from` on (cut at the
+    /// limit), and whether they reach the end of what was written so far.
+    pub(crate) fn bytes(&self, from: u64, max: usize) -> (Vec<u8>, bool) {
+        use std::os::unix::fs::FileExt;
+        let end = self.written().min(self.limit);
+        let n = end.saturating_sub(from).min(u64::try_from(max).unwrap_or(u64::MAX));
+        let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
+        if self.file.read_exact_at(&mut buf, from).is_err() {
+            return (Vec::new(), false);
+        }
+        (buf, from.saturating_add(n) == end)
     }
 
     /// What was written (lossy UTF-8), cut at the limit.

@@ -8,7 +8,10 @@
 //! confinement and runs `/bin/sh -c COMMAND` with output captured; the
 //! parent waits, and kills the command with everything it started when
 //! the timeout passes or the output reaches its limit, and prints one JSON
-//! [`HelperReply`]. Nothing else is ever printed on its stdout.
+//! [`HelperReply`]. Nothing else is ever printed on its stdout. Asked to
+//! stream, it sends the output as it comes, before the reply (see
+//! [`super::stream`]). SIGTERM kills the command with everything it
+//! started (the daemon sends it when the output's reader went away).
 //!
 //! It follows the rules of `runtime::linux::confine`: the confinement is
 //! decided and compiled, the clock started and the thread count checked
@@ -28,6 +31,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 
 use super::exec::{Capture, DEFAULT_PATH, ExecOutput, HelperReply, HelperRequest, TICK};
+use super::stream::Pump;
 use super::{RunningJail, passwd};
 
 /// `iocaged jail-exec ...`: always exits 0 after printing its reply; a
@@ -108,6 +112,7 @@ fn exec_in_jail(args: &[String]) -> Result<ExecOutput, String> {
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let jail = RunningJail { name: req.name.clone(), jid: req.jid };
     let setup = Setup::before_entering(&req)?;
+    let mut pump = if req.stream { Some(Pump::start()?) } else { None };
     super::enter(&jail).map_err(|e| format!("entering the jail: {e}"))?;
     match fork_single_threaded(&single)? {
         ForkResult::Child => {
@@ -121,7 +126,7 @@ fn exec_in_jail(args: &[String]) -> Result<ExecOutput, String> {
             drop(status_w);
             // Also set here: the timer may fire before the child runs.
             let _ = nix::unistd::setpgid(child, child);
-            let status = wait_bounded(child, deadline, &signals, &out, &err, &setup);
+            let status = wait_bounded(child, deadline, &signals, [&out, &err], &setup, pump.as_mut());
             let _ = tick(None);
             // The child is gone (reaped, or it exec'd): no writer is left.
             let mut why = String::new();
@@ -131,7 +136,11 @@ fn exec_in_jail(args: &[String]) -> Result<ExecOutput, String> {
             if !why.is_empty() {
                 return Err(why);
             }
-            Ok(ExecOutput { stdout: out.read(), stderr: err.read(), ..status })
+            match pump.as_mut() {
+                // Whatever came after the last tick; the reply has no output.
+                Some(p) => p.finish(&out, &err).map(|()| status),
+                None => Ok(ExecOutput { stdout: out.read(), stderr: err.read(), ..status }),
+            }
         }
     }
 }
@@ -267,7 +276,9 @@ fn become_and_exec(
 }
 
 /// Waits for `child`; kills it with everything it started when the
-/// deadline passes or its output is full.
+/// deadline passes, its output is full, or SIGTERM comes. With a `pump`,
+/// sends its output as it comes; a pump that cannot send (the daemon is
+/// gone) kills it too.
 ///
 /// No thread can do the timing: after setns(2) into a PID namespace a
 /// process may not create threads (clone(2), EINVAL). So SIGCHLD and
@@ -277,26 +288,36 @@ fn wait_bounded(
     child: Pid,
     deadline: Option<Instant>,
     signals: &SigSet,
-    out: &Capture,
-    err: &Capture,
+    [out, err]: [&Capture; 2],
     setup: &Setup,
+    mut pump: Option<&mut Pump>,
 ) -> Result<ExecOutput, String> {
     let mut o = ExecOutput::default();
+    let mut cancelled = None;
     let status = loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             other => break other.map_err(|e| format!("waitpid: {e}"))?,
         }
-        if !o.timed_out && !o.truncated {
+        if !o.timed_out && !o.truncated && cancelled.is_none() {
             o.timed_out = deadline.is_some_and(|d| Instant::now() >= d);
             o.truncated = !o.timed_out && (out.over() || err.over());
-            if o.timed_out || o.truncated {
+            if let Some(Err(e)) = pump.as_mut().map(|p| p.pump(out, err)) {
+                cancelled = Some(e);
+            }
+            if o.timed_out || o.truncated || cancelled.is_some() {
                 setup.kill(child);
             }
         }
-        let _ = signals.wait();
+        if signals.wait() == Ok(Signal::SIGTERM) && cancelled.is_none() {
+            cancelled = Some("the helper was told to stop (its client went away, or the daemon stops)".to_string());
+            setup.kill(child);
+        }
     };
+    if let Some(why) = cancelled {
+        return Err(format!("the command was stopped: {why}"));
+    }
     // Past the limit as it ended, before a tick saw it: cut all the same.
     o.truncated |= !o.timed_out && (out.over() || err.over());
     match status {
@@ -324,11 +345,12 @@ fn tick(every: Option<Duration>) -> Result<(), String> {
     Ok(())
 }
 
-/// SIGCHLD and SIGALRM, blocked (see [`wait_bounded`]).
+/// SIGCHLD, SIGALRM and SIGTERM, blocked (see [`wait_bounded`]).
 fn block_wait_signals() -> Result<SigSet, String> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
     set.add(Signal::SIGALRM);
+    set.add(Signal::SIGTERM);
     set.thread_block().map_err(|e| format!("sigprocmask: {e}"))?;
     Ok(set)
 }

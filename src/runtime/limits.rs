@@ -58,6 +58,17 @@ pub fn max_amount(resource: &str) -> u64 {
     }
 }
 
+/// The limit in force on `resource` for jail `jail`, from RCTL's rules as
+/// `rctl_get_limits` gives them (`jail:<name>:<resource>:<action>=<amount>`,
+/// amounts in full): the smallest `deny` amount, which the kernel enforces
+/// (`log`, `devctl`, `throttle` and signals only report or slow). Rules of
+/// other subjects, per-process ones (`=<amount>/process`) and rules that do
+/// not parse are not the jail's limit.
+pub fn denied(rules: &[String], jail: &str, resource: &str) -> Option<u64> {
+    let prefix = format!("jail:{jail}:{resource}:deny=");
+    rules.iter().filter_map(|r| r.strip_prefix(&prefix)?.parse::<u64>().ok()).min()
+}
+
 fn amount_value(s: &str) -> Option<u64> {
     let s = s.trim_end_matches('%');
     let (digits, shift) = match s.chars().last()? {
@@ -74,6 +85,27 @@ fn amount_value(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_jail_s_own_deny_rule_is_its_limit() {
+        let rules: Vec<String> = [
+            "jail:ioc-a:memoryuse:log=1073741824",
+            "jail:ioc-a:memoryuse:deny=134217728",
+            "jail:ioc-a:memoryuse:deny=268435456",
+            "jail:ioc-ab:maxproc:deny=5",
+            "jail:ioc-a:maxproc:deny=50/process",
+            "jail:ioc-a:maxproc:sigkill=40",
+            "user:root:maxproc:deny=7",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(denied(&rules, "ioc-a", "memoryuse"), Some(134217728));
+        // Another jail's (a prefix of the name), a per-process amount, a
+        // signal, another subject: none is ioc-a's process limit.
+        assert_eq!(denied(&rules, "ioc-a", "maxproc"), None);
+        assert_eq!(denied(&rules, "ioc-ab", "maxproc"), Some(5));
+        assert_eq!(denied(&[], "ioc-a", "memoryuse"), None);
+    }
 
     #[test]
     fn limits_parse_into_rctl_rules() {

@@ -23,6 +23,7 @@ pub mod helper;
 pub mod limits;
 pub mod net;
 pub mod passwd;
+pub mod stream;
 
 /// The FreeBSD runtime; its pure parts (the jail(2) parameter list, the
 /// record of what a start mounted) build and are tested everywhere.
@@ -217,6 +218,9 @@ pub struct ExecSpec {
     /// Bytes of each of stdout and stderr kept; the command is stopped
     /// when it has written that much.
     pub output_limit: u64,
+    /// Where the output goes as it comes (execjail's `"output":"stream"`);
+    /// the reply then carries none.
+    pub outlet: Option<stream::Outlet>,
 }
 
 /// What the service needs from the kernel's jails. Every method blocks;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::iocage::error::ActionError;
 use crate::iocage::names;
+use crate::runtime::stream::Outlet;
 use crate::runtime::{self, Bounds, ExecOutput, ExecSpec, JailSpec, RunningJail, Runtime, RuntimeError};
 
 use super::Plan;
@@ -108,13 +109,15 @@ pub fn cap(rt: &dyn Runtime, plan: &Plan) -> Result<(), ActionError> {
 
 /// Runs a client's command in the running jail as `user`, bounded by
 /// `timeout` (none: the configured one) and the output limit; at most
-/// `max_running` at once.
+/// `max_running` at once. With an `outlet`, the output goes there as it
+/// comes.
 pub fn exec(
     rt: &dyn Runtime,
     plan: &Plan,
     user: &str,
     command: &str,
     timeout: Option<Duration>,
+    outlet: Option<Outlet>,
 ) -> Result<ExecOutput, ActionError> {
     let _slot = plan.policy.slot()?;
     let jail = find_running(rt, &plan.uuid)?.ok_or_else(|| ActionError::NotRunning(plan.label()))?;
@@ -124,6 +127,7 @@ pub fn exec(
         command: command.to_string(),
         timeout: b.timeout,
         output_limit: b.output_limit,
+        outlet,
     };
     Ok(rt.exec(&jail, &spec)?)
 }
@@ -143,6 +147,7 @@ fn jail_command(
         command: command.to_string(),
         timeout: b.timeout,
         output_limit: b.output_limit,
+        outlet: None,
     };
     rt.exec(jail, &spec).map_err(|e: RuntimeError| e.message)
 }

@@ -16,7 +16,7 @@ use crate::iocage::props::{self, USER_PREFIX};
 use crate::iocage::replies::{
     activated, deactivated, default_settings, df, exec_reply, jail_settings, keyed, list_releases, progress_body,
 };
-use crate::iocage::request::{CreateKind, Request};
+use crate::iocage::request::{CreateKind, Request, Shown};
 use crate::iocage::{create, destroy, names, pool};
 
 impl Iocage {
@@ -155,11 +155,22 @@ impl Iocage {
                 self.blocking(move |rt| lifecycle::cap(rt, &plan)).await?;
                 Ok(json!({ "success": format!("jail {jail} capped.") }))
             }
-            Request::ExecJail { jail, user, command, lossless, timeout } => {
+            Request::ExecJail { jail, user, command, output, timeout } => {
+                let outlet = match &output {
+                    Shown::Stream(None) => {
+                        return Err(ActionError::BadArgument {
+                            key: "output",
+                            reason: "\"stream\" pushes the output over a WebSocket; over REST ask for \"lossless\""
+                                .into(),
+                        });
+                    }
+                    Shown::Stream(Some(outlet)) => Some(outlet.clone()),
+                    Shown::Lines | Shown::Lossless => None,
+                };
                 // No turn: commands may run alongside each other and a stop.
                 let plan = self.plan(&jail).await?;
-                let out = self.blocking(move |rt| lifecycle::exec(rt, &plan, &user, &command, timeout)).await?;
-                Ok(exec_reply(&out, lossless))
+                let out = self.blocking(move |rt| lifecycle::exec(rt, &plan, &user, &command, timeout, outlet)).await?;
+                Ok(exec_reply(&out, &output))
             }
         }
     }

@@ -281,21 +281,29 @@ impl Runtime for FreeBsd {
     }
 
     /// RACCT's accounts of the jail (`rctl_get_racct`, `jail:<name>:`):
-    /// `cputime` (whole seconds), `memoryuse`, `maxproc`. Its limits are
-    /// not read back from RCTL's rules (left unknown).
+    /// `cputime` (whole seconds), `memoryuse`, `maxproc`; and the `deny`
+    /// limits on the last two among RCTL's rules for it
+    /// (`rctl_get_limits`, amounts in full: [`crate::runtime::limits::denied`]).
     fn usage(&self, jail: &RunningJail) -> Result<crate::runtime::Usage, RuntimeError> {
         let fail = |m: String| RuntimeError::new("account", &jail.name, m);
         if !rctl::State::check().is_enabled() {
             return Err(fail("RACCT is off: set kern.racct.enable=1 in /boot/loader.conf and reboot".into()));
         }
-        let used = rctl::Subject::jail_name(jail.name.clone()).usage().map_err(|e| fail(e.to_string()))?;
+        let subject = rctl::Subject::jail_name(jail.name.clone());
+        let used = subject.usage().map_err(|e| fail(e.to_string()))?;
         let of = |r: rctl::Resource| used.get(&r).copied().unwrap_or(0) as u64;
+        // `String::from(&rule)` writes the amount in full (`to_string`
+        // rounds it: `128m`).
+        let rules: Vec<String> = (&subject.limits().map_err(|e| fail(format!("its limits: {e}")))?)
+            .into_iter()
+            .map(|r| String::from(&r))
+            .collect();
         Ok(crate::runtime::Usage {
             cpu_seconds: of(rctl::Resource::CpuTime) as f64,
             memory_bytes: of(rctl::Resource::MemoryUse),
             processes: of(rctl::Resource::MaxProcesses),
-            memory_limit_bytes: None,
-            processes_limit: None,
+            memory_limit_bytes: crate::runtime::limits::denied(&rules, &jail.name, "memoryuse"),
+            processes_limit: crate::runtime::limits::denied(&rules, &jail.name, "maxproc"),
         })
     }
 }

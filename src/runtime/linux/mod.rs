@@ -304,16 +304,18 @@ impl Runtime for Linux {
         let record = fs::read(&path).map_err(|e| fail(format!("its confinement ({}): {e}", path.display())))?;
         let confine: confine::Confinement =
             serde_json::from_slice(&record).map_err(|e| fail(format!("its confinement ({}): {e}", path.display())))?;
-        exec::run_helper(&exec::HelperRequest {
+        let req = exec::HelperRequest {
             name: jail.name.clone(),
             jid: jail.jid,
             user: spec.user.clone(),
             command: spec.command.clone(),
             timeout: exec::timeout_secs(spec.timeout),
             output_limit: spec.output_limit,
+            stream: spec.outlet.is_some(),
             cgroup: Some(self.cgroups.jail(&jail.name)),
             confine: Some(confine),
-        })
+        };
+        exec::run_helper(&req, spec.outlet.as_ref())
     }
 }
 
