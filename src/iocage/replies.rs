@@ -32,11 +32,15 @@ pub(super) fn progress_body(p: Progress) -> Value {
 
 /// execjail: the original's shape (each output line a key); `Lossless`
 /// adds the whole streams and the exit code; `Stream` (the output went as
-/// it came) has no lines, and the exit code. A command that fails answers
-/// with `error`.
+/// it came, `out` holds only its end) has no lines, and the exit code. A
+/// command that fails answers with `error`, naming how it ended and its
+/// last line.
 pub(super) fn exec_reply(out: &ExecOutput, shown: &Shown) -> Value {
-    let lines: Map<String, Value> =
-        out.stdout.lines().chain(out.stderr.lines()).map(|l| (l.to_string(), Value::from(""))).collect();
+    let lines: Map<String, Value> = if matches!(shown, Shown::Stream(_)) {
+        Map::new()
+    } else {
+        out.stdout.lines().chain(out.stderr.lines()).map(|l| (l.to_string(), Value::from(""))).collect()
+    };
     let mut reply = Map::new();
     if out.success() {
         reply.insert("success".into(), Value::Object(lines));
@@ -202,6 +206,21 @@ pub(super) fn df(jails: &[Jail]) -> Value {
 mod tests {
     use super::*;
     use crate::iocage::jails::test_jail;
+
+    #[test]
+    fn execjail_replies_by_how_the_output_is_shown() {
+        let ok = ExecOutput { stdout: "a\nb\n".into(), code: Some(0), ..Default::default() };
+        assert_eq!(exec_reply(&ok, &Shown::Lines), json!({"success": {"a": "", "b": ""}}));
+        let whole = exec_reply(&ok, &Shown::Lossless);
+        assert_eq!((whole["stdout"].as_str(), whole["exit_code"].as_i64()), (Some("a\nb\n"), Some(0)), "{whole}");
+        // Streamed: the output went as it came; the ending only.
+        let streamed = exec_reply(&ok, &Shown::Stream(None));
+        assert_eq!(streamed, json!({"success": {}, "exit_code": 0, "truncated": false}));
+        let failed = ExecOutput { stderr: "x\noops\n".into(), code: Some(3), ..Default::default() };
+        let streamed = exec_reply(&failed, &Shown::Stream(None));
+        assert_eq!(streamed["error"], "the command exited with status 3: oops", "{streamed}");
+        assert!(streamed.get("stderr").is_none(), "{streamed}");
+    }
 
     #[test]
     fn a_kept_listjails_reply_is_made_again_when_a_jail_starts_or_the_listing_changes() {

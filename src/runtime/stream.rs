@@ -32,14 +32,14 @@ use nix::sys::signal::{Signal, kill};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::exec::{Capture, HelperReply, TICK};
+use super::exec::{Capture, ExecOutput, HelperReply, TICK};
 
 /// Which of the command's streams a chunk is from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
-    Stdout,
-    Stderr,
+    Stdout = 0,
+    Stderr = 1,
 }
 
 /// A piece of a streamed command's output, as it came: whole characters
@@ -220,12 +220,30 @@ const LINE_MAX: usize = 6 * PIECE + 1024;
 /// which closes the outlet.
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
+/// The end of each stream kept for the ending's message (its last line):
+/// the output itself went as chunks.
+const TAIL: usize = 1024;
+
+/// Appends `data` to `tail`, keeping at most its last [`TAIL`] bytes (whole
+/// characters).
+fn keep_tail(tail: &mut String, data: &str) {
+    tail.push_str(data);
+    if tail.len() > TAIL {
+        let mut at = tail.len() - TAIL;
+        while !tail.is_char_boundary(at) {
+            at += 1;
+        }
+        tail.drain(..at);
+    }
+}
+
 /// How often the reader looks whether the outlet closed while the helper
 /// is quiet.
 const LOOK: Duration = Duration::from_millis(100);
 
 /// The daemon's side: reads the helper's lines until it closes its stdout,
-/// handing chunks to `outlet`, and returns its last line; kills it when
+/// handing chunks to `outlet`, and returns its last line (a `Done` holds
+/// the last [`TAIL`] bytes of each stream, for its message); kills it when
 /// `bound` passes (not counting the time spent waiting for the outlet),
 /// and on any error. `None`: it ended without a reply (it failed; its
 /// status and stderr tell why).
@@ -252,6 +270,7 @@ fn read_lines(
     let mut pipe = child.stdout.take().ok_or("the helper has no stdout")?;
     let mut deadline = bound.and_then(|b| Instant::now().checked_add(b));
     let (mut line, mut queue, mut reply) = (Vec::new(), VecDeque::new(), None);
+    let mut tails = [String::new(), String::new()];
     let (mut ended, mut cancelled) = (false, false);
     let mut piece = vec![0u8; 64 << 10];
     loop {
@@ -310,9 +329,16 @@ fn read_lines(
         while let Some(end) = line.iter().position(|&b| b == b'\n') {
             let text: Vec<u8> = line.drain(..=end).collect();
             match serde_json::from_slice::<HelperReply>(&text[..end]) {
-                Ok(HelperReply::Output(chunk)) if !cancelled => queue.push_back(chunk),
+                Ok(HelperReply::Output(chunk)) if !cancelled => {
+                    keep_tail(&mut tails[chunk.stream as usize], &chunk.data);
+                    queue.push_back(chunk);
+                }
                 Ok(HelperReply::Output(_)) => {}
-                Ok(last) => reply = Some(last),
+                Ok(HelperReply::Done(o)) => {
+                    let [stdout, stderr] = std::mem::take(&mut tails);
+                    reply = Some(HelperReply::Done(ExecOutput { stdout, stderr, ..o }));
+                }
+                Ok(failed) => reply = Some(failed),
                 Err(e) => return Err(format!("the helper sent a line that is not a reply: {e}")),
             }
         }
@@ -325,7 +351,6 @@ fn read_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::ExecOutput;
 
     #[test]
     fn a_character_cut_by_a_piece_waits_for_its_other_bytes() {
@@ -400,8 +425,33 @@ mod tests {
             got.push_str(&c.data);
         }
         let reply = reader.join().unwrap();
-        assert!(matches!(&reply, Ok(Some(HelperReply::Done(o))) if *o == done), "{reply:?}");
+        let tail = |o: &ExecOutput| o.stdout.len() <= TAIL && o.stdout.ends_with("38\n39\n");
+        assert!(matches!(&reply, Ok(Some(HelperReply::Done(o))) if o.code == Some(0) && tail(o)), "{reply:?}");
         assert_eq!(got, (0..40).map(|i| format!("{i}\n")).collect::<String>());
+    }
+
+    #[test]
+    fn the_ending_keeps_each_stream_s_last_kib_for_its_message() {
+        let mut tail = String::new();
+        keep_tail(&mut tail, &"é".repeat(600));
+        keep_tail(&mut tail, "x\nlast");
+        assert!(tail.len() <= TAIL && tail.len() > TAIL - 2 && tail.ends_with("éx\nlast"), "{}", tail.len());
+        let lines: String = [
+            HelperReply::Output(Chunk { stream: Stream::Stdout, data: "out\n".into() }),
+            HelperReply::Output(Chunk { stream: Stream::Stderr, data: "oops\n".into() }),
+            HelperReply::Done(ExecOutput { code: Some(3), ..Default::default() }),
+        ]
+        .iter()
+        .map(line)
+        .collect();
+        let mut child = helper_printing(&lines);
+        let (outlet, mut chunks) = Outlet::channel(8);
+        let read = read_streamed(&mut child, &outlet, None);
+        let _ = child.wait();
+        let Ok(Some(HelperReply::Done(o))) = read else { panic!("{read:?}") };
+        assert_eq!((o.stdout.as_str(), o.stderr.as_str(), o.code), ("out\n", "oops\n", Some(3)));
+        assert_eq!(o.last_line(), Some("oops"));
+        assert_eq!(chunks.try_recv().map(|c| c.data), Ok("out\n".to_string()));
     }
 
     #[test]
