@@ -349,6 +349,8 @@ fn streamed_output_comes_before_the_reply_and_stops_with_the_socket() {
     // real one then stops the command).
     ws.send(&iocage("x2", exec("forever")));
     assert_eq!(ws.recv_within(Duration::from_secs(10)).expect("a chunk")["name"], "output");
+    // A keep-alive ping first: it must not stop the server from reading on.
+    ws.ping();
     ws.close();
     let gone = std::time::Instant::now();
     while !s.fake.seen.lock().unwrap().iter().any(|a| a == "outlet closed") {

@@ -131,20 +131,36 @@ async fn session(
         // socket is not read until a request finishes, but for one message
         // held back, so that a client that goes away is seen (its streamed
         // commands stop then, not at their timeouts).
+        // Not logged in by the deadline: closed, whatever it sends (a held
+        // message does not wait in the select below that looks).
+        if !logged_in(&latest) && tokio::time::Instant::now() >= auth_deadline {
+            tracing::info!(peer = %peer.addr, "closing a WebSocket that did not authenticate within {AUTH_TIMEOUT:?}");
+            break;
+        }
         let slot = tokio::select! {
+            biased;
             s = slots.clone().acquire_owned() => match s {
                 Ok(s) => s,
                 Err(_) => break,
             },
+            _ = shutdown.changed() => break,
+            _ = gone.changed() => break,
+            // Looked at again at the top.
+            _ = tokio::time::sleep_until(auth_deadline), if !logged_in(&latest) => continue,
             m = stream.next(), if held.is_none() => {
                 match m {
+                    // Pings are answered by the library; holding one would
+                    // stop this read.
+                    Some(Ok(m)) if m.is_ping() || m.is_pong() => {}
                     Some(Ok(m)) if !m.is_close() => held = Some(m),
+                    Some(Err(e)) => {
+                        tracing::info!(peer = %peer.addr, "closing a WebSocket: {e}");
+                        break;
+                    }
                     _ => break,
                 }
                 continue;
             }
-            _ = shutdown.changed() => break,
-            _ = gone.changed() => break,
         };
         let next = match held.take() {
             Some(m) => Ok(Some(Ok(m))),

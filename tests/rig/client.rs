@@ -187,6 +187,11 @@ impl Ws {
         }
     }
 
+    /// Sends a ping frame (what client libraries send to keep a socket alive).
+    pub fn ping(&mut self) {
+        self.rt.block_on(self.socket.send(Message::Ping(Vec::new().into()))).unwrap();
+    }
+
     /// Sends a close frame with code 1000 (what sysadm's client does on leaving).
     pub fn close(mut self) {
         use tokio_tungstenite::tungstenite::protocol::{CloseFrame, frame::coding::CloseCode};
