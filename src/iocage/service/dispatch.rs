@@ -52,7 +52,13 @@ impl Iocage {
                 .await
             }
             Request::Df => {
-                self.on_read_pool(|lib, layout| Ok(df(&jails::read_all(lib, &layout, Natives::Space)?))).await
+                // Dfs asking while one reads share its scan (see `flight`).
+                let since = self.writes.load(std::sync::atomic::Ordering::SeqCst);
+                let this = self.clone();
+                let scan = move || async move {
+                    this.on_read_pool(|lib, layout| Ok(df(&jails::read_all(lib, &layout, Natives::Space)?))).await
+                };
+                self.df.join_or_start(since, scan).await
             }
             Request::ActivatePool { pool: Some(name) } => {
                 let done = self.zfs.run(move |lib| pool::activate(lib, &name).map(|()| activated(&name))).await?;

@@ -16,6 +16,7 @@
 //! a listing while ZFS announced no change costs none.
 
 mod dispatch;
+mod flight;
 mod on_pool;
 mod steps;
 
@@ -94,6 +95,10 @@ pub struct Iocage {
     fetches: Arc<Fetches>,
     /// The last listjails reply and what it was made from.
     listed: Arc<ListCache>,
+    /// This daemon's write actions ended so far (see `flight`).
+    writes: Arc<std::sync::atomic::AtomicU64>,
+    /// The df scan under way, shared by the dfs asking meanwhile.
+    df: Arc<flight::Flight>,
 }
 
 /// Ends a write action, when dropped: the next read proves the index with
@@ -102,6 +107,7 @@ struct WriteEnded(Iocage);
 
 impl Drop for WriteEnded {
     fn drop(&mut self) {
+        self.0.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.0.index.invalidate();
         self.0.changed.notify_one();
     }
@@ -130,6 +136,8 @@ impl Iocage {
             events: None,
             fetches: Arc::default(),
             listed: Arc::default(),
+            writes: Arc::default(),
+            df: Arc::default(),
         }
     }
 
