@@ -391,6 +391,45 @@ fn throughput_table(p: &Plan, d: &Daemon, n: usize) -> Vec<String> {
     results
 }
 
+/// df from 1, then 8, ... REST clients at once, each asking `DF_ROUNDS`
+/// times: each df reads every jail's space, and dfs asking at the same
+/// time share a scan (`src/iocage/service/flight.rs`). A df takes seconds
+/// in the guest, so this counts answers, not a time window.
+fn df_throughput(p: &Plan, d: &Daemon, n: usize) -> Vec<String> {
+    const DF_ROUNDS: usize = 3;
+    let mut rows = vec![format!("df at {n} jails over REST, each client asking {DF_ROUNDS} times:"), String::new()];
+    rows.push("| clients | df answers/s | p50 of one df (ms) | refused (503: past request_timeout) |".into());
+    rows.push("|---|---|---|---|".into());
+    for &c in &p.clients {
+        let started = Instant::now();
+        let threads: Vec<_> = (0..c)
+            .map(|_| {
+                let addr = d.rest;
+                std::thread::spawn(move || {
+                    (0..DF_ROUNDS)
+                        .map(|_| {
+                            let t = Instant::now();
+                            let r = client::rest(addr, &json!({"action": "df"}));
+                            assert!(r.status == 503 || r.body["args"]["df"].is_object(), "{}", r.raw);
+                            (t.elapsed(), r.status == 503)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let all: Vec<(Duration, bool)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let refused = all.iter().filter(|(_, r)| *r).count();
+        let mut each: Vec<Duration> = all.iter().filter(|(_, r)| !*r).map(|(t, _)| *t).collect();
+        let rate = each.len() as f64 / started.elapsed().as_secs_f64();
+        each.sort();
+        let p50 = each.get(each.len() / 2).map_or(f64::NAN, |t| t.as_secs_f64() * 1000.0);
+        rows.push(format!("| {c} | {rate:.2} | {p50:.0} | {refused} of {} |", all.len()));
+        println!("[bench] df x{c}: {rate:.2}/s, p50 {p50:.0} ms, {refused} refused");
+    }
+    rows.push(String::new());
+    rows
+}
+
 /// The window the daemon's memory of the jails leaves open: `rounds`
 /// times, `dataset`'s tag set through libzfs (as `zfs set` sets it, without
 /// a process start to hide the window), then listjails at once until one
@@ -477,7 +516,17 @@ fn throughput_compared(p: &Plan, n: usize) -> Vec<String> {
         if std::env::var_os("IOCAGED_BENCH_PERF").is_some() {
             profile(&d, bin.unwrap_or("this build"));
         }
-        results.extend(throughput_table(p, &d, n));
+        // `--df`: the df table alone.
+        if !std::env::args().any(|a| a == "--df") {
+            results.extend(throughput_table(p, &d, n));
+        }
+        results.extend(df_throughput(p, &d, n));
+        if std::env::args().any(|a| a == "--df") {
+            // The staleness rounds would wait behind the dfs refused above
+            // (their scans still queued on the libzfs thread).
+            assert!(d.stop());
+            continue;
+        }
         let rounds = 100;
         let (fresh, stale, longest) = staleness(&d, &first, rounds);
         results.push(format!(
@@ -705,7 +754,7 @@ fn main() {
     // `--throughput`: that table alone, at 100 jails; with
     // IOCAGED_BASE_BIN set, for that build too, on the same pool in the
     // same run (before/after).
-    if std::env::args().any(|a| a == "--throughput") {
+    if std::env::args().any(|a| a == "--throughput" || a == "--df") {
         results.extend(throughput_compared(&p, 100));
         for line in results {
             say(line);
