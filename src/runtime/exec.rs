@@ -74,7 +74,8 @@ pub(crate) struct HelperRequest {
     /// Bytes of each of stdout and stderr kept before the command is
     /// stopped.
     pub output_limit: u64,
-    /// Stream the output as it comes (see [`super::stream`]).
+    /// Stream the output as it comes (see [`super::stream`]); set by
+    /// [`run_helper`] from its outlet.
     #[serde(default)]
     pub stream: bool,
     /// Linux: the jail's cgroup; the command runs in a group of its own
@@ -94,10 +95,11 @@ const HELPER_GRACE: Duration = Duration::from_secs(30);
 
 /// Starts the helper with `req` and reads its reply; with an `outlet`,
 /// the output streams there as it comes and the reply has none.
-pub(crate) fn run_helper(req: &HelperRequest, outlet: Option<&Outlet>) -> Result<ExecOutput, RuntimeError> {
+pub(crate) fn run_helper(mut req: HelperRequest, outlet: Option<&Outlet>) -> Result<ExecOutput, RuntimeError> {
     use std::os::unix::process::CommandExt;
+    req.stream = outlet.is_some();
     let fail = |m: String| RuntimeError::new("run a command in", &req.name, m);
-    let arg = serde_json::to_string(req).map_err(|e| fail(format!("encoding the request: {e}")))?;
+    let arg = serde_json::to_string(&req).map_err(|e| fail(format!("encoding the request: {e}")))?;
     let child = Command::new(self_exe())
         .arg0("iocaged")
         .arg("jail-exec")
@@ -202,14 +204,14 @@ pub struct Bounds {
 /// Runs `spec` in `jail` (FreeBSD, or any runtime without a cgroup).
 pub fn run(jail: &RunningJail, spec: &ExecSpec) -> Result<ExecOutput, RuntimeError> {
     run_helper(
-        &HelperRequest {
+        HelperRequest {
             name: jail.name.clone(),
             jid: jail.jid,
             user: spec.user.clone(),
             command: spec.command.clone(),
             timeout: timeout_secs(spec.timeout),
             output_limit: spec.output_limit,
-            stream: spec.outlet.is_some(),
+            stream: false,
             cgroup: None,
             #[cfg(target_os = "linux")]
             confine: None,

@@ -311,11 +311,11 @@ impl Runtime for Linux {
             command: spec.command.clone(),
             timeout: exec::timeout_secs(spec.timeout),
             output_limit: spec.output_limit,
-            stream: spec.outlet.is_some(),
+            stream: false,
             cgroup: Some(self.cgroups.jail(&jail.name)),
             confine: Some(confine),
         };
-        exec::run_helper(&req, spec.outlet.as_ref())
+        exec::run_helper(req, spec.outlet.as_ref())
     }
 }
 
