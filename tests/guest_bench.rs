@@ -522,9 +522,11 @@ fn throughput_compared(p: &Plan, n: usize) -> Vec<String> {
         }
         results.extend(df_throughput(p, &d, n));
         if std::env::args().any(|a| a == "--df") {
-            // The staleness rounds would wait behind the dfs refused above
-            // (their scans still queued on the libzfs thread).
-            assert!(d.stop());
+            // A build that kept the refused dfs' scans queued on the libzfs
+            // thread could not stop in time: said, not asserted.
+            let stopped = d.stop();
+            results.push(format!("Stopped within 30 s of SIGTERM after the dfs: {stopped}."));
+            results.push(String::new());
             continue;
         }
         let rounds = 100;

@@ -413,3 +413,27 @@ fn a_full_owner_queue_refuses_instead_of_growing() {
     });
     busy.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_job_whose_caller_stopped_waiting_is_skipped() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let z = lib();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(async {
+        // The owner is busy for a second; ten callers give up after 50 ms.
+        let busy = z.run(|_| std::thread::sleep(std::time::Duration::from_secs(1)));
+        let quick = std::time::Duration::from_millis(50);
+        let (_, ()) = tokio::join!(busy, async {
+            for _ in 0..10 {
+                let ran = ran.clone();
+                let job = z.run(move |_| ran.fetch_add(1, Ordering::SeqCst));
+                assert!(tokio::time::timeout(quick, job).await.is_err(), "the owner was busy");
+            }
+        });
+        let ran2 = ran.clone();
+        z.run(move |_| ran2.fetch_add(100, Ordering::SeqCst)).await.unwrap();
+    });
+    assert_eq!(ran.load(Ordering::SeqCst), 100, "only the job still awaited ran");
+}

@@ -9,6 +9,8 @@
 //! The queue is bounded ([`Zfs::start_with_queue`]): a job that finds it
 //! full waits up to [`QUEUE_WAIT`] for room, then fails as
 //! [`ErrorKind::Overloaded`] (the API answers 503) instead of growing it.
+//! A job whose caller stopped waiting before its turn (its request timed
+//! out) is skipped when its turn comes.
 
 use std::sync::mpsc;
 use std::thread;
@@ -109,6 +111,12 @@ impl Zfs {
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |lib| {
+            // Its caller gave up waiting (the request timed out, the
+            // client went): nobody wants the answer, so no libzfs time
+            // is spent on it.
+            if tx.is_closed() {
+                return;
+            }
             let _ = tx.send(f(lib));
         });
         match self.tx.try_send(job) {
