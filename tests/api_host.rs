@@ -23,6 +23,7 @@ use iocaged::config::Limits;
 use iocaged::iocage::request::Shown;
 use iocaged::iocage::{ActionError, JailUsage, Request, ServiceMetrics};
 use iocaged::runtime::Usage;
+use iocaged::runtime::console::Input;
 use iocaged::runtime::stream::{Chunk, Stream};
 
 /// The fake iocage layer: answers by the request, and records the name of
@@ -57,6 +58,21 @@ impl Actions for Fake {
                         self.seen.lock().unwrap().push("outlet closed".into());
                     }
                     Ok(json!({"success": {}, "exit_code": 0}))
+                }
+                // Says its size, then echoes each frame, until the client
+                // hangs up, which the fake records.
+                Request::Console { size, io: Some((outlet, inlet)), .. } => {
+                    let show = |data: String| outlet.send(Chunk { stream: Stream::Stdout, data });
+                    show(format!("size:{}x{}", size.rows, size.cols)).await;
+                    let mut inlet = inlet.take().expect("the inlet, once");
+                    while let Some(input) = inlet.recv().await {
+                        match input {
+                            Input::Data(d) => show(format!("echo:{d}")).await,
+                            Input::Resize(s) => show(format!("size:{}x{}", s.rows, s.cols)).await,
+                        };
+                    }
+                    self.seen.lock().unwrap().push("console hung up".into());
+                    Ok(json!({"success": "hung up"}))
                 }
                 other => Ok(json!({ "done": other.action().name() })),
             }
@@ -362,6 +378,60 @@ fn streamed_output_comes_before_the_reply_and_stops_with_the_socket() {
     // (the real service then refuses, naming "output").
     let reply = s.rest(Some(&s.write_key), &[], &exec("forever"));
     assert_eq!(reply.body["args"]["execjail"], json!({"done": "execjail"}), "{}", reply.body);
+}
+
+#[test]
+fn console_frames_reach_their_console_even_with_every_slot_taken() {
+    // The console holds the socket's only request slot.
+    let s = Server::start("console", Limits { max_requests_per_socket: 1, ..Limits::default() });
+    let open = json!({"action": "console", "jail": "j", "rows": 30, "cols": 100});
+    let frame = |args: Value| json!({"id": "c1", "namespace": "sysadm", "name": "console", "args": args});
+    // A read key may not open one.
+    let mut ro = s.ws(&s.read_key);
+    let r = ro.call(&iocage("c0", open.clone()));
+    assert_eq!(r["args"]["code"], "403", "{r}");
+
+    let mut ws = s.ws(&s.write_key);
+    let shown = |ws: &mut Ws| {
+        let m = ws.recv_within(Duration::from_secs(10)).expect("a message");
+        assert_eq!((m["id"].as_str(), m["name"].as_str()), (Some("c1"), Some("output")), "{m}");
+        m["args"]["data"].as_str().unwrap().to_string()
+    };
+    ws.send(&iocage("c1", open));
+    assert_eq!(shown(&mut ws), "size:30x100");
+    // A request now waits for the slot; frames do not.
+    ws.send(&iocage("l1", json!({"action": "listjails"})));
+    ws.send(&frame(json!({"input": "ls\n"})));
+    assert_eq!(shown(&mut ws), "echo:ls\n");
+    ws.send(&frame(json!({"resize": {"rows": 40, "cols": 120}})));
+    assert_eq!(shown(&mut ws), "size:40x120");
+    ws.send(&frame(json!({"input": 7})));
+    let r = ws.recv_within(Duration::from_secs(10)).expect("the refusal");
+    assert_eq!((r["id"].as_str(), r["args"]["code"].as_str()), (Some("c1"), Some("400")), "{r}");
+    // close: the console ends and replies; then the request runs.
+    ws.send(&frame(json!({"close": true})));
+    let r = ws.recv_within(Duration::from_secs(10)).expect("the console's reply");
+    assert_eq!((r["id"].as_str(), r["name"].as_str()), (Some("c1"), Some("response")), "{r}");
+    assert_eq!(r["args"]["console"]["success"], "hung up", "{r}");
+    let r = ws.recv_within(Duration::from_secs(10)).expect("the request's reply");
+    assert_eq!(r["id"], "l1", "{r}");
+    // A frame for a console that is not open: 404, naming the id.
+    let r = ws.call(&frame(json!({"input": "x"})));
+    assert_eq!(r["args"]["code"], "404", "{r}");
+    assert!(r["args"]["detail"].as_str().unwrap().contains("no console is open under id \"c1\""), "{r}");
+
+    // The socket goes mid-console: the console is hung up.
+    ws.send(&iocage("c2", json!({"action": "console", "jail": "j"})));
+    assert_eq!(ws.recv_within(Duration::from_secs(10)).expect("its size")["args"]["data"], "size:24x80");
+    ws.close();
+    let gone = std::time::Instant::now();
+    while s.fake.seen.lock().unwrap().iter().filter(|a| *a == "console hung up").count() < 2 {
+        assert!(gone.elapsed() < Duration::from_secs(10), "the console outlived its socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Over REST: no socket, no input: nothing is attached.
+    let reply = s.rest(Some(&s.write_key), &[], &json!({"action": "console", "jail": "j"}));
+    assert_eq!(reply.body["args"]["console"], json!({"done": "console"}), "{}", reply.body);
 }
 
 #[test]

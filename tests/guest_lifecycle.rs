@@ -533,12 +533,141 @@ fn streamed(ws: &mut Ws, id: &str, jail: &str, command: &str) -> Vec<(std::time:
     }
 }
 
+/// A pool with a small jail tagged `tag`, started.
+fn small_running_jail(tag: &str) -> (std::sync::MutexGuard<'static, ()>, Fixture, Daemon) {
+    let (turn, f, d) = small_pool();
+    small_jail(&d, &format!("tag={tag}"));
+    let r = call(&d, json!({"action": "startjail", "jail": tag}));
+    assert!(r[tag]["+ Starting services OK"].is_string(), "{r}");
+    (turn, f, d)
+}
+
+/// Waits up to 30 s until one process runs `argv`; fails with `why`.
+fn runs_within_30_s(argv: &[&str], why: &str) {
+    let runs = std::time::Instant::now();
+    while processes(argv).len() != 1 {
+        assert!(runs.elapsed() < std::time::Duration::from_secs(30), "{why}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Waits up to 30 s until no process runs `argv` and no `jail-exec`
+/// helper is left; fails with `why` if they stay.
+fn gone_within_30_s(argv: &[&str], why: &str) {
+    let gone = std::time::Instant::now();
+    while !processes(argv).is_empty() || host::helpers("jail-exec").is_some_and(|h| !h.is_empty()) {
+        assert!(gone.elapsed() < std::time::Duration::from_secs(30), "{why}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Sends a console frame under `id`.
+fn console_frame(ws: &mut Ws, id: &str, args: Value) {
+    ws.send(&json!({"id": id, "namespace": "sysadm", "name": "console", "args": args}));
+}
+
+/// What console `id` shows until `want` is in it (or its reply comes),
+/// and its reply if it came.
+fn shown_until(ws: &mut Ws, id: &str, want: &str) -> (String, Option<Value>) {
+    let mut shown = String::new();
+    let started = std::time::Instant::now();
+    while !shown.contains(want) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "{want:?} never showed: {shown:?}");
+        let Some(m) = ws.recv_within(std::time::Duration::from_secs(60)) else { continue };
+        assert_eq!(m["id"], id, "{m} after {shown:?}");
+        if m["name"] != "output" {
+            return (shown, Some(m));
+        }
+        shown.push_str(m["args"]["data"].as_str().unwrap());
+    }
+    (shown, None)
+}
+
+#[test]
+fn a_console_is_a_login_shell_on_a_terminal_of_the_jail() {
+    let (_turn, _f, d) = small_running_jail("con");
+    let mut ws = Ws::connect(d.ws);
+    let open = |ws: &mut Ws, id: &str| {
+        ws.send(&json!({"id": id, "namespace": "sysadm", "name": "iocage",
+                        "args": {"action": "console", "jail": "con", "user": "alice", "rows": 30, "cols": 100}}));
+    };
+    open(&mut ws, "c1");
+    // A login shell of alice's, on a terminal of the jail's, 30 by 100.
+    console_frame(&mut ws, "c1", json!({"input": "echo \"pid=$$ user=$(id -un) login=$0\"; stty size\n"}));
+    let (shown, end) = shown_until(&mut ws, "c1", "30 100");
+    assert!(end.is_none() && shown.contains("user=alice login=-sh"), "{shown:?}");
+    if cfg!(target_os = "linux") {
+        console_frame(&mut ws, "c1", json!({"input": "tty\n"}));
+        let (shown, _) = shown_until(&mut ws, "c1", "/dev/pts/0");
+        assert!(!shown.contains("not a tty"), "{shown:?}");
+    }
+    // A resize is seen by the shell's terminal.
+    console_frame(&mut ws, "c1", json!({"resize": {"rows": 40, "cols": 120}}));
+    console_frame(&mut ws, "c1", json!({"input": "stty size\n"}));
+    shown_until(&mut ws, "c1", "40 120");
+    // A frame the console cannot take is refused by name, and changes nothing.
+    console_frame(&mut ws, "c1", json!({"resize": {"rows": 0, "cols": 80}}));
+    let (_, refused) = shown_until(&mut ws, "c1", "\u{0}never");
+    let refused = refused.unwrap();
+    assert!(refused["args"]["detail"].as_str().unwrap().contains("\"rows\", a number from 1 to 1000"), "{refused}");
+    // exit: the reply under the console's id, and nothing left behind
+    // (what the shell started in the background goes with it).
+    console_frame(&mut ws, "c1", json!({"input": "sleep 100002 & exit 4\n"}));
+    let (_, end) = shown_until(&mut ws, "c1", "\u{0}never");
+    let end = end.unwrap();
+    assert_eq!(end["args"]["console"]["success"], "the shell exited with status 4", "{end}");
+    assert_eq!(end["args"]["console"]["exit_code"], 4, "{end}");
+    gone_within_30_s(&["sleep", "100002"], "the console left processes behind");
+    if cfg!(target_os = "linux") {
+        // Its terminal is gone from the jail's devpts.
+        let r = call(
+            &d,
+            json!({"action": "execjail", "jail": "con", "user": "root", "command": "ls /dev/pts",
+                                "output": "lossless"}),
+        );
+        assert_eq!(r["stdout"], "ptmx\n", "{r}");
+    }
+
+    // A frame for no console is refused, naming the id.
+    console_frame(&mut ws, "c1", json!({"input": "x"}));
+    let r = ws.recv_within(std::time::Duration::from_secs(30)).unwrap();
+    assert!(r["args"]["detail"].as_str().unwrap().contains("no console is open under id \"c1\""), "{r}");
+
+    // "close" hangs the console up.
+    open(&mut ws, "c2");
+    console_frame(&mut ws, "c2", json!({"input": "echo ready\n"}));
+    shown_until(&mut ws, "c2", "ready\r\n");
+    console_frame(&mut ws, "c2", json!({"close": true}));
+    let (_, end) = shown_until(&mut ws, "c2", "\u{0}never");
+    let end = end.unwrap();
+    let error = end["args"]["console"]["error"].as_str().unwrap();
+    assert!(error.starts_with("cannot run a console in ioc-"), "{end}");
+    assert!(error.ends_with(": the console was hung up: the client hung up"), "{end}");
+
+    // Hung up at once, before its shell can have started: nothing is left.
+    open(&mut ws, "c4");
+    console_frame(&mut ws, "c4", json!({"close": true}));
+    let (_, end) = shown_until(&mut ws, "c4", "\u{0}never");
+    assert!(end.unwrap()["args"]["console"]["error"].as_str().unwrap().contains("hung up"));
+    gone_within_30_s(&["-sh"], "a console hung up at once left processes");
+
+    // The socket goes: the shell and what it runs go too.
+    open(&mut ws, "c3");
+    console_frame(&mut ws, "c3", json!({"input": "sleep 100003\n"}));
+    runs_within_30_s(&["sleep", "100003"], "the console's command never ran");
+    drop(ws);
+    gone_within_30_s(&["sleep", "100003"], "the console outlived its socket");
+
+    // Over REST: refused, naming why.
+    let r = call(&d, json!({"action": "console", "jail": "con"}));
+    assert!(r["error"].as_str().is_some_and(|e| e.contains("WebSocket")), "{r}");
+    let r = call(&d, json!({"action": "stopjail", "jail": "con"}));
+    assert!(r["con"].is_object(), "{r}");
+}
+
 #[test]
 fn streamed_exec_comes_as_it_runs_and_stops_with_its_socket() {
-    let (_turn, _f, d) = small_pool();
-    small_jail(&d, "tag=st");
-    let r = call(&d, json!({"action": "startjail", "jail": "st"}));
-    assert!(r["st"]["+ Starting services OK"].is_string(), "{r}");
+    let (_turn, _f, d) = small_running_jail("st");
     // A line every 100 ms, then stderr, a character whose two bytes are
     // written apart, a status.
     let command = "i=0; while [ $i -lt 10 ]; do echo line $i; i=$((i+1)); sleep 0.1; done; \
@@ -575,17 +704,9 @@ fn streamed_exec_comes_as_it_runs_and_stops_with_its_socket() {
                              "command": "echo started; sleep 100001; echo never"}}));
     let first = ws.recv_within(std::time::Duration::from_secs(60)).expect("the first chunk");
     assert_eq!(first["args"], json!({"stream": "stdout", "data": "started\n"}), "{first}");
-    let runs = std::time::Instant::now();
-    while processes(&["sleep", "100001"]).len() != 1 {
-        assert!(runs.elapsed() < std::time::Duration::from_secs(10), "the command never ran");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    runs_within_30_s(&["sleep", "100001"], "the command never ran");
     drop(ws);
-    let gone = std::time::Instant::now();
-    while !processes(&["sleep", "100001"]).is_empty() || host::helpers("jail-exec").is_some_and(|h| !h.is_empty()) {
-        assert!(gone.elapsed() < std::time::Duration::from_secs(30), "the command outlived its socket");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    gone_within_30_s(&["sleep", "100001"], "the command outlived its socket");
 
     // Over REST there is no socket to stream to: refused, naming why.
     let r =

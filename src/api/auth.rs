@@ -73,6 +73,8 @@ pub fn parse_authorization(header: Option<&str>) -> Credentials {
 pub struct WsSocket {
     pub subscriptions: Subscriptions,
     pub challenge: Challenge,
+    /// Where its consoles' input frames go.
+    pub consoles: super::console::Consoles,
     pushes: mpsc::Sender<Topic>,
     /// Weak: the session's end, not a request still pushing, closes it.
     writer: mpsc::WeakSender<Message>,
@@ -82,7 +84,14 @@ pub struct WsSocket {
 
 impl WsSocket {
     pub fn new(pushes: mpsc::Sender<Topic>, writer: mpsc::WeakSender<Message>, closed: watch::Receiver<bool>) -> Self {
-        WsSocket { subscriptions: Subscriptions::default(), challenge: Challenge::default(), pushes, writer, closed }
+        WsSocket {
+            subscriptions: Subscriptions::default(),
+            challenge: Challenge::default(),
+            consoles: Default::default(),
+            pushes,
+            writer,
+            closed,
+        }
     }
 
     /// Sends `message` to the client, waiting for the writer (which gives
@@ -127,6 +136,8 @@ pub struct WsTurn {
     next: Mutex<Option<oneshot::Sender<Option<String>>>>,
     /// The socket's latest settled token (the auth deadline reads it).
     latest: Arc<Mutex<Option<String>>>,
+    /// A console's input, when this request opens one (see `console`).
+    console: Mutex<Option<crate::runtime::console::Inlet>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -141,7 +152,25 @@ impl WsTurn {
         next: oneshot::Sender<Option<String>>,
         latest: Arc<Mutex<Option<String>>>,
     ) -> Self {
-        WsTurn { socket, before, after: Mutex::new(None), next: Mutex::new(Some(next)), latest }
+        WsTurn {
+            socket,
+            before,
+            after: Mutex::new(None),
+            next: Mutex::new(Some(next)),
+            latest,
+            console: Mutex::new(None),
+        }
+    }
+
+    /// This request opens a console whose input is `inlet`.
+    pub fn with_console(self, inlet: Option<crate::runtime::console::Inlet>) -> Self {
+        *locked(&self.console) = inlet;
+        self
+    }
+
+    /// The input of the console this request opens (once).
+    pub fn take_console(&self) -> Option<crate::runtime::console::Inlet> {
+        locked(&self.console).take()
     }
 
     /// The token the requests before this one left.

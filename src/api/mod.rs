@@ -8,6 +8,7 @@
 //! `namespace/name`, logs one line -> the transport writes the reply.
 
 pub mod auth;
+pub mod console;
 pub mod envelope;
 pub mod events;
 pub mod metrics;
@@ -26,7 +27,7 @@ use crate::auth::client_keys::ClientKeyError;
 use crate::auth::{Auth, AuthError, Identity, Role};
 use crate::iocage::{ActionError, Iocage, Request, ServiceMetrics, request};
 use crate::runtime::stream::Outlet;
-use auth::{Credentials, Peer, WsSocket, WsTurn};
+use auth::{Credentials, Peer, WsTurn};
 pub use envelope::{Call, ProtocolError, Status};
 
 /// Which transport a call arrived on (for the log).
@@ -132,6 +133,19 @@ impl Api {
     /// Where jail events go to reach the subscribed sockets.
     pub fn events(&self) -> Arc<events::Hub> {
         self.events.clone()
+    }
+
+    /// Who may type into a socket's consoles now: its login (`token`),
+    /// checked and renewed as a request's would be, with the write role.
+    pub fn console_user(&self, peer: Peer, token: Option<String>) -> Result<String, ProtocolError> {
+        let Some(token) = token else {
+            return Err(ProtocolError::new(Status::Unauthorized, "the socket is not logged in any more"));
+        };
+        let (who, _) = self.auth.bearer(peer.addr, &token).map_err(refused)?;
+        if who.role != Role::ReadWrite {
+            return Err(ProtocolError::new(Status::Forbidden, format!("{} may only read", who.user)));
+        }
+        Ok(who.user)
     }
 
     /// Whether a socket's token still stands (for pushing it events).
@@ -457,9 +471,34 @@ impl Api {
     /// id as it comes, all before the reply. When the socket closes or its
     /// writer gives up, the chunks' receiver goes, and with it the command
     /// (see `runtime::stream`).
-    async fn streamed(&self, socket: &WsSocket, call: &Call, mut req: Request) -> Result<Value, ActionError> {
+    ///
+    /// A console's input frames are routed to it by its id meanwhile (see
+    /// [`console`]).
+    async fn streamed(
+        &self,
+        who: &Identity,
+        turn: &WsTurn,
+        call: &Call,
+        mut req: Request,
+    ) -> Result<Value, ActionError> {
+        let socket = &turn.socket;
         let (outlet, mut chunks) = Outlet::channel(STREAM_ROOM);
-        req.stream_to(outlet);
+        let inlet = match (req.is_console(), turn.take_console()) {
+            (true, Some(inlet)) => {
+                socket.consoles.own(&call.id, &who.user);
+                Some(inlet)
+            }
+            (true, None) if call.id.is_null() => {
+                let reason = "a console needs an id: its input frames are sent under it".into();
+                return Err(ActionError::BadArgument { key: "id", reason });
+            }
+            (true, None) => {
+                let reason = format!("a console is already open under id {} on this socket", call.id);
+                return Err(ActionError::BadArgument { key: "id", reason });
+            }
+            (false, _) => None,
+        };
+        req.stream_to(outlet, inlet);
         let forward = async move {
             loop {
                 let chunk = tokio::select! {
@@ -520,7 +559,7 @@ impl Api {
                     ));
                 }
                 let body = match (request::parse(action, &call.args), session) {
-                    (Ok(req), Some(turn)) if req.streams() => self.streamed(&turn.socket, call, req).await,
+                    (Ok(req), Some(turn)) if req.streams() => self.streamed(who, turn, call, req).await,
                     // Streamed over REST: refused by the action, naming why.
                     (Ok(req), _) => self.iocage.run(req).await,
                     (Err(e), _) => Err(e),
@@ -535,6 +574,14 @@ impl Api {
                 let body = body.unwrap_or_else(|e| json!({ "error": e.to_string() }));
                 Ok(json!({ action.name(): body }))
             }
+            // Frames of open consoles never come here (see `console`).
+            ("sysadm", "console") => Err(ProtocolError::new(
+                Status::NotFound,
+                format!(
+                    "no console is open under id {} on this socket (the iocage action \"console\" opens one)",
+                    call.id
+                ),
+            )),
             (ns, name) => Err(ProtocolError::new(Status::NotFound, format!("no such call {ns}/{name}"))),
         }
     }

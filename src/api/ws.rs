@@ -25,6 +25,7 @@ use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Rejection};
 
 use super::auth::{Credentials, Peer, WsSocket, WsTurn};
+use super::console::{self, Frame};
 use super::envelope::{self, ProtocolError};
 use super::events::{self, Topic};
 use super::server::Slot;
@@ -36,6 +37,9 @@ pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client that takes no reply this long is disconnected.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Requests read and held back while every slot is taken (the socket is
+/// then not read until one is free).
+const HELD: usize = 4;
 /// The largest message, and frame, read.
 pub const MAX_MESSAGE: usize = 1 << 20;
 
@@ -114,7 +118,7 @@ async fn session(
         |latest: &std::sync::Mutex<Option<String>>| latest.lock().unwrap_or_else(|p| p.into_inner()).is_some();
     let mut auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
     // A message read while every slot was taken, to be handled next.
-    let mut held: Option<Message> = None;
+    let mut held: std::collections::VecDeque<Message> = std::collections::VecDeque::new();
     let mut was_logged_in = false;
     loop {
         // A socket logged out again (auth_clear, a failed login) has
@@ -128,9 +132,10 @@ async fn session(
             _ => {}
         }
         // A slot first, then the next message: with every slot taken the
-        // socket is not read until a request finishes, but for one message
-        // held back, so that a client that goes away is seen (its streamed
-        // commands stop then, not at their timeouts).
+        // socket is not read until a request finishes, but for up to HELD
+        // messages held back, so that a client that goes away is seen (its
+        // streamed commands stop then, not at their timeouts), and console
+        // frames go on (they need no slot).
         // Not logged in by the deadline: closed, whatever it sends (a held
         // message does not wait in the select below that looks).
         if !logged_in(&latest) && tokio::time::Instant::now() >= auth_deadline {
@@ -147,12 +152,20 @@ async fn session(
             _ = gone.changed() => break,
             // Looked at again at the top.
             _ = tokio::time::sleep_until(auth_deadline), if !logged_in(&latest) => continue,
-            m = stream.next(), if held.is_none() => {
+            m = stream.next(), if held.len() < HELD => {
                 match m {
                     // Pings are answered by the library; holding one would
                     // stop this read.
                     Some(Ok(m)) if m.is_ping() || m.is_pong() => {}
-                    Some(Ok(m)) if !m.is_close() => held = Some(m),
+                    // A console's input goes to it even now.
+                    Some(Ok(m)) if m.is_text() => match console_frame(&api, peer, &socket, &latest, &m).await {
+                        Frame::Request => held.push_back(m),
+                        Frame::Taken => {}
+                        Frame::Refused(e) => {
+                            let _ = tx.send(Message::text(e.to_string())).await;
+                        }
+                    },
+                    Some(Ok(m)) if !m.is_close() => held.push_back(m),
                     Some(Err(e)) => {
                         tracing::info!(peer = %peer.addr, "closing a WebSocket: {e}");
                         break;
@@ -162,7 +175,7 @@ async fn session(
                 continue;
             }
         };
-        let next = match held.take() {
+        let next = match held.pop_front() {
             Some(m) => Ok(Some(Ok(m))),
             None => tokio::select! {
                 n = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => n,
@@ -201,6 +214,14 @@ async fn session(
             break;
         }
         let text = if msg.is_text() {
+            match console_frame(&api, peer, &socket, &latest, &msg).await {
+                Frame::Request => {}
+                Frame::Taken => continue,
+                Frame::Refused(e) => {
+                    let _ = tx.send(Message::text(e.to_string())).await;
+                    continue;
+                }
+            }
             msg.to_str().unwrap_or_default().to_string()
         } else if msg.is_binary() {
             let err = ProtocolError::bad_request("send requests as text messages");
@@ -215,9 +236,13 @@ async fn session(
         // A request that died before handing its token on leaves the
         // socket logged out.
         settled = async move { after.await.unwrap_or(None) }.boxed().shared();
+        // A console is registered now: frames sent right after the request
+        // wait for it rather than being refused.
+        let (console, inlet) = console::Consoles::reserve(&socket, &text).unzip();
         inflight.spawn(async move {
             let _slot = slot;
-            let turn = WsTurn::new(socket, before.await, next, latest);
+            let _console = console;
+            let turn = WsTurn::new(socket, before.await, next, latest).with_console(inlet);
             let reply = answer(&api, peer, &turn, &text).await;
             let _ = tx.send(Message::text(reply.to_string())).await;
             // Only now may the next request see what this one left: a
@@ -227,6 +252,7 @@ async fn session(
         while inflight.try_join_next().is_some() {}
     }
     let _ = closing.send(true);
+    socket.consoles.clear();
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, async { while inflight.join_next().await.is_some() {} }).await;
     // What did not finish in time goes (its action, if one started, runs
     // on as its own task): its hold on the writer must not keep the
@@ -237,6 +263,21 @@ async fn session(
     let _ = forwarder.await;
     drop(tx);
     let _ = writer.await;
+}
+
+/// [`console::route`] for a text message, with the socket's login now.
+async fn console_frame(
+    api: &Api,
+    peer: Peer,
+    socket: &WsSocket,
+    latest: &std::sync::Mutex<Option<String>>,
+    m: &Message,
+) -> Frame {
+    let login = || api.console_user(peer, latest.lock().unwrap_or_else(|p| p.into_inner()).clone());
+    match m.to_str() {
+        Ok(text) => console::route(&socket.consoles, login, text, console::INPUT_WAIT).await,
+        Err(()) => Frame::Request,
+    }
 }
 
 /// Pushes the socket's subscribed events to its writer: jail events as

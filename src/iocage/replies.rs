@@ -59,6 +59,14 @@ pub(super) fn exec_reply(out: &ExecOutput, shown: &Shown) -> Value {
     Value::Object(reply)
 }
 
+/// A console's ending: how its shell ended (exiting, whatever the status,
+/// is a success) and how long it ran.
+pub(super) fn console_reply(out: &ExecOutput, ran: std::time::Duration) -> Value {
+    let key = if out.code.is_some() { "success" } else { "error" };
+    let seconds = (ran.as_secs_f64() * 10.0).round() / 10.0;
+    json!({ key: format!("the shell {}", out.ending()), "exit_code": out.code, "seconds": seconds })
+}
+
 pub(super) fn activated(pool: &str) -> Value {
     json!({ "success": format!("pool {pool} activated.") })
 }

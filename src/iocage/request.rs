@@ -8,6 +8,8 @@
 use serde_json::{Map, Value};
 
 use super::error::ActionError;
+use crate::runtime::console::{Inlet, WinSize};
+use crate::runtime::stream::Outlet;
 
 /// The actions of the sysadm iocage class (names are case-sensitive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +37,13 @@ pub enum Action {
     DestroyRelease,
     /// iocaged's own: downloads, verifies and extracts a release.
     FetchRelease,
+    /// iocaged's own: a login shell on a terminal in a running jail, over
+    /// a WebSocket.
+    Console,
 }
 
 impl Action {
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 21] = [
         Action::GetDefaultSettings,
         Action::ListJails,
         Action::GetJailSettings,
@@ -59,6 +64,7 @@ impl Action {
         Action::ListReleases,
         Action::DestroyRelease,
         Action::FetchRelease,
+        Action::Console,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +89,7 @@ impl Action {
             Action::ListReleases => "listreleases",
             Action::DestroyRelease => "destroyrelease",
             Action::FetchRelease => "fetchrelease",
+            Action::Console => "console",
         }
     }
 
@@ -114,7 +121,7 @@ pub enum Shown {
     Lossless,
     /// `"stream"`: pushed as it comes, over a WebSocket, to the outlet the
     /// API attaches ([`Request::stream_to`]); the reply has the ending.
-    Stream(Option<crate::runtime::stream::Outlet>),
+    Stream(Option<Outlet>),
 }
 
 /// A parsed request with its arguments.
@@ -183,6 +190,14 @@ pub enum Request {
     DestroyRelease {
         release: String,
     },
+    /// `jail`; `user` (root when not given); `rows` and `cols` (24 by 80
+    /// when not given). `io`: attached by the API ([`Request::stream_to`]).
+    Console {
+        jail: String,
+        user: String,
+        size: WinSize,
+        io: Option<(Outlet, Inlet)>,
+    },
 }
 
 impl Request {
@@ -209,19 +224,29 @@ impl Request {
             Request::ListReleases { .. } => Action::ListReleases,
             Request::FetchRelease(_) => Action::FetchRelease,
             Request::DestroyRelease { .. } => Action::DestroyRelease,
+            Request::Console { .. } => Action::Console,
         }
     }
 
     /// Whether it asks for output streamed as it comes (execjail's
-    /// `"output":"stream"`), which needs an outlet ([`Request::stream_to`]).
+    /// `"output":"stream"`, a console), which needs an outlet
+    /// ([`Request::stream_to`]).
     pub fn streams(&self) -> bool {
-        matches!(self, Request::ExecJail { output: Shown::Stream(_), .. })
+        matches!(self, Request::ExecJail { output: Shown::Stream(_), .. } | Request::Console { .. })
     }
 
-    /// Gives a streaming request the outlet its output goes to.
-    pub fn stream_to(&mut self, outlet: crate::runtime::stream::Outlet) {
-        if let Request::ExecJail { output: Shown::Stream(o), .. } = self {
-            *o = Some(outlet);
+    /// Whether it is a console, which needs an inlet too.
+    pub fn is_console(&self) -> bool {
+        matches!(self, Request::Console { .. })
+    }
+
+    /// Gives a streaming request the outlet its output goes to, and a
+    /// console its input (without one, the service refuses it).
+    pub fn stream_to(&mut self, outlet: Outlet, inlet: Option<Inlet>) {
+        match self {
+            Request::ExecJail { output: Shown::Stream(o), .. } => *o = Some(outlet),
+            Request::Console { io, .. } => *io = inlet.map(|i| (outlet, i)),
+            _ => {}
         }
     }
 }
@@ -369,6 +394,19 @@ fn seconds(args: &Map<String, Value>, key: &'static str, max: u64) -> Result<Opt
     Ok(Some(std::time::Duration::from_secs(n)))
 }
 
+/// A side of a terminal: a number from 1 to [`WinSize::MAX`]; `default`
+/// when absent.
+fn side(args: &Map<String, Value>, key: &'static str, default: u16) -> Result<u16, ActionError> {
+    let n = match args.get(key) {
+        None | Some(Value::Null) => return Ok(default),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(_) => None,
+    };
+    n.and_then(|n| u16::try_from(n).ok()).filter(|n| (1..=WinSize::MAX).contains(n)).ok_or_else(|| {
+        ActionError::BadArgument { key, reason: format!("it must be a number from 1 to {}", WinSize::MAX) }
+    })
+}
+
 /// `key`: absent (false) or a JSON boolean.
 fn flag(args: &Map<String, Value>, key: &'static str) -> Result<bool, ActionError> {
     match args.get(key) {
@@ -464,6 +502,15 @@ pub fn parse(action: Action, args: &Map<String, Value>) -> Result<Request, Actio
             }
             Request::FetchRelease(super::fetch::Wanted { release, lib32, direct })
         }
+        Action::Console => Request::Console {
+            jail: required(args, "jail")?,
+            user: string(args, "user")?.filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into()),
+            size: WinSize {
+                rows: side(args, "rows", WinSize::DEFAULT.rows)?,
+                cols: side(args, "cols", WinSize::DEFAULT.cols)?,
+            },
+            io: None,
+        },
         Action::StartJail => Request::StartJail { jail: required(args, "jail")? },
         Action::StopJail => Request::StopJail { jail: required(args, "jail")? },
         Action::CapJail => Request::CapJail { jail: required(args, "jail")? },

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::console::{Console, Feed};
 use super::stream::Outlet;
 use super::{ExecSpec, RunningJail, RuntimeError};
 
@@ -78,6 +79,10 @@ pub(crate) struct HelperRequest {
     /// [`run_helper`] from its outlet.
     #[serde(default)]
     pub stream: bool,
+    /// A console of this size instead of the command (see
+    /// [`super::console`]); set by [`run_helper`].
+    #[serde(default)]
+    pub console: Option<super::console::WinSize>,
     /// Linux: the jail's cgroup; the command runs in a group of its own
     /// below it, killed whole when the command is.
     pub cgroup: Option<PathBuf>,
@@ -94,25 +99,57 @@ pub(crate) use crate::self_exe;
 const HELPER_GRACE: Duration = Duration::from_secs(30);
 
 /// Starts the helper with `req` and reads its reply; with an `outlet`,
-/// the output streams there as it comes and the reply has none.
-pub(crate) fn run_helper(mut req: HelperRequest, outlet: Option<&Outlet>) -> Result<ExecOutput, RuntimeError> {
+/// the output streams there as it comes and the reply has none. With a
+/// `console` (and an outlet), the helper runs the user's shell on a
+/// terminal instead of the command, and the console's input goes to it.
+pub(crate) fn run_helper(
+    mut req: HelperRequest,
+    outlet: Option<&Outlet>,
+    console: Option<&Console>,
+) -> Result<ExecOutput, RuntimeError> {
     use std::os::unix::process::CommandExt;
     req.stream = outlet.is_some();
-    let fail = |m: String| RuntimeError::new("run a command in", &req.name, m);
+    req.console = console.map(|c| c.size);
+    let verb = if console.is_some() { "run a console in" } else { "run a command in" };
+    let fail = |m: String| RuntimeError::new(verb, &req.name, m);
+    let inlet = match console {
+        Some(c) => Some(c.inlet.take().ok_or_else(|| fail("the console's input was already taken".into()))?),
+        None => None,
+    };
+    if inlet.is_some() && outlet.is_none() {
+        return Err(fail("a console needs an outlet for what it shows".into()));
+    }
     let arg = serde_json::to_string(&req).map_err(|e| fail(format!("encoding the request: {e}")))?;
-    let child = Command::new(self_exe())
+    let mut child = Command::new(self_exe())
         .arg0("iocaged")
         .arg("jail-exec")
         .arg(arg)
         .env_clear()
-        .stdin(Stdio::null())
+        .stdin(if inlet.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| fail(format!("starting the helper: {e}")))?;
     let bound = (req.timeout > 0).then(|| Duration::from_secs(req.timeout).saturating_add(HELPER_GRACE));
     if let Some(outlet) = outlet {
-        return streamed(child, outlet, bound).map_err(fail);
+        let mut feed = match (inlet, child.stdin.take()) {
+            (Some(inlet), Some(stdin)) => match Feed::new(inlet, stdin) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(fail(e));
+                }
+            },
+            _ => None,
+        };
+        let out = streamed(child, outlet, bound, feed.as_mut());
+        // A console the client hung up ends for that reason, whatever
+        // the shell's ending.
+        return match feed.and_then(|f| f.hung_up) {
+            Some(why) => Err(fail(why)),
+            None => out.map_err(fail),
+        };
     }
     let out = wait_output(child, bound).map_err(|e| fail(format!("waiting for the helper: {e}")))?;
     match serde_json::from_slice::<HelperReply>(&out.stdout) {
@@ -126,8 +163,13 @@ pub(crate) fn run_helper(mut req: HelperRequest, outlet: Option<&Outlet>) -> Res
 
 /// [`run_helper`]'s streaming side: the chunks go to `outlet` as they
 /// come; then the helper is reaped.
-fn streamed(mut child: std::process::Child, outlet: &Outlet, bound: Option<Duration>) -> Result<ExecOutput, String> {
-    let read = super::stream::read_streamed(&mut child, outlet, bound);
+fn streamed(
+    mut child: std::process::Child,
+    outlet: &Outlet,
+    bound: Option<Duration>,
+    feed: Option<&mut Feed>,
+) -> Result<ExecOutput, String> {
+    let read = super::stream::read_streamed(&mut child, outlet, bound, feed);
     // Its stdout closed, or it was killed: it is ending.
     let status = child.wait().map_err(|e| format!("waiting for the helper: {e}"))?;
     match read? {
@@ -212,11 +254,13 @@ pub fn run(jail: &RunningJail, spec: &ExecSpec) -> Result<ExecOutput, RuntimeErr
             timeout: timeout_secs(spec.timeout),
             output_limit: spec.output_limit,
             stream: false,
+            console: None,
             cgroup: None,
             #[cfg(target_os = "linux")]
             confine: None,
         },
         spec.outlet.as_ref(),
+        spec.console.as_ref(),
     )
 }
 

@@ -31,8 +31,17 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 
 use super::exec::{Capture, DEFAULT_PATH, ExecOutput, HelperReply, HelperRequest, TICK};
+use super::pty::{self, Pty};
 use super::stream::Pump;
 use super::{RunningJail, passwd};
+
+/// How long a killed command's group may take to empty before it is
+/// left (it goes with the jail).
+#[cfg(target_os = "linux")]
+const REMOVE_WAIT: Duration = Duration::from_secs(2);
+
+/// `TERM` in a console: what browser terminals and most others emulate.
+const CONSOLE_TERM: &str = "xterm";
 
 /// `iocaged jail-exec ...`: always exits 0 after printing its reply; a
 /// failure is reported inside it.
@@ -104,7 +113,8 @@ fn exec_in_jail(args: &[String]) -> Result<ExecOutput, String> {
         0 => None,
         t => Some(Instant::now().checked_add(Duration::from_secs(t)).ok_or("the timeout is too long")?),
     };
-    tick(Some(TICK))?;
+    // A console answers typing: its loop turns twice as often.
+    tick(Some(if req.console.is_some() { TICK / 2 } else { TICK }))?;
     let (out, err) = (Capture::new("stdout", req.output_limit)?, Capture::new("stderr", req.output_limit)?);
     let devnull = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
     // The child reports why it could not exec through this pipe; a
@@ -112,26 +122,53 @@ fn exec_in_jail(args: &[String]) -> Result<ExecOutput, String> {
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let jail = RunningJail { name: req.name.clone(), jid: req.jid };
     let setup = Setup::before_entering(&req)?;
-    let mut pump = if req.stream { Some(Pump::start()?) } else { None };
+    // FreeBSD: the host's terminal, before attaching (see `super::pty`).
+    #[cfg(not(target_os = "linux"))]
+    let mut pty = req.console.map(|_| Pty::open()).transpose()?;
+    let mut pump = if req.stream && req.console.is_none() { Some(Pump::start()?) } else { None };
     super::enter(&jail).map_err(|e| format!("entering the jail: {e}"))?;
+    // Linux: a terminal of the jail's own devpts, once inside.
+    #[cfg(target_os = "linux")]
+    let mut pty = req.console.map(|_| Pty::open()).transpose()?;
+    if let (Some(p), Some(size)) = (&pty, req.console) {
+        pty::set_size(&p.master, size)?;
+    }
     match fork_single_threaded(&single)? {
         ForkResult::Child => {
             drop(status_r);
             let _ = signals.thread_unblock();
-            let why = become_and_exec(&req, &setup, &devnull, &out, &err);
+            let io = match &pty {
+                Some(p) => Io::Terminal(&p.slave),
+                None => Io::Captured { devnull: &devnull, out: &out, err: &err },
+            };
+            let why = become_and_exec(&req, &setup, io);
             let _ = nix::unistd::write(&status_w, why.as_bytes());
             child_exit(127)
         }
         ForkResult::Parent { child } => {
             drop(status_w);
-            // Also set here: the timer may fire before the child runs.
-            let _ = nix::unistd::setpgid(child, child);
-            let status = wait_bounded(child, deadline, &signals, [&out, &err], &setup, pump.as_mut());
+            // Also set here: the timer may fire before the child runs (a
+            // console's shell makes a session of its own instead).
+            if pty.is_none() {
+                let _ = nix::unistd::setpgid(child, child);
+            }
+            let console = pty.is_some();
+            let status = match pty.take() {
+                Some(Pty { master, slave }) => {
+                    // Only the shell's side keeps the terminal open: it
+                    // closes when the shell and what it started are gone.
+                    drop(slave);
+                    pty::relay(child, &master, &signals, &|reaped| setup.kill(child, reaped))
+                }
+                None => wait_bounded(child, deadline, &signals, [&out, &err], &setup, pump.as_mut()),
+            };
             let _ = tick(None);
             // The child is gone (reaped, or it exec'd): no writer is left.
             let mut why = String::new();
             let _ = std::fs::File::from(status_r).read_to_string(&mut why);
-            setup.after();
+            // What was killed is waited for; what a command left running
+            // on purpose (an /etc/rc's daemons) is not.
+            setup.after(console || status.as_ref().is_ok_and(|o| o.timed_out || o.truncated) || status.is_err());
             let status = status?;
             if !why.is_empty() {
                 return Err(why);
@@ -170,8 +207,12 @@ impl Setup {
         Ok(Setup { confine, group })
     }
 
+    /// FreeBSD: the helper becomes the reaper of what the command starts,
+    /// so that all of it can be killed, in whatever process group.
     #[cfg(not(target_os = "linux"))]
     fn before_entering(_req: &HelperRequest) -> Result<Setup, String> {
+        #[cfg(target_os = "freebsd")]
+        super::freebsd::reap_acquire()?;
         Ok(Setup {})
     }
 
@@ -184,23 +225,32 @@ impl Setup {
         Ok(())
     }
 
-    /// Kills the command and everything it started (the cgroup; the
-    /// process group where there is none).
-    fn kill(&self, child: Pid) {
+    /// Kills the command and everything it started: its cgroup (Linux),
+    /// every descendant of the helper (FreeBSD, the reaper), and while it
+    /// is not `reaped` the child and its process group (once reaped, its
+    /// pid may be another process's).
+    fn kill(&self, child: Pid, reaped: bool) {
         #[cfg(target_os = "linux")]
         if let Some(g) = &self.group {
             g.kill();
         }
-        let _ = killpg(child, Signal::SIGKILL);
+        #[cfg(target_os = "freebsd")]
+        super::freebsd::reap_kill();
+        if !reaped {
+            let _ = killpg(child, Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        }
     }
 
     /// After the command: its group goes when nothing is left in it (what
     /// an `/etc/rc` started stays there, and goes with the jail).
-    fn after(&self) {
+    fn after(&self, killed: bool) {
         #[cfg(target_os = "linux")]
         if let Some(g) = &self.group {
-            g.remove();
+            g.remove(if killed { REMOVE_WAIT } else { Duration::ZERO });
         }
+        #[cfg(not(target_os = "linux"))]
+        let _ = killed;
     }
 
     /// Drops to the jail's confinement; `become_user` runs after the
@@ -213,15 +263,19 @@ impl Setup {
     }
 }
 
+/// Where the child's stdin, stdout and stderr go.
+enum Io<'a> {
+    /// A command's: nothing in, the output into the memory files.
+    Captured { devnull: &'a std::fs::File, out: &'a Capture, err: &'a Capture },
+    /// A console's: all three the terminal, which becomes the controlling
+    /// terminal of a session of the shell's own.
+    Terminal(&'a std::os::fd::OwnedFd),
+}
+
 /// In the child: the user's identity, the jail's confinement, a clean
-/// environment, the command. Returns only on failure, with the reason.
-fn become_and_exec(
-    req: &HelperRequest,
-    setup: &Setup,
-    devnull: &std::fs::File,
-    out: &Capture,
-    err: &Capture,
-) -> String {
+/// environment, the command (or, for a console, the user's login shell).
+/// Returns only on failure, with the reason.
+fn become_and_exec(req: &HelperRequest, setup: &Setup, io: Io<'_>) -> String {
     if let Err(e) = setup.join() {
         return e;
     }
@@ -238,16 +292,39 @@ fn become_and_exec(
     let Some(acct) = passwd::lookup(user, &pw, &gr) else {
         return format!("no user {user:?} in the jail's /etc/passwd");
     };
-    let io = || -> nix::Result<()> {
-        nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
-        nix::unistd::dup2_stdin(devnull.as_fd())?;
-        nix::unistd::dup2_stdout(out.file().as_fd())?;
-        nix::unistd::dup2_stderr(err.file().as_fd())?;
+    let set_up = || -> Result<(), String> {
+        let e = |e: nix::Error| e.to_string();
+        match io {
+            Io::Captured { devnull, out, err } => {
+                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(e)?;
+                nix::unistd::dup2_stdin(devnull.as_fd()).map_err(e)?;
+                nix::unistd::dup2_stdout(out.file().as_fd()).map_err(e)?;
+                nix::unistd::dup2_stderr(err.file().as_fd()).map_err(e)?;
+            }
+            Io::Terminal(t) => {
+                nix::unistd::setsid().map_err(e)?;
+                pty::make_controlling(t)?;
+                // Its terminal is the user's, as login(1) leaves it (on
+                // FreeBSD, in the host's devfs: the jail's keeps its own).
+                nix::unistd::fchown(t, Some(Uid::from_raw(acct.uid)), None).map_err(e)?;
+                nix::unistd::dup2_stdin(t.as_fd()).map_err(e)?;
+                nix::unistd::dup2_stdout(t.as_fd()).map_err(e)?;
+                nix::unistd::dup2_stderr(t.as_fd()).map_err(e)?;
+            }
+        }
         Ok(())
     };
-    if let Err(e) = io() {
+    if let Err(e) = set_up() {
         return format!("cannot set the command up: {e}");
     }
+    // The daemon ignores SIGPIPE (as Rust programs do); the command must
+    // not inherit that (`yes | head` would never end).
+    // SAFETY: setting a signal's disposition to its default installs no
+    // handler; nothing else runs in this single-threaded child.
+    if let Err(e) = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) } {
+        return format!("cannot set the command up: SIGPIPE: {e}");
+    }
+    let console = matches!(io, Io::Terminal(_));
     let become_user = || -> Result<(), String> {
         let groups: Vec<Gid> = acct.groups.iter().map(|&g| Gid::from_raw(g)).collect();
         nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups: {e}"))?;
@@ -261,17 +338,27 @@ fn become_and_exec(
         let _ = nix::unistd::chdir("/");
     }
     let cstr = |s: String| CString::new(s).unwrap_or_default();
-    let env = [
+    let mut env: Vec<CString> = [
         format!("HOME={}", acct.home),
         format!("USER={}", acct.name),
         format!("LOGNAME={}", acct.name),
         format!("SHELL={}", acct.shell),
         format!("PATH={DEFAULT_PATH}"),
     ]
-    .map(cstr);
-    let argv = ["sh".to_string(), "-c".to_string(), req.command.clone()].map(cstr);
-    match nix::unistd::execve(c"/bin/sh", &argv, &env) {
-        Err(e) => format!("cannot run the jail's /bin/sh: {e}"),
+    .map(cstr)
+    .into();
+    if !console {
+        let argv = ["sh".to_string(), "-c".to_string(), req.command.clone()].map(cstr);
+        return match nix::unistd::execve(c"/bin/sh", &argv, &env) {
+            Err(e) => format!("cannot run the jail's /bin/sh: {e}"),
+        };
+    }
+    // The user's shell as a login shell: its name with a leading dash.
+    env.push(cstr(format!("TERM={}", CONSOLE_TERM)));
+    let shell = if acct.shell.is_empty() { "/bin/sh" } else { acct.shell.as_str() };
+    let name = shell.rsplit('/').next().unwrap_or("sh");
+    match nix::unistd::execve(&cstr(shell.to_string()), &[cstr(format!("-{name}"))], &env) {
+        Err(e) => format!("cannot run {user}'s shell {shell}: {e}"),
     }
 }
 
@@ -307,12 +394,12 @@ fn wait_bounded(
                 cancelled = Some(e);
             }
             if o.timed_out || o.truncated || cancelled.is_some() {
-                setup.kill(child);
+                setup.kill(child, false);
             }
         }
         if signals.wait() == Ok(Signal::SIGTERM) && cancelled.is_none() {
             cancelled = Some("the helper was told to stop (its client went away, or the daemon stops)".to_string());
-            setup.kill(child);
+            setup.kill(child, false);
         }
     };
     if let Some(why) = cancelled {

@@ -18,11 +18,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod console;
 pub mod exec;
 pub mod helper;
 pub mod limits;
 pub mod net;
 pub mod passwd;
+pub(crate) mod pty;
 pub mod stream;
 
 /// The FreeBSD runtime; its pure parts (the jail(2) parameter list, the
@@ -221,6 +223,9 @@ pub struct ExecSpec {
     /// Where the output goes as it comes (execjail's `"output":"stream"`);
     /// the reply then carries none.
     pub outlet: Option<stream::Outlet>,
+    /// Instead of the command: the user's login shell on a terminal, its
+    /// input from here (the `console` action; needs an `outlet`).
+    pub console: Option<console::Console>,
 }
 
 /// What the service needs from the kernel's jails. Every method blocks;

@@ -32,6 +32,7 @@ use nix::sys::signal::{Signal, kill};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::console::Feed;
 use super::exec::{Capture, ExecOutput, HelperReply, TICK};
 
 /// Which of the command's streams a chunk is from.
@@ -90,11 +91,11 @@ impl PartialEq for Outlet {
 impl Eq for Outlet {}
 
 /// The most output one chunk carries, in bytes.
-const PIECE: usize = 16 << 10;
+pub(crate) const PIECE: usize = 16 << 10;
 
 /// How many characters of `bytes` can be decoded now: all but an
 /// incomplete character at the end (its other bytes may still come).
-fn decodable(bytes: &[u8]) -> usize {
+pub(crate) fn decodable(bytes: &[u8]) -> usize {
     let mut at = 0;
     loop {
         match std::str::from_utf8(&bytes[at..]) {
@@ -109,25 +110,20 @@ fn decodable(bytes: &[u8]) -> usize {
 }
 
 /// The helper's side: sends what the command wrote, as chunk lines on
-/// stdout. Dropped, it gives stdout back its blocking and completes the
-/// line it was writing, so that a reply printed after it (a failure)
-/// stands on a line of its own.
+/// stdout (through a [`LineOut`]).
 pub(crate) struct Pump {
     /// Bytes of stdout and stderr sent so far.
     sent: [u64; 2],
     /// The stream looked at first next time (they take turns, so that one
     /// that writes a lot does not hold the other back).
     first: usize,
-    /// The line being written, and how much of it the pipe took.
-    line: Vec<u8>,
-    written: usize,
+    out: LineOut,
 }
 
 impl Pump {
     /// Starts pumping: stdout stops blocking.
     pub(crate) fn start() -> Result<Pump, String> {
-        set_blocking(false)?;
-        Ok(Pump { sent: [0; 2], first: 0, line: Vec::new(), written: 0 })
+        Ok(Pump { sent: [0; 2], first: 0, out: LineOut::start()? })
     }
 
     /// Sends what is new, as much as the pipe takes now.
@@ -138,34 +134,18 @@ impl Pump {
     /// After the command: sends the rest, waiting for the pipe, and gives
     /// stdout back its blocking (the reply line follows).
     pub(crate) fn finish(&mut self, out: &Capture, err: &Capture) -> Result<(), String> {
-        set_blocking(true)?;
+        self.out.block()?;
         self.send(out, err, true)
     }
 
     fn send(&mut self, out: &Capture, err: &Capture, last: bool) -> Result<(), String> {
         loop {
-            if !self.write_line()? {
+            if !self.out.flush()? {
                 return Ok(());
             }
             let Some(chunk) = self.next(out, err, last) else { return Ok(()) };
-            self.line = serde_json::to_vec(&HelperReply::Output(chunk)).map_err(|e| e.to_string())?;
-            self.line.push(b'\n');
-            self.written = 0;
+            self.out.set(&chunk)?;
         }
-    }
-
-    /// Writes what is left of the line; whether it is all written (false:
-    /// the pipe is full, and stdout does not block).
-    fn write_line(&mut self) -> Result<bool, String> {
-        while self.written < self.line.len() {
-            match nix::unistd::write(std::io::stdout(), &self.line[self.written..]) {
-                Ok(n) => self.written += n,
-                Err(Errno::EAGAIN) => return Ok(false),
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(format!("sending output: {e}")),
-            }
-        }
-        Ok(true)
     }
 
     /// The next piece of either stream; at the `last`, the final bytes of
@@ -187,20 +167,69 @@ impl Pump {
     }
 }
 
-impl Drop for Pump {
+/// The helper's stdout while it sends chunks: it does not block, and one
+/// line at a time waits for the pipe. Dropped, it gives stdout back its
+/// blocking and completes the line it was writing, so that a reply
+/// printed after it (a failure) stands on a line of its own.
+pub(crate) struct LineOut {
+    /// The line being written, and how much of it the pipe took.
+    line: Vec<u8>,
+    written: usize,
+}
+
+impl LineOut {
+    /// stdout stops blocking.
+    pub(crate) fn start() -> Result<LineOut, String> {
+        set_blocking(false)?;
+        Ok(LineOut { line: Vec::new(), written: 0 })
+    }
+
+    /// The next line to write: `chunk`, once the last one is written.
+    pub(crate) fn set(&mut self, chunk: &Chunk) -> Result<(), String> {
+        self.line = serde_json::to_vec(&HelperReply::Output(chunk.clone())).map_err(|e| e.to_string())?;
+        self.line.push(b'\n');
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Writes what is left of the line; whether it is all written (false:
+    /// the pipe is full, and stdout does not block).
+    pub(crate) fn flush(&mut self) -> Result<bool, String> {
+        while self.written < self.line.len() {
+            match nix::unistd::write(std::io::stdout(), &self.line[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(Errno::EAGAIN) => return Ok(false),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(format!("sending output: {e}")),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Gives stdout back its blocking (the reply line follows).
+    pub(crate) fn block(&mut self) -> Result<(), String> {
+        set_blocking(true)
+    }
+}
+
+impl Drop for LineOut {
     fn drop(&mut self) {
         if set_blocking(true).is_ok() {
-            let _ = self.write_line();
+            let _ = self.flush();
         }
     }
 }
 
 fn set_blocking(blocking: bool) -> Result<(), String> {
-    let stdout = std::io::stdout();
-    let flags = fcntl(stdout.as_fd(), FcntlArg::F_GETFL).map_err(|e| format!("fcntl: {e}"))?;
+    set_blocking_fd(&std::io::stdout(), blocking)
+}
+
+/// Sets or clears `O_NONBLOCK` on `fd`.
+pub(crate) fn set_blocking_fd(fd: &impl AsFd, blocking: bool) -> Result<(), String> {
+    let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).map_err(|e| format!("fcntl: {e}"))?;
     let mut flags = OFlag::from_bits_truncate(flags);
     flags.set(OFlag::O_NONBLOCK, !blocking);
-    fcntl(stdout.as_fd(), FcntlArg::F_SETFL(flags)).map_err(|e| format!("fcntl: {e}"))?;
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags)).map_err(|e| format!("fcntl: {e}"))?;
     Ok(())
 }
 
@@ -247,13 +276,17 @@ const LOOK: Duration = Duration::from_millis(100);
 /// `bound` passes (not counting the time spent waiting for the outlet),
 /// and on any error. `None`: it ended without a reply (it failed; its
 /// status and stderr tell why).
+///
+/// With a `feed` (a console), the client's frames go to the helper's stdin
+/// meanwhile, and the pipe is looked at every [`TICK`] for them.
 pub(crate) fn read_streamed(
     child: &mut Child,
     outlet: &Outlet,
     bound: Option<Duration>,
+    feed: Option<&mut Feed>,
 ) -> Result<Option<HelperReply>, String> {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let read = read_lines(child, pid, outlet, bound);
+    let read = read_lines(child, pid, outlet, bound, feed);
     if read.is_err() {
         // Not reaped yet (the caller waits after this): still its pid.
         let _ = kill(pid, Signal::SIGKILL);
@@ -266,7 +299,9 @@ fn read_lines(
     pid: nix::unistd::Pid,
     outlet: &Outlet,
     bound: Option<Duration>,
+    mut feed: Option<&mut Feed>,
 ) -> Result<Option<HelperReply>, String> {
+    let look = if feed.is_some() { TICK } else { LOOK };
     let mut pipe = child.stdout.take().ok_or("the helper has no stdout")?;
     let mut deadline = bound.and_then(|b| Instant::now().checked_add(b));
     let (mut line, mut queue, mut reply) = (Vec::new(), VecDeque::new(), None);
@@ -291,6 +326,17 @@ fn read_lines(
             let grace = Instant::now() + CANCEL_GRACE;
             deadline = Some(deadline.map_or(grace, |d| d.min(grace)));
         }
+        if let Some(f) = feed.as_deref_mut().filter(|_| !cancelled) {
+            let hung_up = f.is_hung_up();
+            f.turn()?;
+            if !hung_up && f.is_hung_up() {
+                // Its stdin closed, but it may not be reading it (its
+                // input full): told to stop as well.
+                let _ = kill(pid, Signal::SIGTERM);
+                let grace = Instant::now() + CANCEL_GRACE;
+                deadline = Some(deadline.map_or(grace, |d| d.min(grace)));
+            }
+        }
         if ended && queue.is_empty() {
             return Ok(reply);
         }
@@ -310,10 +356,10 @@ fn read_lines(
                     });
                 }
             },
-            None => LOOK,
+            None => look,
         };
         let mut fds = [nix::poll::PollFd::new(pipe.as_fd(), nix::poll::PollFlags::POLLIN)];
-        let wait = nix::poll::PollTimeout::try_from(LOOK.min(left)).unwrap_or(nix::poll::PollTimeout::ZERO);
+        let wait = nix::poll::PollTimeout::try_from(look.min(left)).unwrap_or(nix::poll::PollTimeout::ZERO);
         match nix::poll::poll(&mut fds, wait) {
             Ok(0) | Err(Errno::EINTR) => continue,
             Ok(_) => {}
@@ -415,7 +461,7 @@ mod tests {
         let mut child = helper_printing(&lines);
         let (outlet, mut chunks) = Outlet::channel(1);
         let reader = std::thread::spawn(move || {
-            let read = read_streamed(&mut child, &outlet, Some(Duration::from_millis(300)));
+            let read = read_streamed(&mut child, &outlet, Some(Duration::from_millis(300)), None);
             let _ = child.wait();
             read
         });
@@ -446,7 +492,7 @@ mod tests {
         .collect();
         let mut child = helper_printing(&lines);
         let (outlet, mut chunks) = Outlet::channel(8);
-        let read = read_streamed(&mut child, &outlet, None);
+        let read = read_streamed(&mut child, &outlet, None, None);
         let _ = child.wait();
         let Ok(Some(HelperReply::Done(o))) = read else { panic!("{read:?}") };
         assert_eq!((o.stdout.as_str(), o.stderr.as_str(), o.code), ("out\n", "oops\n", Some(3)));
@@ -461,7 +507,7 @@ mod tests {
         let (outlet, chunks) = Outlet::channel(1);
         drop(chunks);
         let started = Instant::now();
-        let read = read_streamed(&mut child, &outlet, None);
+        let read = read_streamed(&mut child, &outlet, None, None);
         let status = child.wait().unwrap();
         assert!(matches!(read, Ok(None)), "{read:?}");
         use std::os::unix::process::ExitStatusExt;
@@ -473,7 +519,7 @@ mod tests {
     fn a_helper_that_sends_garbage_is_killed() {
         let mut child = helper_printing("not json\n");
         let (outlet, _chunks) = Outlet::channel(1);
-        let read = read_streamed(&mut child, &outlet, None);
+        let read = read_streamed(&mut child, &outlet, None, None);
         let _ = child.wait();
         assert!(read.as_ref().is_err_and(|e| e.contains("not a reply")), "{read:?}");
     }

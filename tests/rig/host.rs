@@ -17,13 +17,17 @@ pub const MULTICALL: (&str, &[&str]) = (
     "/bin/busybox",
     &[
         "sh", "sleep", "hostname", "ps", "cat", "echo", "id", "ls", "true", "false", "grep", "wc", "printf", "kill",
-        "touch", "env", "pwd", "mount", "head", "dd", "rm", "ip", "ping", "nc", "timeout", "httpd", "mkdir",
+        "touch", "env", "pwd", "mount", "head", "dd", "rm", "ip", "ping", "nc", "timeout", "httpd", "mkdir", "tty",
+        "stty",
     ],
 );
 #[cfg(not(target_os = "linux"))]
 pub const MULTICALL: (&str, &[&str]) = (
     "/rescue/rescue",
-    &["sh", "sleep", "hostname", "ps", "cat", "echo", "id", "ls", "kill", "pwd", "mount", "head", "dd", "rm", "sysctl"],
+    &[
+        "sh", "sleep", "hostname", "ps", "cat", "echo", "id", "ls", "kill", "pwd", "mount", "head", "dd", "rm",
+        "sysctl", "stty",
+    ],
 );
 
 /// A command run as root in a jail that shows it is confined, and its output:

@@ -21,4 +21,4 @@ mod plan;
 mod run;
 
 pub use plan::{Hooks, Plan, Policy, fstab_mounts, plan};
-pub use run::{Progress, cap, exec, find_running, start, stop};
+pub use run::{Progress, cap, console, exec, find_running, start, stop};

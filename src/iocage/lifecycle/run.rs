@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::iocage::error::ActionError;
 use crate::iocage::names;
+use crate::runtime::console::Console;
 use crate::runtime::stream::Outlet;
 use crate::runtime::{self, Bounds, ExecOutput, ExecSpec, JailSpec, RunningJail, Runtime, RuntimeError};
 
@@ -128,6 +129,31 @@ pub fn exec(
         timeout: b.timeout,
         output_limit: b.output_limit,
         outlet,
+        console: None,
+    };
+    Ok(rt.exec(&jail, &spec)?)
+}
+
+/// Runs `user`'s login shell on a terminal in the running jail, until it
+/// exits or the client hangs up (see `runtime::console`); it takes a place
+/// among the running execjails. What it shows goes to `outlet`.
+pub fn console(
+    rt: &dyn Runtime,
+    plan: &Plan,
+    user: &str,
+    outlet: Outlet,
+    console: Console,
+) -> Result<ExecOutput, ActionError> {
+    let _slot = plan.policy.slot()?;
+    let jail = find_running(rt, &plan.uuid)?.ok_or_else(|| ActionError::NotRunning(plan.label()))?;
+    let spec = ExecSpec {
+        user: user.to_string(),
+        command: String::new(),
+        // Bounded by its client (a hang-up, or runtime::console::IDLE).
+        timeout: None,
+        output_limit: plan.policy.output_limit,
+        outlet: Some(outlet),
+        console: Some(console),
     };
     Ok(rt.exec(&jail, &spec)?)
 }
@@ -148,6 +174,7 @@ fn jail_command(
         timeout: b.timeout,
         output_limit: b.output_limit,
         outlet: None,
+        console: None,
     };
     rt.exec(jail, &spec).map_err(|e: RuntimeError| e.message)
 }

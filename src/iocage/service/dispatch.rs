@@ -14,10 +14,12 @@ use crate::iocage::jails::{self, Natives};
 use crate::iocage::lifecycle::{self, Progress};
 use crate::iocage::props::{self, USER_PREFIX};
 use crate::iocage::replies::{
-    activated, deactivated, default_settings, df, exec_reply, jail_settings, keyed, list_releases, progress_body,
+    activated, console_reply, deactivated, default_settings, df, exec_reply, jail_settings, keyed, list_releases,
+    progress_body,
 };
 use crate::iocage::request::{CreateKind, Request, Shown};
 use crate::iocage::{create, destroy, names, pool};
+use crate::runtime::console::Console;
 
 impl Iocage {
     pub(super) async fn execute(&self, req: Request) -> Result<Value, ActionError> {
@@ -177,6 +179,19 @@ impl Iocage {
                 let plan = self.plan(&jail).await?;
                 let out = self.blocking(move |rt| lifecycle::exec(rt, &plan, &user, &command, timeout, outlet)).await?;
                 Ok(exec_reply(&out, &output))
+            }
+            Request::Console { jail, user, size, io } => {
+                let Some((outlet, inlet)) = io else {
+                    return Err(ActionError::BadArgument {
+                        key: "action",
+                        reason: "a console runs over a WebSocket: its input and output are messages there".into(),
+                    });
+                };
+                let plan = self.plan(&jail).await?;
+                let started = std::time::Instant::now();
+                let console = Console { size, inlet };
+                let out = self.blocking(move |rt| lifecycle::console(rt, &plan, &user, outlet, console)).await?;
+                Ok(console_reply(&out, started.elapsed()))
             }
         }
     }

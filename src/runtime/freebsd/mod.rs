@@ -20,3 +20,5 @@ pub mod vnet;
 pub use rt::FreeBsd;
 #[cfg(target_os = "freebsd")]
 pub(crate) use rt::enter;
+#[cfg(target_os = "freebsd")]
+pub(crate) use sys::{reap_acquire, reap_kill};

@@ -353,3 +353,45 @@ pub fn bridge_add(bridge: &str, member: &str) -> Result<(), String> {
     let mut arg = ifdrv(bridge, BRDGADD, IFBREQ_LEN, req.as_mut_ptr() as u64)?;
     raw_ioctl(SIOCSDRVSPEC, &mut arg).map_err(|e| format!("adding {member} to {bridge}: {e}"))
 }
+
+/// procctl(2)'s `struct procctl_reaper_kill` (sys/procctl.h).
+#[repr(C)]
+struct ReaperKill {
+    rk_sig: c_int,
+    rk_flags: libc::c_uint,
+    rk_subtree: libc::pid_t,
+    rk_killed: libc::c_uint,
+    rk_fpid: libc::pid_t,
+    rk_pad0: [libc::c_uint; 15],
+}
+
+/// Makes this process the reaper of what it starts (`PROC_REAP_ACQUIRE`):
+/// its descendants stay below it whatever process group or session they
+/// make, and orphans come back to it.
+pub fn reap_acquire() -> Result<(), String> {
+    // SAFETY: PROC_REAP_ACQUIRE on this process takes no data.
+    let rc = unsafe {
+        libc::procctl(libc::P_PID, libc::getpid() as libc::id_t, libc::PROC_REAP_ACQUIRE, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(format!("procctl(PROC_REAP_ACQUIRE): {}", Errno::last()));
+    }
+    Ok(())
+}
+
+/// SIGKILL to every descendant of this reaper (`PROC_REAP_KILL`); how many.
+pub fn reap_kill() -> u32 {
+    let mut rk =
+        ReaperKill { rk_sig: libc::SIGKILL, rk_flags: 0, rk_subtree: 0, rk_killed: 0, rk_fpid: -1, rk_pad0: [0; 15] };
+    // SAFETY: PROC_REAP_KILL reads and writes one procctl_reaper_kill,
+    // alive for the call.
+    let rc = unsafe {
+        libc::procctl(
+            libc::P_PID,
+            libc::getpid() as libc::id_t,
+            libc::PROC_REAP_KILL,
+            (&mut rk as *mut ReaperKill).cast(),
+        )
+    };
+    if rc != 0 { 0 } else { rk.rk_killed }
+}

@@ -264,8 +264,19 @@ impl CommandGroup {
 
     /// Removes the group if it is empty (a non-empty one stays, and goes
     /// with the jail's).
-    pub fn remove(&self) {
-        let _ = nix::unistd::unlinkat(&self.parent, self.name.as_str(), nix::unistd::UnlinkatFlags::RemoveDir);
+    /// Removes the group once it is empty, trying for up to `wait` (its
+    /// killed processes may still be exiting); a group still in use is
+    /// left (it goes with the jail).
+    pub fn remove(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        loop {
+            match nix::unistd::unlinkat(&self.parent, self.name.as_str(), nix::unistd::UnlinkatFlags::RemoveDir) {
+                Err(nix::errno::Errno::EBUSY) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => return,
+            }
+        }
     }
 }
 

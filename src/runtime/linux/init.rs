@@ -241,7 +241,14 @@ fn proc(target: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// A small tmpfs with the host's harmless device nodes bound into it.
+/// Terminals a jail's own devpts holds at most (the host keeps
+/// `kernel.pty.reserve` of the system's for its own).
+const JAIL_PTYS: u32 = 64;
+
+/// A small tmpfs with the host's harmless device nodes bound into it, and
+/// terminals of the jail's own: a new devpts instance on `pts` (consoles
+/// open theirs there, see `runtime::pty`), `ptmx` a link to its
+/// multiplexer, as on any Linux system.
 fn devfs(target: &Path, dev_is_ours: &mut bool) -> Result<(), String> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     mount(Some("devfs"), target, Some("tmpfs"), flags, Some("mode=755,size=64k")).map_err(|e| e.to_string())?;
@@ -252,7 +259,11 @@ fn devfs(target: &Path, dev_is_ours: &mut bool) -> Result<(), String> {
         mount(Some(&Path::new("/dev").join(d)), &node, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| format!("/dev/{d}: {e}"))?;
     }
-    Ok(())
+    let pts = target.join("pts");
+    fs::create_dir(&pts).map_err(|e| format!("{}: {e}", pts.display()))?;
+    let options = format!("newinstance,ptmxmode=0666,mode=0620,max={JAIL_PTYS}");
+    mount(Some("devpts"), &pts, Some("devpts"), flags, Some(options.as_str())).map_err(|e| format!("/dev/pts: {e}"))?;
+    std::os::unix::fs::symlink("pts/ptmx", target.join("ptmx")).map_err(|e| format!("/dev/ptmx: {e}"))
 }
 
 /// FreeBSD's fdescfs is the `/dev/fd` family; on Linux, links to

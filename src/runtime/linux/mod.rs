@@ -312,10 +312,11 @@ impl Runtime for Linux {
             timeout: exec::timeout_secs(spec.timeout),
             output_limit: spec.output_limit,
             stream: false,
+            console: None,
             cgroup: Some(self.cgroups.jail(&jail.name)),
             confine: Some(confine),
         };
-        exec::run_helper(req, spec.outlet.as_ref())
+        exec::run_helper(req, spec.outlet.as_ref(), spec.console.as_ref())
     }
 }
 
