@@ -50,7 +50,9 @@ pub struct Consoles(Mutex<HashMap<String, Entry>>);
 
 #[derive(Debug)]
 struct Entry {
-    keys: Keys,
+    /// None once hung up: the id stays taken (its request still ends and
+    /// replies under it) until the request's task ends.
+    keys: Option<Keys>,
     /// The user the console runs for, once it runs.
     owner: Option<String>,
 }
@@ -63,7 +65,7 @@ pub struct Reserved {
 
 impl Drop for Reserved {
     fn drop(&mut self) {
-        self.socket.consoles.remove(&self.key);
+        self.socket.consoles.map().remove(&self.key);
     }
 }
 
@@ -91,7 +93,7 @@ impl Consoles {
             return None;
         }
         let (keys, inlet) = Inlet::channel();
-        map.insert(key.clone(), Entry { keys, owner: None });
+        map.insert(key.clone(), Entry { keys: Some(keys), owner: None });
         Some((Reserved { socket: socket.clone(), key }, inlet))
     }
 
@@ -103,13 +105,16 @@ impl Consoles {
         }
     }
 
-    fn entry(&self, id: &Value) -> Option<(Keys, Option<String>)> {
+    fn entry(&self, id: &Value) -> Option<(Option<Keys>, Option<String>)> {
         self.map().get(&id.to_string()).map(|e| (e.keys.clone(), e.owner.clone()))
     }
 
-    /// Forgets the console: its input ends, which hangs it up.
+    /// Hangs the console up: its input ends (the id stays taken until its
+    /// request ends).
     fn remove(&self, key: &str) {
-        self.map().remove(key);
+        if let Some(e) = self.map().get_mut(key) {
+            e.keys = None;
+        }
     }
 
     /// Forgets every console (the socket goes): they are hung up.
@@ -151,6 +156,9 @@ pub async fn route(
     }
     let Some((keys, owner)) = consoles.entry(&call.id) else { return Frame::Request };
     let refuse = |status, why: String| Frame::Refused(envelope::ws_error(&call.id, &ProtocolError::new(status, why)));
+    let Some(keys) = keys else {
+        return refuse(Status::NotFound, format!("the console under id {} has ended", call.id));
+    };
     let hang_up = |e: ProtocolError| {
         consoles.remove(&call.id.to_string());
         let why = format!("{}; the console was hung up", e.detail);
@@ -271,11 +279,14 @@ mod tests {
             assert!(code == "400" && d.contains(says), "{d}");
         }
         assert!(rx.try_recv().is_err(), "nothing refused reached the console");
-        // close: forgotten, and its input ends.
+        // close: its input ends; the id stays taken until its request ends.
         assert!(matches!(route(consoles, root, &frame("c1", json!({"close": true})), W).await, Frame::Taken));
-        assert!(consoles.is_empty());
         assert!(rx.recv().await.is_none(), "the console's input ended");
+        let (code, d) = detail(route(consoles, root, &frame("c1", json!({"input": "x"})), W).await);
+        assert_eq!((code.as_str(), d.as_str()), ("404", "the console under id \"c1\" has ended"));
+        assert!(Consoles::reserve(&s, &opens(json!("c1"))).is_none(), "its id is still taken");
         drop(reserved);
+        assert!(consoles.is_empty());
         // The request's end forgets it too.
         let (reserved, _inlet) = Consoles::reserve(&s, &opens(json!(2))).unwrap();
         assert!(!consoles.is_empty());
@@ -310,6 +321,7 @@ mod tests {
         }
         let (_, d) = detail(route(&s.consoles, root, &frame, W).await);
         assert!(d.contains("took no input"), "{d}");
-        assert!(s.consoles.is_empty());
+        let (_, d) = detail(route(&s.consoles, root, &frame, W).await);
+        assert!(d.contains("has ended"), "{d}");
     }
 }

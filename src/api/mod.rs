@@ -138,8 +138,10 @@ impl Api {
     /// Who may type into a socket's consoles now: its login (`token`),
     /// checked and renewed as a request's would be, with the write role.
     pub fn console_user(&self, peer: Peer, token: Option<String>) -> Result<String, ProtocolError> {
-        let Some(token) = token else {
-            return Err(ProtocolError::new(Status::Unauthorized, "the socket is not logged in any more"));
+        // A session that lapsed is not a failed login: checked first
+        // without counting against the address.
+        let Some(token) = token.filter(|t| self.auth.still_valid(t)) else {
+            return Err(ProtocolError::new(Status::Unauthorized, "the socket's login has ended (log in again)"));
         };
         let (who, _) = self.auth.bearer(peer.addr, &token).map_err(refused)?;
         if who.role != Role::ReadWrite {

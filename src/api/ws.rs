@@ -241,9 +241,10 @@ async fn session(
         let (console, inlet) = console::Consoles::reserve(&socket, &text).unzip();
         inflight.spawn(async move {
             let _slot = slot;
-            let _console = console;
             let turn = WsTurn::new(socket, before.await, next, latest).with_console(inlet);
             let reply = answer(&api, peer, &turn, &text).await;
+            // A console's id is free again before its reply goes out.
+            drop(console);
             let _ = tx.send(Message::text(reply.to_string())).await;
             // Only now may the next request see what this one left: a
             // login's reply goes out before the replies it lets through.

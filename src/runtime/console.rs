@@ -144,7 +144,8 @@ impl Feed {
     /// caller then tells the helper to stop, which may not be reading).
     pub(crate) fn turn(&mut self) -> Result<(), String> {
         let Some(stdin) = &self.stdin else { return Ok(()) };
-        let mut gone = false;
+        // Seen even while input waits (pending full, nothing received).
+        let mut gone = self.inlet.is_closed();
         while self.pending.len() < TYPED_MAX {
             match self.inlet.try_recv() {
                 Ok(input) => {

@@ -168,7 +168,7 @@ fn exec_in_jail(args: &[String]) -> Result<ExecOutput, String> {
             let _ = std::fs::File::from(status_r).read_to_string(&mut why);
             // What was killed is waited for; what a command left running
             // on purpose (an /etc/rc's daemons) is not.
-            setup.after(console || status.as_ref().is_ok_and(|o| o.timed_out || o.truncated) || status.is_err());
+            setup.after(console || status.as_ref().is_ok_and(|o| o.timed_out) || status.is_err());
             let status = status?;
             if !why.is_empty() {
                 return Err(why);
@@ -382,10 +382,10 @@ fn wait_bounded(
     let mut o = ExecOutput::default();
     let mut cancelled = None;
     let status = loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            other => break other.map_err(|e| format!("waitpid: {e}"))?,
+        match reap(child) {
+            Ok(None) => {}
+            Ok(Some(s)) => break s,
+            Err(e) => return Err(format!("waitpid: {e}")),
         }
         if !o.timed_out && !o.truncated && cancelled.is_none() {
             o.timed_out = deadline.is_some_and(|d| Instant::now() >= d);
@@ -413,6 +413,23 @@ fn wait_bounded(
         _ => {}
     }
     Ok(o)
+}
+
+/// `child`'s status once it ended, reaping on the way every other
+/// descendant that ended: on FreeBSD the helper is their reaper, and what
+/// the command left behind comes back to it when orphaned.
+pub(crate) fn reap(child: Pid) -> Result<Option<WaitStatus>, nix::errno::Errno> {
+    use nix::errno::Errno;
+    let mut found = None;
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return Ok(found),
+            Ok(s) if s.pid() == Some(child) => found = Some(s),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(Errno::ECHILD) if found.is_some() => return Ok(found),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Starts (every `every`) or stops (`None`) the SIGALRM interval timer.

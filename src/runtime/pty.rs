@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use super::console::{Input, TYPED_MAX, WinSize};
@@ -163,14 +163,15 @@ pub(crate) fn relay(child: Pid, master: &OwnedFd, signals: &SigSet, kill: &dyn F
     let (mut status, mut stopped, mut drain) = (None, None::<String>, DRAIN_TICKS);
     loop {
         if status.is_none() {
-            match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
-                Ok(s) => {
+            match super::helper::reap(child) {
+                Ok(None) => {}
+                Ok(Some(s)) => {
                     status = Some(s);
                     kill(true);
                 }
                 Err(e) => {
-                    stopped.get_or_insert(format!("waitpid: {e}"));
+                    kill(false);
+                    return Err(format!("waitpid: {e}"));
                 }
             }
         }
@@ -194,12 +195,18 @@ pub(crate) fn relay(child: Pid, master: &OwnedFd, signals: &SigSet, kill: &dyn F
             }
             (None, None) => {}
         }
-        if signals.wait() == Ok(Signal::SIGTERM) && stopped.is_none() {
-            stopped = Some(
-                "the console was stopped: the helper was told to stop (its client went away, or the daemon stops)"
-                    .into(),
-            );
-            kill(false);
+        if signals.wait() == Ok(Signal::SIGTERM) {
+            if status.is_some() {
+                // The shell ended by itself: what is left is sent now.
+                drain = 0;
+            } else if stopped.is_none() {
+                stopped = Some(
+                    "the console was stopped: the helper was told to stop (its client went away, or the daemon \
+                     stops)"
+                        .into(),
+                );
+                kill(false);
+            }
         }
     }
     drop(out);
