@@ -200,9 +200,7 @@ fn input(args: &serde_json::Map<String, Value>) -> Result<Option<Input>, String>
         (None, Some(r), None) => {
             let side = |k: &str| {
                 r.get(k)
-                    .and_then(Value::as_u64)
-                    .and_then(|n| u16::try_from(n).ok())
-                    .filter(|n| (1..=WinSize::MAX).contains(n))
+                    .and_then(WinSize::side)
                     .ok_or_else(|| format!("resize needs \"{k}\", a number from 1 to {}", WinSize::MAX))
             };
             Ok(Some(Input::Resize(WinSize { rows: side("rows")?, cols: side("cols")? })))

@@ -397,14 +397,13 @@ fn seconds(args: &Map<String, Value>, key: &'static str, max: u64) -> Result<Opt
 /// A side of a terminal: a number from 1 to [`WinSize::MAX`]; `default`
 /// when absent.
 fn side(args: &Map<String, Value>, key: &'static str, default: u16) -> Result<u16, ActionError> {
-    let n = match args.get(key) {
-        None | Some(Value::Null) => return Ok(default),
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(_) => None,
-    };
-    n.and_then(|n| u16::try_from(n).ok()).filter(|n| (1..=WinSize::MAX).contains(n)).ok_or_else(|| {
-        ActionError::BadArgument { key, reason: format!("it must be a number from 1 to {}", WinSize::MAX) }
-    })
+    match args.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => WinSize::side(v).ok_or_else(|| ActionError::BadArgument {
+            key,
+            reason: format!("it must be a number from 1 to {}", WinSize::MAX),
+        }),
+    }
 }
 
 /// `key`: absent (false) or a JSON boolean.
@@ -551,6 +550,26 @@ mod tests {
 
     fn args(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_console_s_user_and_size_have_defaults_and_bounds() {
+        let c = |v: Value| parse(Action::Console, &args(v));
+        assert_eq!(
+            c(json!({"jail": "j"})),
+            Ok(Request::Console { jail: "j".into(), user: "root".into(), size: WinSize::DEFAULT, io: None })
+        );
+        let Ok(Request::Console { user, size, .. }) =
+            c(json!({"jail": "j", "user": "alice", "rows": 40, "cols": 1000}))
+        else {
+            panic!("not parsed")
+        };
+        assert_eq!((user.as_str(), size), ("alice", WinSize { rows: 40, cols: 1000 }));
+        for (v, key) in [(json!(0), "rows"), (json!("40"), "rows"), (json!(1001), "rows"), (json!(-1), "rows")] {
+            let e = c(json!({"jail": "j", key: v})).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("a number from 1 to 1000"), "{e}");
+        }
+        assert!(matches!(c(json!({"user": "root"})), Err(ActionError::MissingKeys(k)) if k == ["jail"]));
     }
 
     #[test]

@@ -40,6 +40,11 @@ impl WinSize {
     /// The largest side accepted.
     pub const MAX: u16 = 1000;
     pub const DEFAULT: WinSize = WinSize { rows: 24, cols: 80 };
+
+    /// A side given as JSON: a number from 1 to [`WinSize::MAX`].
+    pub fn side(v: &serde_json::Value) -> Option<u16> {
+        v.as_u64().and_then(|n| u16::try_from(n).ok()).filter(|n| (1..=WinSize::MAX).contains(n))
+    }
 }
 
 /// A client's frame for its console.
