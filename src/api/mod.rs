@@ -6,6 +6,10 @@
 //! [`auth::Credentials`] -> [`Api::handle`] refuses locked-out addresses,
 //! authenticates (`crate::auth`), checks the role, dispatches by
 //! `namespace/name`, logs one line -> the transport writes the reply.
+//!
+//! [`Api`]'s calls are spread by job: logging in (`login`), client keys
+//! (`settings`), output pushed as it comes (`streamed`), console frames
+//! ([`console`]); dispatch and the role check are here.
 
 pub mod auth;
 pub mod console;
@@ -17,18 +21,21 @@ pub mod server;
 pub mod tls;
 pub mod ws;
 
+mod login;
+mod settings;
+mod streamed;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
-use crate::auth::client_keys::ClientKeyError;
 use crate::auth::{Auth, AuthError, Identity, Role};
 use crate::iocage::{ActionError, Iocage, Request, ServiceMetrics, request};
-use crate::runtime::stream::Outlet;
 use auth::{Credentials, Peer, WsTurn};
 pub use envelope::{Call, ProtocolError, Status};
+use login::refused;
 
 /// Which transport a call arrived on (for the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +74,6 @@ impl Actions for Iocage {
     }
 }
 
-/// Chunks of streamed output waiting between the command and the socket.
-const STREAM_ROOM: usize = 8;
-
 /// Scrapes answered at once; more are refused with 503 (each reads every
 /// running jail's accounts).
 const MAX_SCRAPES: usize = 2;
@@ -100,15 +104,6 @@ pub struct Api {
     /// Calls answered, for `GET /metrics`.
     requests: metrics::Requests,
     scrapes: tokio::sync::Semaphore,
-}
-
-fn refused(e: AuthError) -> ProtocolError {
-    match e {
-        AuthError::LockedOut => ProtocolError::new(Status::Forbidden, e.to_string()),
-        AuthError::NoRole(_) => ProtocolError::new(Status::Forbidden, e.to_string()),
-        AuthError::Invalid => ProtocolError::new(Status::Unauthorized, e.to_string()),
-        AuthError::Busy(_) => ProtocolError::new(Status::ServiceUnavailable, e.to_string()),
-    }
 }
 
 fn str_arg<'a>(call: &'a Call, key: &str) -> Option<&'a str> {
@@ -271,30 +266,6 @@ impl Api {
         Ok((metrics::render(&self.requests, gauges, &service), who.user))
     }
 
-    /// Who the caller is, from what the request (or its socket) presents.
-    async fn identify(
-        &self,
-        peer: Peer,
-        creds: &Credentials,
-        session: Option<&WsTurn>,
-    ) -> Result<Identity, ProtocolError> {
-        let creds = match (creds, session.and_then(WsTurn::token)) {
-            (Credentials::None, Some(token)) => Credentials::Bearer(token),
-            (c, _) => c.clone(),
-        };
-        match creds {
-            Credentials::None => Err(ProtocolError::new(
-                Status::Unauthorized,
-                "authenticate first (rpc/auth, or an Authorization header)",
-            )),
-            Credentials::Malformed(why) => Err(ProtocolError::new(Status::Unauthorized, why)),
-            Credentials::Basic { user, password } => {
-                self.auth.password(peer.addr, &user, &password).await.map_err(refused)
-            }
-            Credentials::Bearer(token) => self.auth.bearer(peer.addr, &token).map(|(who, _)| who).map_err(refused),
-        }
-    }
-
     async fn dispatch(
         &self,
         peer: Peer,
@@ -367,161 +338,6 @@ impl Api {
                 (result, Some(who.user))
             }
         }
-    }
-
-    /// `rpc/auth_ssl`: with no args, a test string for this socket; with
-    /// `encrypted_string`, the login of the registered key that made it.
-    async fn auth_ssl(&self, peer: Peer, turn: &WsTurn, call: &Call) -> (Result<Value, ProtocolError>, Option<String>) {
-        // Either stage ends the socket's login first, as the original did.
-        turn.set(None);
-        let Some(encrypted) = str_arg(call, "encrypted_string") else {
-            return match turn.socket.challenge.issue() {
-                Ok(test) => (Ok(json!({ "test_string": test })), None),
-                Err(e) => (Err(ProtocolError::new(Status::Internal, format!("cannot make a test string: {e}"))), None),
-            };
-        };
-        let Some(test) = turn.socket.challenge.take() else {
-            let why = "no test string is outstanding on this socket: ask rpc/auth_ssl with no args first \
-                       (a test string is good once, for 30 s)";
-            return (Err(ProtocolError::new(Status::Unauthorized, why)), None);
-        };
-        // One RSA operation per registered key: off the async threads.
-        let (auth, encrypted) = (self.auth.clone(), encrypted.to_string());
-        let checked = tokio::task::spawn_blocking(move || auth.key_login(peer.addr, &test, &encrypted)).await;
-        match checked.unwrap_or(Err(AuthError::Invalid)) {
-            Ok((who, token, secs)) => {
-                turn.set(Some(token.clone()));
-                (Ok(json!([token, secs])), Some(who.user))
-            }
-            Err(e) => (Err(refused(e)), None),
-        }
-    }
-
-    /// `rpc/settings`: sysadm clients' keys for `rpc/auth_ssl`. Anyone
-    /// logged in as a system user registers, lists and revokes their own;
-    /// a read/write user sees and revokes everyone's.
-    fn settings(&self, who: &Identity, call: &Call) -> Result<Value, ProtocolError> {
-        let Some(store) = self.auth.client_keys() else {
-            return Err(ProtocolError::new(Status::NotFound, "this server keeps no client keys"));
-        };
-        let failed = |e: ClientKeyError| match e {
-            ClientKeyError::BadKey(_) | ClientKeyError::TooMany { .. } | ClientKeyError::NotFound { .. } => {
-                ProtocolError::bad_request(e.to_string())
-            }
-            other => {
-                tracing::error!("client keys: {other}");
-                ProtocolError::new(Status::Internal, other.to_string())
-            }
-        };
-        let action = str_arg(call, "action").unwrap_or_default();
-        if who.user.starts_with("key:") && action != "list_ssl_certs" {
-            return Err(ProtocolError::new(
-                Status::Forbidden,
-                format!("{} is an API key: log in as a user to manage that user's client keys", who.user),
-            ));
-        }
-        match action {
-            "register_ssl_cert" => {
-                let Some(pub_key) = str_arg(call, "pub_key").filter(|k| !k.is_empty()) else {
-                    return Err(ProtocolError::bad_request(
-                        "register_ssl_cert needs \"pub_key\" (base64 of the PEM text)",
-                    ));
-                };
-                let (nick, email) = (str_arg(call, "nickname").unwrap_or(""), str_arg(call, "email").unwrap_or(""));
-                store.register(&who.user, pub_key, nick, email).map_err(failed)?;
-                tracing::info!(user = %who.user, nickname = nick, "client key registered");
-                Ok(json!({}))
-            }
-            "list_ssl_certs" => {
-                let mut out = serde_json::Map::new();
-                for k in store.all().map_err(failed)? {
-                    if who.role == Role::ReadWrite || k.user == who.user {
-                        let entry = out.entry(k.user.clone()).or_insert_with(|| json!({}));
-                        if let Some(o) = entry.as_object_mut() {
-                            o.insert(k.pub_key.clone(), json!(k.description()));
-                        }
-                    }
-                }
-                Ok(Value::Object(out))
-            }
-            "revoke_ssl_cert" => {
-                let Some(pub_key) = str_arg(call, "pub_key").filter(|k| !k.is_empty()) else {
-                    return Err(ProtocolError::bad_request(
-                        "revoke_ssl_cert needs \"pub_key\" as list_ssl_certs gives it",
-                    ));
-                };
-                let user = str_arg(call, "user").filter(|u| !u.is_empty()).unwrap_or(&who.user);
-                if user != who.user && who.role != Role::ReadWrite {
-                    return Err(ProtocolError::new(
-                        Status::Forbidden,
-                        format!("{} may revoke only their own keys, not {user}'s", who.user),
-                    ));
-                }
-                store.revoke(Some(user), pub_key).map_err(failed)?;
-                tracing::info!(user, by = %who.user, "client key revoked");
-                Ok(json!({}))
-            }
-            "" => Err(ProtocolError::bad_request("rpc/settings needs \"action\"")),
-            other => Err(ProtocolError::bad_request(format!(
-                "no such rpc/settings action {other:?}: register_ssl_cert, list_ssl_certs or revoke_ssl_cert"
-            ))),
-        }
-    }
-
-    /// A request that streams its output (execjail's `"output":"stream"`):
-    /// each chunk goes to `socket` as an `output` message under the call's
-    /// id as it comes, all before the reply. When the socket closes or its
-    /// writer gives up, the chunks' receiver goes, and with it the command
-    /// (see `runtime::stream`).
-    ///
-    /// A console's input frames are routed to it by its id meanwhile (see
-    /// [`console`]).
-    async fn streamed(
-        &self,
-        who: &Identity,
-        turn: &WsTurn,
-        call: &Call,
-        mut req: Request,
-    ) -> Result<Value, ActionError> {
-        let socket = &turn.socket;
-        let (outlet, mut chunks) = Outlet::channel(STREAM_ROOM);
-        let inlet = match (req.is_console(), turn.take_console()) {
-            (true, Some(inlet)) => {
-                socket.consoles.own(&call.id, &who.user);
-                Some(inlet)
-            }
-            (true, None) if call.id.is_null() => {
-                let reason = "a console needs an id: its input frames are sent under it".into();
-                return Err(ActionError::BadArgument { key: "id", reason });
-            }
-            (true, None) => {
-                let reason = format!("a console is already open under id {} on this socket", call.id);
-                return Err(ActionError::BadArgument { key: "id", reason });
-            }
-            (false, _) => None,
-        };
-        req.stream_to(outlet, inlet);
-        let forward = async move {
-            loop {
-                let chunk = tokio::select! {
-                    c = chunks.recv() => match c {
-                        Some(c) => c,
-                        None => return, // the command ended
-                    },
-                    () = socket.closed() => return,
-                };
-                let message = envelope::ws_output(call, &chunk);
-                let pushed = tokio::select! {
-                    ok = socket.push(&message) => ok,
-                    () = socket.closed() => false,
-                };
-                if !pushed {
-                    return;
-                }
-            }
-        };
-        let (body, ()) = tokio::join!(self.iocage.run(req), forward);
-        body
     }
 
     /// Calls that need an identity.

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::console::{Console, Feed};
+use super::capture::{Capture, TICK};
+use super::console::Feed;
 use super::stream::Outlet;
-use super::{ExecSpec, RunningJail, RuntimeError};
+use super::{ExecIo, ExecSpec, RunningJail, RuntimeError};
 
 /// What a command run in a jail left: its output, whole and in order, and
 /// how it ended.
@@ -75,12 +76,11 @@ pub(crate) struct HelperRequest {
     /// Bytes of each of stdout and stderr kept before the command is
     /// stopped.
     pub output_limit: u64,
-    /// Stream the output as it comes (see [`super::stream`]); set by
-    /// [`run_helper`] from its outlet.
+    /// Stream the output as it comes (see [`super::stream`]).
     #[serde(default)]
     pub stream: bool,
     /// A console of this size instead of the command (see
-    /// [`super::console`]); set by [`run_helper`].
+    /// [`super::console`]).
     #[serde(default)]
     pub console: Option<super::console::WinSize>,
     /// Linux: the jail's cgroup; the command runs in a group of its own
@@ -91,6 +91,29 @@ pub(crate) struct HelperRequest {
     pub confine: Option<super::linux::confine::Confinement>,
 }
 
+impl HelperRequest {
+    /// The request for running `spec` in `jail`, with no cgroup and no
+    /// confinement (the Linux runtime adds its own).
+    pub(crate) fn new(jail: &RunningJail, spec: &ExecSpec) -> HelperRequest {
+        HelperRequest {
+            name: jail.name.clone(),
+            jid: jail.jid,
+            user: spec.user.clone(),
+            command: spec.command.clone(),
+            timeout: timeout_secs(spec.timeout),
+            output_limit: spec.output_limit,
+            stream: !matches!(spec.io, ExecIo::Captured),
+            console: match &spec.io {
+                ExecIo::Console(_, c) => Some(c.size),
+                ExecIo::Captured | ExecIo::Streamed(_) => None,
+            },
+            cgroup: None,
+            #[cfg(target_os = "linux")]
+            confine: None,
+        }
+    }
+}
+
 pub(crate) use crate::self_exe;
 
 /// How long past the command's own timeout the daemon waits for the
@@ -98,27 +121,22 @@ pub(crate) use crate::self_exe;
 /// helper stuck in the kernel).
 const HELPER_GRACE: Duration = Duration::from_secs(30);
 
-/// Starts the helper with `req` and reads its reply; with an `outlet`,
-/// the output streams there as it comes and the reply has none. With a
-/// `console` (and an outlet), the helper runs the user's shell on a
-/// terminal instead of the command, and the console's input goes to it.
-pub(crate) fn run_helper(
-    mut req: HelperRequest,
-    outlet: Option<&Outlet>,
-    console: Option<&Console>,
-) -> Result<ExecOutput, RuntimeError> {
+/// Starts the helper with `req` (made from the same spec as `io`) and
+/// reads its reply. Streamed, the output goes to the outlet as it comes
+/// and the reply has none; for a console, the helper runs the user's
+/// shell on a terminal instead of the command, and the console's input
+/// goes to it.
+pub(crate) fn run_helper(req: HelperRequest, io: &ExecIo) -> Result<ExecOutput, RuntimeError> {
     use std::os::unix::process::CommandExt;
-    req.stream = outlet.is_some();
-    req.console = console.map(|c| c.size);
-    let verb = if console.is_some() { "run a console in" } else { "run a command in" };
+    let verb = if matches!(io, ExecIo::Console(..)) { "run a console in" } else { "run a command in" };
     let fail = |m: String| RuntimeError::new(verb, &req.name, m);
-    let inlet = match console {
-        Some(c) => Some(c.inlet.take().ok_or_else(|| fail("the console's input was already taken".into()))?),
-        None => None,
+    let (outlet, inlet) = match io {
+        ExecIo::Captured => (None, None),
+        ExecIo::Streamed(outlet) => (Some(outlet), None),
+        ExecIo::Console(outlet, c) => {
+            (Some(outlet), Some(c.inlet.take().ok_or_else(|| fail("the console's input was already taken".into()))?))
+        }
     };
-    if inlet.is_some() && outlet.is_none() {
-        return Err(fail("a console needs an outlet for what it shows".into()));
-    }
     let arg = serde_json::to_string(&req).map_err(|e| fail(format!("encoding the request: {e}")))?;
     let mut child = Command::new(self_exe())
         .arg0("iocaged")
@@ -155,9 +173,7 @@ pub(crate) fn run_helper(
     match serde_json::from_slice::<HelperReply>(&out.stdout) {
         Ok(HelperReply::Done(o)) => Ok(o),
         Ok(HelperReply::Failed(message)) => Err(fail(message)),
-        Ok(HelperReply::Output(_)) | Err(_) => {
-            Err(fail(format!("the helper failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())))
-        }
+        Ok(HelperReply::Output(_)) | Err(_) => Err(fail(failed("helper", out.status, &out.stderr))),
     }
 }
 
@@ -176,13 +192,18 @@ fn streamed(
         Some(HelperReply::Done(o)) => Ok(o),
         Some(HelperReply::Failed(message)) => Err(message),
         _ => {
-            let mut stderr = String::new();
+            let mut stderr = Vec::new();
             if let Some(e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut std::io::Read::take(e, 64 << 10), &mut stderr);
+                let _ = std::io::Read::read_to_end(&mut std::io::Read::take(e, 64 << 10), &mut stderr);
             }
-            Err(format!("the helper failed ({status}): {}", stderr.trim()))
+            Err(failed("helper", status, &stderr))
         }
     }
+}
+
+/// A helper that ended without its reply: its status and what it said.
+fn failed(what: &str, status: std::process::ExitStatus, stderr: &[u8]) -> String {
+    format!("the {what} failed ({status}): {}", String::from_utf8_lossy(stderr).trim())
 }
 
 /// Runs the helper `iocaged <subcommand>` with `request` on its stdin,
@@ -212,7 +233,7 @@ pub(crate) fn line_helper(subcommand: &str, request: &[u8], bound: Duration, wha
     }
     match line.strip_prefix("error ") {
         Some(why) => Err(why.to_string()),
-        None => Err(format!("the {what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())),
+        None => Err(failed(what, out.status, &out.stderr)),
     }
 }
 
@@ -245,116 +266,13 @@ pub struct Bounds {
 
 /// Runs `spec` in `jail` (FreeBSD, or any runtime without a cgroup).
 pub fn run(jail: &RunningJail, spec: &ExecSpec) -> Result<ExecOutput, RuntimeError> {
-    run_helper(
-        HelperRequest {
-            name: jail.name.clone(),
-            jid: jail.jid,
-            user: spec.user.clone(),
-            command: spec.command.clone(),
-            timeout: timeout_secs(spec.timeout),
-            output_limit: spec.output_limit,
-            stream: false,
-            console: None,
-            cgroup: None,
-            #[cfg(target_os = "linux")]
-            confine: None,
-        },
-        spec.outlet.as_ref(),
-        spec.console.as_ref(),
-    )
+    run_helper(HelperRequest::new(jail, spec), &spec.io)
 }
 
 /// Whole seconds, at least 1; 0 for none.
 pub(crate) fn timeout_secs(t: Option<Duration>) -> u64 {
     t.map_or(0, |t| t.as_secs().max(1))
 }
-
-/// Output of a process collected in an anonymous memory file rather than a
-/// pipe: a command that leaves daemons behind (an `/etc/rc`) would keep a
-/// pipe open for ever, while the file can be read as soon as it exits.
-///
-/// The file is made twice `limit` bytes long (at least 64 KiB more) and
-/// sealed against growing: the kernel refuses (EPERM) every write past
-/// that, so the output takes bounded memory whatever the command does.
-/// [`Capture::over`] tells the waiting side, which looks every [`TICK`],
-/// to stop the command once it has written more than `limit`; what is
-/// read back is cut at `limit`. The writer's offset is shared with this
-/// descriptor (the same open file), so it is how much was written.
-pub(crate) struct Capture {
-    file: std::fs::File,
-    limit: u64,
-}
-
-/// The default limit of each stream.
-pub const DEFAULT_OUTPUT_LIMIT: u64 = 4 << 20;
-
-impl Capture {
-    pub(crate) fn new(name: &str, limit: u64) -> Result<Capture, String> {
-        use nix::sys::memfd::{MFdFlags, memfd_create};
-        use std::os::fd::AsRawFd;
-        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
-            .map_err(|e| format!("memfd_create: {e}"))?;
-        let file = std::fs::File::from(fd);
-        file.set_len(Self::room(limit)).map_err(|e| format!("sizing the output file: {e}"))?;
-        let seals = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
-        // SAFETY: F_ADD_SEALS takes an int; the descriptor is ours and open.
-        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-            return Err(format!("sealing the output file: {}", std::io::Error::last_os_error()));
-        }
-        Ok(Capture { file, limit })
-    }
-
-    /// The size of the sealed file: the limit and as much again, so that a
-    /// write crossing the limit lands (and is seen) rather than failing.
-    fn room(limit: u64) -> u64 {
-        limit.saturating_add(limit.max(64 << 10))
-    }
-
-    pub(crate) fn file(&self) -> &std::fs::File {
-        &self.file
-    }
-
-    pub(crate) fn stdio(&self) -> Result<Stdio, String> {
-        self.file.try_clone().map(Stdio::from).map_err(|e| format!("dup: {e}"))
-    }
-
-    /// How much has been written (the shared offset).
-    fn written(&self) -> u64 {
-        use std::io::Seek;
-        (&self.file).stream_position().map_or(0, |p| p.min(Self::room(self.limit)))
-    }
-
-    /// Whether the command has written more than it may.
-    pub(crate) fn over(&self) -> bool {
-        self.written() > self.limit
-    }
-
-    /// Up to `max` bytes of what was written, from `from` on (cut at the
-    /// limit), and whether they reach the end of what was written so far.
-    pub(crate) fn bytes(&self, from: u64, max: usize) -> (Vec<u8>, bool) {
-        use std::os::unix::fs::FileExt;
-        let end = self.written().min(self.limit);
-        let n = end.saturating_sub(from).min(u64::try_from(max).unwrap_or(u64::MAX));
-        let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
-        if self.file.read_exact_at(&mut buf, from).is_err() {
-            return (Vec::new(), false);
-        }
-        (buf, from.saturating_add(n) == end)
-    }
-
-    /// What was written (lossy UTF-8), cut at the limit.
-    pub(crate) fn read(&self) -> String {
-        use std::os::unix::fs::FileExt;
-        let n = usize::try_from(self.written().min(self.limit)).unwrap_or(0);
-        let mut buf = vec![0u8; n];
-        let got = self.file.read_at(&mut buf, 0).unwrap_or(0);
-        buf.truncate(got);
-        String::from_utf8_lossy(&buf).into_owned()
-    }
-}
-
-/// How often a waiting side looks at the clock and the output.
-pub(crate) const TICK: Duration = Duration::from_millis(20);
 
 /// Runs a command on the host (the `exec_prestart`-style hooks): `program`
 /// with `args`, a clean environment plus `env`, its process group killed

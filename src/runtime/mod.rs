@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod capture;
 pub mod console;
 pub mod exec;
 pub mod helper;
@@ -33,7 +34,8 @@ pub mod freebsd;
 #[cfg(target_os = "linux")]
 pub mod linux;
 
-pub use exec::{Bounds, DEFAULT_OUTPUT_LIMIT, ExecOutput};
+pub use capture::DEFAULT_OUTPUT_LIMIT;
+pub use exec::{Bounds, ExecOutput};
 pub use limits::Limit;
 pub use net::Network;
 
@@ -220,12 +222,23 @@ pub struct ExecSpec {
     /// Bytes of each of stdout and stderr kept; the command is stopped
     /// when it has written that much.
     pub output_limit: u64,
-    /// Where the output goes as it comes (execjail's `"output":"stream"`);
-    /// the reply then carries none.
-    pub outlet: Option<stream::Outlet>,
-    /// Instead of the command: the user's login shell on a terminal, its
-    /// input from here (the `console` action; needs an `outlet`).
-    pub console: Option<console::Console>,
+    /// Where its output goes, and where a console's input comes from.
+    pub io: ExecIo,
+}
+
+/// Where a command's output goes (and, for a console, its input comes
+/// from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecIo {
+    /// Captured whole, for the reply.
+    Captured,
+    /// To the outlet as it comes (execjail's `"output":"stream"`); the
+    /// reply then carries none.
+    Streamed(stream::Outlet),
+    /// Instead of the command: the user's login shell on a terminal (the
+    /// `console` action), what it shows to the outlet, its input from the
+    /// console.
+    Console(stream::Outlet, console::Console),
 }
 
 /// What the service needs from the kernel's jails. Every method blocks;

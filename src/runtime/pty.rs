@@ -150,7 +150,7 @@ const PIECES_A_TICK: usize = 8;
 /// an error) until the shell is reaped: a shell killed before it made its
 /// session or joined its group is killed again.
 ///
-/// Paced as the exec helper's wait loop: a tick every [`super::exec::TICK`]
+/// Paced as the exec helper's wait loop: a tick every [`super::capture::TICK`]
 /// taken with sigwait(2). Bounded: after the shell is reaped, at most
 /// [`DRAIN_TICKS`] for what its terminal still shows (a process of the
 /// jail that keeps the terminal open does not hold the relay).

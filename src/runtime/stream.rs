@@ -32,8 +32,9 @@ use nix::sys::signal::{Signal, kill};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::capture::{Capture, TICK};
 use super::console::Feed;
-use super::exec::{Capture, ExecOutput, HelperReply, TICK};
+use super::exec::{ExecOutput, HelperReply};
 
 /// Which of the command's streams a chunk is from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

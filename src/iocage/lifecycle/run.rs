@@ -9,7 +9,7 @@ use crate::iocage::error::ActionError;
 use crate::iocage::names;
 use crate::runtime::console::Console;
 use crate::runtime::stream::Outlet;
-use crate::runtime::{self, Bounds, ExecOutput, ExecSpec, JailSpec, RunningJail, Runtime, RuntimeError};
+use crate::runtime::{self, Bounds, ExecIo, ExecOutput, ExecSpec, JailSpec, RunningJail, Runtime, RuntimeError};
 
 use super::Plan;
 use super::confine::{check_home, confine_mounts, write_resolver};
@@ -128,8 +128,7 @@ pub fn exec(
         command: command.to_string(),
         timeout: b.timeout,
         output_limit: b.output_limit,
-        outlet,
-        console: None,
+        io: outlet.map_or(ExecIo::Captured, ExecIo::Streamed),
     };
     Ok(rt.exec(&jail, &spec)?)
 }
@@ -152,8 +151,7 @@ pub fn console(
         // Bounded by its client (a hang-up, or runtime::console::IDLE).
         timeout: None,
         output_limit: plan.policy.output_limit,
-        outlet: Some(outlet),
-        console: Some(console),
+        io: ExecIo::Console(outlet, console),
     };
     Ok(rt.exec(&jail, &spec)?)
 }
@@ -173,8 +171,7 @@ fn jail_command(
         command: command.to_string(),
         timeout: b.timeout,
         output_limit: b.output_limit,
-        outlet: None,
-        console: None,
+        io: ExecIo::Captured,
     };
     rt.exec(jail, &spec).map_err(|e: RuntimeError| e.message)
 }

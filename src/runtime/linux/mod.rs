@@ -305,18 +305,11 @@ impl Runtime for Linux {
         let confine: confine::Confinement =
             serde_json::from_slice(&record).map_err(|e| fail(format!("its confinement ({}): {e}", path.display())))?;
         let req = exec::HelperRequest {
-            name: jail.name.clone(),
-            jid: jail.jid,
-            user: spec.user.clone(),
-            command: spec.command.clone(),
-            timeout: exec::timeout_secs(spec.timeout),
-            output_limit: spec.output_limit,
-            stream: false,
-            console: None,
             cgroup: Some(self.cgroups.jail(&jail.name)),
             confine: Some(confine),
+            ..exec::HelperRequest::new(jail, spec)
         };
-        exec::run_helper(req, spec.outlet.as_ref(), spec.console.as_ref())
+        exec::run_helper(req, &spec.io)
     }
 }
 
