@@ -1,6 +1,6 @@
 //! What a Linux jail's processes may do: the capabilities they keep, the
 //! system calls they may make (a seccomp filter), and the mapping from
-//! the jail's FreeBSD-style settings ([`JailSettings`]) to those, with
+//! the jail's FreeBSD-style settings ([`crate::runtime::JailSettings`]) to those, with
 //! what cannot be honoured refused.
 //!
 //! The capabilities are in `caps`, the seccomp filter in `seccomp`; this

@@ -98,7 +98,8 @@ const NO_IPV6: [(&str, &str); 2] =
 /// what is made on the host is added to `made`, and `record` is called
 /// with it after each addition (so that a daemon killed part-way leaves
 /// a record the next start of the jail undoes). The caller holds
-/// [`turn`]. Nothing is done for a jail that shares the host's network.
+/// [`turn`]. Only for a jail with a network of its own: the caller does
+/// not call it for one that shares the host's.
 pub fn setup(network: &Network, pid: i32, made: &mut Made, record: &mut dyn FnMut(&Made)) -> Result<(), String> {
     let path = format!("/proc/{pid}/ns/net");
     let ns = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;

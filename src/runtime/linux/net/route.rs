@@ -15,8 +15,8 @@ use super::netlink::Netlink;
 pub(super) type DefaultRoute = (u32, Option<IpAddr>);
 
 impl Netlink {
-    /// The default routes of the main table: (family is v6, link index,
-    /// gateway).
+    /// The default routes of the main table, IPv4's then IPv6's: (link
+    /// index, gateway).
     pub fn default_routes(&mut self) -> io::Result<Vec<DefaultRoute>> {
         let mut out = Vec::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
