@@ -8,6 +8,8 @@ pub mod params;
 pub mod record;
 
 #[cfg(target_os = "freebsd")]
+mod mount;
+#[cfg(target_os = "freebsd")]
 mod net;
 #[cfg(target_os = "freebsd")]
 mod rt;

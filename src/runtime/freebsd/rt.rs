@@ -15,16 +15,16 @@ use std::time::{Duration, Instant};
 
 use jail::RunningJail as KernelJail;
 use nix::errno::Errno;
-use nix::mount::{MntFlags, Nmount};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::mount::{mount_confined, unmount_all};
 use super::net;
 use super::params;
-use super::record::{self, AddedAlias, DEFAULT_STATE_DIR, Links, Mounted, Record, Unmount};
+use super::record::{self, AddedAlias, DEFAULT_STATE_DIR, Links, Mounted, Record};
 use super::sys::{self, JailState};
 use super::vnet;
-use crate::runtime::{JailSpec, Limit, Mount, Network, RunningJail, Runtime, RuntimeError};
+use crate::runtime::{JailSpec, Limit, Network, RunningJail, Runtime, RuntimeError};
 
 /// How long stop waits, after jail_remove, for the jail's processes to be
 /// gone and the jail freed.
@@ -32,9 +32,8 @@ const GONE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a jail without processes may stay dying before its mounts are
 /// unmounted anyway.
 const DYING_GRACE: Duration = Duration::from_secs(2);
-/// How long an unmount that finds its filesystem busy is retried.
-const UNMOUNT_TIMEOUT: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(25);
+/// How often a wait looks again.
+pub(super) const POLL: Duration = Duration::from_millis(25);
 
 pub struct FreeBsd {
     state_dir: PathBuf,
@@ -360,99 +359,6 @@ fn wait_gone(jid: i32, name: &str) -> Result<(), String> {
         }
         std::thread::sleep(POLL);
     }
-}
-
-/// Unmounts what was recorded, newest first, by fsid, each only while the
-/// mount table shows it where it was mounted; a busy one is retried for
-/// [`UNMOUNT_TIMEOUT`]. Returns what could not be unmounted.
-fn unmount_all(mounts: &[Mounted]) -> Vec<String> {
-    if mounts.is_empty() {
-        return Vec::new();
-    }
-    let table = match sys::mount_table() {
-        Ok(t) => t,
-        Err(e) => return vec![e],
-    };
-    let mut errors = Vec::new();
-    for u in record::plan_unmounts(mounts, &table) {
-        match u {
-            Unmount::Gone(_) => {}
-            Unmount::Elsewhere { mounted, on } => errors.push(format!(
-                "{}: its filesystem is now mounted on {}; left alone",
-                mounted.target.display(),
-                on.display()
-            )),
-            Unmount::ByFsid(m) => {
-                let deadline = Instant::now() + UNMOUNT_TIMEOUT;
-                loop {
-                    match sys::unmount_fsid(m.fsid) {
-                        Ok(()) | Err(Errno::ENOENT) => break,
-                        Err(Errno::EBUSY) if Instant::now() < deadline => std::thread::sleep(POLL),
-                        Err(e) => {
-                            errors.push(format!("unmounting {}: {e}", m.target.display()));
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    errors
-}
-
-/// Mounts `m` on its target after opening that target below the jail's
-/// (canonical) root without following a symbolic link, then finds what
-/// was mounted there the same way and records its fsid.
-fn mount_confined(root: &Path, m: &Mount) -> Result<Mounted, String> {
-    let target = m.target();
-    drop(record::open_beneath(root, target)?);
-    mount_one(m)?;
-    let check = record::open_beneath(root, target).and_then(|fd| sys::filesystem_of(&fd));
-    match check {
-        Ok((fsid, on)) if &on == target => Ok(Mounted { target: target.clone(), fsid }),
-        Ok((_, on)) => Err(format!("after mounting, {} is on {}", target.display(), on.display())),
-        Err(e) => Err(format!("after mounting: {e}")),
-    }
-}
-
-/// One nmount(2), as mount(8) would pass it.
-fn mount_one(m: &Mount) -> Result<(), String> {
-    let mut n = Nmount::new();
-    let mut flags = MntFlags::empty();
-    let ruleset;
-    match m {
-        Mount::Devfs { target, ruleset: r } => {
-            ruleset = r.to_string();
-            n.str_opt_owned("fstype", "devfs")
-                .str_opt_owned("fspath", target)
-                .str_opt_owned("ruleset", ruleset.as_str());
-        }
-        Mount::Fdescfs { target } => {
-            n.str_opt_owned("fstype", "fdescfs").str_opt_owned("fspath", target);
-        }
-        Mount::Procfs { target } => {
-            n.str_opt_owned("fstype", "procfs").str_opt_owned("fspath", target);
-        }
-        Mount::Fstab { source, target, fstype, options } => {
-            n.str_opt_owned("fstype", fstype.as_str()).str_opt_owned("fspath", target);
-            // mount_nullfs(8) names the directory shown "target"; the rest
-            // take "from".
-            n.str_opt_owned(if fstype == "nullfs" { "target" } else { "from" }, source.as_str());
-            for o in options {
-                match o.split_once('=') {
-                    _ if o == "rw" => {}
-                    _ if o == "ro" => flags |= MntFlags::MNT_RDONLY,
-                    Some((k, v)) => {
-                        n.str_opt_owned(k, v);
-                    }
-                    None => {
-                        n.null_opt_owned(o.as_str());
-                    }
-                }
-            }
-        }
-    }
-    n.nmount(flags).map_err(|e| e.to_string())
 }
 
 /// Binds the jail to a CPU list (`0-3,5`) with cpuset_setaffinity(2).
