@@ -37,9 +37,9 @@
 //! the send on Linux.
 
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::ptr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +47,9 @@ use std::time::{Duration, Instant};
 use iocaged_sys as sys;
 
 use super::error::{ErrorKind, Result, ZfsError};
+
+mod helpers;
+pub use helpers::{relay_main, send_main};
 
 /// How long the copy waits for each helper once the receive has returned.
 /// The helpers have then either written their last bytes or been told by
@@ -66,9 +69,6 @@ pub const RELAY_HELPER: &str = "zfs-relay";
 
 /// How often the relay says how far the copy is.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-
-/// What the relay reads and writes at once.
-const RELAY_BUFFER: usize = 1 << 20;
 
 /// The most of a helper's other words (an error) the daemon keeps.
 const SAID_LIMIT: usize = 4096;
@@ -97,7 +97,7 @@ fn errno_error(op: &'static str, target: &str, rc: i32) -> ZfsError {
 
 /// Runs `f` between `libzfs_core_init` and `libzfs_core_fini` on the
 /// calling thread; the init's error code if it fails.
-fn with_core(f: impl FnOnce() -> i32) -> i32 {
+pub(super) fn with_core(f: impl FnOnce() -> i32) -> i32 {
     // SAFETY: libzfs_core_init is reference-counted and thread-safe; it is
     // paired with the fini below.
     let rc = unsafe { sys::libzfs_core_init() };
@@ -358,85 +358,6 @@ pub fn copy_snapshot(snapshot: &str, target: &str, on_progress: OnProgress) -> R
     Ok(())
 }
 
-/// Copies `from` to `to` until `from` ends, calling `say(sent)` first,
-/// then at most every [`PROGRESS_EVERY`]. The bytes copied.
-fn relay(mut from: impl Read, mut to: impl Write, mut say: impl FnMut(u64)) -> std::io::Result<u64> {
-    let mut buf = vec![0u8; RELAY_BUFFER];
-    let mut sent: u64 = 0;
-    say(0);
-    let mut said_at = Instant::now();
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(sent),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        to.write_all(&buf[..n])?;
-        sent = sent.saturating_add(n as u64);
-        if said_at.elapsed() >= PROGRESS_EVERY {
-            say(sent);
-            said_at = Instant::now();
-        }
-    }
-}
-
-/// `iocaged zfs-send SNAPSHOT`: writes a full send stream of SNAPSHOT to
-/// standard output (the relay's pipe). Exits 0, or 1 with the reason on
-/// standard error.
-pub fn send_main(args: &[String]) -> ExitCode {
-    let [snapshot] = args else {
-        eprintln!("usage: iocaged {SEND_HELPER} SNAPSHOT (started by the daemon for a thick copy)");
-        return ExitCode::from(2);
-    };
-    let Ok(snap) = CString::new(snapshot.as_str()) else {
-        eprintln!("cannot send '{snapshot}': name contains a NUL byte");
-        return ExitCode::FAILURE;
-    };
-    let rc = with_core(|| {
-        // SAFETY: valid C string; fd 1 is the pipe the daemon gave us, open
-        // for the whole call; NULL "from" means a full stream.
-        unsafe { sys::lzc_send(snap.as_ptr(), ptr::null(), 1, 0) }
-    });
-    if rc == 0 {
-        return ExitCode::SUCCESS;
-    }
-    eprintln!("{}", std::io::Error::from_raw_os_error(rc));
-    ExitCode::FAILURE
-}
-
-/// `iocaged zfs-relay TOTAL`: copies standard input to standard output,
-/// saying on standard error how far it is (see the module). Exits 0, or 1
-/// with the reason on standard error.
-pub fn relay_main(args: &[String]) -> ExitCode {
-    let Some(total) = args.first().and_then(|t| t.parse::<u64>().ok()).filter(|_| args.len() == 1) else {
-        eprintln!("usage: iocaged {RELAY_HELPER} TOTAL (started by the daemon for a thick copy)");
-        return ExitCode::from(2);
-    };
-    // Standard output as a plain file: no line buffering of binary data.
-    let out = match std::io::stdout().as_fd().try_clone_to_owned() {
-        Ok(fd) => std::fs::File::from(fd),
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Nobody reading stderr is no reason to stop the copy.
-    let relayed = relay(std::io::stdin().lock(), out, |sent| {
-        let _ = writeln!(std::io::stderr(), "progress {sent} {total}");
-    });
-    match relayed {
-        Ok(sent) => {
-            let _ = writeln!(std::io::stderr(), "sent {sent}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,31 +407,5 @@ mod tests {
         // What it keeps of a flood is bounded.
         let flood = "e".repeat(3 * SAID_LIMIT) + "\n";
         assert_eq!(listen_to_relay(flood.as_bytes(), &|_| {}).said.len(), SAID_LIMIT);
-    }
-
-    #[test]
-    fn the_relay_copies_everything_and_says_so_first() {
-        let data: Vec<u8> = (0..3 * RELAY_BUFFER + 17).map(|i| (i % 251) as u8).collect();
-        let mut out = Vec::new();
-        let mut said = Vec::new();
-        let sent = relay(&data[..], &mut out, |s| said.push(s)).unwrap();
-        assert_eq!(sent, data.len() as u64);
-        assert_eq!(out, data);
-        assert_eq!(said[0], 0, "progress starts at once");
-    }
-
-    #[test]
-    fn a_relay_whose_reader_went_away_fails() {
-        struct Gone;
-        impl Write for Gone {
-            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-                Err(std::io::ErrorKind::BrokenPipe.into())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let err = relay(&[1u8; 10][..], Gone, |_| {}).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
     }
 }
