@@ -12,20 +12,26 @@
 //! attempt. URLs carry no user information (`user:password@`), query or
 //! fragment is never shown in messages (it may be a signature), and only
 //! `http` and `https` are fetched.
+//!
+//! Its parts: `url` (what is fetched from, and how a URL is shown) and
+//! `connect` (one GET: the connection, over TCP or TLS, and its
+//! redirects); here: the answer's body taken into memory or a file.
+
+mod connect;
+mod url;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::{Response, StatusCode, Uri, header};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use hyper::{Response, StatusCode, header};
+use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
-use tokio_rustls::rustls;
+
+use connect::get;
+pub use url::Url;
 
 /// The longest wait for a connection (TCP and TLS handshake together).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,8 +42,6 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MIN_RATE: u64 = 1024;
 /// Redirects followed for one download.
 pub const MAX_REDIRECTS: usize = 5;
-/// The longest URL taken (from a client, a configuration or a `Location`).
-const MAX_URL: usize = 2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
@@ -53,217 +57,6 @@ pub enum DownloadError {
     Transfer { url: String, bytes: u64, why: String },
     #[error("cannot write {path}: {source}")]
     File { path: String, source: std::io::Error },
-}
-
-/// A URL as a message may show it: without its query or fragment, at most
-/// 256 characters.
-fn shown(text: &str) -> String {
-    let end = text.find(['?', '#']).unwrap_or(text.len());
-    let more = if end < text.len() { "?..." } else { "" };
-    text[..end].chars().take(256).chain(more.chars()).collect()
-}
-
-/// A URL to fetch from: `http` or `https`, a host, no user information.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    uri: Uri,
-    tls: bool,
-    host: String,
-    port: u16,
-}
-
-impl Url {
-    pub fn parse(text: &str) -> Result<Url, DownloadError> {
-        let bad = |why| DownloadError::BadUrl { url: shown(text), why };
-        if text.len() > MAX_URL {
-            return Err(bad("longer than 2048 bytes"));
-        }
-        if !(text.starts_with("http://") || text.starts_with("https://")) {
-            return Err(bad("only http:// and https:// URLs are fetched"));
-        }
-        let uri: Uri = text.parse().map_err(|_| bad("it does not parse as a URL"))?;
-        let tls = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(bad("only http:// and https:// URLs are fetched")),
-        };
-        let authority = uri.authority().ok_or_else(|| bad("it names no host"))?;
-        if authority.as_str().contains('@') {
-            return Err(bad("user information (user@host) is not allowed"));
-        }
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
-        if host.is_empty() {
-            return Err(bad("it names no host"));
-        }
-        // A port written must be one (http's parser turns "99999" into none).
-        let written = authority.as_str().rsplit_once(':').is_some_and(|(h, p)| {
-            (!h.contains(':') || h.ends_with(']')) && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
-        });
-        let port = match authority.port_u16() {
-            Some(0) => return Err(bad("port 0")),
-            Some(p) => p,
-            None if written => return Err(bad("its port is not a number from 1 to 65535")),
-            None => {
-                if tls {
-                    443
-                } else {
-                    80
-                }
-            }
-        };
-        Ok(Url { uri, tls, host, port })
-    }
-
-    /// This URL with `name` appended as one more path component (a base
-    /// with a query or fragment is refused when parsed as a mirror).
-    pub fn join(&self, name: &str) -> Result<Url, DownloadError> {
-        let base = self.uri.to_string();
-        let sep = if base.ends_with('/') { "" } else { "/" };
-        Url::parse(&format!("{base}{sep}{name}"))
-    }
-
-    /// Where a redirect's `Location` points, relative to this URL.
-    fn redirected(&self, location: &str) -> Result<Url, DownloadError> {
-        let next = if location.starts_with("//") {
-            return Err(DownloadError::BadUrl {
-                url: shown(location),
-                why: "a scheme-relative redirect is not followed",
-            });
-        } else if location.starts_with('/') {
-            let scheme = if self.tls { "https" } else { "http" };
-            let authority = self.uri.authority().map(|a| a.as_str()).unwrap_or_default();
-            Url::parse(&format!("{scheme}://{authority}{location}"))?
-        } else {
-            Url::parse(location)?
-        };
-        if self.tls && !next.tls {
-            return Err(DownloadError::BadUrl {
-                url: shown(location),
-                why: "a redirect from https to http is not followed",
-            });
-        }
-        Ok(next)
-    }
-
-    /// Whether a mirror here is reached over TLS, or on this host's own
-    /// loopback (where no one stands between): a MANIFEST from anywhere
-    /// else over plain http vouches for nothing.
-    pub fn is_private_channel(&self) -> bool {
-        self.tls || self.host == "localhost" || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    }
-
-    fn path(&self) -> &str {
-        self.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-    }
-}
-
-/// Shown without its query (a presigned URL's signature stays out of
-/// messages and logs).
-impl std::fmt::Display for Url {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls { "https" } else { "http" };
-        let authority = self.uri.authority().map(|a| a.as_str()).unwrap_or_default();
-        let query = if self.uri.query().is_some() { "?..." } else { "" };
-        write!(f, "{scheme}://{authority}{}{query}", self.uri.path())
-    }
-}
-
-/// The client side of TLS: the system's trusted certificates, read once.
-/// Read once it works: a store found empty is looked at again by the next
-/// https download (so installing certificates needs no restart).
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    #[cfg(test)]
-    if let Some(trusting) = tests::TRUST.with(|t| t.borrow().clone()) {
-        return Ok(trusting);
-    }
-    static CONFIG: Mutex<Option<Arc<rustls::ClientConfig>>> = Mutex::new(None);
-    let mut config = CONFIG.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = config.as_ref() {
-        return Ok(c.clone());
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    let (added, _) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        return Err(format!(
-            "no trusted certificate found in the system's store (SSL_CERT_FILE, SSL_CERT_DIR){}",
-            found.errors.first().map(|e| format!(": {e}")).unwrap_or_default()
-        ));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let made = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config.insert(Arc::new(made)).clone())
-}
-
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
-
-/// Aborts the connection's task when the download is over, however it ends.
-struct Connection(tokio::task::JoinHandle<()>);
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// One GET of `url` (bytes from `from` on, when not 0), following redirects.
-async fn get(url: &Url, from: u64) -> Result<(Response<Incoming>, Connection, Url), DownloadError> {
-    let mut url = url.clone();
-    for _ in 0..=MAX_REDIRECTS {
-        let (answer, connection) = get_once(&url, from).await?;
-        if answer.status().is_redirection() {
-            let location = answer
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .ok_or_else(|| DownloadError::Status { url: url.to_string(), status: answer.status().as_u16() })?;
-            url = url.redirected(location)?;
-            continue;
-        }
-        return Ok((answer, connection, url));
-    }
-    Err(DownloadError::Transfer { url: url.to_string(), bytes: 0, why: format!("more than {MAX_REDIRECTS} redirects") })
-}
-
-async fn get_once(url: &Url, from: u64) -> Result<(Response<Incoming>, Connection), DownloadError> {
-    let connect_error = |why: String| DownloadError::Connect { url: url.to_string(), why };
-    let connect = async {
-        let tcp = TcpStream::connect((url.host.as_str(), url.port)).await.map_err(|e| e.to_string())?;
-        let io: Box<dyn Io> = if url.tls {
-            let connector = tokio_rustls::TlsConnector::from(tls_config()?);
-            let name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| e.to_string())?;
-            Box::new(connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?)
-        } else {
-            Box::new(tcp)
-        };
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(io)).await.map_err(|e| e.to_string())
-    };
-    let (mut sender, conn) = timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| connect_error(format!("no connection within {} s", CONNECT_TIMEOUT.as_secs())))?
-        .map_err(connect_error)?;
-    let connection = Connection(tokio::spawn(async move {
-        let _ = conn.await;
-    }));
-    // host[:port] as written (IPv6 in brackets); never user information.
-    let host = url.uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
-    let mut request = hyper::Request::get(url.path())
-        .header(header::HOST, host)
-        .header(header::USER_AGENT, concat!("iocaged/", env!("CARGO_PKG_VERSION")));
-    if from > 0 {
-        request = request.header(header::RANGE, format!("bytes={from}-"));
-    }
-    let request = request.body(Empty::new()).map_err(|e| connect_error(e.to_string()))?;
-    let answer = timeout(IDLE_TIMEOUT, sender.send_request(request))
-        .await
-        .map_err(|_| connect_error(format!("no answer within {} s", IDLE_TIMEOUT.as_secs())))?
-        .map_err(|e| connect_error(e.to_string()))?;
-    Ok((answer, connection))
 }
 
 /// The next piece of a body; `None` at its end.
@@ -465,11 +258,11 @@ mod tests {
     use super::*;
     use std::future::Future;
     use std::io::{Read as _, Write as _};
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     /// A server answering its connections, in turn, with `answers` (raw
     /// HTTP), and keeping each request's head.
-    fn server(answers: Vec<Vec<u8>>) -> (Url, Arc<Mutex<Vec<String>>>) {
+    pub(super) fn server(answers: Vec<Vec<u8>>) -> (Url, Arc<Mutex<Vec<String>>>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = Url::parse(&format!("http://{}/r/base.txz", listener.local_addr().unwrap())).unwrap();
         let heads: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -489,15 +282,15 @@ mod tests {
         (url, heads)
     }
 
-    fn answer(status: &str, headers: &str, body: &str) -> Vec<u8> {
+    pub(super) fn answer(status: &str, headers: &str, body: &str) -> Vec<u8> {
         format!("HTTP/1.1 {status}\r\n{headers}Connection: close\r\n\r\n{body}").into_bytes()
     }
 
-    fn run<T>(f: impl Future<Output = T>) -> T {
+    pub(super) fn run<T>(f: impl Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
     }
 
-    fn scratch(name: &str) -> std::path::PathBuf {
+    pub(super) fn scratch(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("iocaged-download-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -564,81 +357,6 @@ mod tests {
         assert!(matches!(e, DownloadError::TooLarge { limit: 4, .. }), "{e}");
     }
 
-    thread_local! {
-        /// The certificates this thread's https downloads trust instead of
-        /// the system's (tests run their downloads on their own thread).
-        pub(super) static TRUST: std::cell::RefCell<Option<Arc<rustls::ClientConfig>>> = const { std::cell::RefCell::new(None) };
-    }
-
-    /// A client configuration trusting exactly `cert`.
-    fn trusting(cert: &rcgen::Certificate) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    }
-
-    #[test]
-    fn https_downloads_check_the_mirror_s_certificate() {
-        let server_cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::try_from(server_cert.signing_key.serialize_der()).unwrap();
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![server_cert.cert.der().clone()], key)
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-        run(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            tokio::spawn(async move {
-                loop {
-                    let (tcp, _) = listener.accept().await.unwrap();
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
-                        use tokio::io::AsyncReadExt;
-                        let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                        let mut head = Vec::new();
-                        let mut b = [0u8; 1];
-                        while !head.ends_with(b"\r\n\r\n") && tls.read(&mut b).await.unwrap_or(0) == 1 {
-                            head.push(b[0]);
-                        }
-                        let _ = tls.write_all(&answer("200 OK", "Content-Length: 6\r\n", "secure")).await;
-                        let _ = tls.shutdown().await;
-                    });
-                }
-            });
-            let url = Url::parse(&format!("https://localhost:{port}/r/MANIFEST")).unwrap();
-            TRUST.with(|t| *t.borrow_mut() = Some(trusting(&server_cert.cert)));
-            assert_eq!(fetch_small(&url, 100).await.unwrap(), b"secure");
-            TRUST.with(|t| *t.borrow_mut() = Some(trusting(&other.cert)));
-            let e = fetch_small(&url, 100).await.unwrap_err();
-            assert!(matches!(e, DownloadError::Connect { .. }) && e.to_string().contains("TLS"), "{e}");
-            TRUST.with(|t| *t.borrow_mut() = None);
-        });
-    }
-
-    #[test]
-    fn redirects_are_followed_a_few_times_only() {
-        let part = scratch("redirects");
-        let mut answers = vec![answer("302 Found", "Location: /elsewhere\r\nContent-Length: 0\r\n", "")];
-        answers.push(answer("200 OK", "Content-Length: 2\r\n", "ok"));
-        answers
-            .extend((0..=MAX_REDIRECTS).map(|_| answer("302 Found", "Location: /again\r\nContent-Length: 0\r\n", "")));
-        let (url, heads) = server(answers);
-        assert_eq!(run(fetch_small(&url, 10)).unwrap(), b"ok");
-        assert!(heads.lock().unwrap()[1].starts_with("get /elsewhere "), "{:?}", heads.lock().unwrap());
-        let e = run(fetch_to_file(&url, &part, 10, &mut |_, _| {})).unwrap_err();
-        assert!(e.to_string().contains("redirects"), "{e}");
-    }
-
     #[test]
     fn the_partial_file_is_never_a_link() {
         let part = scratch("link");
@@ -649,41 +367,6 @@ mod tests {
         let e = run(fetch_to_file(&url, &part, 10, &mut |_, _| {})).unwrap_err();
         assert!(matches!(e, DownloadError::File { .. }), "{e}");
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
-    }
-
-    #[test]
-    fn urls_are_http_or_https_with_a_host_and_no_user() {
-        let u = Url::parse("https://download.freebsd.org/releases").unwrap();
-        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "download.freebsd.org", 443));
-        assert_eq!(u.join("amd64").unwrap().to_string(), "https://download.freebsd.org/releases/amd64");
-        assert_eq!(Url::parse("http://[::1]:8080/x/").unwrap().join("MANIFEST").unwrap().path(), "/x/MANIFEST");
-        assert_eq!(Url::parse("http://[::1]:8080/x").unwrap().port, 8080);
-        assert_eq!(Url::parse("https://h/x?sig=secret").unwrap().to_string(), "https://h/x?...");
-        let e = Url::parse("https://h:99999/x?sig=secret").unwrap_err().to_string();
-        assert!(e.contains("h:99999/x?...") && !e.contains("secret"), "{e}");
-        for bad in [
-            "ftp://host/x",
-            "file:///etc/passwd",
-            "https://user:pw@host/x",
-            "/relative",
-            "http://",
-            "http://h:99999/x",
-            "http://h:0/x",
-        ] {
-            assert!(Url::parse(bad).is_err(), "{bad}");
-        }
-        assert!(Url::parse(&format!("http://h/{}", "a".repeat(3000))).is_err());
-    }
-
-    #[test]
-    fn redirects_stay_on_https() {
-        let u = Url::parse("https://a.example/x").unwrap();
-        assert_eq!(u.redirected("/y").unwrap().to_string(), "https://a.example/y");
-        assert!(u.redirected("http://b.example/y").is_err());
-        assert!(u.redirected("//b.example/y").is_err());
-        let plain = Url::parse("http://a.example:8080/x").unwrap();
-        assert_eq!(plain.redirected("/y").unwrap().to_string(), "http://a.example:8080/y");
-        assert!(plain.redirected("https://b.example/y").is_ok());
     }
 
     #[test]
