@@ -16,7 +16,7 @@
 use std::fs;
 use std::io::ErrorKind;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sched::CloneFlags;
@@ -70,16 +70,9 @@ impl Linux {
                             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                         }
                         self.cgroups.remove(name).map_err(|e| format!("an earlier start's cgroup: {e}"))?;
-                        let made: net::Made = fs::read(dir.join(NETWORK))
-                            .ok()
-                            .and_then(|r| serde_json::from_slice(&r).ok())
-                            .unwrap_or_default();
-                        if made != net::Made::default() {
-                            let _turn = net::turn();
-                            let left = net::undo(&made, true);
-                            if !left.is_empty() {
-                                return Err(format!("an earlier start left these: {}", left.join("; ")));
-                            }
+                        let left = undo_recorded_network(&dir, true);
+                        if !left.is_empty() {
+                            return Err(format!("an earlier start left these: {}", left.join("; ")));
                         }
                         fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                         fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))
@@ -272,16 +265,7 @@ impl Runtime for Linux {
         // What its start made on the host (veth host ends): gone with the
         // namespace, but asynchronously; removed here so that stop returns
         // with none of it left.
-        let made: net::Made = fs::read(self.state_dir.join(&jail.name).join(NETWORK))
-            .ok()
-            .and_then(|r| serde_json::from_slice(&r).ok())
-            .unwrap_or_default();
-        let leftovers = if made == net::Made::default() {
-            Vec::new()
-        } else {
-            let _turn = net::turn();
-            net::undo(&made, false)
-        };
+        let leftovers = undo_recorded_network(&self.state_dir.join(&jail.name), false);
         self.cgroups.remove(&jail.name).map_err(|e| fail(format!("removing its cgroup: {e}")))?;
         match fs::remove_dir_all(self.state_dir.join(&jail.name)) {
             Err(e) if e.kind() != ErrorKind::NotFound => return Err(fail(format!("removing its state: {e}"))),
@@ -327,6 +311,20 @@ const STARTING: &str = "init.starting";
 /// The file in a running jail's state directory that lists what its start
 /// made on the host's network ([`net::Made`]), for stop.
 const NETWORK: &str = "network.json";
+
+/// Undoes, under the network's turn, what a start recorded in `dir` it made
+/// on the host's network (nothing when there is no readable record), its
+/// emptied bridges too when `bridges` (see `net::undo`); what could not be
+/// undone.
+fn undo_recorded_network(dir: &Path, bridges: bool) -> Vec<String> {
+    let made: net::Made =
+        fs::read(dir.join(NETWORK)).ok().and_then(|r| serde_json::from_slice(&r).ok()).unwrap_or_default();
+    if made == net::Made::default() {
+        return Vec::new();
+    }
+    let _turn = net::turn();
+    net::undo(&made, bridges)
+}
 
 /// Starts `iocaged jail-init` with the spec on its stdin and reads its one
 /// line: `ok <pid>` or `error <what failed>`.
