@@ -1,103 +1,17 @@
-//! destroyjail, the four clean actions, and start-up recovery.
-//!
-//! Rules (where iocage lost data, see iocage-model.md): nothing outside
-//! `POOL/iocage` is destroyed (every target is checked with
-//! [`Layout::contains`]); a running jail is never destroyed (destroyjail
-//! refuses one; the clean actions stop them first); a release or
-//! template that jails still depend on is not removed, and the refusal
-//! names those jails; of the snapshots around a jail only those made for it
-//! (named after its UUID, as iocage named them) are removed, never one a
-//! user made.
+//! The four clean actions (cleanjails, cleanreleases, cleantemplates,
+//! cleanall): what they check before changing anything, and the order
+//! they destroy a tree's entries in (clones before their origins, a
+//! circle of clones together).
 
 use std::collections::HashSet;
 
+use crate::iocage::error::ActionError;
+use crate::iocage::jails::{self, Jail};
+use crate::iocage::layout::Layout;
 use crate::runtime::kernel_name;
 use crate::zfs::{ErrorKind, Libzfs};
 
-use super::error::ActionError;
-use super::jails::{self, INCOMPLETE_PROP, Jail};
-use super::layout::Layout;
-
-/// Destroys `name` and everything below it, refusing outside `POOL/iocage`.
-fn destroy_tree(lib: &Libzfs, layout: &Layout, name: &str) -> Result<(), ActionError> {
-    if !layout.contains(name) {
-        return Err(ActionError::OutsideIocage(name.to_string()));
-    }
-    match lib.destroy_recursive(name) {
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-        other => Ok(other?),
-    }
-}
-
-/// Removes snapshots that no longer have clones. Logged, never fatal: the
-/// jail they were made for is already gone.
-fn remove_unused(lib: &Libzfs, layout: &Layout, snapshots: &[String]) {
-    for snap in snapshots.iter().filter(|s| layout.contains(s)) {
-        match lib.destroy(snap) {
-            Ok(()) => {}
-            Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::HasDependents) => {}
-            Err(e) => tracing::warn!("could not remove snapshot {snap}: {e}"),
-        }
-    }
-}
-
-/// Removes every snapshot named `@<uuid>` under the releases, base pieces
-/// and jails (what a create of that UUID took), where nothing depends on it.
-/// Looks at every dataset there: for a jail whose origins are known,
-/// [`remove_snapshots_made_for`] looks only where it came from.
-pub fn remove_snapshots_named(lib: &Libzfs, layout: &Layout, uuid: &str) {
-    remove_snapshots_named_under(lib, layout, uuid, &[layout.releases(), layout.base(), layout.jails()]);
-}
-
-fn remove_snapshots_named_under(lib: &Libzfs, layout: &Layout, uuid: &str, tops: &[String]) {
-    let mut found = Vec::new();
-    for top in tops {
-        if let Ok(all) = lib.descendants(top) {
-            for fs in all {
-                let snap = format!("{fs}@{uuid}");
-                if lib.exists(&snap) {
-                    found.push(snap);
-                }
-            }
-        }
-    }
-    // Children's snapshots first, so that clones inside go before origins.
-    found.reverse();
-    remove_unused(lib, layout, &found);
-}
-
-/// What `jail` was made from: the releases, base pieces or jails (the
-/// datasets right under the layout's collections) that hold the origin of
-/// one of its datasets, where the origin snapshot is named after the jail
-/// (made for it by its create or clone; a user's snapshot is not).
-fn made_from(lib: &Libzfs, layout: &Layout, jail: &Jail) -> Result<Vec<String>, ActionError> {
-    let made_for_it = format!("@{}", jail.uuid);
-    let mut sources = Vec::new();
-    for fs in lib.descendants(&jail.dataset)? {
-        if let Some(entry) = origin(lib, &fs)?.filter(|o| o.ends_with(&made_for_it)).and_then(|o| entry_of(layout, &o))
-        {
-            if !sources.contains(&entry) {
-                sources.push(entry);
-            }
-        }
-    }
-    Ok(sources)
-}
-
-/// The snapshot `fs` was cloned from, if it is a clone.
-fn origin(lib: &Libzfs, fs: &str) -> Result<Option<String>, ActionError> {
-    Ok(lib.native_props(fs, &["origin"])?.remove("origin").and_then(|v| v.printed))
-}
-
-/// The dataset right under one of the layout's collections that holds
-/// `name`: `POOL/iocage/base/13.2-RELEASE` for
-/// `POOL/iocage/base/13.2-RELEASE/root/usr@x`.
-fn entry_of(layout: &Layout, name: &str) -> Option<String> {
-    [layout.releases(), layout.base(), layout.jails(), layout.templates()].into_iter().find_map(|top| {
-        let first = name.strip_prefix(&format!("{top}/"))?.split(['/', '@']).next()?;
-        Some(format!("{top}/{first}"))
-    })
-}
+use super::{destroy_tree, origin, remove_snapshots_named};
 
 fn running_iocage_jails(jails: &[Jail], running: &HashSet<String>) -> Vec<String> {
     jails
@@ -105,22 +19,6 @@ fn running_iocage_jails(jails: &[Jail], running: &HashSet<String>) -> Vec<String
         .filter(|j| running.contains(&kernel_name(&j.uuid)))
         .map(|j| format!("{} ({})", j.uuid, j.tag()))
         .collect()
-}
-
-/// destroyjail: refuses a running jail; removes its datasets and the
-/// snapshots made for it.
-pub fn destroy_jail(lib: &Libzfs, layout: &Layout, jail: &Jail, running: &HashSet<String>) -> Result<(), ActionError> {
-    if running.contains(&kernel_name(&jail.uuid)) {
-        return Err(ActionError::JailRunning(format!("{} ({})", jail.uuid, jail.tag())));
-    }
-    // Where it came from, read before it goes: the snapshots made for it
-    // are there (its clones' origins, and for a basejail the base's own
-    // recursive snapshot too). Looking only there keeps a destroy as cheap
-    // on a pool of 1000 jails as on one of 10.
-    let sources = made_from(lib, layout, jail)?;
-    destroy_tree(lib, layout, &jail.dataset)?;
-    remove_snapshots_named_under(lib, layout, &jail.uuid, &sources);
-    Ok(())
 }
 
 /// Jails with a dataset cloned from something under `top`.
@@ -325,75 +223,6 @@ pub fn clean_releases(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError> 
     Ok(())
 }
 
-/// A release's datasets: its root under `releases`, its base pieces, its
-/// downloads (those that exist).
-fn release_entries(lib: &Libzfs, layout: &Layout, release: &str) -> Vec<String> {
-    [layout.releases(), layout.base(), layout.download()]
-        .into_iter()
-        .map(|top| format!("{top}/{release}"))
-        .filter(|e| lib.exists(e))
-        .collect()
-}
-
-/// Who holds clones of `entries`' snapshots: a jail as `uuid (tag)`, else
-/// the dataset (a template, or anything else).
-fn holders(lib: &Libzfs, layout: &Layout, jails: &[Jail], entries: &[String]) -> Result<Vec<String>, ActionError> {
-    let mut out: Vec<String> = Vec::new();
-    for entry in entries {
-        for (clone, _) in lib.outside_clones(entry)? {
-            let holder = entry_of(layout, &clone).unwrap_or(clone);
-            let named = match jails.iter().find(|j| j.dataset == holder) {
-                Some(j) => format!("{} ({})", j.uuid, j.tag()),
-                None => holder,
-            };
-            if !out.contains(&named) {
-                out.push(named);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// listreleases: every release on the pool (the datasets under
-/// `releases`), with the jails and templates that depend on it.
-pub fn list_releases(lib: &Libzfs, layout: &Layout) -> Result<Vec<(String, Vec<String>)>, ActionError> {
-    let names = match lib.children(&layout.releases()) {
-        Err(e) if e.kind == ErrorKind::NotFound => return Ok(Vec::new()),
-        other => other?,
-    };
-    let jails = jails::read_all_with_incomplete(lib, layout)?;
-    let mut out = Vec::with_capacity(names.len());
-    for dataset in names {
-        let release = dataset.rsplit('/').next().unwrap_or_default().to_string();
-        if is_incomplete_release(lib, layout, &release)? {
-            continue;
-        }
-        let entries = release_entries(lib, layout, &release);
-        out.push((release, holders(lib, layout, &jails, &entries)?));
-    }
-    Ok(out)
-}
-
-/// destroyrelease: the release's datasets (its root, base pieces and
-/// downloads, whichever exist), refused (naming them) while jails or
-/// templates depend on it.
-pub fn destroy_release(lib: &Libzfs, layout: &Layout, release: &str) -> Result<(), ActionError> {
-    let entries = release_entries(lib, layout, release);
-    if entries.is_empty() {
-        // (Downloads alone, of a fetch that never finished, are removed.)
-        return Err(ActionError::ReleaseNotFound(release.to_string(), format!("{}/{release}", layout.releases())));
-    }
-    let jails = jails::read_all_with_incomplete(lib, layout)?;
-    let dependents = holders(lib, layout, &jails, &entries)?;
-    if !dependents.is_empty() {
-        return Err(ActionError::HasDependents { what: format!("release {release}"), dependents });
-    }
-    for entry in &entries {
-        destroy_tree(lib, layout, entry)?;
-    }
-    Ok(())
-}
-
 /// cleantemplates: the templates; refused while jails depend on them.
 pub fn clean_templates(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError> {
     let jails = jails::read_all_with_incomplete(lib, layout)?;
@@ -423,50 +252,6 @@ pub fn clean_all(
     let children =
         lib.children(&layout.root()).or_else(|e| if e.kind == ErrorKind::NotFound { Ok(vec![]) } else { Err(e) })?;
     destroy_entries(lib, layout, &children, on_each)
-}
-
-/// Start-up: removes every jail a create left incomplete (the daemon
-/// stopped or crashed part-way) with the snapshots taken for it. Returns
-/// the UUIDs removed.
-pub fn recover(lib: &Libzfs, layout: &Layout) -> Result<Vec<String>, ActionError> {
-    let mut removed = Vec::new();
-    for j in jails::read_all_with_incomplete(lib, layout)?.into_iter().filter(|j| j.incomplete) {
-        destroy_tree(lib, layout, &j.dataset)?;
-        remove_snapshots_named(lib, layout, &j.uuid);
-        removed.push(j.uuid);
-    }
-    let releases = match lib.children(&layout.releases()) {
-        Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
-        other => other?,
-    };
-    for dataset in releases {
-        let release = dataset.rsplit('/').next().unwrap_or_default().to_string();
-        if is_incomplete_release(lib, layout, &release)? {
-            destroy_incomplete_release(lib, layout, &release)?;
-            removed.push(format!("release {release}"));
-        }
-    }
-    Ok(removed)
-}
-
-/// Whether `releases/<release>` carries the marker of a fetch not finished.
-pub fn is_incomplete_release(lib: &Libzfs, layout: &Layout, release: &str) -> Result<bool, ActionError> {
-    let dataset = format!("{}/{release}", layout.releases());
-    match lib.user_props(&dataset) {
-        // Set on the release itself (`source` names where a value is set).
-        Ok(props) => Ok(props.get(INCOMPLETE_PROP).is_some_and(|p| p.source == dataset)),
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// A release a fetch did not finish: destroyed, if it still carries the
-/// marker (a release made otherwise is never removed here).
-pub fn destroy_incomplete_release(lib: &Libzfs, layout: &Layout, release: &str) -> Result<(), ActionError> {
-    if is_incomplete_release(lib, layout, release)? {
-        destroy_tree(lib, layout, &format!("{}/{release}", layout.releases()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -520,22 +305,5 @@ mod tests {
         // A name that only starts like an entry is not inside it.
         let lookalike = vec![vec![pair("t/iocage/jails/ab", "t/iocage/jails/a@q")], vec![], vec![], vec![]];
         assert!(destroy_order(&entries, &lookalike).is_err());
-    }
-
-    #[test]
-    fn a_source_is_the_entry_right_under_a_collection() {
-        let l = Layout::new("tank");
-        let entry = |n: &str| entry_of(&l, n);
-        assert_eq!(
-            entry("tank/iocage/base/13.2-RELEASE/root/usr/bin@x").as_deref(),
-            Some("tank/iocage/base/13.2-RELEASE")
-        );
-        assert_eq!(
-            entry("tank/iocage/releases/13.2-RELEASE/root@x").as_deref(),
-            Some("tank/iocage/releases/13.2-RELEASE")
-        );
-        assert_eq!(entry("tank/iocage/jails/abcd@x").as_deref(), Some("tank/iocage/jails/abcd"));
-        assert_eq!(entry("tank/iocage/releasesX/r@x"), None, "a lookalike name is no collection");
-        assert_eq!(entry("tank/other/releases/r@x"), None, "outside the layout");
     }
 }
