@@ -27,7 +27,7 @@ fn remove_unused(lib: &Libzfs, layout: &Layout, snapshots: &[String]) {
 /// Removes every snapshot named `@<uuid>` under the releases, base pieces
 /// and jails (what a create of that UUID took), where nothing depends on it.
 /// Looks at every dataset there: for a jail whose origins are known,
-/// [`remove_snapshots_made_for`] looks only where it came from.
+/// [`destroy_jail`] looks only where it came from ([`made_from`]).
 pub fn remove_snapshots_named(lib: &Libzfs, layout: &Layout, uuid: &str) {
     remove_snapshots_named_under(lib, layout, uuid, &[layout.releases(), layout.base(), layout.jails()]);
 }

@@ -58,8 +58,9 @@ fn entry_of(layout: &Layout, name: &str) -> Option<String> {
 }
 
 /// Start-up: removes every jail a create left incomplete (the daemon
-/// stopped or crashed part-way) with the snapshots taken for it. Returns
-/// the UUIDs removed.
+/// stopped or crashed part-way) with the snapshots taken for it, and every
+/// release a fetch left unfinished. Returns what it removed: jails by
+/// UUID, releases as `release <name>`.
 pub fn recover(lib: &Libzfs, layout: &Layout) -> Result<Vec<String>, ActionError> {
     let mut removed = Vec::new();
     for j in jails::read_all_with_incomplete(lib, layout)?.into_iter().filter(|j| j.incomplete) {
