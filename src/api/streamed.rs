@@ -22,7 +22,7 @@ impl Api {
     /// (see `runtime::stream`).
     ///
     /// A console's input frames are routed to it by its id meanwhile (see
-    /// [`console`]).
+    /// [`super::console`]).
     pub(super) async fn streamed(
         &self,
         who: &Identity,

@@ -8,7 +8,7 @@
 //! - the helper (`iocaged jail-exec` asked for a console, see
 //!   [`super::helper`]) opens a pseudo-terminal ([`super::pty`]), starts the
 //!   shell on it, and relays: the lines on its stdin to the terminal, what
-//!   the terminal shows to its stdout, as [`HelperReply::Output`] chunks;
+//!   the terminal shows to its stdout, as `HelperReply::Output` chunks;
 //! - the reply is the shell's ending.
 //!
 //! It ends when the shell exits, when the client hangs up (its `close`

@@ -1,8 +1,8 @@
 //! The jail lifecycle, runtime-neutral: what `iocage start` and `iocage
 //! stop` did, step by step (iocage-model.md, "Lifecycle"), over the
-//! [`Runtime`] interface.
+//! [`Runtime`](crate::runtime::Runtime) interface.
 //!
-//! [`plan`] turns a jail's properties into a [`Plan`] (no side effects;
+//! [`plan()`] turns a jail's properties into a [`Plan`] (no side effects;
 //! owner thread). [`start`], [`stop`], [`cap`] and [`exec`] carry it out
 //! on a blocking thread and return the progress lines the API shows.
 //! Hooks: `exec_prestart`, `exec_poststart`, `exec_prestop` and

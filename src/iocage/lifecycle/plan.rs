@@ -194,7 +194,7 @@ fn fstab(text: &str) -> Result<Vec<Mount>, String> {
 }
 
 /// Reads the plan of `jail` from its properties. Nothing is changed, and
-/// no file is read: the jail's fstab is added by [`read_fstab`], off the
+/// no file is read: the jail's fstab is added by [`fstab_mounts`], off the
 /// owner thread.
 pub fn plan(jail: &Jail) -> Result<Plan, ActionError> {
     let v = |name: &str| value(jail, name);

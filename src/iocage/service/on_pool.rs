@@ -98,7 +98,7 @@ impl Iocage {
     }
 
     /// [`Iocage::on_pool`] with the pool's jails, as the index has them now
-    /// (proven with ZFS: see [`Index::proven_jails`]).
+    /// (proven with ZFS: see [`crate::iocage::index::Index::proven_jails`]).
     pub(super) async fn on_jails<R, F>(&self, f: F) -> Result<R, ActionError>
     where
         R: Send + 'static,

@@ -1,5 +1,5 @@
-//! FreeBSD: jail(2), rctl, nmount. The jail parameter list ([`params`])
-//! and the record of what a start mounted ([`record`]) are plain code,
+//! FreeBSD: jail(2), rctl, nmount. The jail parameter list ([`params`](crate::runtime::freebsd::params))
+//! and the record of what a start mounted ([`record`](crate::runtime::freebsd::record)) are plain code,
 //! built and tested on every platform; the runtime itself and its system
 //! calls exist on FreeBSD only.
 
