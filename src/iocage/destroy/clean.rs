@@ -181,6 +181,14 @@ pub fn check_clean(lib: &Libzfs, layout: &Layout, everything: bool) -> Result<()
     }
 }
 
+/// Every jail, incomplete ones too; refused, naming them, while any of
+/// them runs.
+fn all_stopped(lib: &Libzfs, layout: &Layout, running: &HashSet<String>) -> Result<Vec<Jail>, ActionError> {
+    let jails = jails::read_all_with_incomplete(lib, layout)?;
+    let up = running_iocage_jails(&jails, running);
+    if up.is_empty() { Ok(jails) } else { Err(ActionError::JailsRunning(up)) }
+}
+
 /// cleanjails: every jail, with the snapshots made for them.
 pub fn clean_jails(
     lib: &Libzfs,
@@ -188,12 +196,8 @@ pub fn clean_jails(
     running: &HashSet<String>,
     on_each: OnDestroyed,
 ) -> Result<(), ActionError> {
-    let jails = jails::read_all_with_incomplete(lib, layout)?;
-    let up = running_iocage_jails(&jails, running);
-    if !up.is_empty() {
-        return Err(ActionError::JailsRunning(up));
-    }
-    check_removable(lib, layout, &[layout.jails()])?;
+    let jails = all_stopped(lib, layout, running)?;
+    check_clean(lib, layout, false)?;
     if lib.exists(&layout.jails()) {
         destroy_entries(lib, layout, &[layout.jails()], on_each)?;
         lib.create_filesystem(&layout.jails(), &[])?;
@@ -243,12 +247,8 @@ pub fn clean_all(
     running: &HashSet<String>,
     on_each: OnDestroyed,
 ) -> Result<(), ActionError> {
-    let jails = jails::read_all_with_incomplete(lib, layout)?;
-    let up = running_iocage_jails(&jails, running);
-    if !up.is_empty() {
-        return Err(ActionError::JailsRunning(up));
-    }
-    check_nothing_outside_depends(lib, layout)?;
+    all_stopped(lib, layout, running)?;
+    check_clean(lib, layout, true)?;
     let children =
         lib.children(&layout.root()).or_else(|e| if e.kind == ErrorKind::NotFound { Ok(vec![]) } else { Err(e) })?;
     destroy_entries(lib, layout, &children, on_each)
