@@ -495,6 +495,67 @@ fn profile(d: &Daemon, label: &str) {
     println!("{}", String::from_utf8_lossy(&report.stdout));
 }
 
+/// The daemon's memory at `n` jails after the same reads, for the base
+/// build (IOCAGED_BASE_BIN, when set) and this one (or the builds
+/// IOCAGED_RSS_BINS lists), each also with glibc's
+/// malloc held to one arena per CPU at most (`MALLOC_ARENA_MAX`), on one
+/// pool in one run.
+fn rss_compared(n: usize) -> Vec<String> {
+    let _f = Fixture::fresh();
+    let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
+    populate(&d, n);
+    assert!(d.stop());
+    let mut rows = vec![
+        format!("### Daemon memory at {n} jails after the same reads (KiB)"),
+        String::new(),
+        "| build | environment | RSS | peak (VmHWM) |".into(),
+        "|---|---|---|---|".into(),
+    ];
+    // IOCAGED_RSS_BINS=A,B,...: these builds instead, in this order.
+    let bins: Vec<Option<String>> = match std::env::var("IOCAGED_RSS_BINS") {
+        Ok(list) => list.split(',').map(|b| Some(b.to_string())).collect(),
+        Err(_) => vec![std::env::var("IOCAGED_BASE_BIN").ok(), None],
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get()).to_string();
+    for bin in bins.iter().map(Option::as_deref) {
+        for env in [vec![], vec![("MALLOC_ARENA_MAX", cpus.as_str())]] {
+            let d = Daemon::start_build_env(bin, &[], Some(DAEMON_LOG), &env);
+            read_everything(&d, n);
+            let (rss, peak) = rig::host::rss_kib(d.pid().unwrap());
+            let shown = env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+            rows.push(format!(
+                "| {} | {} | {rss} | {} |",
+                bin.map_or("this build".to_string(), |b| format!("`{b}`")),
+                if shown.is_empty() { "-".to_string() } else { format!("`{shown}`") },
+                peak.map_or("-".to_string(), |p| p.to_string())
+            ));
+            println!("[bench] {}", rows.last().unwrap());
+            assert!(d.stop());
+        }
+    }
+    rows.push(String::new());
+    rows
+}
+
+/// Every read action 20 times over REST and over a WebSocket, then
+/// listjails from 8 clients at once for a second: what the daemon holds
+/// after serving reads from all its threads.
+fn read_everything(d: &Daemon, n: usize) {
+    let mut ws = Ws::connect(d.ws);
+    for (_, action, req) in reads() {
+        for _ in 0..20 {
+            rest_call(d.rest, &req, action);
+            let r = ws.call(&json!({"id": "m", "namespace": "sysadm", "name": "iocage", "args": req}));
+            ok(&r, action);
+        }
+    }
+    let listed = ok(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails");
+    assert_eq!(listed.as_object().map(|o| o.len()), Some(n), "{n} jails listed");
+    let req = json!({"namespace": "sysadm", "name": "iocage", "args": {"action": "listjails"}});
+    throughput(d.rest, false, 8, &req, Duration::from_secs(1));
+    throughput(d.ws, true, 8, &req, Duration::from_secs(1));
+}
+
 /// [`throughput_table`] at `n` jails for this build and, when
 /// `IOCAGED_BASE_BIN` names another, for that one on the same pool first.
 fn throughput_compared(p: &Plan, n: usize) -> Vec<String> {
@@ -758,6 +819,15 @@ fn main() {
     // same run (before/after).
     if std::env::args().any(|a| a == "--throughput" || a == "--df") {
         results.extend(throughput_compared(&p, 100));
+        for line in results {
+            say(line);
+        }
+        return;
+    }
+    // `--rss`: the daemon's memory at the largest size alone, for this
+    // build and IOCAGED_BASE_BIN's, on the same pool in the same run.
+    if std::env::args().any(|a| a == "--rss") {
+        results.extend(rss_compared(*p.sizes.last().unwrap()));
         for line in results {
             say(line);
         }

@@ -30,7 +30,7 @@ pub type Groups = Vec<(i64, Vec<(String, String)>)>;
 
 /// The `boot=on` jails (complete, not templates) that are running
 /// (`running_ones`) or not, by priority.
-pub fn plan(jails: &[Jail], running: &HashSet<String>, running_ones: bool) -> Groups {
+pub fn plan(jails: &[Arc<Jail>], running: &HashSet<String>, running_ones: bool) -> Groups {
     let mut groups: BTreeMap<i64, Vec<(String, String)>> = BTreeMap::new();
     for j in jails.iter().filter(|j| !j.incomplete) {
         if j.get("boot") != "on" || j.get("template") == "yes" {

@@ -65,12 +65,12 @@ impl Snapshot {
 pub struct Listing {
     /// The complete jails, then those still being created; each part
     /// sorted by UUID.
-    jails: Arc<Vec<Jail>>,
+    jails: Arc<Vec<Arc<Jail>>>,
     complete: usize,
 }
 
 impl Listing {
-    pub(super) fn new(mut jails: Vec<Jail>) -> Listing {
+    pub(super) fn new(mut jails: Vec<Arc<Jail>>) -> Listing {
         jails.sort_by(|a, b| a.incomplete.cmp(&b.incomplete).then_with(|| a.uuid.cmp(&b.uuid)));
         let complete = jails.iter().take_while(|j| !j.incomplete).count();
         Listing { jails: Arc::new(jails), complete }
@@ -84,15 +84,15 @@ impl Listing {
 
     /// Every jail dataset, those still being created (or left by a create
     /// that crashed) included.
-    pub fn with_incomplete(&self) -> &[Jail] {
+    pub fn with_incomplete(&self) -> &[Arc<Jail>] {
         &self.jails
     }
 }
 
 impl Deref for Listing {
-    type Target = [Jail];
+    type Target = [Arc<Jail>];
 
-    fn deref(&self) -> &[Jail] {
+    fn deref(&self) -> &[Arc<Jail>] {
         &self.jails[..self.complete]
     }
 }
@@ -306,7 +306,7 @@ impl Index {
                 return Ok(s.jails.clone());
             }
             if let Some(changed) = changed_jails(layout, &tail, from) {
-                let mut all: Vec<Jail> =
+                let mut all: Vec<Arc<Jail>> =
                     s.jails.with_incomplete().iter().filter(|j| !changed.contains(&j.uuid)).cloned().collect();
                 for uuid in &changed {
                     all.extend(jails::read_one(lib, layout, uuid)?);
@@ -344,11 +344,11 @@ mod tests {
     #[test]
     fn a_listing_shows_complete_jails_and_keeps_the_others_apart() {
         let mut making = jails::test_jail("bbbb", &[("tag", "new")]);
-        making.incomplete = true;
+        Arc::make_mut(&mut making).incomplete = true;
         let read =
             vec![jails::test_jail("aaaa", &[("tag", "web")]), making, jails::test_jail("cccc", &[("tag", "db")])];
         let l = Listing::new(read);
-        let uuids = |js: &[Jail]| js.iter().map(|j| j.uuid.clone()).collect::<Vec<_>>();
+        let uuids = |js: &[Arc<Jail>]| js.iter().map(|j| j.uuid.clone()).collect::<Vec<_>>();
         assert_eq!(uuids(&l), ["aaaa", "cccc"], "complete jails, in UUID order");
         assert_eq!(uuids(l.with_incomplete()), ["aaaa", "cccc", "bbbb"]);
         assert!(jails::resolve(&l, "new").is_err(), "a jail being created is not found by its tag");

@@ -1,7 +1,9 @@
 //! Reading jails: every jail's properties in one pass over
 //! `POOL/iocage/jails`, and finding the jail a client means.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::zfs::{DatasetProps, ErrorKind, Libzfs, NativeValue, ZfsError};
 
@@ -17,8 +19,29 @@ pub struct Jail {
     pub dataset: String,
     /// Still being created (or left behind by a create that crashed).
     pub incomplete: bool,
-    user: BTreeMap<String, String>,
+    user: BTreeMap<Text, Text>,
     native: BTreeMap<String, NativeValue>,
+}
+
+/// A stored property's name or value. A thousand jails hold about 120
+/// properties each, whose names are the catalogue's and whose values are
+/// mostly its defaults or the same few words: those are kept as the
+/// catalogue's and [`COMMON_VALUES`]' own strings, not as copies.
+pub type Text = Cow<'static, str>;
+
+/// Values many properties hold besides their defaults, kept once (sorted).
+const COMMON_VALUES: &[&str] =
+    &["", "-", "0", "1", "auto", "disable", "inherit", "new", "no", "none", "off", "on", "yes"];
+
+/// A stored property as a jail keeps it (see [`Text`]).
+fn stored_text(name: &str, value: String) -> (Text, Text) {
+    let prop = props::lookup(name);
+    let value = match (prop, COMMON_VALUES.binary_search(&value.as_str())) {
+        (Some(p), _) if p.default == value => Cow::Borrowed(p.default),
+        (_, Ok(i)) => Cow::Borrowed(COMMON_VALUES[i]),
+        _ => Cow::Owned(value),
+    };
+    (prop.map_or_else(|| Cow::Owned(name.to_string()), |p| Cow::Borrowed(p.name)), value)
 }
 
 /// The user property that marks a jail whose creation has not finished.
@@ -33,14 +56,14 @@ impl Jail {
         let user = d
             .user
             .into_iter()
-            .filter_map(|(k, v)| k.strip_prefix(USER_PREFIX).map(|k| (k.to_string(), v.value)))
+            .filter_map(|(k, v)| k.strip_prefix(USER_PREFIX).map(|k| stored_text(k, v.value)))
             .collect();
         Jail { uuid, dataset: d.name, incomplete, user, native: d.native }
     }
 
     /// The jail's tag; its UUID when it has none.
     pub fn tag(&self) -> &str {
-        match self.user.get("tag").map(String::as_str) {
+        match self.user.get("tag").map(|t| t.as_ref()) {
             Some(t) if t != "-" && !t.is_empty() => t,
             _ => &self.uuid,
         }
@@ -54,20 +77,20 @@ impl Jail {
             Some(p) if p.kind.is_native() => {
                 self.native.get(name).and_then(|v| v.printed.clone()).unwrap_or_else(|| "-".to_string())
             }
-            _ => self.user.get(name).cloned().unwrap_or_else(|| "-".to_string()),
+            _ => self.user.get(name).map_or_else(|| "-".to_string(), |v| v.to_string()),
         }
     }
 
-    /// This jail with all its native properties read (for one jail found
+    /// A copy of this jail with all its native properties read (for one jail found
     /// in the index: cheaper than scanning every jail for them).
-    pub fn with_natives(mut self, lib: &Libzfs) -> Result<Jail, ZfsError> {
+    pub fn with_natives(&self, lib: &Libzfs) -> Result<Jail, ZfsError> {
         let names: Vec<&str> = props::native_names().collect();
-        self.native = lib.native_props(&self.dataset, &names)?;
-        Ok(self)
+        let native = lib.native_props(&self.dataset, &names)?;
+        Ok(Jail { native, ..self.clone() })
     }
 
     /// The iocage properties stored on the jail's dataset (API names).
-    pub fn stored(&self) -> &BTreeMap<String, String> {
+    pub fn stored(&self) -> &BTreeMap<Text, Text> {
         &self.user
     }
 
@@ -99,7 +122,7 @@ impl Natives {
 
 /// Every complete jail on the pool, sorted by UUID, with the native
 /// properties asked for (others read as `-`). No jails dataset: no jails.
-pub fn read_all(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<Jail>, ZfsError> {
+pub fn read_all(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<Arc<Jail>>, ZfsError> {
     Ok(read(lib, layout, natives)?.into_iter().filter(|j| !j.incomplete).collect())
 }
 
@@ -107,24 +130,24 @@ pub fn read_all(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<J
 /// properties only: what the writes check (tags in use, running jails,
 /// dependents, unfinished creates) needs no native property, and reading
 /// those costs two libzfs lookups per property and jail.
-pub fn read_all_with_incomplete(lib: &Libzfs, layout: &Layout) -> Result<Vec<Jail>, ZfsError> {
+pub fn read_all_with_incomplete(lib: &Libzfs, layout: &Layout) -> Result<Vec<Arc<Jail>>, ZfsError> {
     read(lib, layout, Natives::None)
 }
 
 /// One jail dataset (complete or not) with its iocage properties; `None`
 /// when there is no such dataset.
-pub fn read_one(lib: &Libzfs, layout: &Layout, uuid: &str) -> Result<Option<Jail>, ZfsError> {
+pub fn read_one(lib: &Libzfs, layout: &Layout, uuid: &str) -> Result<Option<Arc<Jail>>, ZfsError> {
     let name = layout.jail(uuid);
     match lib.user_props(&name) {
-        Ok(user) => Ok(Some(Jail::from_dataset(DatasetProps { name, user, native: BTreeMap::new() }))),
+        Ok(user) => Ok(Some(Arc::new(Jail::from_dataset(DatasetProps { name, user, native: BTreeMap::new() })))),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-fn read(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<Jail>, ZfsError> {
+fn read(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<Arc<Jail>>, ZfsError> {
     match lib.scan_children(&layout.jails(), &natives.names()) {
-        Ok(ds) => Ok(ds.into_iter().map(Jail::from_dataset).collect()),
+        Ok(ds) => Ok(ds.into_iter().map(|d| Arc::new(Jail::from_dataset(d))).collect()),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
     }
@@ -132,14 +155,14 @@ fn read(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<Jail>, Zf
 
 /// The jail `query` names: an exact UUID, else an exact tag, else the one
 /// jail whose UUID starts with it. Never a pattern or a substring.
-pub fn resolve<'a>(jails: &'a [Jail], query: &str) -> Result<&'a Jail, ActionError> {
+pub fn resolve<'a>(jails: &'a [Arc<Jail>], query: &str) -> Result<&'a Arc<Jail>, ActionError> {
     if query.is_empty() {
         return Err(ActionError::BadArgument { key: "jail", reason: "it is empty".into() });
     }
     if let Some(j) = jails.iter().find(|j| j.uuid == query) {
         return Ok(j);
     }
-    let tagged: Vec<&Jail> = jails.iter().filter(|j| j.user.get("tag").is_some_and(|t| t == query)).collect();
+    let tagged: Vec<&Arc<Jail>> = jails.iter().filter(|j| j.user.get("tag").is_some_and(|t| t == query)).collect();
     let matches = if tagged.is_empty() { jails.iter().filter(|j| j.uuid.starts_with(query)).collect() } else { tagged };
     match matches.as_slice() {
         [one] => Ok(one),
@@ -152,20 +175,20 @@ pub fn resolve<'a>(jails: &'a [Jail], query: &str) -> Result<&'a Jail, ActionErr
 }
 
 /// The jail with this UUID exactly (never a tag or a prefix).
-pub fn by_uuid<'a>(jails: &'a [Jail], uuid: &str) -> Result<&'a Jail, ActionError> {
+pub fn by_uuid<'a>(jails: &'a [Arc<Jail>], uuid: &str) -> Result<&'a Arc<Jail>, ActionError> {
     jails.iter().find(|j| j.uuid == uuid).ok_or_else(|| ActionError::JailNotFound(uuid.to_string()))
 }
 
 #[cfg(test)]
-pub(crate) fn test_jail(uuid: &str, user: &[(&str, &str)]) -> Jail {
-    Jail {
+pub(crate) fn test_jail(uuid: &str, user: &[(&str, &str)]) -> Arc<Jail> {
+    Arc::new(Jail {
         uuid: uuid.into(),
         dataset: format!("tank/iocage/jails/{uuid}"),
         incomplete: false,
         user: user
             .iter()
             .filter(|(k, _)| !props::lookup(k).is_some_and(|p| p.kind.is_native()))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| stored_text(k, v.to_string()))
             .collect(),
         native: user
             .iter()
@@ -179,20 +202,34 @@ pub(crate) fn test_jail(uuid: &str, user: &[(&str, &str)]) -> Jail {
                 (k.to_string(), value)
             })
             .collect(),
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn jails() -> Vec<Jail> {
+    fn jails() -> Vec<Arc<Jail>> {
         vec![
             test_jail("0bf985de-ca0f-11e5-8d45-d05099728dbf", &[("tag", "test")]),
             test_jail("0bf9aaaa-ca0f-11e5-8d45-d05099728dbf", &[("tag", "foo")]),
             test_jail("9b8e1033-d065-11e5-8209-d05099728dbf", &[("tag", "foo-bar")]),
             test_jail("c0ffee00-0000-0000-0000-000000000000", &[]),
         ]
+    }
+
+    #[test]
+    fn stored_names_and_usual_values_are_the_catalogue_s_own_strings() {
+        assert!(COMMON_VALUES.windows(2).all(|w| w[0] < w[1]), "sorted, for the binary search");
+        let is_static = |t: &Text| matches!(t, Cow::Borrowed(_));
+        let (name, value) = stored_text("boot", "off".into());
+        assert!(is_static(&name) && is_static(&value) && name == "boot" && value == "off");
+        let (name, value) = stored_text("host_hostname", "web".into());
+        assert!(is_static(&name) && !is_static(&value) && value == "web");
+        let (name, value) = stored_text("not_catalogued", "none".into());
+        assert!(!is_static(&name) && is_static(&value) && name == "not_catalogued");
+        let j = test_jail("u", &[("boot", "on"), ("tag", "web")]);
+        assert_eq!((j.get("boot"), j.get("tag"), j.get("notes")), ("on".into(), "web".into(), "-".into()));
     }
 
     #[test]

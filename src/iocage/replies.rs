@@ -130,7 +130,7 @@ impl ListCache {
 }
 
 /// `{uuid: {boot, ip4, jid, state, tag, type}}`
-pub(super) fn list_jails(jails: &[Jail], running: &HashMap<String, i64>) -> Value {
+pub(super) fn list_jails(jails: &[Arc<Jail>], running: &HashMap<String, i64>) -> Value {
     let mut out = Map::new();
     for j in jails {
         let jid = running.get(&kernel_name(&j.uuid));
@@ -155,7 +155,7 @@ pub(super) fn list_jails(jails: &[Jail], running: &HashMap<String, i64>) -> Valu
 
 /// The four getjailsettings modes.
 pub(super) fn jail_settings(
-    jails: &[Jail],
+    jails: &[Arc<Jail>],
     jail: Option<&str>,
     prop: Option<&str>,
     all_jails: bool,
@@ -192,7 +192,7 @@ pub(super) fn list_releases(releases: &[(String, Vec<String>)]) -> Value {
 }
 
 /// `{uuid: {ava, crt, qta, res, tag, use}}`
-pub(super) fn df(jails: &[Jail]) -> Value {
+pub(super) fn df(jails: &[Arc<Jail>]) -> Value {
     let mut out = Map::new();
     for j in jails {
         out.insert(

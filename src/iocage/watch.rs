@@ -30,29 +30,38 @@ use super::props::{self, Format};
 /// How often changes made behind the daemon's back are looked for.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// One jail as the watcher compares it.
+/// One jail as the watcher compares it: the index's own copy of the jail
+/// (shared, not copied: the index reads again only the jails that
+/// changed, so an unchanged jail is the very same one round after round).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JailState {
-    pub tag: String,
     pub running: bool,
-    /// Its iocage properties (names without the user-property prefix).
-    pub props: BTreeMap<String, String>,
+    pub jail: Arc<Jail>,
+}
+
+impl JailState {
+    /// The names of the iocage properties whose values differ in `other`.
+    fn changed(&self, other: &JailState) -> Vec<String> {
+        if Arc::ptr_eq(&self.jail, &other.jail) {
+            return Vec::new();
+        }
+        let (o, n) = (self.jail.stored(), other.jail.stored());
+        let names: BTreeSet<&super::jails::Text> = o.keys().chain(n.keys()).collect();
+        names.into_iter().filter(|k| o.get(*k) != n.get(*k)).map(|k| k.to_string()).collect()
+    }
 }
 
 /// Every complete jail, by UUID.
 pub type States = BTreeMap<String, JailState>;
 
 /// The states of `jails`, running when their kernel name is in `running`.
-pub fn states(jails: &[Jail], running: &HashSet<String>) -> States {
+pub fn states(jails: &[Arc<Jail>], running: &HashSet<String>) -> States {
     jails
         .iter()
         .filter(|j| !j.incomplete)
         .map(|j| {
-            let state = JailState {
-                tag: j.tag().to_string(),
-                running: running.contains(&crate::runtime::kernel_name(&j.uuid)),
-                props: j.stored().clone(),
-            };
+            let state =
+                JailState { running: running.contains(&crate::runtime::kernel_name(&j.uuid)), jail: Arc::clone(j) };
             (j.uuid.clone(), state)
         })
         .collect()
@@ -123,7 +132,7 @@ pub fn diff(old: &States, new: &States) -> Vec<JailEvent> {
         let event = |event, s: &JailState, state, changed| JailEvent {
             event,
             uuid: uuid.clone(),
-            tag: s.tag.clone(),
+            tag: s.jail.tag().to_string(),
             state,
             changed,
             error: None,
@@ -138,12 +147,7 @@ pub fn diff(old: &States, new: &States) -> Vec<JailEvent> {
                 }
             }
             (Some(o), Some(n)) => {
-                let names: BTreeSet<&String> = o.props.keys().chain(n.props.keys()).collect();
-                let (limits, others): (Vec<String>, Vec<String>) = names
-                    .into_iter()
-                    .filter(|k| o.props.get(*k) != n.props.get(*k))
-                    .map(|k| k.to_string())
-                    .partition(|k| is_limit(k));
+                let (limits, others): (Vec<String>, Vec<String>) = o.changed(n).into_iter().partition(|k| is_limit(k));
                 // The state first: a start's own `last_started` is then
                 // reported after it, whether seen in one round or two.
                 if o.running != n.running {
@@ -211,24 +215,20 @@ pub async fn watch(
 mod tests {
     use super::*;
 
-    fn jail(tag: &str, running: bool, props: &[(&str, &str)]) -> JailState {
-        JailState {
-            tag: tag.into(),
-            running,
-            props: props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
+    fn jail(uuid: &str, running: bool, props: &[(&str, &str)]) -> JailState {
+        JailState { running, jail: crate::iocage::jails::test_jail(uuid, props) }
     }
 
     #[test]
     fn each_change_is_one_event() {
         let old: States = [
-            ("a".to_string(), jail("web", false, &[("tag", "web"), ("boot", "off"), ("memoryuse", "off")])),
-            ("b".to_string(), jail("db", true, &[("tag", "db")])),
+            ("a".to_string(), jail("a", false, &[("tag", "web"), ("boot", "off"), ("memoryuse", "off")])),
+            ("b".to_string(), jail("b", true, &[("tag", "db")])),
         ]
         .into();
         let new: States = [
-            ("a".to_string(), jail("web", true, &[("tag", "web"), ("boot", "on"), ("memoryuse", "deny=1G")])),
-            ("c".to_string(), jail("new", false, &[("tag", "new")])),
+            ("a".to_string(), jail("a", true, &[("tag", "web"), ("boot", "on"), ("memoryuse", "deny=1G")])),
+            ("c".to_string(), jail("c", false, &[("tag", "new")])),
         ]
         .into();
         let events = diff(&old, &new);
@@ -245,6 +245,13 @@ mod tests {
             ]
         );
         assert!(diff(&new, &new).is_empty(), "no change, no event");
+        // The same values read again (a jail the index read anew): no event.
+        let again: States = new
+            .iter()
+            .map(|(u, s)| (u.clone(), JailState { jail: Arc::new((*s.jail).clone()), ..s.clone() }))
+            .collect();
+        assert!(diff(&new, &again).is_empty(), "equal values read again, no event");
+        assert_eq!(events[0].tag, "web", "the tag is the jail's");
         let mut stopped = new.clone();
         stopped.get_mut("a").unwrap().running = false;
         let e = diff(&new, &stopped);

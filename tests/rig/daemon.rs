@@ -39,6 +39,12 @@ impl Daemon {
     /// `IOCAGED_BIN`, else this build's): the benchmark compares two builds
     /// in one run.
     pub fn start_build(bin: Option<&str>, extra: &[&str], log: Option<&str>) -> Daemon {
+        Daemon::start_build_env(bin, extra, log, &[])
+    }
+
+    /// [`Daemon::start_build`] with these variables added to the daemon's
+    /// environment (the benchmark compares allocator settings).
+    pub fn start_build_env(bin: Option<&str>, extra: &[&str], log: Option<&str>, env: &[(&str, &str)]) -> Daemon {
         let port = NEXT_PORT.fetch_add(2, Ordering::SeqCst);
         let ws: SocketAddr = ([127, 0, 0, 1], port).into();
         let rest: SocketAddr = ([127, 0, 0, 1], port + 1).into();
@@ -58,6 +64,7 @@ impl Daemon {
             .args(["--keys", &keys_file, "--pam-service", PAM_SERVICE])
             .args(extra)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stderr(match log {
                 Some(path) => Stdio::from(std::fs::File::create(path).expect("create the daemon's log")),

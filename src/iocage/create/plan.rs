@@ -9,6 +9,7 @@ use crate::iocage::names;
 use crate::iocage::props::{self, Kind, PropError, USER_PREFIX};
 use crate::iocage::request::{CreateKind, PropList};
 use crate::zfs::Libzfs;
+use std::sync::Arc;
 
 use super::Plan;
 
@@ -86,7 +87,7 @@ fn set(props: &mut Vec<(String, String)>, name: &str, value: String) {
     }
 }
 
-fn check_tag(jails: &[Jail], tag: &str) -> Result<(), ActionError> {
+fn check_tag(jails: &[Arc<Jail>], tag: &str) -> Result<(), ActionError> {
     match jails.iter().find(|j| j.stored().get("tag").is_some_and(|t| t == tag) || j.uuid == tag) {
         Some(j) => Err(ActionError::TagInUse { tag: tag.into(), uuid: j.uuid.clone() }),
         None => Ok(()),
@@ -99,7 +100,7 @@ fn check_tag(jails: &[Jail], tag: &str) -> Result<(), ActionError> {
 pub fn prepare(
     lib: &Libzfs,
     layout: &Layout,
-    jails: &[Jail],
+    jails: &[Arc<Jail>],
     kind: CreateKind,
     client: &PropList,
     allow_host_hooks: bool,
@@ -166,7 +167,7 @@ fn check_data_dataset(plan: &Plan) -> Result<(), ActionError> {
 /// `jails` as for [`prepare`].
 pub fn prepare_clone(
     layout: &Layout,
-    jails: &[Jail],
+    jails: &[Arc<Jail>],
     source: &Jail,
     client: &PropList,
     allow_host_hooks: bool,
@@ -194,7 +195,7 @@ pub fn prepare_clone(
         uuid,
         tag,
         kind: CreateKind::Clone,
-        release: source.stored().get("release").cloned(),
+        release: source.stored().get("release").map(|r| r.to_string()),
         source: Some(source.uuid.clone()),
         user,
         native,

@@ -4,6 +4,7 @@
 //! circle of clones together).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::iocage::error::ActionError;
 use crate::iocage::jails::{self, Jail};
@@ -13,7 +14,7 @@ use crate::zfs::{ErrorKind, Libzfs};
 
 use super::{destroy_tree, origin, remove_snapshots_named};
 
-fn running_iocage_jails(jails: &[Jail], running: &HashSet<String>) -> Vec<String> {
+fn running_iocage_jails(jails: &[Arc<Jail>], running: &HashSet<String>) -> Vec<String> {
     jails
         .iter()
         .filter(|j| running.contains(&kernel_name(&j.uuid)))
@@ -22,7 +23,7 @@ fn running_iocage_jails(jails: &[Jail], running: &HashSet<String>) -> Vec<String
 }
 
 /// Jails with a dataset cloned from something under `top`.
-fn dependents_of(lib: &Libzfs, jails: &[Jail], top: &str) -> Result<Vec<String>, ActionError> {
+fn dependents_of(lib: &Libzfs, jails: &[Arc<Jail>], top: &str) -> Result<Vec<String>, ActionError> {
     let prefix = format!("{top}/");
     let mut out = Vec::new();
     for j in jails {
@@ -183,7 +184,7 @@ pub fn check_clean(lib: &Libzfs, layout: &Layout, everything: bool) -> Result<()
 
 /// Every jail, incomplete ones too; refused, naming them, while any of
 /// them runs.
-fn all_stopped(lib: &Libzfs, layout: &Layout, running: &HashSet<String>) -> Result<Vec<Jail>, ActionError> {
+fn all_stopped(lib: &Libzfs, layout: &Layout, running: &HashSet<String>) -> Result<Vec<Arc<Jail>>, ActionError> {
     let jails = jails::read_all_with_incomplete(lib, layout)?;
     let up = running_iocage_jails(&jails, running);
     if up.is_empty() { Ok(jails) } else { Err(ActionError::JailsRunning(up)) }

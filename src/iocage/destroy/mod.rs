@@ -66,7 +66,7 @@ pub fn recover(lib: &Libzfs, layout: &Layout) -> Result<Vec<String>, ActionError
     for j in jails::read_all_with_incomplete(lib, layout)?.into_iter().filter(|j| j.incomplete) {
         destroy_tree(lib, layout, &j.dataset)?;
         remove_snapshots_named(lib, layout, &j.uuid);
-        removed.push(j.uuid);
+        removed.push(j.uuid.clone());
     }
     let releases = match lib.children(&layout.releases()) {
         Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),

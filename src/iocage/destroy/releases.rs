@@ -5,6 +5,7 @@ use crate::iocage::error::ActionError;
 use crate::iocage::jails::{self, INCOMPLETE_PROP, Jail};
 use crate::iocage::layout::Layout;
 use crate::zfs::{ErrorKind, Libzfs};
+use std::sync::Arc;
 
 use super::{destroy_tree, entry_of};
 
@@ -20,7 +21,7 @@ fn release_entries(lib: &Libzfs, layout: &Layout, release: &str) -> Vec<String> 
 
 /// Who holds clones of `entries`' snapshots: a jail as `uuid (tag)`, else
 /// the dataset (a template, or anything else).
-fn holders(lib: &Libzfs, layout: &Layout, jails: &[Jail], entries: &[String]) -> Result<Vec<String>, ActionError> {
+fn holders(lib: &Libzfs, layout: &Layout, jails: &[Arc<Jail>], entries: &[String]) -> Result<Vec<String>, ActionError> {
     let mut out: Vec<String> = Vec::new();
     for entry in entries {
         for (clone, _) in lib.outside_clones(entry)? {

@@ -1,6 +1,7 @@
 //! The seventeen actions, one arm each: what each reads or changes, in
 //! which steps, and the reply it makes (shapes in `replies`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -42,8 +43,8 @@ impl Iocage {
                         }
                         (false, Some(query)) if natives => {
                             let listed = index.jails(lib, &layout, arrived)?;
-                            let one = jails::resolve(&listed, query)?.clone().with_natives(lib)?;
-                            jail_settings(&[one], Some(query), prop.as_deref(), false)
+                            let one = jails::resolve(&listed, query)?.with_natives(lib)?;
+                            jail_settings(&[Arc::new(one)], Some(query), prop.as_deref(), false)
                         }
                         _ => {
                             let listed = index.jails(lib, &layout, arrived)?;

@@ -52,7 +52,7 @@ impl Iocage {
                 jails
                     .iter()
                     .filter(|j| running.contains(&kernel_name(&j.uuid)))
-                    .map(|j| located(lib, &layout, lifecycle::plan(&j.clone().with_natives(lib)?)?))
+                    .map(|j| located(lib, &layout, lifecycle::plan(&j.with_natives(lib)?)?))
                     .collect()
             })
             .await?;
@@ -76,7 +76,7 @@ impl Iocage {
         let policy = self.policy.clone();
         self.on_jails(move |lib, layout, listed| {
             let mut plan =
-                located(lib, &layout, lifecycle::plan(&jails::resolve(&listed, &query)?.clone().with_natives(lib)?)?)?;
+                located(lib, &layout, lifecycle::plan(&jails::resolve(&listed, &query)?.with_natives(lib)?)?)?;
             plan.policy = policy;
             Ok(plan)
         })
