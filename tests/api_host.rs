@@ -20,8 +20,9 @@ use client::{Ws, http_anonymous};
 use iocaged::api::{Actions, Api, PoolStates, events::Hub, server};
 use iocaged::auth::{Auth, Role, keys};
 use iocaged::config::Limits;
+use iocaged::iocage::body::Kept;
 use iocaged::iocage::request::Shown;
-use iocaged::iocage::{ActionError, JailUsage, Request, ServiceMetrics};
+use iocaged::iocage::{ActionError, Body, JailUsage, Request, ServiceMetrics};
 use iocaged::runtime::Usage;
 use iocaged::runtime::console::Input;
 use iocaged::runtime::stream::{Chunk, Stream};
@@ -36,11 +37,15 @@ struct Fake {
 }
 
 impl Actions for Fake {
-    fn run(&self, req: Request) -> BoxFuture<'_, Result<Value, ActionError>> {
+    fn run(&self, req: Request) -> BoxFuture<'_, Result<Body, ActionError>> {
         self.seen.lock().unwrap().push(req.action().name().to_string());
         Box::pin(async move {
-            match req {
-                Request::ListJails => Ok(json!({"uuid-1": {"tag": "one"}})),
+            let made = match req {
+                // As the daemon's: a listing kept as its text.
+                Request::ListJails => {
+                    let kept = Kept::new(&json!({"uuid-1": {"tag": "one"}})).expect("printable");
+                    return Ok(Body::Kept(Arc::new(kept)));
+                }
                 Request::StartJail { jail } if jail == "slow" => {
                     tokio::time::sleep(Duration::from_millis(600)).await;
                     Ok(json!({"slow": {"+ Started OK": ""}}))
@@ -75,7 +80,8 @@ impl Actions for Fake {
                     Ok(json!({"success": "hung up"}))
                 }
                 other => Ok(json!({ "done": other.action().name() })),
-            }
+            };
+            made.map(Body::Made)
         })
     }
 
@@ -118,7 +124,7 @@ struct Server {
 struct Shared(Arc<Fake>);
 
 impl Actions for Shared {
-    fn run(&self, req: Request) -> BoxFuture<'_, Result<Value, ActionError>> {
+    fn run(&self, req: Request) -> BoxFuture<'_, Result<Body, ActionError>> {
         self.0.run(req)
     }
     fn pool_states(&self) -> BoxFuture<'_, Result<PoolStates, ActionError>> {

@@ -13,7 +13,11 @@
 //! REST: `PUT|GET|POST /<namespace>/<name>`, the body is the args (or its
 //! `"args"` member); reply `{"args": ...}` with the HTTP status.
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
+
+use crate::iocage::Body;
+use crate::iocage::body::{Form, Named};
 
 /// A request, whatever transport it came over.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,10 +168,69 @@ fn id_is_empty(id: &Value) -> bool {
     }
 }
 
-/// The WebSocket reply to `call`.
-pub fn ws_reply(call: &Call, out: Value) -> Value {
+/// What a call answers: the `args` of its reply.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// Made by the API itself (logins, queries, subscriptions).
+    Value(Value),
+    /// An iocage action's: `{ACTION: body}`.
+    Action(&'static str, Body),
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Reply {
+        Reply::Value(v)
+    }
+}
+
+impl Reply {
+    /// The iocage action's in-band error, if it reports one.
+    pub fn action_error(&self) -> Option<&str> {
+        match self {
+            Reply::Action(_, body) => body.error(),
+            Reply::Value(_) => None,
+        }
+    }
+
+    fn written(&self, form: Form) -> Args<'_> {
+        Args { reply: self, form }
+    }
+}
+
+/// A reply's `args` as one transport writes them.
+struct Args<'a> {
+    reply: &'a Reply,
+    form: Form,
+}
+
+impl Serialize for Args<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.reply {
+            Reply::Value(v) => v.serialize(s),
+            Reply::Action(name, body) => Named { name, body: body.written(self.form) }.serialize(s),
+        }
+    }
+}
+
+/// A reply that could not be written (a bug): said as an error instead.
+fn unwritable(id: &Value, e: &serde_json::Error) -> String {
+    let err = ProtocolError::new(Status::Internal, format!("the reply could not be written: {e}"));
+    ws_error(id, &err).to_string()
+}
+
+/// The WebSocket reply to `call`, as sent (keys in the order the original
+/// server wrote them).
+pub fn ws_reply(call: &Call, out: &Reply) -> String {
+    #[derive(Serialize)]
+    struct WsReply<'a> {
+        args: Args<'a>,
+        id: &'a Value,
+        name: &'a str,
+        namespace: &'a str,
+    }
     let name = if id_is_empty(&call.id) { call.name.as_str() } else { "response" };
-    json!({ "args": out, "id": call.id, "name": name, "namespace": call.namespace })
+    let reply = WsReply { args: out.written(Form::Compact), id: &call.id, name, namespace: &call.namespace };
+    serde_json::to_string(&reply).unwrap_or_else(|e| unwritable(&call.id, &e))
 }
 
 /// A message pushed under `call`'s id before its reply (streamed output).
@@ -180,9 +243,22 @@ pub fn ws_error(id: &Value, err: &ProtocolError) -> Value {
     json!({ "args": err.body(), "id": id, "name": "error", "namespace": "error" })
 }
 
-/// The REST reply body (success or error).
+/// The REST reply body of an error.
 pub fn rest_body(out: Value) -> Value {
     json!({ "args": out })
+}
+
+/// The REST reply body of an answered call, as sent: `{"args": ...}`,
+/// pretty-printed as the original server did.
+pub fn rest_reply(out: &Reply) -> String {
+    #[derive(Serialize)]
+    struct RestReply<'a> {
+        args: Args<'a>,
+    }
+    serde_json::to_string_pretty(&RestReply { args: out.written(Form::Indented) }).unwrap_or_else(|e| {
+        let err = ProtocolError::new(Status::Internal, format!("the reply could not be written: {e}"));
+        rest_body(err.body()).to_string()
+    })
 }
 
 #[cfg(test)]
@@ -250,14 +326,28 @@ mod tests {
     fn reply_shapes() {
         let mut c = parse_ws(r#"{"id":"fooid","name":"iocage","namespace":"sysadm","args":{}}"#).unwrap();
         assert_eq!(
-            ws_reply(&c, json!({"a": 1})),
-            json!({"args": {"a": 1}, "id": "fooid", "name": "response", "namespace": "sysadm"})
+            ws_reply(&c, &json!({"a": 1}).into()),
+            r#"{"args":{"a":1},"id":"fooid","name":"response","namespace":"sysadm"}"#
         );
         c.id = json!("");
-        assert_eq!(ws_reply(&c, json!({}))["name"], "iocage", "an empty id echoes the request name");
+        let echoed: Value = serde_json::from_str(&ws_reply(&c, &json!({}).into())).unwrap();
+        assert_eq!(echoed["name"], "iocage", "an empty id echoes the request name");
         let e = ws_error(&json!("fooid"), &ProtocolError::new(Status::NotFound, "no such"));
         assert_eq!(e["args"]["code"], "404");
         assert_eq!(e["args"]["message"], "Not Found");
         assert_eq!((e["name"].as_str(), e["namespace"].as_str()), (Some("error"), Some("error")));
+    }
+
+    #[test]
+    fn a_kept_action_reply_is_sent_as_a_made_one_would_be() {
+        use crate::iocage::body::Kept;
+        let value = json!({"aaa": {"boot": "on", "ip4": "-", "tag": "web"}, "bbb": {"tag": "db"}});
+        let made = Reply::Action("listjails", Body::Made(value.clone()));
+        let kept = Reply::Action("listjails", Body::Kept(std::sync::Arc::new(Kept::new(&value).unwrap())));
+        let c = parse_ws(r#"{"id":"q","name":"iocage","namespace":"sysadm","args":{}}"#).unwrap();
+        assert_eq!(ws_reply(&c, &kept), ws_reply(&c, &made));
+        assert_eq!(rest_reply(&kept), rest_reply(&made));
+        assert_eq!(rest_reply(&made), serde_json::to_string_pretty(&json!({"args": {"listjails": value}})).unwrap());
+        assert!(rest_reply(&kept).contains("\n      \"aaa\": {\n        \"boot\""), "{}", rest_reply(&kept));
     }
 }

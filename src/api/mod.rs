@@ -32,9 +32,9 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, AuthError, Identity, Role};
-use crate::iocage::{ActionError, Iocage, Request, ServiceMetrics, request};
+use crate::iocage::{ActionError, Body, Iocage, Request, ServiceMetrics, request};
 use auth::{Credentials, Peer, WsTurn};
-pub use envelope::{Call, ProtocolError, Status};
+pub use envelope::{Call, ProtocolError, Reply, Status};
 use login::refused;
 
 /// Which transport a call arrived on (for the log).
@@ -53,7 +53,7 @@ pub type PoolStates = Vec<(String, String, u64)>;
 /// without ZFS (`tests/api_host.rs`).
 pub trait Actions: Send + Sync + 'static {
     /// Runs a request; `Ok` is the body that goes under the action's name.
-    fn run(&self, req: Request) -> BoxFuture<'_, Result<Value, ActionError>>;
+    fn run(&self, req: Request) -> BoxFuture<'_, Result<Body, ActionError>>;
     /// Every imported pool's name, health and capacity (percent used).
     fn pool_states(&self) -> BoxFuture<'_, Result<PoolStates, ActionError>>;
     /// What the service reports to `GET /metrics` (see [`metrics`]).
@@ -61,7 +61,7 @@ pub trait Actions: Send + Sync + 'static {
 }
 
 impl Actions for Iocage {
-    fn run(&self, req: Request) -> BoxFuture<'_, Result<Value, ActionError>> {
+    fn run(&self, req: Request) -> BoxFuture<'_, Result<Body, ActionError>> {
         Box::pin(Iocage::run(self, req))
     }
 
@@ -188,12 +188,12 @@ impl Api {
         creds: &Credentials,
         session: Option<&WsTurn>,
         call: &Call,
-    ) -> Result<Value, ProtocolError> {
+    ) -> Result<Reply, ProtocolError> {
         let started = Instant::now();
         let (result, user) = self.dispatch(peer, creds, session, call).await;
         // An action's in-band error goes into the line too (bounded): the
         // operator reading the log sees why, not only that, it failed.
-        let in_band = result.as_ref().ok().and_then(|v| v.as_object()?.values().next()?.get("error")?.as_str());
+        let in_band = result.as_ref().ok().and_then(Reply::action_error);
         let (outcome, error) = match (&result, in_band) {
             (Ok(_), Some(e)) => ("error".to_string(), e.chars().take(300).collect::<String>()),
             (Ok(_), None) => ("ok".to_string(), "-".to_string()),
@@ -272,10 +272,10 @@ impl Api {
         creds: &Credentials,
         session: Option<&WsTurn>,
         call: &Call,
-    ) -> (Result<Value, ProtocolError>, Option<String>) {
+    ) -> (Result<Reply, ProtocolError>, Option<String>) {
         let (ns, name) = (call.namespace.as_str(), call.name.as_str());
         if (ns, name) == ("rpc", "identify") {
-            return (Ok(json!({"type": "server", "hostname": self.hostname})), None);
+            return (Ok(json!({"type": "server", "hostname": self.hostname}).into()), None);
         }
         if self.auth.is_locked_out(peer.addr) {
             return (Err(refused(AuthError::LockedOut)), None);
@@ -293,7 +293,7 @@ impl Api {
                     s.set(token);
                 }
                 match result {
-                    Ok((who, token, secs)) => (Ok(json!([token, secs])), Some(who.user)),
+                    Ok((who, token, secs)) => (Ok(json!([token, secs]).into()), Some(who.user)),
                     Err(e) => (Err(refused(e)), Some(user.to_string())),
                 }
             }
@@ -306,11 +306,14 @@ impl Api {
                     s.set(result.is_ok().then(|| token.to_string()));
                 }
                 match result {
-                    Ok((who, secs)) => (Ok(json!([token, secs.unwrap_or(0)])), Some(who.user)),
+                    Ok((who, secs)) => (Ok(json!([token, secs.unwrap_or(0)]).into()), Some(who.user)),
                     Err(e) => (Err(refused(e)), None),
                 }
             }
-            ("rpc", "auth_ssl", Some(turn)) => self.auth_ssl(peer, turn, call).await,
+            ("rpc", "auth_ssl", Some(turn)) => {
+                let (result, user) = self.auth_ssl(peer, turn, call).await;
+                (result.map(Reply::Value), user)
+            }
             ("rpc", "auth_ssl", None) => (
                 Err(ProtocolError::bad_request("rpc/auth_ssl is a WebSocket login; over REST use Basic or Bearer")),
                 None,
@@ -321,7 +324,7 @@ impl Api {
                     self.auth.logout(&token);
                 }
                 turn.set(None);
-                (Ok(json!({})), None)
+                (Ok(json!({}).into()), None)
             }
             _ => {
                 let who = self.identify(peer, creds, session).await;
@@ -341,7 +344,15 @@ impl Api {
     }
 
     /// Calls that need an identity.
-    async fn authorised(&self, who: &Identity, session: Option<&WsTurn>, call: &Call) -> Result<Value, ProtocolError> {
+    async fn authorised(&self, who: &Identity, session: Option<&WsTurn>, call: &Call) -> Result<Reply, ProtocolError> {
+        match (call.namespace.as_str(), call.name.as_str()) {
+            ("sysadm", "iocage") => self.action(who, session, call).await,
+            _ => self.api_call(who, session, call).await.map(Reply::Value),
+        }
+    }
+
+    /// The calls the API answers itself.
+    async fn api_call(&self, who: &Identity, session: Option<&WsTurn>, call: &Call) -> Result<Value, ProtocolError> {
         match (call.namespace.as_str(), call.name.as_str()) {
             ("rpc", "auth_clear") => {
                 // Over REST: the credentials presented are the session.
@@ -368,30 +379,6 @@ impl Api {
                 let named = if names.len() == 1 { json!(names[0]) } else { json!(names) };
                 Ok(json!({ call.name.as_str(): named }))
             }
-            ("sysadm", "iocage") => {
-                let action = request::action_of(&call.args).map_err(ProtocolError::bad_request)?;
-                if action.is_write() && who.role != Role::ReadWrite {
-                    return Err(ProtocolError::new(
-                        Status::Forbidden,
-                        format!("{} may only read; {} changes things", who.user, action.name()),
-                    ));
-                }
-                let body = match (request::parse(action, &call.args), session) {
-                    (Ok(req), Some(turn)) if req.streams() => self.streamed(who, turn, call, req).await,
-                    // Streamed over REST: refused by the action, naming why.
-                    (Ok(req), _) => self.iocage.run(req).await,
-                    (Err(e), _) => Err(e),
-                };
-                // Refused for load, not for what it asked: a 503 the
-                // client can retry, not an in-band failure of the action.
-                if let Err(e) = &body {
-                    if e.is_overload() {
-                        return Err(ProtocolError::new(Status::ServiceUnavailable, e.to_string()));
-                    }
-                }
-                let body = body.unwrap_or_else(|e| json!({ "error": e.to_string() }));
-                Ok(json!({ action.name(): body }))
-            }
             // Frames of open consoles never come here (see `console`).
             ("sysadm", "console") => Err(ProtocolError::new(
                 Status::NotFound,
@@ -402,5 +389,31 @@ impl Api {
             )),
             (ns, name) => Err(ProtocolError::new(Status::NotFound, format!("no such call {ns}/{name}"))),
         }
+    }
+
+    /// `sysadm/iocage`: the role checked, then the action run.
+    async fn action(&self, who: &Identity, session: Option<&WsTurn>, call: &Call) -> Result<Reply, ProtocolError> {
+        let action = request::action_of(&call.args).map_err(ProtocolError::bad_request)?;
+        if action.is_write() && who.role != Role::ReadWrite {
+            return Err(ProtocolError::new(
+                Status::Forbidden,
+                format!("{} may only read; {} changes things", who.user, action.name()),
+            ));
+        }
+        let body = match (request::parse(action, &call.args), session) {
+            (Ok(req), Some(turn)) if req.streams() => self.streamed(who, turn, call, req).await,
+            // Streamed over REST: refused by the action, naming why.
+            (Ok(req), _) => self.iocage.run(req).await,
+            (Err(e), _) => Err(e),
+        };
+        // Refused for load, not for what it asked: a 503 the
+        // client can retry, not an in-band failure of the action.
+        if let Err(e) = &body {
+            if e.is_overload() {
+                return Err(ProtocolError::new(Status::ServiceUnavailable, e.to_string()));
+            }
+        }
+        let body = body.unwrap_or_else(|e| Body::Made(json!({ "error": e.to_string() })));
+        Ok(Reply::Action(action.name(), body))
     }
 }

@@ -53,7 +53,7 @@ pub fn routes(
                     Err(e) => Err(e),
                 };
                 match result {
-                    Ok(out) => json_reply(StatusCode::OK, &envelope::rest_body(out)),
+                    Ok(out) => text_reply(StatusCode::OK, envelope::rest_reply(&out)),
                     Err(e) => error_reply(&e),
                 }
             }
@@ -125,7 +125,10 @@ fn too_large() -> ProtocolError {
 }
 
 fn json_reply(status: StatusCode, body: &Value) -> warp::reply::Response {
-    let text = serde_json::to_string_pretty(body).unwrap_or_else(|_| "{}".into());
+    text_reply(status, serde_json::to_string_pretty(body).unwrap_or_else(|_| "{}".into()))
+}
+
+fn text_reply(status: StatusCode, text: String) -> warp::reply::Response {
     let mut resp = warp::reply::with_status(text, status).into_response();
     resp.headers_mut()
         .insert(warp::http::header::CONTENT_TYPE, warp::http::HeaderValue::from_static("application/json"));

@@ -2,13 +2,11 @@
 //! `"output":"stream"`, the console): the chunks pushed to the socket
 //! under the call's id, before the reply.
 
-use serde_json::Value;
-
 use super::Api;
 use super::auth::WsTurn;
 use super::envelope::{self, Call};
 use crate::auth::Identity;
-use crate::iocage::{ActionError, Request};
+use crate::iocage::{ActionError, Body, Request};
 use crate::runtime::stream::Outlet;
 
 /// Chunks of streamed output waiting between the command and the socket.
@@ -29,7 +27,7 @@ impl Api {
         turn: &WsTurn,
         call: &Call,
         mut req: Request,
-    ) -> Result<Value, ActionError> {
+    ) -> Result<Body, ActionError> {
         let socket = &turn.socket;
         let (outlet, mut chunks) = Outlet::channel(STREAM_ROOM);
         let inlet = match (req.is_console(), turn.take_console()) {

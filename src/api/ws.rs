@@ -26,7 +26,7 @@ use warp::{Filter, Rejection};
 
 use super::auth::{Credentials, Peer, WsSocket, WsTurn};
 use super::console::{self, Frame};
-use super::envelope::{self, ProtocolError};
+use super::envelope::{self, ProtocolError, Reply};
 use super::events::{self, Topic};
 use super::server::Slot;
 use super::{Api, Transport};
@@ -245,7 +245,7 @@ async fn session(
             let reply = answer(&api, peer, &turn, &text).await;
             // A console's id is free again before its reply goes out.
             drop(console);
-            let _ = tx.send(Message::text(reply.to_string())).await;
+            let _ = tx.send(Message::text(reply)).await;
             // Only now may the next request see what this one left: a
             // login's reply goes out before the replies it lets through.
             drop(turn);
@@ -345,10 +345,10 @@ async fn forward(
 
 /// The reply to one message. A request that panics is answered with an
 /// error under its id (the client would otherwise wait for ever).
-async fn answer(api: &Api, peer: Peer, turn: &WsTurn, text: &str) -> Value {
+async fn answer(api: &Api, peer: Peer, turn: &WsTurn, text: &str) -> String {
     let call = match envelope::parse_ws(text) {
         Ok(call) => call,
-        Err((id, e)) => return envelope::ws_error(&id, &e),
+        Err((id, e)) => return envelope::ws_error(&id, &e).to_string(),
     };
     let handled = catching(api.handle(Transport::WebSocket, peer, &Credentials::None, Some(turn), &call)).await;
     if handled.is_err() {
@@ -362,17 +362,18 @@ async fn catching<T>(f: impl std::future::Future<Output = T>) -> Result<T, ()> {
     std::panic::AssertUnwindSafe(f).catch_unwind().await.map_err(|_| ())
 }
 
-fn reply_to(call: &envelope::Call, handled: Result<Result<Value, ProtocolError>, ()>) -> Value {
+fn reply_to(call: &envelope::Call, handled: Result<Result<Reply, ProtocolError>, ()>) -> String {
     match handled {
-        Ok(Ok(out)) => envelope::ws_reply(call, out),
-        Ok(Err(e)) => envelope::ws_error(&call.id, &e),
+        Ok(Ok(out)) => envelope::ws_reply(call, &out),
+        Ok(Err(e)) => envelope::ws_error(&call.id, &e).to_string(),
         Err(()) => envelope::ws_error(
             &call.id,
             &ProtocolError::new(
                 envelope::Status::Internal,
                 "the request failed inside the server (a bug; see its log)",
             ),
-        ),
+        )
+        .to_string(),
     }
 }
 
@@ -387,10 +388,10 @@ mod tests {
             if call.id.is_string() {
                 panic!("a bug");
             }
-            Ok(Value::Null)
+            Ok(Reply::Value(Value::Null))
         })
         .await;
-        let reply = reply_to(&call, handled);
+        let reply: Value = serde_json::from_str(&reply_to(&call, handled)).unwrap();
         assert_eq!(reply["id"], "q7", "{reply}");
         assert_eq!(reply["args"]["code"], "500", "{reply}");
         assert!(reply["args"]["detail"].as_str().unwrap().contains("inside the server"), "{reply}");

@@ -3,6 +3,7 @@
 //! jails, typed requests, and the service that answers them.
 
 pub mod autostart;
+pub mod body;
 pub mod create;
 pub mod destroy;
 pub mod download;
@@ -26,6 +27,7 @@ pub mod turns;
 pub mod watch;
 
 pub use crate::runtime::Usage;
+pub use body::Body;
 pub use error::ActionError;
 pub use request::{Action, Request};
 pub use service::{Iocage, JailUsage, PoolChoice, ServiceMetrics};

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::runtime::{ExecOutput, RunningJail, kernel_name};
 use crate::zfs::Libzfs;
 
+use super::body::{Body, Kept};
 use super::error::ActionError;
 use super::index::Listing;
 use super::jails::{self, Jail};
@@ -99,33 +100,38 @@ pub(super) fn default_settings(lib: &Libzfs, layout: &Layout) -> Result<Value, A
 }
 
 /// The last listjails reply, kept while the listing and the running jails
-/// it was made from stay the same: a repeated listjails is a lookup and a
-/// copy (building it compares thousands of property names, in a guest's
-/// profile the largest part of a listing's cost).
+/// it was made from stay the same: a repeated listjails is a lookup (building
+/// it compares thousands of property names, in a guest's profile the largest
+/// part of a listing's cost), and the reply is kept as its text
+/// ([`Body::Kept`]), neither copied nor printed again.
 #[derive(Default)]
-pub(super) struct ListCache(Mutex<Option<Kept>>);
+pub(super) struct ListCache(Mutex<Option<KeptListing>>);
 
-struct Kept {
+struct KeptListing {
     jails: Listing,
     running: Vec<RunningJail>,
-    reply: Arc<Value>,
+    reply: Body,
 }
 
 impl ListCache {
     /// The listjails reply for `jails` with `running` the jails that run.
-    pub(super) fn reply(&self, jails: Listing, mut running: Vec<RunningJail>) -> Value {
+    pub(super) fn reply(&self, jails: Listing, mut running: Vec<RunningJail>) -> Body {
         running.sort_by(|a, b| a.name.cmp(&b.name));
         let cached = {
             let listed = self.0.lock().unwrap_or_else(|p| p.into_inner());
             listed.as_ref().filter(|l| l.jails.is(&jails) && l.running == running).map(|l| l.reply.clone())
         };
         if let Some(reply) = cached {
-            return Value::clone(&reply);
+            return reply;
         }
         let jids = running.iter().map(|j| (j.name.clone(), j.jid)).collect();
-        let reply = Arc::new(list_jails(&jails, &jids));
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Kept { jails, running, reply: reply.clone() });
-        Value::clone(&reply)
+        let value = list_jails(&jails, &jids);
+        let reply = match Kept::new(&value) {
+            Some(kept) => Body::Kept(Arc::new(kept)),
+            None => return Body::Made(value),
+        };
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(KeptListing { jails, running, reply: reply.clone() });
+        reply
     }
 }
 
@@ -235,14 +241,24 @@ mod tests {
         let cache = ListCache::default();
         let listing = Listing::new(vec![test_jail("aaa", &[("tag", "web")])]);
         let up = vec![RunningJail { name: "ioc-aaa".into(), jid: 7 }];
-        assert_eq!(cache.reply(listing.clone(), vec![])["aaa"]["state"], "down");
-        assert_eq!(cache.reply(listing.clone(), vec![])["aaa"]["state"], "down", "kept");
-        assert_eq!(cache.reply(listing.clone(), up.clone())["aaa"]["jid"], "7", "the same listing, a jail started");
+        assert_eq!(cache.reply(listing.clone(), vec![]).to_value()["aaa"]["state"], "down");
+        let same = |a: &Body, b: &Body| matches!((a, b), (Body::Kept(x), Body::Kept(y)) if Arc::ptr_eq(x, y));
+        let first = cache.reply(listing.clone(), vec![]);
+        assert!(same(&first, &cache.reply(listing.clone(), vec![])), "kept, the very same text");
+        assert_eq!(
+            cache.reply(listing.clone(), up.clone()).to_value()["aaa"]["jid"],
+            "7",
+            "the same listing, a jail started"
+        );
         let relisted = Listing::new(vec![test_jail("aaa", &[("tag", "renamed")])]);
-        assert_eq!(cache.reply(relisted.clone(), up.clone())["aaa"]["tag"], "renamed", "a listing read again");
+        assert_eq!(
+            cache.reply(relisted.clone(), up.clone()).to_value()["aaa"]["tag"],
+            "renamed",
+            "a listing read again"
+        );
         let equal = Listing::new(vec![test_jail("aaa", &[("tag", "renamed")])]);
         assert!(!equal.is(&relisted) && relisted.is(&relisted.clone()), "identity, not equality");
-        assert_eq!(cache.reply(relisted, vec![])["aaa"]["jid"], "-", "stopped");
+        assert_eq!(cache.reply(relisted, vec![]).to_value()["aaa"]["jid"], "-", "stopped");
     }
 
     #[test]

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::Iocage;
 use super::on_pool::MissingPool;
 use super::steps::ended;
+use crate::iocage::body::Body;
 use crate::iocage::error::ActionError;
 use crate::iocage::index::Listing;
 use crate::iocage::jails::{self, Natives};
@@ -23,12 +24,13 @@ use crate::iocage::{create, destroy, names, pool};
 use crate::runtime::console::Console;
 
 impl Iocage {
-    pub(super) async fn execute(&self, req: Request) -> Result<Value, ActionError> {
-        match req {
+    pub(super) async fn execute(&self, req: Request) -> Result<Body, ActionError> {
+        let made = match req {
             Request::GetDefaultSettings => self.on_read_pool(|lib, layout| default_settings(lib, &layout)).await,
+            // The one reply kept between requests.
             Request::ListJails => {
                 let (_, jails) = self.read_jails(MissingPool::HasNoJails).await?;
-                self.list_jails(jails)
+                return self.list_jails(jails);
             }
             Request::GetJailSettings { jail, prop, all_jails } => {
                 let arrived = Instant::now();
@@ -194,7 +196,8 @@ impl Iocage {
                 let out = self.blocking(move |rt| lifecycle::console(rt, &plan, &user, outlet, console)).await?;
                 Ok(console_reply(&out, started.elapsed()))
             }
-        }
+        };
+        made.map(Body::Made)
     }
 
     /// cleanjails (`everything` false) and cleanall: checked first, then
@@ -222,7 +225,7 @@ impl Iocage {
     }
 
     /// The listjails reply for `jails` (see `replies::ListCache`).
-    fn list_jails(&self, jails: Listing) -> Result<Value, ActionError> {
+    fn list_jails(&self, jails: Listing) -> Result<Body, ActionError> {
         Ok(self.listed.reply(jails, self.runtime.running()?))
     }
 }

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use super::body::Body;
 
 use crate::runtime::{Runtime, Usage, kernel_name};
 use crate::zfs::{Libzfs, Zfs};
@@ -205,7 +205,7 @@ impl Iocage {
     /// action still completes (or undoes itself); a create is never left
     /// half-made because a connection dropped. A read's caller waits at
     /// most the read deadline.
-    pub async fn run(&self, req: Request) -> Result<Value, ActionError> {
+    pub async fn run(&self, req: Request) -> Result<Body, ActionError> {
         let permit = self.actions.clone().try_acquire_owned().map_err(|_| {
             ActionError::Overloaded(format!("{} actions are in flight (max_actions)", self.max_actions))
         })?;
@@ -214,7 +214,7 @@ impl Iocage {
 
     /// [`Iocage::run`] that waits for room among `max_actions` instead of
     /// being refused (the daemon's own work: autostart, stops at shutdown).
-    pub async fn run_waiting(&self, req: Request) -> Result<Value, ActionError> {
+    pub async fn run_waiting(&self, req: Request) -> Result<Body, ActionError> {
         let permit =
             self.actions.clone().acquire_owned().await.map_err(|_| ActionError::Overloaded("shutting down".into()))?;
         self.run_admitted(permit, req).await
@@ -226,11 +226,7 @@ impl Iocage {
         matches!(tokio::time::timeout(within, self.actions.acquire_many(all)).await, Ok(Ok(_)))
     }
 
-    async fn run_admitted(
-        &self,
-        permit: tokio::sync::OwnedSemaphorePermit,
-        req: Request,
-    ) -> Result<Value, ActionError> {
+    async fn run_admitted(&self, permit: tokio::sync::OwnedSemaphorePermit, req: Request) -> Result<Body, ActionError> {
         let write = req.action().is_write();
         let this = self.clone();
         let mut task = tokio::spawn(async move {
