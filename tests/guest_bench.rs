@@ -537,13 +537,15 @@ fn rss_compared(n: usize) -> Vec<String> {
     rows
 }
 
-/// Every read action 20 times over REST and over a WebSocket, then
-/// listjails from 8 clients at once for a second: what the daemon holds
-/// after serving reads from all its threads.
+/// Every read action 20 times over REST and over a WebSocket (df, which
+/// takes seconds at 1000 jails, once), then listjails from 8 clients at
+/// once for a second: what the daemon holds after serving reads from all
+/// its threads.
 fn read_everything(d: &Daemon, n: usize) {
+    *KEY.lock().unwrap() = d.key.clone();
     let mut ws = Ws::connect(d.ws);
     for (_, action, req) in reads() {
-        for _ in 0..20 {
+        for _ in 0..if action == "df" { 1 } else { 20 } {
             rest_call(d.rest, &req, action);
             let r = ws.call(&json!({"id": "m", "namespace": "sysadm", "name": "iocage", "args": req}));
             ok(&r, action);
@@ -816,18 +818,20 @@ fn main() {
     }
     // `--throughput`: that table alone, at 100 jails; with
     // IOCAGED_BASE_BIN set, for that build too, on the same pool in the
-    // same run (before/after).
-    if std::env::args().any(|a| a == "--throughput" || a == "--df") {
-        results.extend(throughput_compared(&p, 100));
-        for line in results {
-            say(line);
+    // same run (before/after). `--rss`: the daemon's memory at the largest
+    // size alone, for the builds IOCAGED_RSS_BINS lists (else base and
+    // this one). Both may be asked for in one run.
+    let (throughput, rss) = (
+        std::env::args().any(|a| a == "--throughput" || a == "--df"),
+        std::env::args().any(|a| a == "--rss"),
+    );
+    if throughput || rss {
+        if throughput {
+            results.extend(throughput_compared(&p, 100));
         }
-        return;
-    }
-    // `--rss`: the daemon's memory at the largest size alone, for this
-    // build and IOCAGED_BASE_BIN's, on the same pool in the same run.
-    if std::env::args().any(|a| a == "--rss") {
-        results.extend(rss_compared(*p.sizes.last().unwrap()));
+        if rss {
+            results.extend(rss_compared(*p.sizes.last().unwrap()));
+        }
         for line in results {
             say(line);
         }

@@ -73,8 +73,9 @@ impl Body {
         }
     }
 
-    /// The body as a value (tests, and callers that look inside).
-    pub fn to_value(&self) -> Value {
+    /// The body as a value (for tests that look inside).
+    #[cfg(test)]
+    pub(crate) fn to_value(&self) -> Value {
         match self {
             Body::Made(v) => v.clone(),
             Body::Kept(k) => serde_json::from_str(k.compact.get()).unwrap_or(Value::Null),
