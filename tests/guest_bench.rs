@@ -821,10 +821,8 @@ fn main() {
     // same run (before/after). `--rss`: the daemon's memory at the largest
     // size alone, for the builds IOCAGED_RSS_BINS lists (else base and
     // this one). Both may be asked for in one run.
-    let (throughput, rss) = (
-        std::env::args().any(|a| a == "--throughput" || a == "--df"),
-        std::env::args().any(|a| a == "--rss"),
-    );
+    let (throughput, rss) =
+        (std::env::args().any(|a| a == "--throughput" || a == "--df"), std::env::args().any(|a| a == "--rss"));
     if throughput || rss {
         if throughput {
             results.extend(throughput_compared(&p, 100));

@@ -249,16 +249,15 @@ pub fn rest_body(out: Value) -> Value {
 }
 
 /// The REST reply body of an answered call, as sent: `{"args": ...}`,
-/// pretty-printed as the original server did.
-pub fn rest_reply(out: &Reply) -> String {
+/// pretty-printed as the original server did. An error (a bug: values and
+/// kept texts always print) is answered as such, with its status.
+pub fn rest_reply(out: &Reply) -> Result<String, ProtocolError> {
     #[derive(Serialize)]
     struct RestReply<'a> {
         args: Args<'a>,
     }
-    serde_json::to_string_pretty(&RestReply { args: out.written(Form::Indented) }).unwrap_or_else(|e| {
-        let err = ProtocolError::new(Status::Internal, format!("the reply could not be written: {e}"));
-        rest_body(err.body()).to_string()
-    })
+    serde_json::to_string_pretty(&RestReply { args: out.written(Form::Indented) })
+        .map_err(|e| ProtocolError::new(Status::Internal, format!("the reply could not be written: {e}")))
 }
 
 #[cfg(test)]
@@ -346,8 +345,12 @@ mod tests {
         let kept = Reply::Action("listjails", Body::Kept(std::sync::Arc::new(Kept::new(&value).unwrap())));
         let c = parse_ws(r#"{"id":"q","name":"iocage","namespace":"sysadm","args":{}}"#).unwrap();
         assert_eq!(ws_reply(&c, &kept), ws_reply(&c, &made));
-        assert_eq!(rest_reply(&kept), rest_reply(&made));
-        assert_eq!(rest_reply(&made), serde_json::to_string_pretty(&json!({"args": {"listjails": value}})).unwrap());
-        assert!(rest_reply(&kept).contains("\n      \"aaa\": {\n        \"boot\""), "{}", rest_reply(&kept));
+        assert_eq!(rest_reply(&kept).unwrap(), rest_reply(&made).unwrap());
+        assert_eq!(
+            rest_reply(&made).unwrap(),
+            serde_json::to_string_pretty(&json!({"args": {"listjails": value}})).unwrap()
+        );
+        let kept_rest = rest_reply(&kept).unwrap();
+        assert!(kept_rest.contains("\n      \"aaa\": {\n        \"boot\""), "{kept_rest}");
     }
 }

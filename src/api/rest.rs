@@ -52,8 +52,8 @@ pub fn routes(
                     }
                     Err(e) => Err(e),
                 };
-                match result {
-                    Ok(out) => text_reply(StatusCode::OK, envelope::rest_reply(&out)),
+                match result.and_then(|out| envelope::rest_reply(&out)) {
+                    Ok(text) => text_reply(StatusCode::OK, text),
                     Err(e) => error_reply(&e),
                 }
             }

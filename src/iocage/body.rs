@@ -40,7 +40,7 @@ impl Kept {
     /// `value`'s texts; `None` only if it cannot be printed (it always can:
     /// a `Value`'s keys are strings).
     pub fn new(value: &Value) -> Option<Kept> {
-        let compact = RawValue::from_string(serde_json::to_string(value).ok()?).ok()?;
+        let compact = serde_json::value::to_raw_value(value).ok()?;
         let pretty = serde_json::to_string_pretty(value).ok()?;
         // JSON strings hold no raw line break, so every one is the
         // printer's own, followed by its indentation.
@@ -83,13 +83,15 @@ impl Body {
     }
 
     /// The body, to be written by a serializer in `form`.
-    pub fn written(&self, form: Form) -> Written<'_> {
+    pub(crate) fn written(&self, form: Form) -> Written<'_> {
         Written { body: self, form }
     }
 }
 
-/// A body to be written in one transport's form ([`Body::written`]).
-pub struct Written<'a> {
+/// A body to be written in one transport's form ([`Body::written`]); the
+/// form must be the printer's (compact text in a pretty body, or the
+/// reverse, is valid JSON spaced wrongly).
+pub(crate) struct Written<'a> {
     body: &'a Body,
     form: Form,
 }
@@ -105,9 +107,9 @@ impl Serialize for Written<'_> {
 }
 
 /// `{name: body}`, the `args` of an action's reply, written in `form`.
-pub struct Named<'a> {
-    pub name: &'a str,
-    pub body: Written<'a>,
+pub(crate) struct Named<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) body: Written<'a>,
 }
 
 impl Serialize for Named<'_> {
