@@ -8,8 +8,8 @@
 #[path = "rig/client.rs"]
 #[allow(dead_code)]
 mod client;
+mod host;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,8 +17,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use client::{Ws, http_anonymous};
-use iocaged::api::{Actions, Api, PoolStates, events::Hub, server};
-use iocaged::auth::{Auth, Role, keys};
+use iocaged::api::{Actions, PoolStates};
 use iocaged::config::Limits;
 use iocaged::iocage::body::Kept;
 use iocaged::iocage::request::Shown;
@@ -108,97 +107,16 @@ impl Actions for Fake {
     }
 }
 
-/// The real server on a loopback port, in front of a [`Fake`], with a
-/// read key and a read/write key. Stops when dropped.
-struct Server {
-    addr: SocketAddr,
-    fake: Arc<Fake>,
-    read_key: String,
-    write_key: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    dir: std::path::PathBuf,
+type Server = host::server::Server<Fake>;
+
+/// The real server in front of a new [`Fake`].
+fn start(name: &str, limits: Limits) -> Server {
+    Server::start(name, limits, Arc::new(Fake::default()))
 }
 
-/// Lets the API hold the test's fake while the test looks at it.
-struct Shared(Arc<Fake>);
-
-impl Actions for Shared {
-    fn run(&self, req: Request) -> BoxFuture<'_, Result<Body, ActionError>> {
-        self.0.run(req)
-    }
-    fn pool_states(&self) -> BoxFuture<'_, Result<PoolStates, ActionError>> {
-        self.0.pool_states()
-    }
-    fn metrics(&self) -> BoxFuture<'_, ServiceMetrics> {
-        self.0.metrics()
-    }
-}
-
-impl Server {
-    fn start(name: &str, limits: Limits) -> Server {
-        let dir = std::env::temp_dir().join(format!("iocaged-api-host-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("keys");
-        let read_key = keys::add(&path, "reader", Role::Read).unwrap();
-        let write_key = keys::add(&path, "writer", Role::ReadWrite).unwrap();
-        let store = keys::KeyStore::open(&path).unwrap();
-        let auth = Auth::with_limits("iocaged-host-test", Some(store), None, 2, limits.trusted_proxies.clone());
-        let fake = Arc::new(Fake::default());
-        let api = Arc::new(Api::new(Shared(fake.clone()), auth, Arc::new(Hub::default())));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                server::serve(vec![listener], None, api, limits, async {
-                    let _ = stopped.await;
-                })
-                .await;
-            });
-        });
-        Server { addr, fake, read_key, write_key, stop: Some(stop), thread: Some(thread), dir }
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.fake.seen.lock().unwrap().clone()
-    }
-
-    /// `PUT /sysadm/iocage` with `body`, as `key` (none: anonymous), with
-    /// extra headers.
-    fn rest(&self, key: Option<&str>, headers: &[(&str, &str)], body: &Value) -> client::Reply {
-        let bearer = key.map(|k| format!("Bearer {k}"));
-        let mut h = vec![("Content-Type", "application/json")];
-        if let Some(b) = &bearer {
-            h.push(("Authorization", b));
-        }
-        h.extend_from_slice(headers);
-        http_anonymous(self.addr, "PUT", "/sysadm/iocage", &h, body.to_string().as_bytes())
-    }
-
-    /// A WebSocket logged in with `key`.
-    fn ws(&self, key: &str) -> Ws {
-        let mut ws = Ws::connect_anonymous(self.addr);
-        let r = ws.call(&json!({"id": "login", "namespace": "rpc", "name": "auth_token", "args": {"token": key}}));
-        assert_eq!(r["name"], "response", "{r}");
-        ws
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The actions that reached the fake, in order.
+fn reached(s: &Server) -> Vec<String> {
+    s.actions.seen.lock().unwrap().clone()
 }
 
 /// A protocol error's explanation (`args.detail`, where sysadm's server
@@ -221,7 +139,7 @@ fn iocage(id: &str, args: Value) -> Value {
 
 #[test]
 fn roles_decide_which_actions_reach_the_service() {
-    let s = Server::start("roles", Limits::default());
+    let s = start("roles", Limits::default());
     let read = json!({"action": "listjails"});
     let write = json!({"action": "startjail", "jail": "web"});
     // Nobody, and a key nobody issued: not even a read gets through.
@@ -231,18 +149,18 @@ fn roles_decide_which_actions_reach_the_service() {
             assert_eq!(r.status, 401, "{key:?} {body}: {}", r.raw);
         }
     }
-    assert!(s.seen().is_empty(), "nothing reached the service: {:?}", s.seen());
+    assert!(reached(&s).is_empty(), "nothing reached the service: {:?}", reached(&s));
     // A read key reads, and is refused a write, which never reaches it.
     let r = s.rest(Some(&s.read_key), &[], &read);
     assert_eq!((r.status, &r.body["args"]["listjails"]["uuid-1"]["tag"]), (200, &json!("one")), "{}", r.raw);
     let r = s.rest(Some(&s.read_key), &[], &write);
     assert_eq!(r.status, 403, "{}", r.raw);
     assert!(detail(&r.body).contains("startjail"), "names the action: {}", r.raw);
-    assert_eq!(s.seen(), ["listjails"]);
+    assert_eq!(reached(&s), ["listjails"]);
     // A read/write key does both.
     assert_eq!(s.rest(Some(&s.write_key), &[], &write).status, 200);
     assert_eq!(s.rest(Some(&s.write_key), &[], &read).status, 200);
-    assert_eq!(s.seen(), ["listjails", "startjail", "listjails"]);
+    assert_eq!(reached(&s), ["listjails", "startjail", "listjails"]);
 
     // The same over a WebSocket: the refusal keeps the request's id.
     let mut ws = s.ws(&s.read_key);
@@ -253,7 +171,7 @@ fn roles_decide_which_actions_reach_the_service() {
     assert_eq!((r["id"].as_str(), r["name"].as_str()), (Some("r1"), Some("response")), "{r}");
     let mut ws = s.ws(&s.write_key);
     assert_eq!(ws.call(&iocage("w2", write.clone()))["name"], "response");
-    assert_eq!(s.seen(), ["listjails", "startjail", "listjails", "listjails", "startjail"]);
+    assert_eq!(reached(&s), ["listjails", "startjail", "listjails", "listjails", "startjail"]);
 
     // A socket that never logged in is asked to.
     let mut anon = Ws::connect_anonymous(s.addr);
@@ -265,7 +183,7 @@ fn roles_decide_which_actions_reach_the_service() {
 
 #[test]
 fn outcomes_come_back_in_band_or_as_protocol_errors() {
-    let s = Server::start("outcomes", Limits::default());
+    let s = start("outcomes", Limits::default());
     let key = Some(s.write_key.as_str());
     // An action's own failure is a 200 with its error under its name.
     let r = s.rest(key, &[], &json!({"action": "startjail", "jail": "missing"}));
@@ -277,7 +195,7 @@ fn outcomes_come_back_in_band_or_as_protocol_errors() {
     // Bad input never reaches the service, and the error names it: no
     // action known is a 400; an action's bad arguments are its in-band
     // error (as the original answered them).
-    let seen = s.seen().len();
+    let seen = reached(&s).len();
     for (body, names) in [(json!({"action": "nosuchaction"}), "nosuchaction"), (json!({}), "action")] {
         let r = s.rest(key, &[], &body);
         assert_eq!(r.status, 400, "{body}: {}", r.raw);
@@ -302,7 +220,7 @@ fn outcomes_come_back_in_band_or_as_protocol_errors() {
     assert_eq!(r.status, 200);
     let r = put("/sysadm/nosuch", b"{}");
     assert_eq!(r.status, 404, "{}", r.raw);
-    assert_eq!(s.seen().len(), seen + 1, "only the good listjails reached the service: {:?}", s.seen());
+    assert_eq!(reached(&s).len(), seen + 1, "only the good listjails reached the service: {:?}", reached(&s));
 
     // Over a WebSocket: a message that is not JSON, or has no id, is
     // answered without one; an error otherwise carries the request's id.
@@ -318,7 +236,7 @@ fn outcomes_come_back_in_band_or_as_protocol_errors() {
 
 #[test]
 fn a_socket_answers_its_requests_as_they_finish() {
-    let s = Server::start("pipelining", Limits::default());
+    let s = start("pipelining", Limits::default());
     let mut ws = s.ws(&s.write_key);
     // A slow action first, then a fast one, without waiting: the fast one
     // is not held up behind the slow one, and each reply keeps its id.
@@ -331,7 +249,7 @@ fn a_socket_answers_its_requests_as_they_finish() {
 
     // At most max_requests_per_socket in flight: the rest wait to be read,
     // and all are answered.
-    let s = Server::start("pipelining-bound", Limits { max_requests_per_socket: 2, ..Limits::default() });
+    let s = start("pipelining-bound", Limits { max_requests_per_socket: 2, ..Limits::default() });
     let mut ws = s.ws(&s.write_key);
     for i in 0..6 {
         ws.send(&iocage(&format!("s{i}"), json!({"action": "startjail", "jail": "slow"})));
@@ -350,7 +268,7 @@ fn a_socket_answers_its_requests_as_they_finish() {
 fn streamed_output_comes_before_the_reply_and_stops_with_the_socket() {
     // One request at a time per socket: the stream below holds the only
     // slot while the client leaves.
-    let s = Server::start("stream", Limits { max_requests_per_socket: 1, ..Limits::default() });
+    let s = start("stream", Limits { max_requests_per_socket: 1, ..Limits::default() });
     let mut ws = s.ws(&s.write_key);
     let exec = |command: &str| {
         json!({"action": "execjail", "jail": "j", "user": "root", "command": command,
@@ -375,7 +293,7 @@ fn streamed_output_comes_before_the_reply_and_stops_with_the_socket() {
     ws.ping();
     ws.close();
     let gone = std::time::Instant::now();
-    while !s.fake.seen.lock().unwrap().iter().any(|a| a == "outlet closed") {
+    while !s.actions.seen.lock().unwrap().iter().any(|a| a == "outlet closed") {
         assert!(gone.elapsed() < Duration::from_secs(10), "the outlet stayed open after the socket closed");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -389,7 +307,7 @@ fn streamed_output_comes_before_the_reply_and_stops_with_the_socket() {
 #[test]
 fn console_frames_reach_their_console_even_with_every_slot_taken() {
     // The console holds the socket's only request slot.
-    let s = Server::start("console", Limits { max_requests_per_socket: 1, ..Limits::default() });
+    let s = start("console", Limits { max_requests_per_socket: 1, ..Limits::default() });
     let open = json!({"action": "console", "jail": "j", "rows": 30, "cols": 100});
     let frame = |args: Value| json!({"id": "c1", "namespace": "sysadm", "name": "console", "args": args});
     // A read key may not open one.
@@ -431,7 +349,7 @@ fn console_frames_reach_their_console_even_with_every_slot_taken() {
     assert_eq!(ws.recv_within(Duration::from_secs(10)).expect("its size")["args"]["data"], "size:24x80");
     ws.close();
     let gone = std::time::Instant::now();
-    while s.fake.seen.lock().unwrap().iter().filter(|a| *a == "console hung up").count() < 2 {
+    while s.actions.seen.lock().unwrap().iter().filter(|a| *a == "console hung up").count() < 2 {
         assert!(gone.elapsed() < Duration::from_secs(10), "the console outlived its socket");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -443,7 +361,7 @@ fn console_frames_reach_their_console_even_with_every_slot_taken() {
 #[test]
 fn an_address_that_keeps_failing_is_locked_out_and_others_are_not() {
     let proxy: iocaged::config::Network = "127.0.0.1/32".parse().unwrap();
-    let s = Server::start("lockout", Limits { trusted_proxies: vec![proxy], ..Limits::default() });
+    let s = start("lockout", Limits { trusted_proxies: vec![proxy], ..Limits::default() });
     let from = |ip: &'static str| [("X-Forwarded-For", ip)];
     let list = json!({"action": "listjails"});
     for _ in 0..iocaged::auth::lockout::MAX_FAILURES {
@@ -459,12 +377,12 @@ fn an_address_that_keeps_failing_is_locked_out_and_others_are_not() {
     assert_eq!(r.status, 403, "{}", r.raw);
     // Another client behind the same proxy is not.
     assert_eq!(s.rest(Some(&s.read_key), &from("192.0.2.8"), &list).status, 200);
-    assert_eq!(s.seen(), ["listjails"], "the locked-out address reached nothing");
+    assert_eq!(reached(&s), ["listjails"], "the locked-out address reached nothing");
 }
 
 #[test]
 fn system_state_comes_from_the_service_s_pools() {
-    let s = Server::start("state", Limits::default());
+    let s = start("state", Limits::default());
     let mut ws = s.ws(&s.read_key);
     ws.send(&json!({"id": "sub", "namespace": "events", "name": "subscribe", "args": "system-state"}));
     // The reply and the state as of now, which may come first.
@@ -478,7 +396,7 @@ fn system_state_comes_from_the_service_s_pools() {
 
 #[test]
 fn metrics_need_a_key_and_pass_promtool() {
-    let s = Server::start("metrics", Limits::default());
+    let s = start("metrics", Limits::default());
     let get = |key: Option<&str>| {
         let auth = key.map(|k| format!("Bearer {k}"));
         let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
@@ -530,7 +448,7 @@ fn metrics_need_a_key_and_pass_promtool() {
     assert!(text.contains("iocaged_requests_total{call=\"metrics\",action=\"-\",outcome=\"ok\"} 1"), "{text}");
 
     // At most two scrapes at once: a third is refused, not queued.
-    *s.fake.scrape_delay.lock().unwrap() = Duration::from_millis(1500);
+    *s.actions.scrape_delay.lock().unwrap() = Duration::from_millis(1500);
     let (addr, key) = (s.addr, s.read_key.clone());
     let scrapes: Vec<_> = (0..3)
         .map(|i| {

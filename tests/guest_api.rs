@@ -13,85 +13,44 @@ use rig::client::{self, Ws};
 use rig::conformance::{conform, lock};
 use rig::daemon::Daemon;
 use rig::fixture::Fixture;
-use rig::seed::{Example, Transport};
+use rig::seed::{self, Example, Transport};
 
-fn strings(v: &Value) -> Vec<(String, String)> {
-    v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect()
+/// Property pairs as the fixture takes them.
+fn pairs(props: &[(String, String)]) -> Vec<(&str, &str)> {
+    props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-fn body<'a>(ex: &'a Example, action: &str) -> &'a Value {
-    &ex.reply["args"][action]
+/// A fresh layout with the jails the example's reply shows.
+fn with_jails_shown(ex: &Example) -> Fixture {
+    let f = Fixture::fresh();
+    for (uuid, props) in seed::jails_shown(ex) {
+        f.jail(&uuid, &pairs(&props));
+    }
+    f
 }
-
-const NATIVE: [&str; 9] =
-    ["available", "compression", "compressratio", "dedup", "mountpoint", "origin", "quota", "reservation", "used"];
 
 #[test]
 fn getdefaultsettings_matches_the_document() {
     conform("getdefaultsettings", true, |ex| {
         let f = Fixture::fresh();
-        let defaults: Vec<_> = strings(&body(ex, "getdefaultsettings")["defaults"])
-            .into_iter()
-            .filter(|(k, _)| !NATIVE.contains(&k.as_str()))
-            .collect();
-        f.set_defaults(&defaults);
+        f.set_defaults(&seed::defaults_shown(ex));
         f
     });
 }
 
 #[test]
 fn listjails_matches_the_document() {
-    conform("listjails", true, |ex| {
-        let f = Fixture::fresh();
-        for (uuid, j) in body(ex, "listjails").as_object().unwrap() {
-            let p = |k: &str| j[k].as_str().unwrap().to_string();
-            f.jail(uuid, &[("tag", &p("tag")), ("type", &p("type")), ("boot", &p("boot"))]);
-        }
-        f
-    });
+    conform("listjails", true, with_jails_shown);
 }
 
 #[test]
 fn df_matches_the_document() {
-    conform("df", true, |ex| {
-        let f = Fixture::fresh();
-        for (uuid, j) in body(ex, "df").as_object().unwrap() {
-            f.jail(uuid, &[("tag", j["tag"].as_str().unwrap())]);
-        }
-        f
-    });
+    conform("df", true, with_jails_shown);
 }
 
 #[test]
 fn getjailsettings_matches_the_document() {
-    conform("getjailsettings", true, |ex| {
-        let f = Fixture::fresh();
-        let reply = body(ex, "getjailsettings").as_object().unwrap();
-        if ex.args().get("switches").is_some() {
-            for (uuid, j) in reply {
-                let props: Vec<(String, String)> =
-                    strings(j).into_iter().map(|(k, v)| if k == "TAG" { ("tag".into(), v) } else { (k, v) }).collect();
-                let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                f.jail(uuid, &props);
-            }
-        } else {
-            for (query, j) in reply {
-                let mut props: Vec<(String, String)> =
-                    strings(j).into_iter().filter(|(k, _)| !NATIVE.contains(&k.as_str())).collect();
-                if !props.iter().any(|(k, _)| k == "tag") {
-                    props.push(("tag".into(), query.clone()));
-                }
-                let uuid = props
-                    .iter()
-                    .find(|(k, _)| k == "host_hostuuid")
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_else(|| "0bf985de-ca0f-11e5-8d45-d05099728dbf".into());
-                let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                f.jail(&uuid, &props);
-            }
-        }
-        f
-    });
+    conform("getjailsettings", true, with_jails_shown);
 }
 
 #[test]

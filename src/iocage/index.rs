@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use crate::zfs::{Changes, ErrorKind, HistoryTail, Libzfs, TRUST_AGE};
+use crate::zfs::{Backend, Changes, ErrorKind, HistoryTail, TRUST_AGE};
 
 use super::error::ActionError;
 use super::jails::{self, Jail};
@@ -245,7 +245,7 @@ impl Index {
     /// `arrived` is when the request came: if the index was found current
     /// after that (by another request queued before this one), this one
     /// uses that finding without asking ZFS again.
-    pub fn jails(&self, lib: &Libzfs, layout: &Layout, arrived: Instant) -> Result<Listing, ActionError> {
+    pub fn jails(&self, lib: &dyn Backend, layout: &Layout, arrived: Instant) -> Result<Listing, ActionError> {
         self.jails_trusting(lib, layout, arrived, true)
     }
 
@@ -253,13 +253,13 @@ impl Index {
     /// for write actions, which act on what they read (one ioctl is
     /// nothing next to a write, and closes the window an event not yet
     /// counted leaves).
-    pub fn proven_jails(&self, lib: &Libzfs, layout: &Layout) -> Result<Listing, ActionError> {
+    pub fn proven_jails(&self, lib: &dyn Backend, layout: &Layout) -> Result<Listing, ActionError> {
         self.jails_trusting(lib, layout, Instant::now(), false)
     }
 
     fn jails_trusting(
         &self,
-        lib: &Libzfs,
+        lib: &dyn Backend,
         layout: &Layout,
         arrived: Instant,
         trust_events: bool,

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::zfs::{DatasetProps, ErrorKind, Libzfs, NativeValue, ZfsError};
+use crate::zfs::{Backend, DatasetProps, ErrorKind, NativeValue, ZfsError};
 
 use super::error::ActionError;
 use super::layout::Layout;
@@ -83,7 +83,7 @@ impl Jail {
 
     /// A copy of this jail with all its native properties read (for one jail found
     /// in the index: cheaper than scanning every jail for them).
-    pub fn with_natives(&self, lib: &Libzfs) -> Result<Jail, ZfsError> {
+    pub fn with_natives(&self, lib: &dyn Backend) -> Result<Jail, ZfsError> {
         let names: Vec<&str> = props::native_names().collect();
         let native = lib.native_props(&self.dataset, &names)?;
         Ok(Jail { native, ..self.clone() })
@@ -122,7 +122,7 @@ impl Natives {
 
 /// Every complete jail on the pool, sorted by UUID, with the native
 /// properties asked for (others read as `-`). No jails dataset: no jails.
-pub fn read_all(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<Arc<Jail>>, ZfsError> {
+pub fn read_all(lib: &dyn Backend, layout: &Layout, natives: Natives) -> Result<Vec<Arc<Jail>>, ZfsError> {
     Ok(read(lib, layout, natives)?.into_iter().filter(|j| !j.incomplete).collect())
 }
 
@@ -130,13 +130,13 @@ pub fn read_all(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<A
 /// properties only: what the writes check (tags in use, running jails,
 /// dependents, unfinished creates) needs no native property, and reading
 /// those costs two libzfs lookups per property and jail.
-pub fn read_all_with_incomplete(lib: &Libzfs, layout: &Layout) -> Result<Vec<Arc<Jail>>, ZfsError> {
+pub fn read_all_with_incomplete(lib: &dyn Backend, layout: &Layout) -> Result<Vec<Arc<Jail>>, ZfsError> {
     read(lib, layout, Natives::None)
 }
 
 /// One jail dataset (complete or not) with its iocage properties; `None`
 /// when there is no such dataset.
-pub fn read_one(lib: &Libzfs, layout: &Layout, uuid: &str) -> Result<Option<Arc<Jail>>, ZfsError> {
+pub fn read_one(lib: &dyn Backend, layout: &Layout, uuid: &str) -> Result<Option<Arc<Jail>>, ZfsError> {
     let name = layout.jail(uuid);
     match lib.user_props(&name) {
         Ok(user) => Ok(Some(Arc::new(Jail::from_dataset(DatasetProps { name, user, native: BTreeMap::new() })))),
@@ -145,7 +145,7 @@ pub fn read_one(lib: &Libzfs, layout: &Layout, uuid: &str) -> Result<Option<Arc<
     }
 }
 
-fn read(lib: &Libzfs, layout: &Layout, natives: Natives) -> Result<Vec<Arc<Jail>>, ZfsError> {
+fn read(lib: &dyn Backend, layout: &Layout, natives: Natives) -> Result<Vec<Arc<Jail>>, ZfsError> {
     match lib.scan_children(&layout.jails(), &natives.names()) {
         Ok(ds) => Ok(ds.into_iter().map(|d| Arc::new(Jail::from_dataset(d))).collect()),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(Vec::new()),

@@ -7,7 +7,7 @@
 //! than one active pool is an error, as is none: a pool is never picked
 //! silently.
 
-use crate::zfs::{ErrorKind, Libzfs, PoolInfo};
+use crate::zfs::{Backend, ErrorKind, PoolInfo};
 
 use super::error::ActionError;
 
@@ -31,7 +31,7 @@ pub fn active(pools: &[PoolInfo]) -> Result<String, ActionError> {
 
 /// Marks `pool` active. Refuses when another pool is active (deactivate it
 /// first, as the API document says) or the pool does not exist.
-pub fn activate(lib: &Libzfs, pool: &str) -> Result<(), ActionError> {
+pub fn activate(lib: &dyn Backend, pool: &str) -> Result<(), ActionError> {
     let pools = lib.pools()?;
     let target = pools.iter().find(|p| p.name == pool).ok_or_else(|| ActionError::PoolNotFound(pool.to_string()))?;
     let others: Vec<String> = pools.iter().filter(|p| p.name != pool && is_active(p)).map(|p| p.name.clone()).collect();
@@ -45,7 +45,7 @@ pub fn activate(lib: &Libzfs, pool: &str) -> Result<(), ActionError> {
 }
 
 /// Clears both markers from `pool`. Refuses a pool that is not active.
-pub fn deactivate(lib: &Libzfs, pool: &str) -> Result<(), ActionError> {
+pub fn deactivate(lib: &dyn Backend, pool: &str) -> Result<(), ActionError> {
     let pools = lib.pools()?;
     let target = pools.iter().find(|p| p.name == pool).ok_or_else(|| ActionError::PoolNotFound(pool.to_string()))?;
     if !is_active(target) {

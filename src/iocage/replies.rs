@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value, json};
 
 use crate::runtime::{ExecOutput, RunningJail, kernel_name};
-use crate::zfs::Libzfs;
+use crate::zfs::Backend;
 
 use super::body::{Body, Kept};
 use super::error::ActionError;
@@ -79,7 +79,7 @@ pub(super) fn deactivated(pool: &str) -> Value {
 /// `{"defaults": {...}}`: the user properties of `POOL/iocage/.defaults`,
 /// built-in values for those it does not set, and the native properties of
 /// that dataset (of `POOL/iocage`, or the pool, while it does not exist).
-pub(super) fn default_settings(lib: &Libzfs, layout: &Layout) -> Result<Value, ActionError> {
+pub(super) fn default_settings(lib: &dyn Backend, layout: &Layout) -> Result<Value, ActionError> {
     let source = [layout.defaults(), layout.root(), layout.pool().to_string()]
         .into_iter()
         .find(|d| lib.exists(d))

@@ -1,7 +1,8 @@
 //! The one thread that owns the libzfs handle.
 //!
 //! Callers send closures over a channel; the owner runs them one at a time
-//! against its [`Libzfs`] and sends each result back. A request that needs
+//! against its [`Backend`] ([`Libzfs`] in the daemon) and sends each result
+//! back. A request that needs
 //! many libzfs calls (read every jail) is one closure, so it costs one trip.
 //! [`Zfs::run`] is the async front for tokio; [`Zfs::run_blocking`] is for
 //! plain threads (the CLI, tests).
@@ -19,17 +20,28 @@ use std::time::Duration;
 use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
 use tokio::sync::{mpsc as bounded, oneshot};
 
+use std::sync::Arc;
+
+use super::backend::Backend;
 use super::error::{ErrorKind, Result, ZfsError};
 use super::libzfs::Libzfs;
+use super::stream::{OnProgress, copy_snapshot};
 
-type Job = Box<dyn FnOnce(&Libzfs) + Send>;
+type Job = Box<dyn FnOnce(&dyn Backend) + Send>;
 
 /// A cheap, cloneable handle to the owner thread. The thread ends (and
 /// closes libzfs) when the last clone is dropped.
 #[derive(Clone)]
 pub struct Zfs {
     tx: bounded::Sender<Job>,
+    /// How a snapshot is copied into a new dataset ([`Zfs::copy_snapshot`]).
+    copy: Copier,
 }
+
+/// Copies `snapshot` into the new snapshot `target`, creating its dataset,
+/// with progress: [`copy_snapshot`] (a send stream into a receive), or a
+/// host test's own ([`Zfs::with_copier`]).
+pub type Copier = Arc<dyn Fn(&str, &str, OnProgress) -> Result<()> + Send + Sync>;
 
 /// Jobs that may wait for the owner thread by default.
 pub const DEFAULT_QUEUE: usize = 512;
@@ -88,8 +100,19 @@ impl Zfs {
 
     /// [`Zfs::start`] with room for `capacity` waiting jobs.
     pub fn start_with_queue(capacity: usize) -> Result<Zfs> {
+        Self::start_on(capacity, Libzfs::init)
+    }
+
+    /// [`Zfs::start_with_queue`] with the backend `open` makes, on the
+    /// owner thread (where it stays: it need not be `Send`). The daemon
+    /// opens [`Libzfs`]; host tests open an in-memory pool.
+    pub fn start_on<B, O>(capacity: usize, open: O) -> Result<Zfs>
+    where
+        B: Backend + 'static,
+        O: FnOnce() -> Result<B> + Send + 'static,
+    {
         let (tx, mut rx) = bounded::channel::<Job>(capacity.max(1));
-        spawn_ready("libzfs-owner", Libzfs::init, move |lib| {
+        spawn_ready("libzfs-owner", open, move |lib| {
             while let Some(job) = rx.blocking_recv() {
                 // A bug that panics in one job fails that request (its
                 // reply channel is dropped), not every later one. libzfs
@@ -100,13 +123,27 @@ impl Zfs {
                 }
             }
         })?;
-        Ok(Zfs { tx })
+        Ok(Zfs { tx, copy: Arc::new(copy_snapshot) })
+    }
+
+    /// The same handle copying snapshots with `copy` (host tests, whose
+    /// pool is in memory; the daemon copies with [`copy_snapshot`]).
+    pub fn with_copier(mut self, copy: Copier) -> Zfs {
+        self.copy = copy;
+        self
+    }
+
+    /// Copies `snapshot` into the new snapshot `target` (`pool/ds@snap`),
+    /// creating its dataset; see [`copy_snapshot`]. Blocks: call it from a
+    /// blocking thread.
+    pub fn copy_snapshot(&self, snapshot: &str, target: &str, on_progress: OnProgress) -> Result<()> {
+        (self.copy)(snapshot, target, on_progress)
     }
 
     /// Runs `f` on the owner thread and awaits its result.
     pub async fn run<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Libzfs) -> R + Send + 'static,
+        F: FnOnce(&dyn Backend) -> R + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
@@ -135,7 +172,7 @@ impl Zfs {
     /// Not for use inside an async task (use [`Zfs::run`]).
     pub fn run_blocking<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Libzfs) -> R + Send + 'static,
+        F: FnOnce(&dyn Backend) -> R + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel(1);

@@ -3,12 +3,12 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::client::{self, Ws};
 use super::daemon::Daemon;
 use super::fixture::Fixture;
-use super::seed::{self, Example, Transport, normalise};
+use super::seed::{self, Example, Mismatches, Transport, normalise};
 
 /// Tests in one binary share the pool: they take turns.
 static LOCK: Mutex<()> = Mutex::new(());
@@ -20,22 +20,15 @@ pub fn lock() -> MutexGuard<'static, ()> {
 /// Sends an example over its own transport; returns (expected, actual),
 /// both normalised.
 pub fn exchange(d: &Daemon, ex: &Example) -> (Value, Value) {
-    match ex.transport {
+    let got = match ex.transport {
         Transport::Rest => {
-            let r = client::rest(d.rest, &ex.request);
+            let r = client::rest(d.rest, &seed::sent(ex));
             assert_eq!(r.status, 200, "{}", r.raw);
-            (normalise(&json!({"args": ex.reply["args"]})), normalise(&r.body))
+            r.body
         }
-        Transport::WebSocket => {
-            let mut req = ex.request.clone();
-            if req.get("id").is_none() {
-                // The document's activatepool example omits the id its reply shows.
-                req["id"] = ex.reply["id"].clone();
-            }
-            let got = Ws::connect(d.ws).call(&req);
-            (normalise(&ex.reply), normalise(&got))
-        }
-    }
+        Transport::WebSocket => Ws::connect(d.ws).call(&seed::sent(ex)),
+    };
+    (seed::expected(ex), normalise(&got))
 }
 
 /// Runs every example of `action`, building the pool state each needs with
@@ -44,31 +37,17 @@ pub fn conform(action: &str, read_only: bool, setup: impl Fn(&Example) -> Fixtur
     let _g = lock();
     let examples = seed::of(action);
     assert!(examples.len() >= 2, "{action}: the document has REST and WebSocket examples");
-    let mut failures = Vec::new();
+    let mut mismatches = Mismatches::default();
     for (i, ex) in examples.iter().enumerate() {
         let fixture = setup(ex);
         let before = fixture.state();
         let d = Daemon::start(&[]);
         let (want, got) = exchange(&d, ex);
-        if want != got {
-            failures.push(format!(
-                "example {i} ({:?}) {}\nwant {}\ngot  {}",
-                ex.transport,
-                ex.request,
-                serde_json::to_string_pretty(&want).unwrap(),
-                serde_json::to_string_pretty(&got).unwrap()
-            ));
-        }
+        mismatches.compare(i, ex, &want, &got);
         if read_only {
             assert_eq!(fixture.state(), before, "{action} changed the pool");
         }
         assert!(d.stop(), "iocaged did not shut down cleanly");
     }
-    assert!(
-        failures.is_empty(),
-        "{action}: {} of {} examples differ:\n{}",
-        failures.len(),
-        examples.len(),
-        failures.join("\n\n")
-    );
+    mismatches.assert_none(action, examples.len());
 }

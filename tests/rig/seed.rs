@@ -151,6 +151,110 @@ pub fn normalise(v: &Value) -> Value {
     }
 }
 
+/// An example's reply body under its action (`args.<action>`).
+pub fn body(ex: &Example) -> &Value {
+    &ex.reply["args"][ex.action.as_str()]
+}
+
+fn strings(v: &Value) -> Vec<(String, String)> {
+    let o = v.as_object().expect("an object of strings");
+    o.iter().map(|(k, v)| (k.clone(), v.as_str().expect("a string").to_string())).collect()
+}
+
+/// Native ZFS properties the document's replies show: ZFS's own, not set
+/// by a fixture.
+pub const NATIVE: [&str; 9] =
+    ["available", "compression", "compressratio", "dedup", "mountpoint", "origin", "quota", "reservation", "used"];
+
+/// The properties on `.defaults` a getdefaultsettings example shows (the
+/// iocage ones, which a fixture sets).
+pub fn defaults_shown(ex: &Example) -> Vec<(String, String)> {
+    strings(&body(ex)["defaults"]).into_iter().filter(|(k, _)| !NATIVE.contains(&k.as_str())).collect()
+}
+
+/// The jails a listjails, df or getjailsettings example shows, as
+/// (UUID, iocage properties) a fixture makes for the reply to show them.
+pub fn jails_shown(ex: &Example) -> Vec<(String, Vec<(String, String)>)> {
+    let reply = body(ex).as_object().expect("the reply is an object");
+    let prop = |j: &Value, k: &str| (k.to_string(), j[k].as_str().expect("a string").to_string());
+    match ex.action.as_str() {
+        "listjails" => reply
+            .iter()
+            .map(|(uuid, j)| (uuid.clone(), vec![prop(j, "tag"), prop(j, "type"), prop(j, "boot")]))
+            .collect(),
+        "df" => reply.iter().map(|(uuid, j)| (uuid.clone(), vec![prop(j, "tag")])).collect(),
+        "getjailsettings" if ex.args().get("switches").is_some() => reply
+            .iter()
+            .map(|(uuid, j)| {
+                let props = strings(j).into_iter().map(|(k, v)| if k == "TAG" { ("tag".into(), v) } else { (k, v) });
+                (uuid.clone(), props.collect())
+            })
+            .collect(),
+        "getjailsettings" => reply
+            .iter()
+            .map(|(query, j)| {
+                let mut props: Vec<(String, String)> =
+                    strings(j).into_iter().filter(|(k, _)| !NATIVE.contains(&k.as_str())).collect();
+                if !props.iter().any(|(k, _)| k == "tag") {
+                    props.push(("tag".into(), query.clone()));
+                }
+                let uuid = props
+                    .iter()
+                    .find(|(k, _)| k == "host_hostuuid")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| "0bf985de-ca0f-11e5-8d45-d05099728dbf".into());
+                (uuid, props)
+            })
+            .collect(),
+        other => panic!("{other}: its examples show no jails"),
+    }
+}
+
+/// The request as a client sends it: the document's, with the id its
+/// reply shows where the request omits it (its activatepool example).
+pub fn sent(ex: &Example) -> Value {
+    let mut req = ex.request.clone();
+    if ex.transport == Transport::WebSocket && req.get("id").is_none() {
+        req["id"] = ex.reply["id"].clone();
+    }
+    req
+}
+
+/// The reply the document shows, normalised, as a transport's whole
+/// reply compares with it: a REST body's `args`, a WebSocket message.
+pub fn expected(ex: &Example) -> Value {
+    match ex.transport {
+        Transport::Rest => normalise(&serde_json::json!({"args": ex.reply["args"]})),
+        Transport::WebSocket => normalise(&ex.reply),
+    }
+}
+
+/// Collects the examples whose reply differs from the document's and
+/// fails with all of them at once (a conformance run's end).
+#[derive(Default)]
+pub struct Mismatches(Vec<String>);
+
+impl Mismatches {
+    /// Example `i`: `want` and `got`, both normalised.
+    pub fn compare(&mut self, i: usize, ex: &Example, want: &Value, got: &Value) {
+        if want != got {
+            let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+            self.0.push(format!(
+                "example {i} ({:?}) {}\nwant {}\ngot  {}",
+                ex.transport,
+                ex.request,
+                pretty(want),
+                pretty(got)
+            ));
+        }
+    }
+
+    /// Fails naming every example of `action` that differed.
+    pub fn assert_none(self, action: &str, of: usize) {
+        assert!(self.0.is_empty(), "{action}: {} of {of} examples differ:\n{}", self.0.len(), self.0.join("\n\n"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     // (In the harness-less benchmark these tests are compiled, not run.)

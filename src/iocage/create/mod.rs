@@ -21,7 +21,7 @@
 //! `steps`, steps 2 to 4 on the pool. This module holds the [`Plan`] they
 //! share and the [`undo`] any failed step falls back on.
 
-use crate::zfs::Libzfs;
+use crate::zfs::Backend;
 
 use super::error::ActionError;
 use super::layout::Layout;
@@ -79,7 +79,7 @@ impl Plan {
 }
 
 /// `name` made and mounted, unless it exists.
-pub(super) fn ensure(lib: &Libzfs, name: &str, props: &[(&str, &str)]) -> Result<(), ActionError> {
+pub(super) fn ensure(lib: &dyn Backend, name: &str, props: &[(&str, &str)]) -> Result<(), ActionError> {
     if !lib.exists(name) {
         lib.create_filesystem(name, props)?;
         lib.mount(name)?;
@@ -88,14 +88,14 @@ pub(super) fn ensure(lib: &Libzfs, name: &str, props: &[(&str, &str)]) -> Result
 }
 
 /// Undoes a create after `cause` failed in `step`, and says so.
-fn fail(lib: &Libzfs, plan: &Plan, step: &'static str, cause: ActionError) -> ActionError {
+fn fail(lib: &dyn Backend, plan: &Plan, step: &'static str, cause: ActionError) -> ActionError {
     undo(lib, plan);
     ActionError::CreateFailed { uuid: plan.uuid.clone(), step, cause: Box::new(cause) }
 }
 
 /// Removes everything a create of `plan` made: the jail's datasets and the
 /// snapshots taken for it. Failures are logged: undo goes as far as it can.
-pub fn undo(lib: &Libzfs, plan: &Plan) {
+pub fn undo(lib: &dyn Backend, plan: &Plan) {
     let ds = plan.dataset();
     if plan.layout.contains(&ds) && lib.exists(&ds) {
         if let Err(e) = lib.destroy_recursive(&ds) {

@@ -8,7 +8,7 @@ use crate::iocage::layout::Layout;
 use crate::iocage::names;
 use crate::iocage::props::{self, Kind, PropError, USER_PREFIX};
 use crate::iocage::request::{CreateKind, PropList};
-use crate::zfs::Libzfs;
+use crate::zfs::Backend;
 use std::sync::Arc;
 
 use super::Plan;
@@ -16,7 +16,11 @@ use super::Plan;
 /// The effective values for a new jail: the client's value, else the
 /// `.defaults` dataset's, else the built-in default. Derived values
 /// (UUIDs, hostid, the data dataset) are filled in by the caller.
-fn effective_props(lib: &Libzfs, layout: &Layout, client: &PropList) -> Result<Vec<(String, String)>, ActionError> {
+fn effective_props(
+    lib: &dyn Backend,
+    layout: &Layout,
+    client: &PropList,
+) -> Result<Vec<(String, String)>, ActionError> {
     let defaults =
         if lib.exists(&layout.defaults()) { lib.user_props(&layout.defaults())? } else { Default::default() };
     let mut out = Vec::new();
@@ -98,7 +102,7 @@ fn check_tag(jails: &[Arc<Jail>], tag: &str) -> Result<(), ActionError> {
 /// the pool's jails, those still being created included (their tags are
 /// taken too).
 pub fn prepare(
-    lib: &Libzfs,
+    lib: &dyn Backend,
     layout: &Layout,
     jails: &[Arc<Jail>],
     kind: CreateKind,

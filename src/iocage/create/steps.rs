@@ -6,7 +6,7 @@
 use crate::iocage::error::ActionError;
 use crate::iocage::jails::INCOMPLETE_PROP;
 use crate::iocage::request::CreateKind;
-use crate::zfs::{Libzfs, OnProgress, copy_snapshot};
+use crate::zfs::{Backend, OnProgress, Zfs};
 
 use super::{Plan, ensure, fail};
 
@@ -30,7 +30,7 @@ fn check_mountpoint(plan: &Plan, jails_dir: Option<&str>) -> Result<(), ActionEr
 }
 
 /// Step 2: the jail's dataset (marked incomplete) and its root.
-pub fn begin(lib: &Libzfs, plan: &Plan) -> Result<(), ActionError> {
+pub fn begin(lib: &dyn Backend, plan: &Plan) -> Result<(), ActionError> {
     let layout = &plan.layout;
     ensure(lib, &layout.root(), &[("mountpoint", "/iocage")])?;
     ensure(lib, &layout.jails(), &[])?;
@@ -99,23 +99,23 @@ pub fn begin(lib: &Libzfs, plan: &Plan) -> Result<(), ActionError> {
 /// Step 3 (thick jails): copy the release's snapshot into the jail's root,
 /// reporting progress to `on_progress` as it goes (see
 /// `zfs::copy_snapshot`). Blocking; run it off the async runtime.
-pub fn copy(plan: &Plan, on_progress: OnProgress) -> Result<(), ActionError> {
+pub fn copy(zfs: &Zfs, plan: &Plan, on_progress: OnProgress) -> Result<(), ActionError> {
     match (plan.kind, plan.source_snapshot()) {
         (CreateKind::Thick, Some(snap)) => {
-            copy_snapshot(&snap, &format!("{}@{}", plan.root(), plan.uuid), on_progress).map_err(ActionError::from)
+            zfs.copy_snapshot(&snap, &format!("{}@{}", plan.root(), plan.uuid), on_progress).map_err(ActionError::from)
         }
         _ => Ok(()),
     }
 }
 
 /// Step 4: mount, fstab, the data dataset, native properties, unmark.
-pub fn finish(lib: &Libzfs, plan: &Plan) -> Result<(), ActionError> {
+pub fn finish(lib: &dyn Backend, plan: &Plan) -> Result<(), ActionError> {
     let mut step = "finishing the jail";
     finish_steps(lib, plan, &mut step).map_err(|e| fail(lib, plan, step, e))
 }
 
 /// The work of [`finish`]; `step` names the part under way, for the error.
-fn finish_steps(lib: &Libzfs, plan: &Plan, step: &mut &'static str) -> Result<(), ActionError> {
+fn finish_steps(lib: &dyn Backend, plan: &Plan, step: &mut &'static str) -> Result<(), ActionError> {
     if plan.kind == CreateKind::Thick && plan.source.is_none() {
         lib.destroy(&format!("{}@{}", plan.root(), plan.uuid))?;
         if let Some(snap) = plan.source_snapshot() {

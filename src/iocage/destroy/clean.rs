@@ -10,7 +10,7 @@ use crate::iocage::error::ActionError;
 use crate::iocage::jails::{self, Jail};
 use crate::iocage::layout::Layout;
 use crate::runtime::kernel_name;
-use crate::zfs::{ErrorKind, Libzfs};
+use crate::zfs::{Backend, ErrorKind};
 
 use super::{destroy_tree, origin, remove_snapshots_named};
 
@@ -23,7 +23,7 @@ fn running_iocage_jails(jails: &[Arc<Jail>], running: &HashSet<String>) -> Vec<S
 }
 
 /// Jails with a dataset cloned from something under `top`.
-fn dependents_of(lib: &Libzfs, jails: &[Arc<Jail>], top: &str) -> Result<Vec<String>, ActionError> {
+fn dependents_of(lib: &dyn Backend, jails: &[Arc<Jail>], top: &str) -> Result<Vec<String>, ActionError> {
     let prefix = format!("{top}/");
     let mut out = Vec::new();
     for j in jails {
@@ -39,7 +39,7 @@ fn dependents_of(lib: &Libzfs, jails: &[Arc<Jail>], top: &str) -> Result<Vec<Str
 
 /// Refuses, before anything is destroyed, when a clone outside one of
 /// `tops` depends on a snapshot inside it: a clean is all or nothing.
-fn check_removable(lib: &Libzfs, layout: &Layout, tops: &[String]) -> Result<(), ActionError> {
+fn check_removable(lib: &dyn Backend, layout: &Layout, tops: &[String]) -> Result<(), ActionError> {
     for top in tops.iter().filter(|t| lib.exists(t)) {
         if !layout.contains(top) {
             return Err(ActionError::OutsideIocage(top.clone()));
@@ -53,7 +53,7 @@ fn check_removable(lib: &Libzfs, layout: &Layout, tops: &[String]) -> Result<(),
 }
 
 /// Destroys `top` (if it exists) and creates it again, empty.
-fn empty_out(lib: &Libzfs, layout: &Layout, top: &str) -> Result<(), ActionError> {
+fn empty_out(lib: &dyn Backend, layout: &Layout, top: &str) -> Result<(), ActionError> {
     if lib.exists(top) {
         destroy_tree(lib, layout, top)?;
         lib.create_filesystem(top, &[])?;
@@ -72,7 +72,12 @@ pub type OnDestroyed<'a> = &'a mut dyn FnMut(u64, u64, &str);
 /// was cloned from). Entries that hold clones of each other (a circle, as
 /// `zfs promote` can make) go last, together, as one tree. A clone outside
 /// all the entries is refused before anything is destroyed.
-fn destroy_entries(lib: &Libzfs, layout: &Layout, tops: &[String], on_each: OnDestroyed) -> Result<(), ActionError> {
+fn destroy_entries(
+    lib: &dyn Backend,
+    layout: &Layout,
+    tops: &[String],
+    on_each: OnDestroyed,
+) -> Result<(), ActionError> {
     let tops: Vec<&String> = tops.iter().filter(|t| lib.exists(t)).collect();
     let mut entries = Vec::new();
     for top in &tops {
@@ -159,7 +164,7 @@ struct Order {
 }
 
 /// Refuses when a clone outside `POOL/iocage` depends on a snapshot in it.
-fn check_nothing_outside_depends(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError> {
+fn check_nothing_outside_depends(lib: &dyn Backend, layout: &Layout) -> Result<(), ActionError> {
     let root = layout.root();
     if !lib.exists(&root) {
         return Ok(());
@@ -174,7 +179,7 @@ fn check_nothing_outside_depends(lib: &Libzfs, layout: &Layout) -> Result<(), Ac
 /// What cleanjails (`everything` false) and cleanall check before they
 /// change anything, stopping jails included: that no dataset outside the
 /// ones they remove depends on them.
-pub fn check_clean(lib: &Libzfs, layout: &Layout, everything: bool) -> Result<(), ActionError> {
+pub fn check_clean(lib: &dyn Backend, layout: &Layout, everything: bool) -> Result<(), ActionError> {
     if everything {
         check_nothing_outside_depends(lib, layout)
     } else {
@@ -184,7 +189,7 @@ pub fn check_clean(lib: &Libzfs, layout: &Layout, everything: bool) -> Result<()
 
 /// Every jail, incomplete ones too; refused, naming them, while any of
 /// them runs.
-fn all_stopped(lib: &Libzfs, layout: &Layout, running: &HashSet<String>) -> Result<Vec<Arc<Jail>>, ActionError> {
+fn all_stopped(lib: &dyn Backend, layout: &Layout, running: &HashSet<String>) -> Result<Vec<Arc<Jail>>, ActionError> {
     let jails = jails::read_all_with_incomplete(lib, layout)?;
     let up = running_iocage_jails(&jails, running);
     if up.is_empty() { Ok(jails) } else { Err(ActionError::JailsRunning(up)) }
@@ -192,7 +197,7 @@ fn all_stopped(lib: &Libzfs, layout: &Layout, running: &HashSet<String>) -> Resu
 
 /// cleanjails: every jail, with the snapshots made for them.
 pub fn clean_jails(
-    lib: &Libzfs,
+    lib: &dyn Backend,
     layout: &Layout,
     running: &HashSet<String>,
     on_each: OnDestroyed,
@@ -212,7 +217,7 @@ pub fn clean_jails(
 
 /// cleanreleases: the fetched releases, their base pieces and downloads;
 /// refused while jails depend on them.
-pub fn clean_releases(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError> {
+pub fn clean_releases(lib: &dyn Backend, layout: &Layout) -> Result<(), ActionError> {
     let jails = jails::read_all_with_incomplete(lib, layout)?;
     for top in [layout.releases(), layout.base()] {
         let deps = dependents_of(lib, &jails, &top)?;
@@ -229,7 +234,7 @@ pub fn clean_releases(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError> 
 }
 
 /// cleantemplates: the templates; refused while jails depend on them.
-pub fn clean_templates(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError> {
+pub fn clean_templates(lib: &dyn Backend, layout: &Layout) -> Result<(), ActionError> {
     let jails = jails::read_all_with_incomplete(lib, layout)?;
     let deps = dependents_of(lib, &jails, &layout.templates())?;
     if !deps.is_empty() {
@@ -243,7 +248,7 @@ pub fn clean_templates(lib: &Libzfs, layout: &Layout) -> Result<(), ActionError>
 /// only when a clone outside it depends on it (jails cloned from its
 /// releases and templates go with them).
 pub fn clean_all(
-    lib: &Libzfs,
+    lib: &dyn Backend,
     layout: &Layout,
     running: &HashSet<String>,
     on_each: OnDestroyed,

@@ -8,13 +8,13 @@ use crate::iocage::error::ActionError;
 use crate::iocage::jails::Jail;
 use crate::iocage::layout::Layout;
 use crate::runtime::kernel_name;
-use crate::zfs::{ErrorKind, Libzfs};
+use crate::zfs::{Backend, ErrorKind};
 
 use super::{destroy_tree, entry_of, origin};
 
 /// Removes snapshots that no longer have clones. Logged, never fatal: the
 /// jail they were made for is already gone.
-fn remove_unused(lib: &Libzfs, layout: &Layout, snapshots: &[String]) {
+fn remove_unused(lib: &dyn Backend, layout: &Layout, snapshots: &[String]) {
     for snap in snapshots.iter().filter(|s| layout.contains(s)) {
         match lib.destroy(snap) {
             Ok(()) => {}
@@ -28,11 +28,11 @@ fn remove_unused(lib: &Libzfs, layout: &Layout, snapshots: &[String]) {
 /// and jails (what a create of that UUID took), where nothing depends on it.
 /// Looks at every dataset there: for a jail whose origins are known,
 /// [`destroy_jail`] looks only where it came from ([`made_from`]).
-pub fn remove_snapshots_named(lib: &Libzfs, layout: &Layout, uuid: &str) {
+pub fn remove_snapshots_named(lib: &dyn Backend, layout: &Layout, uuid: &str) {
     remove_snapshots_named_under(lib, layout, uuid, &[layout.releases(), layout.base(), layout.jails()]);
 }
 
-fn remove_snapshots_named_under(lib: &Libzfs, layout: &Layout, uuid: &str, tops: &[String]) {
+fn remove_snapshots_named_under(lib: &dyn Backend, layout: &Layout, uuid: &str, tops: &[String]) {
     let mut found = Vec::new();
     for top in tops {
         if let Ok(all) = lib.descendants(top) {
@@ -53,7 +53,7 @@ fn remove_snapshots_named_under(lib: &Libzfs, layout: &Layout, uuid: &str, tops:
 /// datasets right under the layout's collections) that hold the origin of
 /// one of its datasets, where the origin snapshot is named after the jail
 /// (made for it by its create or clone; a user's snapshot is not).
-fn made_from(lib: &Libzfs, layout: &Layout, jail: &Jail) -> Result<Vec<String>, ActionError> {
+fn made_from(lib: &dyn Backend, layout: &Layout, jail: &Jail) -> Result<Vec<String>, ActionError> {
     let made_for_it = format!("@{}", jail.uuid);
     let mut sources = Vec::new();
     for fs in lib.descendants(&jail.dataset)? {
@@ -69,7 +69,12 @@ fn made_from(lib: &Libzfs, layout: &Layout, jail: &Jail) -> Result<Vec<String>, 
 
 /// destroyjail: refuses a running jail; removes its datasets and the
 /// snapshots made for it.
-pub fn destroy_jail(lib: &Libzfs, layout: &Layout, jail: &Jail, running: &HashSet<String>) -> Result<(), ActionError> {
+pub fn destroy_jail(
+    lib: &dyn Backend,
+    layout: &Layout,
+    jail: &Jail,
+    running: &HashSet<String>,
+) -> Result<(), ActionError> {
     if running.contains(&kernel_name(&jail.uuid)) {
         return Err(ActionError::JailRunning(format!("{} ({})", jail.uuid, jail.tag())));
     }

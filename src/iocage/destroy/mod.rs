@@ -17,7 +17,7 @@
 //! recursive destroy, a clone's origin, the entry a dataset is under) and
 //! start-up recovery ([`recover`]).
 
-use crate::zfs::{ErrorKind, Libzfs};
+use crate::zfs::{Backend, ErrorKind};
 
 use super::error::ActionError;
 use super::jails;
@@ -32,7 +32,7 @@ pub use jail::{destroy_jail, remove_snapshots_named};
 pub use releases::{destroy_incomplete_release, destroy_release, is_incomplete_release, list_releases};
 
 /// Destroys `name` and everything below it, refusing outside `POOL/iocage`.
-fn destroy_tree(lib: &Libzfs, layout: &Layout, name: &str) -> Result<(), ActionError> {
+fn destroy_tree(lib: &dyn Backend, layout: &Layout, name: &str) -> Result<(), ActionError> {
     if !layout.contains(name) {
         return Err(ActionError::OutsideIocage(name.to_string()));
     }
@@ -43,7 +43,7 @@ fn destroy_tree(lib: &Libzfs, layout: &Layout, name: &str) -> Result<(), ActionE
 }
 
 /// The snapshot `fs` was cloned from, if it is a clone.
-fn origin(lib: &Libzfs, fs: &str) -> Result<Option<String>, ActionError> {
+fn origin(lib: &dyn Backend, fs: &str) -> Result<Option<String>, ActionError> {
     Ok(lib.native_props(fs, &["origin"])?.remove("origin").and_then(|v| v.printed))
 }
 
@@ -61,7 +61,7 @@ fn entry_of(layout: &Layout, name: &str) -> Option<String> {
 /// stopped or crashed part-way) with the snapshots taken for it, and every
 /// release a fetch left unfinished. Returns what it removed: jails by
 /// UUID, releases as `release <name>`.
-pub fn recover(lib: &Libzfs, layout: &Layout) -> Result<Vec<String>, ActionError> {
+pub fn recover(lib: &dyn Backend, layout: &Layout) -> Result<Vec<String>, ActionError> {
     let mut removed = Vec::new();
     for j in jails::read_all_with_incomplete(lib, layout)?.into_iter().filter(|j| j.incomplete) {
         destroy_tree(lib, layout, &j.dataset)?;

@@ -4,14 +4,14 @@
 use crate::iocage::error::ActionError;
 use crate::iocage::jails::{self, INCOMPLETE_PROP, Jail};
 use crate::iocage::layout::Layout;
-use crate::zfs::{ErrorKind, Libzfs};
+use crate::zfs::{Backend, ErrorKind};
 use std::sync::Arc;
 
 use super::{destroy_tree, entry_of};
 
 /// A release's datasets: its root under `releases`, its base pieces, its
 /// downloads (those that exist).
-fn release_entries(lib: &Libzfs, layout: &Layout, release: &str) -> Vec<String> {
+fn release_entries(lib: &dyn Backend, layout: &Layout, release: &str) -> Vec<String> {
     [layout.releases(), layout.base(), layout.download()]
         .into_iter()
         .map(|top| format!("{top}/{release}"))
@@ -21,7 +21,12 @@ fn release_entries(lib: &Libzfs, layout: &Layout, release: &str) -> Vec<String> 
 
 /// Who holds clones of `entries`' snapshots: a jail as `uuid (tag)`, else
 /// the dataset (a template, or anything else).
-fn holders(lib: &Libzfs, layout: &Layout, jails: &[Arc<Jail>], entries: &[String]) -> Result<Vec<String>, ActionError> {
+fn holders(
+    lib: &dyn Backend,
+    layout: &Layout,
+    jails: &[Arc<Jail>],
+    entries: &[String],
+) -> Result<Vec<String>, ActionError> {
     let mut out: Vec<String> = Vec::new();
     for entry in entries {
         for (clone, _) in lib.outside_clones(entry)? {
@@ -40,7 +45,7 @@ fn holders(lib: &Libzfs, layout: &Layout, jails: &[Arc<Jail>], entries: &[String
 
 /// listreleases: every release on the pool (the datasets under
 /// `releases`), with the jails and templates that depend on it.
-pub fn list_releases(lib: &Libzfs, layout: &Layout) -> Result<Vec<(String, Vec<String>)>, ActionError> {
+pub fn list_releases(lib: &dyn Backend, layout: &Layout) -> Result<Vec<(String, Vec<String>)>, ActionError> {
     let names = match lib.children(&layout.releases()) {
         Err(e) if e.kind == ErrorKind::NotFound => return Ok(Vec::new()),
         other => other?,
@@ -61,7 +66,7 @@ pub fn list_releases(lib: &Libzfs, layout: &Layout) -> Result<Vec<(String, Vec<S
 /// destroyrelease: the release's datasets (its root, base pieces and
 /// downloads, whichever exist), refused (naming them) while jails or
 /// templates depend on it.
-pub fn destroy_release(lib: &Libzfs, layout: &Layout, release: &str) -> Result<(), ActionError> {
+pub fn destroy_release(lib: &dyn Backend, layout: &Layout, release: &str) -> Result<(), ActionError> {
     let entries = release_entries(lib, layout, release);
     if entries.is_empty() {
         // (Downloads alone, of a fetch that never finished, are removed.)
@@ -79,7 +84,7 @@ pub fn destroy_release(lib: &Libzfs, layout: &Layout, release: &str) -> Result<(
 }
 
 /// Whether `releases/<release>` carries the marker of a fetch not finished.
-pub fn is_incomplete_release(lib: &Libzfs, layout: &Layout, release: &str) -> Result<bool, ActionError> {
+pub fn is_incomplete_release(lib: &dyn Backend, layout: &Layout, release: &str) -> Result<bool, ActionError> {
     let dataset = format!("{}/{release}", layout.releases());
     match lib.user_props(&dataset) {
         // Set on the release itself (`source` names where a value is set).
@@ -91,7 +96,7 @@ pub fn is_incomplete_release(lib: &Libzfs, layout: &Layout, release: &str) -> Re
 
 /// A release a fetch did not finish: destroyed, if it still carries the
 /// marker (a release made otherwise is never removed here).
-pub fn destroy_incomplete_release(lib: &Libzfs, layout: &Layout, release: &str) -> Result<(), ActionError> {
+pub fn destroy_incomplete_release(lib: &dyn Backend, layout: &Layout, release: &str) -> Result<(), ActionError> {
     if is_incomplete_release(lib, layout, release)? {
         destroy_tree(lib, layout, &format!("{}/{release}", layout.releases()))?;
     }

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use crate::iocage::error::ActionError;
 use crate::iocage::jails::INCOMPLETE_PROP;
 use crate::iocage::layout::Layout;
-use crate::zfs::Libzfs;
+use crate::zfs::Backend;
 
 use super::failed;
 
 /// Step 1 (owner thread): no release of that name yet.
-pub(super) fn refuse_existing(lib: &Libzfs, layout: &Layout, release: &str) -> Result<(), ActionError> {
+pub(super) fn refuse_existing(lib: &dyn Backend, layout: &Layout, release: &str) -> Result<(), ActionError> {
     let dataset = format!("{}/{release}", layout.releases());
     if lib.exists(&dataset) {
         return Err(ActionError::ReleaseExists(release.to_string(), dataset));
@@ -24,7 +24,7 @@ pub(super) fn refuse_existing(lib: &Libzfs, layout: &Layout, release: &str) -> R
 }
 
 /// Step 3 (owner thread): the download dataset there and mounted; its path.
-pub(super) fn prepare(lib: &Libzfs, layout: &Layout, release: &str) -> Result<PathBuf, ActionError> {
+pub(super) fn prepare(lib: &dyn Backend, layout: &Layout, release: &str) -> Result<PathBuf, ActionError> {
     crate::iocage::create::ensure(lib, &layout.root(), &[("mountpoint", "/iocage")])?;
     crate::iocage::create::ensure(lib, &layout.download(), &[])?;
     let dl = format!("{}/{release}", layout.download());
@@ -34,7 +34,7 @@ pub(super) fn prepare(lib: &Libzfs, layout: &Layout, release: &str) -> Result<Pa
 }
 
 /// The download dataset of `release`, removed (it holds nothing).
-pub(super) fn forget_downloads(lib: &Libzfs, layout: &Layout, release: &str) -> Result<(), ActionError> {
+pub(super) fn forget_downloads(lib: &dyn Backend, layout: &Layout, release: &str) -> Result<(), ActionError> {
     let dl = format!("{}/{release}", layout.download());
     if layout.contains(&dl) && lib.exists(&dl) {
         lib.destroy(&dl)?;
@@ -42,7 +42,7 @@ pub(super) fn forget_downloads(lib: &Libzfs, layout: &Layout, release: &str) -> 
     Ok(())
 }
 
-fn mountpoint(lib: &Libzfs, dataset: &str) -> Result<PathBuf, ActionError> {
+fn mountpoint(lib: &dyn Backend, dataset: &str) -> Result<PathBuf, ActionError> {
     let props = lib.native_props(dataset, &["mountpoint"])?;
     match props.get("mountpoint").and_then(|m| m.printed.as_deref()) {
         Some(m) if m.starts_with('/') => Ok(PathBuf::from(m)),
@@ -58,7 +58,7 @@ fn mountpoint(lib: &Libzfs, dataset: &str) -> Result<PathBuf, ActionError> {
 /// jail's clone of it takes its properties from its own parent), its
 /// directory closed to other users (0700) before its `root` is made in it;
 /// the directory's path.
-pub(super) fn begin(lib: &Libzfs, layout: &Layout, release: &str) -> Result<PathBuf, ActionError> {
+pub(super) fn begin(lib: &dyn Backend, layout: &Layout, release: &str) -> Result<PathBuf, ActionError> {
     let dataset = format!("{}/{release}", layout.releases());
     refuse_existing(lib, layout, release)?;
     crate::iocage::create::ensure(lib, &layout.releases(), &[])?;
@@ -91,11 +91,11 @@ pub(super) fn set_mode(dir: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 /// Step 5 (owner thread): the marker removed.
-pub(super) fn finish(lib: &Libzfs, layout: &Layout, release: &str) -> Result<(), ActionError> {
+pub(super) fn finish(lib: &dyn Backend, layout: &Layout, release: &str) -> Result<(), ActionError> {
     Ok(lib.inherit(&format!("{}/{release}", layout.releases()), INCOMPLETE_PROP)?)
 }
 
 /// What a failed fetch made of the release: destroyed.
-pub(super) fn undo(lib: &Libzfs, layout: &Layout, release: &str) -> Result<(), ActionError> {
+pub(super) fn undo(lib: &dyn Backend, layout: &Layout, release: &str) -> Result<(), ActionError> {
     crate::iocage::destroy::destroy_incomplete_release(lib, layout, release)
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use super::body::Body;
 
 use crate::runtime::{Runtime, Usage, kernel_name};
-use crate::zfs::{Libzfs, Zfs};
+use crate::zfs::{Backend, Zfs};
 
 use super::error::ActionError;
 use super::fetch::{self, Fetches};
@@ -160,7 +160,7 @@ impl Iocage {
     pub(super) async fn on_owner<R, F>(&self, f: F) -> Result<R, ActionError>
     where
         R: Send + 'static,
-        F: FnOnce(&Libzfs) -> Result<R, ActionError> + Send + 'static,
+        F: FnOnce(&dyn Backend) -> Result<R, ActionError> + Send + 'static,
     {
         self.zfs.run(f).await?
     }

@@ -9,7 +9,7 @@ use crate::iocage::error::ActionError;
 use crate::iocage::index::{Listing, lock_if_free};
 use crate::iocage::layout::Layout;
 use crate::iocage::pool;
-use crate::zfs::Libzfs;
+use crate::zfs::Backend;
 
 /// Which pool the service works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl Iocage {
     pub(in crate::iocage) async fn on_pool<R, F>(&self, f: F) -> Result<R, ActionError>
     where
         R: Send + 'static,
-        F: FnOnce(&Libzfs, Layout) -> Result<R, ActionError> + Send + 'static,
+        F: FnOnce(&dyn Backend, Layout) -> Result<R, ActionError> + Send + 'static,
     {
         self.on_pool_within(Duration::ZERO, f).await
     }
@@ -102,7 +102,7 @@ impl Iocage {
     pub(super) async fn on_jails<R, F>(&self, f: F) -> Result<R, ActionError>
     where
         R: Send + 'static,
-        F: FnOnce(&Libzfs, Layout, Listing) -> Result<R, ActionError> + Send + 'static,
+        F: FnOnce(&dyn Backend, Layout, Listing) -> Result<R, ActionError> + Send + 'static,
     {
         let index = self.index.clone();
         self.on_pool(move |lib, layout| {
@@ -118,7 +118,7 @@ impl Iocage {
     pub(super) async fn on_read_pool<R, F>(&self, f: F) -> Result<R, ActionError>
     where
         R: Send + 'static,
-        F: FnOnce(&Libzfs, Layout) -> Result<R, ActionError> + Send + 'static,
+        F: FnOnce(&dyn Backend, Layout) -> Result<R, ActionError> + Send + 'static,
     {
         self.on_pool_within(POOL_CHOICE_AGE, f).await
     }
@@ -126,7 +126,7 @@ impl Iocage {
     pub(super) async fn on_pool_within<R, F>(&self, age: Duration, f: F) -> Result<R, ActionError>
     where
         R: Send + 'static,
-        F: FnOnce(&Libzfs, Layout) -> Result<R, ActionError> + Send + 'static,
+        F: FnOnce(&dyn Backend, Layout) -> Result<R, ActionError> + Send + 'static,
     {
         let choice = self.pool.clone();
         let cache = self.pool_choice.clone();

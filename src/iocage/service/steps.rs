@@ -14,7 +14,7 @@ use crate::iocage::progress::Reporter;
 use crate::iocage::request::{CreateKind, PropList};
 use crate::iocage::{create, jails, lifecycle};
 use crate::runtime::{Runtime, kernel_name};
-use crate::zfs::{Libzfs, OnProgress, Progress as CopyProgress};
+use crate::zfs::{Backend, OnProgress, Progress as CopyProgress};
 
 /// A step's result, its end reported: failed (with why) or left to the
 /// caller to finish.
@@ -132,7 +132,8 @@ impl Iocage {
             CopyProgress::Sending { sent, total } => r.report(sent, total, &uuid),
             CopyProgress::Done { bytes } => r.finish(bytes),
         });
-        let copied = tokio::task::spawn_blocking(move || create::copy(&p, on_progress))
+        let zfs = self.zfs.clone();
+        let copied = tokio::task::spawn_blocking(move || create::copy(&zfs, &p, on_progress))
             .await
             .unwrap_or_else(|e| Err(ActionError::Io { what: "copy the release".into(), message: e.to_string() }));
         if let Err(cause) = copied {
@@ -159,7 +160,7 @@ impl Iocage {
 /// A lifecycle plan with the place its jail must be mounted at (the
 /// mountpoint of the pool's `iocage/jails`).
 pub(super) fn located(
-    lib: &Libzfs,
+    lib: &dyn Backend,
     layout: &Layout,
     mut plan: lifecycle::Plan,
 ) -> Result<lifecycle::Plan, ActionError> {

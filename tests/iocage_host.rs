@@ -1,0 +1,462 @@
+//! The iocage layer on the host, in seconds: the real service (`Iocage`),
+//! server, transports and envelopes, against the in-memory ZFS and jail
+//! runtime of `host/` (test code only). Every example of the API
+//! document, for each of the seventeen actions, is sent over its own
+//! transport and its reply compared with the document's, normalised as
+//! the guest's conformance tests compare them (`rig/seed.rs`); reads must
+//! leave the pool as it was.
+//!
+//! What this cannot show, the guest suite does against the real OpenZFS
+//! module and kernel (`guest_*.rs`): how ZFS and jails really behave. Here,
+//! what the service does with what they answer: the reply shapes, the
+//! order of its steps, and its undoing when a step fails.
+
+#[path = "rig/client.rs"]
+#[allow(dead_code)]
+mod client;
+mod host;
+#[path = "rig/seed.rs"]
+#[allow(dead_code)]
+mod seed;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use host::fake_runtime::FakeRuntime;
+use host::fake_zfs::FakeZfs;
+use host::server::Server;
+use iocaged::config::Limits;
+use iocaged::iocage::{Iocage, PoolChoice};
+use iocaged::runtime::Runtime;
+use iocaged::zfs::{Backend, Zfs};
+use seed::{Example, Mismatches, Transport, normalise};
+
+const POOL: &str = "tank";
+const IOC: &str = "org.freebsd.iocage:";
+
+/// One served pool: the fakes, the real service and server over them.
+struct Rig {
+    zfs: FakeZfs,
+    runtime: Arc<FakeRuntime>,
+    server: Server<Iocage>,
+    /// The pool's altroot: the datasets' files are under it.
+    dir: PathBuf,
+}
+
+impl Rig {
+    /// An empty iocage layout on pool `tank`, marked active, served.
+    fn fresh(name: &str) -> Rig {
+        let dir = std::env::temp_dir().join(format!("iocaged-iocage-host-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let zfs = FakeZfs::new(POOL, &dir);
+        let lib = zfs.backend();
+        // As the guest's test pool is made (`tests/vm/guest-common.sh`).
+        lib.set_props(POOL, &[("org.freebsd.ioc:active", "yes"), ("compression", "lz4")]).unwrap();
+        lib.create_filesystem("tank/iocage", &[("mountpoint", "/iocage")]).unwrap();
+        for ds in ["tank/iocage", "tank/iocage/.defaults", "tank/iocage/jails"] {
+            if !lib.exists(ds) {
+                lib.create_filesystem(ds, &[]).unwrap();
+            }
+            lib.mount(ds).unwrap();
+        }
+        let backend = zfs.backend();
+        let owner = Zfs::start_on(64, move || Ok(backend)).unwrap().with_copier(zfs.copier());
+        let runtime = Arc::new(FakeRuntime::default());
+        let iocage = Iocage::new(owner, runtime.clone(), PoolChoice::Auto);
+        let server = Server::start(name, Limits::default(), Arc::new(iocage));
+        Rig { zfs, runtime, server, dir }
+    }
+
+    /// Sets iocage properties (API names) on `.defaults`.
+    fn set_defaults(&self, props: &[(String, String)]) {
+        let props: Vec<(String, &str)> = props.iter().map(|(k, v)| (format!("{IOC}{k}"), v.as_str())).collect();
+        let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        self.zfs.backend().set_props("tank/iocage/.defaults", &props).unwrap();
+    }
+
+    /// A jail dataset (and its `root`) with iocage properties, as iocage
+    /// 1.7.x left them.
+    fn jail(&self, uuid: &str, props: &[(String, String)]) {
+        let name = format!("tank/iocage/jails/{uuid}");
+        let props: Vec<(String, &str)> = props.iter().map(|(k, v)| (format!("{IOC}{k}"), v.as_str())).collect();
+        let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let lib = self.zfs.backend();
+        lib.create_filesystem(&name, &props).unwrap();
+        lib.create_filesystem(&format!("{name}/root"), &[]).unwrap();
+    }
+
+    /// A fetched release, `tank/iocage/releases/<rel>/root`, with enough of
+    /// a system for a jail's start (rc scripts, users).
+    fn release(&self, rel: &str) {
+        let lib = self.zfs.backend();
+        let mut at = String::from("tank/iocage");
+        for part in ["releases".to_string(), rel.to_string(), "root".to_string()] {
+            at = format!("{at}/{part}");
+            lib.create_filesystem(&at, &[]).unwrap();
+            lib.mount(&at).unwrap();
+        }
+        let root = self.zfs.dir(&at).unwrap();
+        for d in ["bin", "etc", "dev", "proc", "tmp", "root", "var/run"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for (f, text) in [
+            ("etc/rc", "#!/bin/sh\n"),
+            ("etc/rc.shutdown", "#!/bin/sh\n"),
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+            ("etc/group", "wheel:x:0:root\n"),
+            ("bin/marker", rel),
+        ] {
+            std::fs::write(root.join(f), text).unwrap();
+        }
+    }
+
+    /// An action over REST with the read/write key; its body.
+    fn call(&self, args: Value) -> Value {
+        let r = self.server.rest(Some(&self.server.write_key), &[], &args);
+        assert_eq!(r.status, 200, "{}", r.raw);
+        r.body["args"][args["action"].as_str().unwrap()].clone()
+    }
+
+    /// Sends an example over its own transport; (expected, actual), both
+    /// normalised, the actual one without the pool's altroot (mountpoints
+    /// show it, as on a pool imported with `-R`; the document's was not).
+    fn exchange(&self, ex: &Example) -> (Value, Value) {
+        let got = match ex.transport {
+            Transport::Rest => {
+                let r = self.server.rest(Some(&self.server.write_key), &[], &seed::sent(ex));
+                assert_eq!(r.status, 200, "{}", r.raw);
+                r.body
+            }
+            Transport::WebSocket => self.server.ws(&self.server.write_key).call(&seed::sent(ex)),
+        };
+        let unrooted = got.to_string().replace(&self.dir.display().to_string(), "");
+        (seed::expected(ex), normalise(&serde_json::from_str(&unrooted).unwrap()))
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs every example of `action` on a rig of its own, made ready by
+/// `setup`, and fails with every mismatch at once; `after` then checks
+/// what the example did to the pool (given the pool as it was before).
+fn conform(action: &str, setup: impl Fn(&Example, &Rig), after: impl Fn(&Example, &Rig, &str)) {
+    let examples = seed::of(action);
+    assert!(examples.len() >= 2, "{action}: the document has REST and WebSocket examples");
+    let mut mismatches = Mismatches::default();
+    for (i, ex) in examples.iter().enumerate() {
+        let rig = Rig::fresh(&format!("{action}-{i}"));
+        setup(ex, &rig);
+        let before = rig.zfs.dump();
+        let (want, got) = rig.exchange(ex);
+        mismatches.compare(i, ex, &want, &got);
+        after(ex, &rig, &before);
+    }
+    mismatches.assert_none(action, examples.len());
+}
+
+/// A read's `after`: the pool (properties, mounts, its history) is as it was.
+fn unchanged(ex: &Example, rig: &Rig, before: &str) {
+    assert_eq!(rig.zfs.dump(), before, "{} changed the pool", ex.action);
+}
+
+/// The UUIDs of the jails on the pool.
+fn jail_uuids(rig: &Rig) -> Vec<String> {
+    let prefix = "tank/iocage/jails/";
+    let names = rig.zfs.names();
+    names.iter().filter_map(|n| n.strip_prefix(prefix)).filter(|u| !u.contains(['/', '@'])).map(String::from).collect()
+}
+
+/// The UUID of the jail tagged `tag`.
+fn uuid_of(rig: &Rig, tag: &str) -> Option<String> {
+    jail_uuids(rig)
+        .into_iter()
+        .find(|u| rig.zfs.local(&format!("tank/iocage/jails/{u}"), &format!("{IOC}tag")).as_deref() == Some(tag))
+}
+
+fn with_jails_shown(ex: &Example, rig: &Rig) {
+    for (uuid, props) in seed::jails_shown(ex) {
+        rig.jail(&uuid, &props);
+    }
+}
+
+/// Jail `test`, a clone of release 10.2-RELEASE, made through the API;
+/// started when `up`.
+fn test_jail(rig: &Rig, up: bool) {
+    rig.release("10.2-RELEASE");
+    let r = rig.call(json!({"action": "createjail", "props": "tag=test release=10.2-RELEASE", "switches": "-c"}));
+    assert!(r["success"].is_object(), "{r}");
+    if up {
+        let r = rig.call(json!({"action": "startjail", "jail": "test"}));
+        assert!(r["test"]["+ Starting services OK"].is_string(), "{r}");
+    }
+}
+
+#[test]
+fn the_reads_match_the_document_and_change_nothing() {
+    conform("getdefaultsettings", |ex, rig| rig.set_defaults(&seed::defaults_shown(ex)), unchanged);
+    for action in ["listjails", "df", "getjailsettings"] {
+        conform(action, with_jails_shown, unchanged);
+    }
+}
+
+#[test]
+fn the_pool_actions_match_the_document_and_mark_the_pool() {
+    let active = |rig: &Rig| rig.zfs.local(POOL, "org.freebsd.ioc:active");
+    conform(
+        "activatepool",
+        |ex, rig| {
+            if ex.args().contains_key("pool") {
+                rig.zfs.backend().inherit(POOL, "org.freebsd.ioc:active").unwrap();
+            }
+        },
+        |_, rig, _| assert_eq!(active(rig).as_deref(), Some("yes")),
+    );
+    conform("deactivatepool", |_, _| {}, |_, rig, _| assert_ne!(active(rig).as_deref(), Some("yes")));
+}
+
+#[test]
+fn the_lifecycle_actions_match_the_document_and_reach_the_runtime() {
+    // Jail `test` runs, except where the example shows it already down
+    // (stop) or not yet up (start).
+    for action in ["startjail", "stopjail", "capjail", "execjail"] {
+        let up = |ex: &Example| match action {
+            "startjail" => ex.reply.to_string().contains("already up"),
+            "stopjail" => !ex.reply.to_string().contains("already down"),
+            _ => true,
+        };
+        conform(
+            action,
+            |ex, rig| {
+                test_jail(rig, up(ex));
+                rig.runtime.take_calls();
+            },
+            |ex, rig, _| {
+                let runs = !rig.runtime.running().unwrap().is_empty();
+                assert_eq!(runs, action != "stopjail", "{action}: whether jail test runs after it");
+                let calls = rig.runtime.take_calls().join("\n");
+                let wanted = match action {
+                    "startjail" if !up(ex) => "start ioc-",
+                    "stopjail" if up(ex) => "stop ioc-",
+                    "capjail" => "limits ioc-",
+                    "execjail" => "echo hi",
+                    _ => "",
+                };
+                assert!(calls.contains(wanted), "{action}: the runtime was asked ({wanted:?}): {calls}");
+            },
+        );
+    }
+}
+
+#[test]
+fn the_write_actions_match_the_document_and_change_the_pool() {
+    conform(
+        "createjail",
+        |_, rig| rig.release("10.2-RELEASE"),
+        |ex, rig, _| {
+            let tag = if ex.request.to_string().contains("emptytest") { "emptytest" } else { "test" };
+            let uuid = uuid_of(rig, tag).unwrap_or_else(|| panic!("no jail tagged {tag}"));
+            assert!(rig.zfs.mounted(&format!("tank/iocage/jails/{uuid}/root")), "its root is mounted");
+        },
+    );
+    conform(
+        "clonejail",
+        |_, rig| test_jail(rig, false),
+        |_, rig, _| {
+            let source = uuid_of(rig, "test").expect("the source stays");
+            let uuids = jail_uuids(rig);
+            assert_eq!(uuids.len(), 2, "one clone: {uuids:?}");
+            let clone = uuids.iter().find(|u| **u != source).unwrap();
+            let origin = rig
+                .zfs
+                .dump()
+                .lines()
+                .find(|l| l.starts_with(&format!("tank/iocage/jails/{clone}/root ")))
+                .map(String::from);
+            assert!(
+                origin.is_some_and(|o| o.contains(&format!("tank/iocage/jails/{source}/root@"))),
+                "a clone of the source's root"
+            );
+        },
+    );
+    conform(
+        "destroyjail",
+        |_, rig| test_jail(rig, false),
+        |_, rig, _| assert_eq!(jail_uuids(rig), Vec::<String>::new()),
+    );
+    // Something of each kind, none depending on another: a release, an
+    // empty jail, a template.
+    let left = |rig: &Rig, part: &str| {
+        let prefix = format!("tank/iocage/{part}/");
+        rig.zfs.names().iter().filter(|n| n.starts_with(&prefix)).count()
+    };
+    for action in ["cleanjails", "cleanreleases", "cleantemplates", "cleanall"] {
+        conform(
+            action,
+            |_, rig| {
+                rig.release("10.2-RELEASE");
+                let r = rig.call(json!({"action": "createjail", "props": "tag=empty", "switches": "-e"}));
+                assert!(r["success"].is_object(), "{r}");
+                let lib = rig.zfs.backend();
+                for ds in ["tank/iocage/templates", "tank/iocage/templates/tpl", "tank/iocage/templates/tpl/root"] {
+                    lib.create_filesystem(ds, &[]).unwrap();
+                }
+            },
+            |_, rig, _| {
+                for (part, cleaned_by) in
+                    [("jails", "cleanjails"), ("releases", "cleanreleases"), ("templates", "cleantemplates")]
+                {
+                    let gone = left(rig, part) == 0;
+                    assert_eq!(gone, action == cleaned_by || action == "cleanall", "{action}: {part} gone");
+                }
+                if action == "cleanall" {
+                    assert_eq!(rig.zfs.names(), ["tank", "tank/iocage"], "cleanall leaves the root only");
+                }
+            },
+        );
+    }
+}
+
+/// The jail datasets on the pool (filesystems and snapshots under
+/// `iocage/jails`).
+fn jail_datasets(rig: &Rig) -> Vec<String> {
+    rig.zfs.names().into_iter().filter(|n| n.starts_with("tank/iocage/jails/")).collect()
+}
+
+#[test]
+fn a_create_that_fails_part_way_leaves_nothing_behind_and_says_where() {
+    for (op, switches, step) in [
+        ("copy", "", "copying the release"),
+        ("clone_snapshot", "-c", "creating the jail's root"),
+        ("mount", "-c", "finishing the jail"),
+        ("set_props", "", "setting native properties"),
+        ("inherit", "", "finishing the jail"),
+    ] {
+        let rig = Rig::fresh(&format!("create-fails-{op}"));
+        rig.release("10.2-RELEASE");
+        let before = rig.zfs.names();
+        rig.zfs.fail(op, "tank/iocage/jails/");
+        let props = "tag=web release=10.2-RELEASE quota=1G";
+        let r = rig.call(json!({"action": "createjail", "props": props, "switches": switches}));
+        let err = r["error"].as_str().unwrap_or_else(|| panic!("{op}: not refused: {r}"));
+        assert!(err.contains("failed as the test asked"), "{op}: the cause is given: {err}");
+        assert!(err.to_lowercase().contains(step), "{op}: the step is named ({step}): {err}");
+        assert_eq!(rig.zfs.names(), before, "{op}: what the create made is gone");
+        assert_eq!(rig.call(json!({"action": "listjails"})), json!({}), "{op}: no jail is listed");
+        // The pool works on: the same create now succeeds.
+        let r = rig.call(json!({"action": "createjail", "props": props, "switches": switches}));
+        assert!(r["success"].is_object(), "{op}: {r}");
+    }
+}
+
+#[test]
+fn start_runs_rc_in_the_jail_made_from_the_jail_s_properties_and_stop_undoes_it() {
+    let rig = Rig::fresh("start-stop");
+    test_jail(&rig, false);
+    let uuid = jail_datasets(&rig)[0].rsplit('/').next().unwrap().to_string();
+    let kernel = format!("ioc-{uuid}");
+    rig.runtime.take_calls();
+    rig.call(json!({"action": "startjail", "jail": "test"}));
+    assert_eq!(
+        rig.runtime.take_calls(),
+        [format!("start {kernel}"), format!("exec {kernel} root /bin/sh /etc/rc")],
+        "the jail is made, then its rc runs in it"
+    );
+    let spec = rig.runtime.spec(&kernel).expect("it runs");
+    assert!(rig.zfs.mounted(&format!("tank/iocage/jails/{uuid}/root")), "its root is mounted");
+    assert!(spec.root.join("bin/marker").is_file(), "and shows its release's files");
+    assert_eq!(spec.root, rig.zfs.dir(&format!("tank/iocage/jails/{uuid}/root")).unwrap(), "its root is its dataset's");
+    assert_eq!(spec.hostname, uuid, "iocage's default host_hostname is the UUID");
+    let listed = rig.call(json!({"action": "listjails"}));
+    assert_eq!((listed[&uuid]["state"].as_str(), listed[&uuid]["jid"].as_str()), (Some("up"), Some("1")), "{listed}");
+
+    let r = rig.call(json!({"action": "stopjail", "jail": "test"}));
+    assert!(r["test"]["+ Removing jail process OK"].is_string(), "{r}");
+    assert_eq!(
+        rig.runtime.take_calls(),
+        [format!("exec {kernel} root /bin/sh /etc/rc.shutdown"), format!("stop {kernel}")]
+    );
+    assert!(rig.runtime.spec(&kernel).is_none(), "nothing of it runs");
+    assert_eq!(rig.call(json!({"action": "listjails"}))[&uuid]["state"], "down");
+}
+
+#[test]
+fn a_start_whose_rc_fails_removes_the_jail_again() {
+    let rig = Rig::fresh("start-rc-fails");
+    rig.release("10.2-RELEASE");
+    let r = rig.call(
+        json!({"action": "createjail", "props": "tag=bad release=10.2-RELEASE exec_start=false", "switches": "-c"}),
+    );
+    assert!(r["success"].is_object(), "{r}");
+    let r = rig.call(json!({"action": "startjail", "jail": "bad"}));
+    let text = r.to_string();
+    assert!(text.contains("exec_start") && text.contains("removed again"), "says what failed and what was undone: {r}");
+    let calls = rig.runtime.take_calls();
+    assert!(calls.last().is_some_and(|c| c.starts_with("stop ioc-")), "the jail was removed: {calls:?}");
+    assert!(rig.runtime.running().unwrap().is_empty(), "nothing runs");
+}
+
+#[test]
+fn a_running_jail_is_not_destroyed_and_a_stopped_one_goes_with_its_files() {
+    let rig = Rig::fresh("destroy");
+    test_jail(&rig, true);
+    let uuid = jail_datasets(&rig)[0].rsplit('/').next().unwrap().to_string();
+    let home = rig.zfs.dir(&format!("tank/iocage/jails/{uuid}")).unwrap();
+    assert!(home.join("root/bin/marker").is_file(), "the clone has its release's files");
+    let before = rig.zfs.dump();
+    let r = rig.call(json!({"action": "destroyjail", "jail": "test"}));
+    let err = r["error"].as_str().unwrap_or_else(|| panic!("a running jail is destroyed: {r}"));
+    assert!(err.contains(&uuid) && err.contains("running"), "{err}");
+    assert_eq!(rig.zfs.dump(), before, "nothing changed");
+    assert_eq!(rig.runtime.running().unwrap().len(), 1, "it runs on");
+
+    rig.call(json!({"action": "stopjail", "jail": "test"}));
+    let r = rig.call(json!({"action": "destroyjail", "jail": "test"}));
+    assert!(r.get("error").is_none(), "{r}");
+    assert_eq!(jail_datasets(&rig), Vec::<String>::new(), "its datasets are gone");
+    assert!(!home.exists(), "and its files");
+    // The release it was cloned from stays, without the clone's snapshot.
+    let left: Vec<String> = rig.zfs.names().into_iter().filter(|n| n.contains("releases")).collect();
+    assert!(left.iter().all(|n| !n.contains('@')), "{left:?}");
+    assert!(left.contains(&"tank/iocage/releases/10.2-RELEASE/root".to_string()), "{left:?}");
+}
+
+#[test]
+fn bad_input_is_refused_by_name_and_changes_nothing() {
+    let rig = Rig::fresh("bad-input");
+    test_jail(&rig, false);
+    let before = rig.zfs.dump();
+    for (args, needles) in [
+        (json!({"action": "createjail", "props": "tag=x release=10.2-RELEASE nosuchprop=1"}), vec!["nosuchprop"]),
+        (
+            json!({"action": "createjail", "props": "tag=test release=10.2-RELEASE", "switches": "-c"}),
+            vec!["'test' is already used"],
+        ),
+        (json!({"action": "createjail", "props": "tag=x release=10.2-RELEASE quota=abc"}), vec!["quota", "abc"]),
+        (json!({"action": "createjail", "props": "tag=x release=9.9-RELEASE"}), vec!["9.9-RELEASE"]),
+        (json!({"action": "startjail", "jail": "ghost"}), vec!["'ghost' not found"]),
+        (json!({"action": "clonejail", "jail": "test", "props": "tag=test"}), vec!["'test' is already used"]),
+        (json!({"action": "capjail", "jail": "test"}), vec!["(test) is not running"]),
+        (json!({"action": "execjail", "jail": "test", "command": "echo hi"}), vec!["user"]),
+        (
+            json!({"action": "execjail", "jail": "test", "command": "echo hi", "user": "root"}),
+            vec!["(test) is not running"],
+        ),
+        (json!({"action": "destroyjail", "jail": "tes"}), vec!["'tes' not found"]),
+    ] {
+        let r = rig.call(args.clone());
+        let text = r.to_string();
+        assert!(text.contains("error") || text.contains("ERROR"), "{args}: refused: {r}");
+        for n in needles {
+            assert!(text.contains(n), "{args}: names {n:?}: {r}");
+        }
+        assert_eq!(rig.zfs.dump(), before, "{args}: nothing changed");
+    }
+    assert!(rig.runtime.running().unwrap().is_empty());
+}
