@@ -356,6 +356,30 @@ fn a_create_that_fails_part_way_leaves_nothing_behind_and_says_where() {
 }
 
 #[test]
+fn a_create_whose_fstab_cannot_be_written_is_undone() {
+    for switches in ["", "-c"] {
+        let rig = Rig::fresh(&format!("fstab-fails{switches}"));
+        rig.release("10.2-RELEASE");
+        let before = rig.zfs.names();
+        rig.zfs.hollow("tank/iocage/jails/");
+        let r =
+            rig.call(json!({"action": "createjail", "props": "tag=web release=10.2-RELEASE", "switches": switches}));
+        let err = r["error"].as_str().unwrap_or_else(|| panic!("{switches}: not refused: {r}"));
+        assert!(err.contains("writing its fstab") && err.contains("fstab"), "{switches}: {err}");
+        assert_eq!(rig.zfs.names(), before, "{switches}: what the create made is gone");
+    }
+    // clonejail goes the same way.
+    let rig = Rig::fresh("fstab-fails-clone");
+    test_jail(&rig, false);
+    let before = rig.zfs.names();
+    rig.zfs.hollow("tank/iocage/jails/");
+    let r = rig.call(json!({"action": "clonejail", "jail": "test", "props": "tag=copy"}));
+    let err = r["error"].as_str().unwrap_or_else(|| panic!("clone not refused: {r}"));
+    assert!(err.contains("writing its fstab"), "{err}");
+    assert_eq!(rig.zfs.names(), before, "what the clone made is gone");
+}
+
+#[test]
 fn start_runs_rc_in_the_jail_made_from_the_jail_s_properties_and_stop_undoes_it() {
     let rig = Rig::fresh("start-stop");
     test_jail(&rig, false);

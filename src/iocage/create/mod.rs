@@ -9,8 +9,12 @@
 //!    snapshot a thick copy starts from).
 //! 3. For a thick jail, [`copy`]: the data moves with a ZFS send stream on
 //!    blocking threads, so other requests are served meanwhile.
-//! 4. [`finish`] (owner thread): mount, fstab, the jail's ZFS data dataset,
-//!    native properties, and last, removing the marker.
+//! 4. [`finish`] (owner thread): mount, the jail's ZFS data dataset,
+//!    native properties.
+//! 5. [`write_fstab`] (a blocking thread): the jail's fstab, a host file,
+//!    written off the owner thread so that a slow filesystem stalls no ZFS
+//!    work; a failure is undone with [`abandon`].
+//! 6. [`unmark`] (owner thread): the marker removed, last.
 //!
 //! A step that fails undoes everything the create made ([`undo`]). A crash
 //! leaves the marker behind; start-up removes such jails
@@ -18,7 +22,7 @@
 //! while it is being made, but not from the tag check.
 //!
 //! The pieces: `plan`, step 1 (the checks, and the plan they make);
-//! `steps`, steps 2 to 4 on the pool. This module holds the [`Plan`] they
+//! `steps`, steps 2 to 6. This module holds the [`Plan`] they
 //! share and the [`undo`] any failed step falls back on.
 
 use crate::zfs::Backend;
@@ -31,8 +35,8 @@ use super::request::CreateKind;
 mod plan;
 mod steps;
 
-pub use plan::{prepare, prepare_clone};
-pub use steps::{begin, copy, finish};
+pub use plan::{NewJail, prepare, prepare_clone};
+pub use steps::{abandon, begin, copy, finish, unmark, write_fstab};
 
 /// Everything a create needs, decided before anything is written.
 #[derive(Debug, Clone)]

@@ -100,15 +100,11 @@ fn check_tag(jails: &[Arc<Jail>], tag: &str) -> Result<(), ActionError> {
 
 /// Step 1 of createjail: decide everything, write nothing. `jails` are
 /// the pool's jails, those still being created included (their tags are
-/// taken too).
-pub fn prepare(
-    lib: &dyn Backend,
-    layout: &Layout,
-    jails: &[Arc<Jail>],
-    kind: CreateKind,
-    client: &PropList,
-    allow_host_hooks: bool,
-) -> Result<Plan, ActionError> {
+/// taken too); `hostid` is this host's ([`names::host_id`], read by the
+/// caller: no host file is read on the owner thread).
+pub fn prepare(lib: &dyn Backend, layout: &Layout, jails: &[Arc<Jail>], new: &NewJail) -> Result<Plan, ActionError> {
+    let NewJail { kind, props: client, allow_host_hooks, hostid } = new;
+    let (kind, allow_host_hooks) = (*kind, *allow_host_hooks);
     let native = check_client_props(client, true, allow_host_hooks)?;
     let given = |k: &str| client.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let tag = given("tag").unwrap_or_else(names::date_tag);
@@ -145,7 +141,7 @@ pub fn prepare(
     if given("host_hostname").is_none() {
         set(&mut user, "host_hostname", uuid.clone());
     }
-    set(&mut user, "hostid", names::host_id());
+    set(&mut user, "hostid", hostid.clone());
     set(&mut user, "release", release.clone().unwrap_or_else(|| "none".into()));
     set(&mut user, "type", kind.jail_type().into());
     set(&mut user, "last_started", "none".into());
@@ -156,6 +152,18 @@ pub fn prepare(
     let plan = Plan { layout: layout.clone(), uuid, tag, kind, release, source: None, user, native };
     check_data_dataset(&plan)?;
     Ok(plan)
+}
+
+/// What createjail was asked for, and the host it runs on.
+#[derive(Debug, Clone)]
+pub struct NewJail {
+    pub kind: CreateKind,
+    /// The client's properties.
+    pub props: PropList,
+    /// Whether the configuration lets clients set host hooks.
+    pub allow_host_hooks: bool,
+    /// This host's hostid ([`names::host_id`]).
+    pub hostid: String,
 }
 
 fn check_data_dataset(plan: &Plan) -> Result<(), ActionError> {

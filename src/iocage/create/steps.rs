@@ -108,14 +108,15 @@ pub fn copy(zfs: &Zfs, plan: &Plan, on_progress: OnProgress) -> Result<(), Actio
     }
 }
 
-/// Step 4: mount, fstab, the data dataset, native properties, unmark.
-pub fn finish(lib: &dyn Backend, plan: &Plan) -> Result<(), ActionError> {
+/// Step 4 (owner thread): mount, the data dataset, native properties.
+/// Returns the jail's directory, where [`write_fstab`] writes next.
+pub fn finish(lib: &dyn Backend, plan: &Plan) -> Result<String, ActionError> {
     let mut step = "finishing the jail";
     finish_steps(lib, plan, &mut step).map_err(|e| fail(lib, plan, step, e))
 }
 
 /// The work of [`finish`]; `step` names the part under way, for the error.
-fn finish_steps(lib: &dyn Backend, plan: &Plan, step: &mut &'static str) -> Result<(), ActionError> {
+fn finish_steps(lib: &dyn Backend, plan: &Plan, step: &mut &'static str) -> Result<String, ActionError> {
     if plan.kind == CreateKind::Thick && plan.source.is_none() {
         lib.destroy(&format!("{}@{}", plan.root(), plan.uuid))?;
         if let Some(snap) = plan.source_snapshot() {
@@ -129,7 +130,6 @@ fn finish_steps(lib: &dyn Backend, plan: &Plan, step: &mut &'static str) -> Resu
         }
     }
     let dir = lib.native_props(&plan.dataset(), &["mountpoint"])?["mountpoint"].printed.clone().unwrap_or_default();
-    write_fstab(&dir, plan.source.as_deref())?;
     if let Some(data) = plan.data_dataset().filter(|d| !d.ends_with("/none")) {
         if !lib.exists(&data) {
             let mut props = vec![("mountpoint", "none")];
@@ -143,15 +143,28 @@ fn finish_steps(lib: &dyn Backend, plan: &Plan, step: &mut &'static str) -> Resu
     if !native.is_empty() {
         *step = "setting native properties";
         lib.set_props(&plan.dataset(), &native)?;
-        *step = "finishing the jail";
     }
-    lib.inherit(&plan.dataset(), INCOMPLETE_PROP)?;
-    Ok(())
+    Ok(dir)
 }
 
-/// An empty fstab for a new jail; a clone keeps the source's as
-/// `fstab.<source uuid>` (its lines name the source's paths), as iocage did.
-fn write_fstab(dir: &str, source: Option<&str>) -> Result<(), ActionError> {
+/// Step 6 (owner thread): the incomplete marker removed; the jail is
+/// listed from now on.
+pub fn unmark(lib: &dyn Backend, plan: &Plan) -> Result<(), ActionError> {
+    lib.inherit(&plan.dataset(), INCOMPLETE_PROP).map_err(|e| fail(lib, plan, "finishing the jail", e.into()))
+}
+
+/// A step run off the owner thread (the fstab) failed with `cause`:
+/// undoes the create (on the owner thread) and says so.
+pub fn abandon(lib: &dyn Backend, plan: &Plan, step: &'static str, cause: ActionError) -> ActionError {
+    fail(lib, plan, step, cause)
+}
+
+/// Step 5 (a blocking thread: host file work stays off the owner thread):
+/// an empty fstab for a new jail in its directory `dir`; a clone keeps the
+/// source's as `fstab.<source uuid>` (its lines name the source's paths),
+/// as iocage did. A failure is undone with [`abandon`].
+pub fn write_fstab(plan: &Plan, dir: &str) -> Result<(), ActionError> {
+    let source = plan.source.as_deref();
     let io = |what: String| move |e: std::io::Error| ActionError::Io { what, message: e.to_string() };
     let fstab = format!("{dir}/fstab");
     if let Some(src) = source {

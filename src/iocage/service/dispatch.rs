@@ -90,15 +90,16 @@ impl Iocage {
             Request::CloneJail { jail, props, raw_props } => {
                 let query = jail.clone();
                 let hooks = self.policy.allow_host_hooks;
-                let plan = self
+                let (plan, dir) = self
                     .on_jails(move |lib, layout, jails| {
                         let source = jails::resolve(&jails, &query)?;
                         let plan = create::prepare_clone(&layout, jails.with_incomplete(), source, &props, hooks)?;
                         create::begin(lib, &plan)?;
-                        create::finish(lib, &plan)?;
-                        Ok(plan)
+                        let dir = create::finish(lib, &plan)?;
+                        Ok((plan, dir))
                     })
                     .await?;
+                let plan = self.complete_create(plan, dir).await?;
                 let created = format!("{} ({})", plan.uuid, plan.tag);
                 Ok(json!({ "jail": jail, "props": raw_props, "success": { "Successfully created": created } }))
             }

@@ -117,10 +117,13 @@ impl Iocage {
     /// createjail in its steps (see `create`): the copy of a thick jail runs
     /// on a blocking thread, between two short trips to the owner thread.
     pub(super) async fn create(&self, kind: CreateKind, props: PropList) -> Result<create::Plan, ActionError> {
-        let hooks = self.policy.allow_host_hooks;
+        let hostid = tokio::task::spawn_blocking(crate::iocage::names::host_id)
+            .await
+            .map_err(|e| ActionError::Io { what: "read /etc/hostid".into(), message: e.to_string() })?;
+        let new = create::NewJail { kind, props, allow_host_hooks: self.policy.allow_host_hooks, hostid };
         let plan = self
             .on_jails(move |lib, layout, jails| {
-                let plan = create::prepare(lib, &layout, jails.with_incomplete(), kind, &props, hooks)?;
+                let plan = create::prepare(lib, &layout, jails.with_incomplete(), &new)?;
                 create::begin(lib, &plan)?;
                 Ok(plan)
             })
@@ -147,7 +150,25 @@ impl Iocage {
             });
         }
         let p = plan.clone();
-        self.zfs.run(move |lib| create::finish(lib, &p)).await??;
+        let dir = self.zfs.run(move |lib| create::finish(lib, &p)).await??;
+        self.complete_create(plan, dir).await
+    }
+
+    /// createjail's and clonejail's last steps: the jail's fstab in `dir`
+    /// (a host file: on a blocking thread, not the owner thread), then its
+    /// marker removed. A failure undoes the create.
+    pub(super) async fn complete_create(&self, plan: create::Plan, dir: String) -> Result<create::Plan, ActionError> {
+        let p = plan.clone();
+        let written = tokio::task::spawn_blocking(move || create::write_fstab(&p, &dir))
+            .await
+            .unwrap_or_else(|e| Err(ActionError::Io { what: "write the jail's fstab".into(), message: e.to_string() }));
+        let p = plan.clone();
+        match written {
+            Ok(()) => self.zfs.run(move |lib| create::unmark(lib, &p)).await??,
+            Err(cause) => {
+                return Err(self.zfs.run(move |lib| create::abandon(lib, &p, "writing its fstab", cause)).await?);
+            }
+        }
         Ok(plan)
     }
 

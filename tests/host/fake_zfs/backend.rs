@@ -209,6 +209,12 @@ impl Backend for Backed {
         if s.native(name, "canmount")?.printed.as_deref() == Some("off") {
             return Ok(());
         }
+        if s.hollow.iter().any(|p| name.starts_with(p.as_str())) {
+            if let Some(d) = s.datasets.get_mut(name) {
+                d.mounted = true;
+            }
+            return Ok(());
+        }
         let failed = |e: std::io::Error| err("mount", name, ErrorKind::Other, e.to_string());
         std::fs::create_dir_all(&dir).map_err(failed)?;
         if let Some(d) = s.datasets.get_mut(name) {

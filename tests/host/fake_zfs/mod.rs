@@ -110,6 +110,8 @@ pub struct State {
     next_guid: u64,
     /// (operation, name prefix): the next such call fails.
     fail: Vec<(&'static str, String)>,
+    /// Name prefixes whose mounts succeed without showing a directory.
+    hollow: Vec<String>,
 }
 
 /// A handle on the fake: give [`FakeZfs::backend`] to the owner thread,
@@ -183,6 +185,13 @@ impl FakeZfs {
     /// starting with `prefix` fail.
     pub fn fail(&self, op: &'static str, prefix: &str) {
         self.state().fail.push((op, prefix.to_string()));
+    }
+
+    /// Mounts of names starting with `prefix` succeed but show no
+    /// directory (a mount that did not happen), so that what the service
+    /// writes there fails.
+    pub fn hollow(&self, prefix: &str) {
+        self.state().hollow.push(prefix.to_string());
     }
 
     /// Every dataset and snapshot with its local properties, and each
