@@ -232,6 +232,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let running = zfs.run_blocking(|l| l.versions()).map_err(|e| e.to_string())?;
     tracing::info!(userland = %running.userland, kernel = %running.kernel, built_against = OPENZFS_BUILD_VERSION, "OpenZFS");
+    // Found (and logged) now, before an upgrade can replace either binary.
+    iocaged::runtime::helper::program();
     let pool = config.pool_choice().map_err(|e| e.to_string())?;
     let limits = config.limits();
     // Jail events and long actions' progress, on their way to subscribers.

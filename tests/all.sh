@@ -93,7 +93,7 @@ delivery() {
 	sh tests/rc.d-test.sh || return 1
 	mandoc -T lint -W warning iocaged.8 || return 1
 	# The unit, pointed at the binary just built (verify checks ExecStart).
-	"$CARGO" build --locked -q --bin iocaged || return 1
+	"$CARGO" build --locked -q --bin iocaged --bin iocaged-jail || return 1
 	d=$(mktemp -d)
 	sed "s|/usr/local/sbin/iocaged|$root/target/debug/iocaged|" dist/linux/iocaged.service >"$d/iocaged.service"
 	systemd-analyze verify --man=no "$d/iocaged.service" || { rm -rf "$d"; return 1; }

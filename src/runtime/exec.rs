@@ -114,8 +114,6 @@ impl HelperRequest {
     }
 }
 
-pub(crate) use crate::self_exe;
-
 /// How long past the command's own timeout the daemon waits for the
 /// helper before killing it (the helper bounds itself; this bounds a
 /// helper stuck in the kernel).
@@ -138,8 +136,8 @@ pub(crate) fn run_helper(req: HelperRequest, io: &ExecIo) -> Result<ExecOutput, 
         }
     };
     let arg = serde_json::to_string(&req).map_err(|e| fail(format!("encoding the request: {e}")))?;
-    let mut child = Command::new(self_exe())
-        .arg0("iocaged")
+    let mut child = Command::new(super::helper::program())
+        .arg0(super::helper::program_name())
         .arg("jail-exec")
         .arg(arg)
         .env_clear()
@@ -213,8 +211,8 @@ fn failed(what: &str, status: std::process::ExitStatus, stderr: &[u8]) -> String
 pub(crate) fn line_helper(subcommand: &str, request: &[u8], bound: Duration, what: &str) -> Result<String, String> {
     use std::io::Write;
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new(crate::self_exe())
-        .arg0("iocaged")
+    let mut child = Command::new(super::helper::program())
+        .arg0(super::helper::program_name())
         .arg(subcommand)
         .env_clear()
         .stdin(Stdio::piped())

@@ -1,5 +1,8 @@
-//! The helper processes: short-lived copies of the daemon's binary that do
+//! The helper processes: short-lived single-threaded processes that do
 //! what a multi-threaded daemon cannot (see the [module docs](super)).
+//! They run as `iocaged-jail`, the helpers' own small binary, when it is
+//! installed next to the daemon's, else as the daemon's binary
+//! ([`program`]).
 //!
 //! `iocaged jail-exec REQUEST` (REQUEST: a JSON [`HelperRequest`]) enters
 //! the jail, forks (on Linux the child is then inside the jail's PID
@@ -19,13 +22,15 @@
 //! except `/etc/passwd` and `/etc/group`, through
 //! [`super::passwd::read_jail_file`]; the child leaves with `_exit`.
 //!
-//! Its parts: [`process`], what a single-threaded process may do (fork,
+//! Its parts: [`program`], which binary the helpers run as;
+//! [`process`], what a single-threaded process may do (fork,
 //! `_exit`, reaping, the signals it waits for); [`setup`], what is
 //! decided and opened on the host before entering; [`child`], the forked
 //! child's way to the command.
 
 mod child;
 mod process;
+mod program;
 mod setup;
 
 use std::io::Read;
@@ -45,6 +50,7 @@ use super::stream::Pump;
 use child::{Io, become_and_exec};
 pub(crate) use process::{SingleThreaded, child_exit, fork_single_threaded, reap};
 use process::{block_wait_signals, tick};
+pub use program::{HELPER_BINARY, name as program_name, program};
 use setup::Setup;
 
 /// `iocaged jail-exec ...`: always exits 0 after printing its reply; a
