@@ -8,7 +8,8 @@
 //! it cannot rot. It asserts that every answer is a success, never a time.
 //! `--lifecycle` measures only the lifecycle table (start and stop with
 //! no address, one shared-IP address, one VNET interface; exec);
-//! `--fetch` only fetchrelease's table.
+//! `--fetch` only fetchrelease's table; `--exec` only execjail, for the
+//! base build (`IOCAGED_BASE_BIN`) and this one.
 
 mod rig;
 
@@ -720,6 +721,68 @@ fn lifecycle(p: &Plan) -> Vec<String> {
     results
 }
 
+/// execjail `true` in one running jail, for the base build
+/// (IOCAGED_BASE_BIN, when set) and this one, each round followed by the
+/// system's own way into the same jail (`nsenter`, `jexec`): one jail, one
+/// run, the builds side by side.
+fn exec_compared(p: &Plan) -> Vec<String> {
+    let f = Fixture::fresh();
+    f.static_release("13.2-RELEASE");
+    let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
+    let props = "tag=life release=13.2-RELEASE exec_start=: exec_stop=:";
+    ok(&client::rest(d.rest, &json!({"action": "createjail", "props": props, "switches": "-c"})).body, "createjail");
+    assert!(d.stop());
+    let (enter, enter_args) = rig::host::enter_true("JID");
+    let mut rows = vec![
+        "### execjail `true`, by build, next to the system's way into the same jail (ms)".to_string(),
+        String::new(),
+        format!("| build | execjail p50 | p99 | n | `{enter} {}` p50 | x that |", enter_args.join(" ")),
+        "|---|---|---|---|---|---|".into(),
+    ];
+    let base = std::env::var("IOCAGED_BASE_BIN").ok();
+    let bins = match base.as_deref() {
+        Some(b) => vec![Some(b), None],
+        None => vec![None],
+    };
+    for bin in bins {
+        let d = Daemon::start_build(bin, &[], Some(DAEMON_LOG));
+        ok(&client::rest(d.rest, &json!({"action": "startjail", "jail": "life"})).body, "startjail");
+        let listed = ok(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails");
+        let jid = listed.as_object().unwrap().values().next().unwrap()["jid"].as_str().unwrap().to_string();
+        let exec = json!({"action": "execjail", "jail": "life", "user": "root", "command": "true"});
+        let (mut execs, mut enters) = (Vec::new(), Vec::new());
+        for round in 0..(p.cycles * 5 + 3) {
+            let t = Instant::now();
+            let r = client::rest(d.rest, &exec);
+            let took = t.elapsed();
+            ok(&r.body, "execjail");
+            let (prog, args) = rig::host::enter_true(&jid);
+            let t = Instant::now();
+            run(prog, &args.iter().map(String::as_str).collect::<Vec<_>>());
+            // The first rounds warm the caches up.
+            if round >= 3 {
+                execs.push(took);
+                enters.push(t.elapsed());
+            }
+        }
+        ok(&client::rest(d.rest, &json!({"action": "stopjail", "jail": "life"})).body, "stopjail");
+        assert!(d.stop());
+        let (e, n) = (stats(execs), stats(enters));
+        let label = bin.map_or("this build".to_string(), |b| format!("`{b}`"));
+        println!("[bench] exec ({label}): {:.1} ms, {enter} {:.1} ms", e.p50, n.p50);
+        rows.push(format!(
+            "| {label} | {} | {} | {} | {} | {:.2} |",
+            ms(e.p50),
+            ms(e.p99),
+            e.n,
+            ms(n.p50),
+            e.p50 / n.p50
+        ));
+    }
+    rows.push(String::new());
+    rows
+}
+
 /// fetchrelease (download from a loopback mirror, SHA-256 check, xz
 /// decompression and extraction) of one set, next to `tar -xJf` of the same
 /// set into a new dataset: same pool, same run.
@@ -823,7 +886,12 @@ fn main() {
     // this one). Both may be asked for in one run.
     let (throughput, rss) =
         (std::env::args().any(|a| a == "--throughput" || a == "--df"), std::env::args().any(|a| a == "--rss"));
-    if throughput || rss {
+    // `--exec`: execjail alone, by build (base and this).
+    let exec = std::env::args().any(|a| a == "--exec");
+    if throughput || rss || exec {
+        if exec {
+            results.extend(exec_compared(&p));
+        }
         if throughput {
             results.extend(throughput_compared(&p, 100));
         }

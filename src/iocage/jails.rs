@@ -1,7 +1,6 @@
 //! Reading jails: every jail's properties in one pass over
 //! `POOL/iocage/jails`, and finding the jail a client means.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -10,6 +9,7 @@ use crate::zfs::{Backend, DatasetProps, ErrorKind, NativeValue, ZfsError};
 use super::error::ActionError;
 use super::layout::Layout;
 use super::props::{self, USER_PREFIX};
+use super::stored::Stored;
 
 /// One jail as stored: its UUID, its iocage properties (API names, as set
 /// on its dataset) and its native ZFS properties.
@@ -19,29 +19,8 @@ pub struct Jail {
     pub dataset: String,
     /// Still being created (or left behind by a create that crashed).
     pub incomplete: bool,
-    user: BTreeMap<Text, Text>,
+    user: Stored,
     native: BTreeMap<String, NativeValue>,
-}
-
-/// A stored property's name or value. A thousand jails hold about 120
-/// properties each, whose names are the catalogue's and whose values are
-/// mostly its defaults or the same few words: those are kept as the
-/// catalogue's and [`COMMON_VALUES`]' own strings, not as copies.
-pub type Text = Cow<'static, str>;
-
-/// Values many properties hold besides their defaults, kept once (sorted).
-const COMMON_VALUES: &[&str] =
-    &["", "-", "0", "1", "auto", "disable", "inherit", "new", "no", "none", "off", "on", "yes"];
-
-/// A stored property as a jail keeps it (see [`Text`]).
-fn stored_text(name: &str, value: String) -> (Text, Text) {
-    let prop = props::lookup(name);
-    let value = match (prop, COMMON_VALUES.binary_search(&value.as_str())) {
-        (Some(p), _) if p.default == value => Cow::Borrowed(p.default),
-        (_, Ok(i)) => Cow::Borrowed(COMMON_VALUES[i]),
-        _ => Cow::Owned(value),
-    };
-    (prop.map_or_else(|| Cow::Owned(name.to_string()), |p| Cow::Borrowed(p.name)), value)
 }
 
 /// The user property that marks a jail whose creation has not finished.
@@ -53,17 +32,15 @@ impl Jail {
     fn from_dataset(d: DatasetProps) -> Jail {
         let uuid = d.name.rsplit('/').next().unwrap_or_default().to_string();
         let incomplete = d.user.contains_key(INCOMPLETE_PROP);
-        let user = d
-            .user
-            .into_iter()
-            .filter_map(|(k, v)| k.strip_prefix(USER_PREFIX).map(|k| stored_text(k, v.value)))
-            .collect();
+        let user = Stored::new(
+            d.user.into_iter().filter_map(|(k, v)| Some((k.strip_prefix(USER_PREFIX)?.to_string(), v.value))),
+        );
         Jail { uuid, dataset: d.name, incomplete, user, native: d.native }
     }
 
     /// The jail's tag; its UUID when it has none.
     pub fn tag(&self) -> &str {
-        match self.user.get("tag").map(|t| t.as_ref()) {
+        match self.user.get("tag") {
             Some(t) if t != "-" && !t.is_empty() => t,
             _ => &self.uuid,
         }
@@ -77,7 +54,7 @@ impl Jail {
             Some(p) if p.kind.is_native() => {
                 self.native.get(name).and_then(|v| v.printed.clone()).unwrap_or_else(|| "-".to_string())
             }
-            _ => self.user.get(name).map_or_else(|| "-".to_string(), |v| v.to_string()),
+            _ => self.user.get(name).unwrap_or("-").to_string(),
         }
     }
 
@@ -90,7 +67,7 @@ impl Jail {
     }
 
     /// The iocage properties stored on the jail's dataset (API names).
-    pub fn stored(&self) -> &BTreeMap<Text, Text> {
+    pub fn stored(&self) -> &Stored {
         &self.user
     }
 
@@ -162,7 +139,7 @@ pub fn resolve<'a>(jails: &'a [Arc<Jail>], query: &str) -> Result<&'a Arc<Jail>,
     if let Some(j) = jails.iter().find(|j| j.uuid == query) {
         return Ok(j);
     }
-    let tagged: Vec<&Arc<Jail>> = jails.iter().filter(|j| j.user.get("tag").is_some_and(|t| t == query)).collect();
+    let tagged: Vec<&Arc<Jail>> = jails.iter().filter(|j| j.user.get("tag") == Some(query)).collect();
     let matches = if tagged.is_empty() { jails.iter().filter(|j| j.uuid.starts_with(query)).collect() } else { tagged };
     match matches.as_slice() {
         [one] => Ok(one),
@@ -185,11 +162,11 @@ pub(crate) fn test_jail(uuid: &str, user: &[(&str, &str)]) -> Arc<Jail> {
         uuid: uuid.into(),
         dataset: format!("tank/iocage/jails/{uuid}"),
         incomplete: false,
-        user: user
-            .iter()
-            .filter(|(k, _)| !props::lookup(k).is_some_and(|p| p.kind.is_native()))
-            .map(|(k, v)| stored_text(k, v.to_string()))
-            .collect(),
+        user: Stored::new(
+            user.iter()
+                .filter(|(k, _)| !props::lookup(k).is_some_and(|p| p.kind.is_native()))
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        ),
         native: user
             .iter()
             .filter(|(k, _)| props::lookup(k).is_some_and(|p| p.kind.is_native()))
@@ -219,17 +196,11 @@ mod tests {
     }
 
     #[test]
-    fn stored_names_and_usual_values_are_the_catalogue_s_own_strings() {
-        assert!(COMMON_VALUES.windows(2).all(|w| w[0] < w[1]), "sorted, for the binary search");
-        let is_static = |t: &Text| matches!(t, Cow::Borrowed(_));
-        let (name, value) = stored_text("boot", "off".into());
-        assert!(is_static(&name) && is_static(&value) && name == "boot" && value == "off");
-        let (name, value) = stored_text("host_hostname", "web".into());
-        assert!(is_static(&name) && !is_static(&value) && value == "web");
-        let (name, value) = stored_text("not_catalogued", "none".into());
-        assert!(!is_static(&name) && is_static(&value) && name == "not_catalogued");
+    fn a_jail_answers_from_its_stored_properties() {
         let j = test_jail("u", &[("boot", "on"), ("tag", "web")]);
         assert_eq!((j.get("boot"), j.get("tag"), j.get("notes")), ("on".into(), "web".into(), "-".into()));
+        assert_eq!(j.tag(), "web");
+        assert_eq!(test_jail("u", &[("tag", "-")]).tag(), "u", "no tag: its UUID");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod props;
 mod replies;
 pub mod request;
 pub mod service;
+pub mod stored;
 pub mod turns;
 pub mod watch;
 

@@ -46,8 +46,8 @@ impl JailState {
             return Vec::new();
         }
         let (o, n) = (self.jail.stored(), other.jail.stored());
-        let names: BTreeSet<&super::jails::Text> = o.keys().chain(n.keys()).collect();
-        names.into_iter().filter(|k| o.get(*k) != n.get(*k)).map(|k| k.to_string()).collect()
+        let names: BTreeSet<&str> = o.iter().chain(n.iter()).map(|(k, _)| k).collect();
+        names.into_iter().filter(|k| o.get(k) != n.get(k)).map(str::to_string).collect()
     }
 }
 

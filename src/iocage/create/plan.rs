@@ -92,7 +92,7 @@ fn set(props: &mut Vec<(String, String)>, name: &str, value: String) {
 }
 
 fn check_tag(jails: &[Arc<Jail>], tag: &str) -> Result<(), ActionError> {
-    match jails.iter().find(|j| j.stored().get("tag").is_some_and(|t| t == tag) || j.uuid == tag) {
+    match jails.iter().find(|j| j.stored().get("tag") == Some(tag) || j.uuid == tag) {
         Some(j) => Err(ActionError::TagInUse { tag: tag.into(), uuid: j.uuid.clone() }),
         None => Ok(()),
     }
@@ -207,7 +207,7 @@ pub fn prepare_clone(
         uuid,
         tag,
         kind: CreateKind::Clone,
-        release: source.stored().get("release").map(|r| r.to_string()),
+        release: source.stored().get("release").map(str::to_string),
         source: Some(source.uuid.clone()),
         user,
         native,

@@ -132,7 +132,12 @@ pub static CATALOGUE: &[Prop] = &[
 
 /// Looks a property up by its API name.
 pub fn lookup(name: &str) -> Option<&'static Prop> {
-    CATALOGUE.binary_search_by(|p| p.name.cmp(name)).ok().map(|i| &CATALOGUE[i])
+    position(name).map(|i| &CATALOGUE[i])
+}
+
+/// A property's place in [`CATALOGUE`] (which is sorted by name).
+pub fn position(name: &str) -> Option<usize> {
+    CATALOGUE.binary_search_by(|p| p.name.cmp(name)).ok()
 }
 
 /// The native ZFS properties the catalogue shows.

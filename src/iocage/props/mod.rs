@@ -15,7 +15,7 @@
 mod catalogue;
 mod check;
 
-pub use catalogue::{CATALOGUE, lookup, native_names};
+pub use catalogue::{CATALOGUE, lookup, native_names, position};
 pub use check::{HOST_HOOKS, MAX_VALUE_LEN, PropError, check_format, is_safe_name, validate_client_value};
 
 /// The ZFS user-property namespace iocage keeps its properties in.
