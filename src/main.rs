@@ -114,14 +114,12 @@ fn main() -> ExitCode {
     // of a thick copy, `iocaged::zfs::copy_snapshot`): not part of
     // the command line people use, and started before anything else.
     let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    if let Some(code) = iocaged::runtime::helper::helper_main(&args) {
+        return code;
+    }
     match args.get(1).map(String::as_str) {
-        Some("jail-exec") => return iocaged::runtime::helper::exec_main(&args[2..]),
         Some(iocaged::zfs::SEND_HELPER) => return iocaged::zfs::send_main(&args[2..]),
         Some(iocaged::zfs::RELAY_HELPER) => return iocaged::zfs::relay_main(&args[2..]),
-        #[cfg(target_os = "linux")]
-        Some("jail-init") => return iocaged::runtime::linux::init::init_main(),
-        #[cfg(target_os = "freebsd")]
-        Some("jail-net") => return iocaged::runtime::freebsd::vnet::net_main(),
         _ => {}
     }
     let cli = Cli::parse();

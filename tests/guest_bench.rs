@@ -724,7 +724,8 @@ fn lifecycle(p: &Plan) -> Vec<String> {
 /// execjail `true` in one running jail, for the base build
 /// (IOCAGED_BASE_BIN, when set) and this one, each round followed by the
 /// system's own way into the same jail (`nsenter`, `jexec`): one jail, one
-/// run, the builds side by side.
+/// run, the builds in turns (base, this, base, this), each row saying which
+/// program its daemon ran the helpers as (from its log).
 fn exec_compared(p: &Plan) -> Vec<String> {
     let f = Fixture::fresh();
     f.static_release("13.2-RELEASE");
@@ -733,25 +734,24 @@ fn exec_compared(p: &Plan) -> Vec<String> {
     ok(&client::rest(d.rest, &json!({"action": "createjail", "props": props, "switches": "-c"})).body, "createjail");
     assert!(d.stop());
     let (enter, enter_args) = rig::host::enter_true("JID");
-    let mut rows = vec![
-        "### execjail `true`, by build, next to the system's way into the same jail (ms)".to_string(),
-        String::new(),
-        format!("| build | execjail p50 | p99 | n | `{enter} {}` p50 | x that |", enter_args.join(" ")),
-        "|---|---|---|---|---|---|".into(),
-    ];
     let base = std::env::var("IOCAGED_BASE_BIN").ok();
-    let bins = match base.as_deref() {
+    let builds: Vec<Option<&str>> = match base.as_deref() {
         Some(b) => vec![Some(b), None],
         None => vec![None],
     };
-    for bin in bins {
-        let d = Daemon::start_build(bin, &[], Some(DAEMON_LOG));
+    // Per build: its helpers, its execjails, the entries next to them.
+    let mut measured: Vec<(String, Vec<Duration>, Vec<Duration>)> = vec![Default::default(); builds.len()];
+    for turn in 0..2 * builds.len() {
+        let which = turn % builds.len();
+        let d = Daemon::start_build(builds[which], &[], Some(DAEMON_LOG));
+        let log = std::fs::read_to_string(DAEMON_LOG).unwrap_or_default();
+        let helpers = log.lines().find(|l| l.contains("jail helpers")).and_then(|l| l.split("helpers=").nth(1));
+        measured[which].0 = helpers.unwrap_or("the daemon's own binary (says nothing: an older build)").to_string();
         ok(&client::rest(d.rest, &json!({"action": "startjail", "jail": "life"})).body, "startjail");
         let listed = ok(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails");
         let jid = listed.as_object().unwrap().values().next().unwrap()["jid"].as_str().unwrap().to_string();
         let exec = json!({"action": "execjail", "jail": "life", "user": "root", "command": "true"});
-        let (mut execs, mut enters) = (Vec::new(), Vec::new());
-        for round in 0..(p.cycles * 5 + 3) {
+        for round in 0..(p.cycles * 5 / 2 + 3) {
             let t = Instant::now();
             let r = client::rest(d.rest, &exec);
             let took = t.elapsed();
@@ -759,19 +759,30 @@ fn exec_compared(p: &Plan) -> Vec<String> {
             let (prog, args) = rig::host::enter_true(&jid);
             let t = Instant::now();
             run(prog, &args.iter().map(String::as_str).collect::<Vec<_>>());
-            // The first rounds warm the caches up.
+            // The first rounds of a turn warm the caches up.
             if round >= 3 {
-                execs.push(took);
-                enters.push(t.elapsed());
+                measured[which].1.push(took);
+                measured[which].2.push(t.elapsed());
             }
         }
         ok(&client::rest(d.rest, &json!({"action": "stopjail", "jail": "life"})).body, "stopjail");
         assert!(d.stop());
+    }
+    let mut rows = vec![
+        "### execjail `true`, by build, next to the system's way into the same jail (ms)".to_string(),
+        String::new(),
+        format!("| build | helpers | execjail p50 | p99 | n | `{enter} {}` p50 | x that |", enter_args.join(" ")),
+        "|---|---|---|---|---|---|---|".into(),
+    ];
+    for (bin, (helpers, execs, enters)) in builds.iter().zip(measured) {
         let (e, n) = (stats(execs), stats(enters));
-        let label = bin.map_or("this build".to_string(), |b| format!("`{b}`"));
-        println!("[bench] exec ({label}): {:.1} ms, {enter} {:.1} ms", e.p50, n.p50);
+        let label = bin.map_or_else(
+            || std::env::var("IOCAGED_BIN").map_or("this build".to_string(), |b| format!("`{b}`")),
+            |b| format!("`{b}`"),
+        );
+        println!("[bench] exec ({label}, {helpers}): {:.1} ms, {enter} {:.1} ms", e.p50, n.p50);
         rows.push(format!(
-            "| {label} | {} | {} | {} | {} | {:.2} |",
+            "| {label} | {helpers} | {} | {} | {} | {} | {:.2} |",
             ms(e.p50),
             ms(e.p99),
             e.n,

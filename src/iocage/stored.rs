@@ -43,31 +43,31 @@ fn text(value: String) -> Text {
 }
 
 impl Stored {
-    /// The properties `(name, value)`; a name given twice keeps its last value.
+    /// The properties `(name, value)`; a name given twice keeps its last
+    /// value. O(n log n) in the properties, however many another tool set.
     pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Stored {
-        let mut set = 0u128;
-        let mut values: Vec<(u16, Text)> = Vec::new();
-        let mut other: Vec<(Box<str>, Text)> = Vec::new();
+        let mut catalogued: Vec<(usize, String)> = Vec::new();
+        let mut other: Vec<(String, String)> = Vec::new();
         for (name, value) in pairs {
             match props::position(&name).filter(|&i| i < BITS) {
-                Some(i) => {
-                    set |= 1 << i;
-                    // `i` < BITS, so it fits.
-                    let at = i as u16;
-                    values.retain(|(p, _)| *p != at);
-                    if CATALOGUE[i].default != value {
-                        values.push((at, text(value)));
-                    }
-                }
-                None => {
-                    other.retain(|(n, _)| **n != *name);
-                    other.push((name.into_boxed_str(), text(value)));
-                }
+                Some(i) => catalogued.push((i, value)),
+                None => other.push((name, value)),
             }
         }
-        values.sort_unstable_by_key(|(p, _)| *p);
-        other.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Stored { set, values: values.into_boxed_slice(), other: other.into_boxed_slice() }
+        // Stable sorts: of equal names, the last given comes last.
+        catalogued.sort_by_key(|(i, _)| *i);
+        other.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut set = 0u128;
+        let mut values = Vec::new();
+        for (i, value) in last_of_each(catalogued) {
+            set |= 1 << i;
+            if CATALOGUE[i].default != value {
+                // `i` < BITS, so it fits.
+                values.push((i as u16, text(value)));
+            }
+        }
+        let other = last_of_each(other).map(|(n, v)| (n.into_boxed_str(), text(v))).collect();
+        Stored { set, values: values.into_boxed_slice(), other }
     }
 
     /// The value of `name`, when it is set.
@@ -98,6 +98,19 @@ impl Stored {
     }
 }
 
+/// Of pairs sorted by key, the last of each key.
+fn last_of_each<K: PartialEq, V>(sorted: Vec<(K, V)>) -> impl Iterator<Item = (K, V)> {
+    let mut it = sorted.into_iter().peekable();
+    std::iter::from_fn(move || {
+        loop {
+            let item = it.next()?;
+            if it.peek().is_none_or(|next| next.0 != item.0) {
+                return Some(item);
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +139,7 @@ mod tests {
         }
         assert_eq!((s.get("vnet"), s.get("nothing")), (None, None), "what is not set is not there");
         assert!(COMMON_VALUES.windows(2).all(|w| w[0] < w[1]), "sorted, for the binary search");
+        assert!(CATALOGUE.len() <= BITS, "every catalogued property has its bit");
     }
 
     #[test]
@@ -150,5 +164,7 @@ mod tests {
         // The last value given counts, as a map's insert would.
         assert_eq!(Stored::new(pairs(&[("tag", "a"), ("tag", "b")])).get("tag"), Some("b"));
         assert_eq!(Stored::new(pairs(&[("tag", "b"), ("tag", "none")])), Stored::new(pairs(&[("tag", "none")])));
+        let s = Stored::new(pairs(&[("x_y", "1"), ("a", "2"), ("x_y", "3")]));
+        assert_eq!(s.iter().collect::<Vec<_>>(), [("a", "2"), ("x_y", "3")], "another tool's too");
     }
 }

@@ -138,7 +138,7 @@ pub(crate) fn run_helper(req: HelperRequest, io: &ExecIo) -> Result<ExecOutput, 
     let arg = serde_json::to_string(&req).map_err(|e| fail(format!("encoding the request: {e}")))?;
     let mut child = Command::new(super::helper::program())
         .arg0(super::helper::program_name())
-        .arg("jail-exec")
+        .args(["jail-exec", super::helper::BUILD_ID])
         .arg(arg)
         .env_clear()
         .stdin(if inlet.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -213,7 +213,7 @@ pub(crate) fn line_helper(subcommand: &str, request: &[u8], bound: Duration, wha
     use std::os::unix::process::CommandExt;
     let mut child = Command::new(super::helper::program())
         .arg0(super::helper::program_name())
-        .arg(subcommand)
+        .args([subcommand, super::helper::BUILD_ID])
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/../.."
 tests/vm/setup.sh >/dev/null
 CARGO=${CARGO:-$(command -v cargo || echo /usr/bin/cargo)}
 "$CARGO" build --locked --release --bin iocaged --bin iocaged-jail
-# The demo guest runs the staged binary itself (/mnt/bin/iocaged), not as a test.
+# The demo guest runs the staged binary itself (/mnt/bin/iocaged), not as a
+# test; the jail helpers' binary is staged next to it, as it is installed.
 IOCAGED_VM_GUEST_SCRIPT=tests/vm/demo-guest.sh IOCAGED_VM_FORWARD="12150 12151" IOCAGED_VM_TIMEOUT=0 \
-	exec tests/vm/run.sh target/release/iocaged
+	exec tests/vm/run.sh target/release/iocaged target/release/iocaged-jail

@@ -177,7 +177,7 @@ fn run_inside(r: &InsideRequest) -> Result<(), String> {
 
 /// `iocaged jail-net`: inside the jail, its interfaces' names, addresses,
 /// lo0 and default routes.
-pub fn net_main() -> ExitCode {
+pub(crate) fn net_main() -> ExitCode {
     match inside() {
         Ok(()) => println!("ok"),
         Err(e) => println!("error {e}"),

@@ -53,13 +53,63 @@ use process::{block_wait_signals, tick};
 pub use program::{HELPER_BINARY, name as program_name, program};
 use setup::Setup;
 
+/// The verb that prints the build's id ([`BUILD_ID`]).
+pub const BUILD_ID_VERB: &str = "build-id";
+
+/// This build's id: the version and a hash of the sources (`build.rs`).
+/// The daemon puts it after each helper verb; a helper of another build
+/// refuses the request.
+pub const BUILD_ID: &str = env!("IOCAGED_BUILD_ID");
+
+/// The helpers' entry, for both binaries (`iocaged`, `iocaged-jail`):
+/// `args` as the process got them; `None` when `args[1]` names no helper.
+/// `VERB BUILD_ID REST...`: a helper of this build; `build-id` prints it.
+pub fn helper_main(args: &[String]) -> Option<ExitCode> {
+    let verb = args.get(1)?.as_str();
+    if verb == BUILD_ID_VERB {
+        println!("{BUILD_ID}");
+        return Some(ExitCode::SUCCESS);
+    }
+    if !matches!(verb, "jail-exec" | "jail-init" | "jail-net") {
+        return None;
+    }
+    let rest = match args.get(2) {
+        Some(id) if id == BUILD_ID => &args[3..],
+        other => {
+            let why = format!(
+                "the helper is build {BUILD_ID}, the daemon {}: install both binaries of one build and restart iocaged",
+                other.map_or("unknown", String::as_str)
+            );
+            return Some(if verb == "jail-exec" { reply(HelperReply::Failed(why)) } else { refuse_line(&why) });
+        }
+    };
+    match verb {
+        "jail-exec" => Some(exec_main(rest)),
+        #[cfg(target_os = "linux")]
+        "jail-init" => Some(crate::runtime::linux::init::init_main()),
+        #[cfg(target_os = "freebsd")]
+        "jail-net" => Some(crate::runtime::freebsd::vnet::net_main()),
+        _ => None,
+    }
+}
+
+/// A line helper's refusal (`error WHY`, see `exec::line_helper`).
+fn refuse_line(why: &str) -> ExitCode {
+    println!("error {why}");
+    ExitCode::FAILURE
+}
+
 /// `iocaged jail-exec ...`: always exits 0 after printing its reply; a
 /// failure is reported inside it.
-pub fn exec_main(args: &[String]) -> ExitCode {
-    let reply = match exec_in_jail(args) {
+fn exec_main(args: &[String]) -> ExitCode {
+    reply(match exec_in_jail(args) {
         Ok(out) => HelperReply::Done(out),
         Err(e) => HelperReply::Failed(e),
-    };
+    })
+}
+
+/// Prints jail-exec's reply, its one line on stdout.
+fn reply(reply: HelperReply) -> ExitCode {
     match serde_json::to_string(&reply) {
         Ok(line) => {
             println!("{line}");

@@ -8,12 +8,18 @@
 //!
 //! It is used when it is installed next to the daemon's binary, a regular
 //! file owned by root (or by the daemon's user) that nobody else may
-//! write: it runs as root with every capability, so a file someone else
-//! could replace is refused (and said so in the log). Otherwise the helpers
+//! write, in a directory nobody else may write, not set-id: it runs as
+//! root with every capability, so a file someone else could replace is
+//! refused (and said so in the log). It must also answer `build-id` with
+//! the daemon's own build id ([`super::BUILD_ID`]): a helper left from
+//! another install would read requests its own way. Otherwise the helpers
 //! run as the daemon's own binary, which has the same verbs. On Linux it is
 //! opened once and started through that descriptor (`/proc/self/fd/N`),
 //! so that, as with `/proc/self/exe`, an upgrade that replaces the file
-//! while the daemon runs changes nothing until the daemon restarts.
+//! while the daemon runs changes nothing until the daemon restarts. On
+//! FreeBSD it is started by its path; should an upgrade replace it, the
+//! build id each request carries makes the new file refuse the old
+//! daemon's requests (restart the daemon) rather than misread them.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -52,7 +58,7 @@ fn found() -> &'static Program {
         let Some(candidate) = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.join(HELPER_BINARY))) else {
             return fallback("the daemon's own binary (its directory is unknown)".into());
         };
-        let program = match open_trusted(&candidate) {
+        let program = match open_trusted(&candidate).and_then(|p| p.map(same_build).transpose()) {
             Ok(Some(p)) => p,
             Ok(None) => fallback(format!("the daemon's own binary ({} is not installed)", candidate.display())),
             Err(why) => {
@@ -82,7 +88,12 @@ fn open_trusted(path: &Path) -> Result<Option<Program>, String> {
         Err(e) => return Err(e.to_string()),
     };
     let meta = file.metadata().map_err(|e| e.to_string())?;
-    trusted(meta.is_file(), meta.uid(), meta.mode(), nix::unistd::geteuid().as_raw())?;
+    let euid = nix::unistd::geteuid().as_raw();
+    trusted(meta.is_file(), meta.uid(), meta.mode(), euid)?;
+    // Nobody else may put another file there (or a hard link to one).
+    let dir = path.parent().ok_or("it has no directory")?;
+    let dir_meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    trusted_dir(dir_meta.uid(), dir_meta.mode(), euid).map_err(|why| format!("{}: {why}", dir.display()))?;
     let why = format!("{} (the helpers alone)", path.display());
     if cfg!(target_os = "linux") {
         use std::os::fd::AsRawFd;
@@ -92,10 +103,39 @@ fn open_trusted(path: &Path) -> Result<Option<Program>, String> {
     Ok(Some(Program { path: path.to_path_buf(), name: HELPER_BINARY, why, _file: None }))
 }
 
-/// The checks of [`open_trusted`] on what `fstat` said.
+/// How long the helper may take to say its build id.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `program` when it is of this build: it answers `build-id` (within
+/// [`PROBE_WAIT`]) with [`super::BUILD_ID`].
+fn same_build(program: Program) -> Result<Program, String> {
+    use std::os::unix::process::CommandExt;
+    let child = std::process::Command::new(&program.path)
+        .arg0(HELPER_BINARY)
+        .arg(super::BUILD_ID_VERB)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("it cannot be started: {e}"))?;
+    let out =
+        crate::runtime::exec::wait_output(child, Some(PROBE_WAIT)).map_err(|e| format!("it did not answer: {e}"))?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    match said.trim() {
+        id if id == super::BUILD_ID => Ok(program),
+        "" => Err(format!("it does not say its build ({})", out.status)),
+        id => Err(format!("it is build {id}, the daemon {}", super::BUILD_ID)),
+    }
+}
+
+/// The checks of [`open_trusted`] on what `fstat` said of the file.
 fn trusted(regular: bool, owner: u32, mode: u32, euid: u32) -> Result<(), String> {
     if !regular {
         return Err("it is not a regular file".into());
+    }
+    if mode & 0o6000 != 0 {
+        return Err(format!("it is set-id (mode {:o})", mode & 0o7777));
     }
     if owner != 0 && owner != euid {
         return Err(format!("it is owned by uid {owner}, neither root nor this daemon's user"));
@@ -105,6 +145,17 @@ fn trusted(regular: bool, owner: u32, mode: u32, euid: u32) -> Result<(), String
     }
     if mode & 0o100 == 0 {
         return Err("it is not executable".into());
+    }
+    Ok(())
+}
+
+/// The checks of [`open_trusted`] on the file's directory.
+fn trusted_dir(owner: u32, mode: u32, euid: u32) -> Result<(), String> {
+    if owner != 0 && owner != euid {
+        return Err(format!("the directory is owned by uid {owner}, neither root nor this daemon's user"));
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!("others may write the directory (mode {:o})", mode & 0o7777));
     }
     Ok(())
 }
@@ -123,14 +174,19 @@ mod tests {
             (trusted(true, 0, 0o100775, 0), "others may write it (mode 775)"),
             (trusted(true, 0, 0o100757, 0), "others may write it (mode 757)"),
             (trusted(true, 0, 0o100644, 0), "not executable"),
+            (trusted(true, 0, 0o104755, 0), "set-id (mode 4755)"),
+            (trusted(true, 0, 0o102755, 0), "set-id (mode 2755)"),
+            (trusted_dir(1000, 0o40755, 0), "directory is owned by uid 1000"),
+            (trusted_dir(0, 0o41777, 0), "others may write the directory (mode 1777)"),
         ];
+        assert_eq!(trusted_dir(0, 0o40755, 0), Ok(()));
         for (got, why) in refused {
             assert!(got.as_ref().is_err_and(|e| e.contains(why)), "{got:?} should say {why:?}");
         }
     }
 
     #[test]
-    fn a_helper_binary_next_to_this_one_is_used_only_when_trusted() {
+    fn a_helper_binary_next_to_this_one_is_used_only_when_trusted_and_of_this_build() {
         let dir = std::env::temp_dir().join(format!("iocaged-helper-program-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -141,6 +197,21 @@ mod tests {
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         let p = open_trusted(&bin).unwrap().expect("installed and trusted");
         assert!(p.why.contains(HELPER_BINARY), "{}", p.why);
+        drop(p);
+        // A file that says nothing, or another build's id, is not used
+        // (scripts by their path: through /proc/self/fd their interpreter
+        // could not open them; the real helper is an ELF binary, which
+        // tests/helper_host.rs starts).
+        let by_path = || Program { path: bin.clone(), name: HELPER_BINARY, why: String::new(), _file: None };
+        let said = same_build(by_path()).err().unwrap_or_default();
+        assert!(said.contains("does not say its build"), "{said}");
+        std::fs::write(&bin, b"#!/bin/sh\necho 0.0.1-other\n").unwrap();
+        let said = same_build(by_path()).err().unwrap_or_default();
+        assert!(said.contains("it is build 0.0.1-other"), "{said}");
+        let this =
+            format!("#!/bin/sh\n[ \"$1\" = {} ] && echo {}\n", super::super::BUILD_ID_VERB, super::super::BUILD_ID);
+        std::fs::write(&bin, this).unwrap();
+        assert!(same_build(by_path()).is_ok(), "its own build's helper is used");
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(open_trusted(&bin).is_err(), "world-writable: refused");
         let link = dir.join("link");

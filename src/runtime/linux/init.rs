@@ -48,7 +48,7 @@ fn step<T, E: std::fmt::Display>(what: impl Into<String>, r: Result<T, E>) -> Re
 }
 
 /// `iocaged jail-init`.
-pub fn init_main() -> ExitCode {
+pub(crate) fn init_main() -> ExitCode {
     match start() {
         Ok(pid) => {
             println!("ok {pid}");
