@@ -12,14 +12,14 @@
 //! ([`console`]); dispatch and the role check are here.
 
 pub mod auth;
-pub mod console;
+pub(crate) mod console;
 pub mod envelope;
 pub mod events;
-pub mod metrics;
-pub mod rest;
+pub(crate) mod metrics;
+pub(crate) mod rest;
 pub mod server;
 pub mod tls;
-pub mod ws;
+pub(crate) mod ws;
 
 mod login;
 mod settings;

@@ -12,11 +12,11 @@
 pub mod client_keys;
 pub mod keys;
 pub mod lockout;
-pub mod pam;
-pub mod roles;
-pub mod secret;
-pub mod secret_file;
-pub mod tokens;
+pub(crate) mod pam;
+pub(crate) mod roles;
+pub(crate) mod secret;
+pub(crate) mod secret_file;
+pub(crate) mod tokens;
 
 use std::net::IpAddr;
 use std::sync::Arc;

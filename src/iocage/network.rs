@@ -30,9 +30,6 @@ use crate::runtime::net::{Alias, Interface, Mac, Network, Vnet, VnetInterface, f
 
 /// iocage's default `mac_prefix`: locally administered, unicast.
 pub const DEFAULT_MAC_PREFIX: &str = "02ff60";
-/// The VNET interfaces a jail can have: `vnet0` to `vnet3`, one
-/// `vnetN_mac` property each.
-pub const MAX_VNET_INTERFACES: usize = 4;
 /// Addresses a jail may have in all (a bound on the plan's size).
 pub const MAX_ADDRESSES: usize = 64;
 

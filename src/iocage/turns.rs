@@ -27,12 +27,9 @@ impl Turns {
     }
 
     /// How many jails' locks are kept.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

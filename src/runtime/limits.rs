@@ -64,6 +64,7 @@ pub fn max_amount(resource: &str) -> u64 {
 /// (`log`, `devctl`, `throttle` and signals only report or slow). Rules of
 /// other subjects, per-process ones (`=<amount>/process`) and rules that do
 /// not parse are not the jail's limit.
+#[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
 pub fn denied(rules: &[String], jail: &str, resource: &str) -> Option<u64> {
     let prefix = format!("jail:{jail}:{resource}:deny=");
     rules.iter().filter_map(|r| r.strip_prefix(&prefix)?.parse::<u64>().ok()).min()

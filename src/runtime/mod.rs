@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) mod capture;
 pub mod console;
-pub mod exec;
+pub(crate) mod exec;
 pub mod helper;
-pub mod limits;
-pub mod net;
-pub mod passwd;
+pub(crate) mod limits;
+pub(crate) mod net;
+pub(crate) mod passwd;
 pub(crate) mod pty;
 pub mod stream;
 
@@ -32,7 +32,7 @@ pub mod stream;
 /// record of what a start mounted) build and are tested everywhere.
 pub mod freebsd;
 #[cfg(target_os = "linux")]
-pub mod linux;
+pub(crate) mod linux;
 
 pub use capture::DEFAULT_OUTPUT_LIMIT;
 pub use exec::{Bounds, ExecOutput};

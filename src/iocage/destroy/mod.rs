@@ -27,7 +27,7 @@ mod clean;
 mod jail;
 mod releases;
 
-pub use clean::{OnDestroyed, check_clean, clean_all, clean_jails, clean_releases, clean_templates};
+pub use clean::{check_clean, clean_all, clean_jails, clean_releases, clean_templates};
 pub use jail::{destroy_jail, remove_snapshots_named};
 pub use releases::{destroy_incomplete_release, destroy_release, is_incomplete_release, list_releases};
 

@@ -20,5 +20,5 @@ mod confine;
 mod plan;
 mod run;
 
-pub use plan::{Hooks, Plan, Policy, fstab_mounts, plan};
-pub use run::{Progress, cap, console, exec, find_running, start, stop};
+pub use plan::{Plan, Policy, plan};
+pub use run::{Progress, cap, console, exec, start, stop};
