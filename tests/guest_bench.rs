@@ -7,9 +7,11 @@
 //! short run) it does the same on 10 jails with a few iterations, so that
 //! it cannot rot. It asserts that every answer is a success, never a time.
 //! `--lifecycle` measures only the lifecycle table (start and stop with
-//! no address, one shared-IP address, one VNET interface; exec);
+//! no address, one shared-IP address, one VNET interface, and next to the
+//! system's own tools making a jail that runs `true`; exec);
 //! `--fetch` only fetchrelease's table; `--exec` only execjail, for the
-//! base build (`IOCAGED_BASE_BIN`) and this one.
+//! base build (`IOCAGED_BASE_BIN`) and this one. `--exec`, `--lifecycle`,
+//! `--throughput` and `--rss` may be given together (one guest boot).
 
 mod rig;
 
@@ -624,7 +626,17 @@ fn lifecycle(p: &Plan) -> Vec<String> {
     );
     ok(&r.body, "createjail");
     let (mut starts, mut stops, mut execs, mut enters) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let listed = ok(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails");
+    let uuid = listed.as_object().unwrap().keys().next().unwrap().clone();
+    // The floor: the system's own tools making a jail of the same root
+    // that runs `/bin/true` and ends, in turns with the daemon's rounds.
+    let root = format!("/iocage/jails/{uuid}/root");
+    let mut floors = Vec::new();
     for _ in 0..p.cycles {
+        let (prog, args) = rig::host::jail_true(&root);
+        let t = Instant::now();
+        run(prog, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        floors.push(t.elapsed());
         let t = Instant::now();
         let r = client::rest(d.rest, &json!({"action": "startjail", "jail": "life"}));
         starts.push(t.elapsed());
@@ -691,8 +703,11 @@ fn lifecycle(p: &Plan) -> Vec<String> {
         let _ = std::process::Command::new("ip").args(["link", "del", "iocbench0"]).status();
     }
     assert!(d.stop());
+    let cycles: Vec<Duration> = starts.iter().zip(&stops).map(|(a, b)| *a + *b).collect();
     let (s, t, e, ns) = (stats(starts), stats(stops), stats(execs), stats(enters));
+    let (c, fl) = (stats(cycles), stats(floors));
     let (enter, enter_args) = rig::host::enter_true("JID");
+    let (floor, floor_args) = rig::host::jail_true("ROOT");
     let os = std::env::consts::OS;
     results.push(format!("### Lifecycle of a jail of the small release ({os} runtime; the jail's rc is `:`), ms"));
     results.push(String::new());
@@ -700,6 +715,15 @@ fn lifecycle(p: &Plan) -> Vec<String> {
     results.push("|---|---|---|---|---|".into());
     results.push(format!("| startjail | {} | {} | {} | |", ms(s.p50), ms(s.p99), s.n));
     results.push(format!("| stopjail | {} | {} | {} | |", ms(t.p50), ms(t.p99), t.n));
+    results.push(format!(
+        "| startjail + stopjail | {} | {} | {} | `{floor} {}` p50 {} ms: x{:.2} |",
+        ms(c.p50),
+        ms(c.p99),
+        c.n,
+        floor_args.join(" "),
+        ms(fl.p50),
+        c.p50 / fl.p50
+    ));
     for (label, up, down) in &net_rows {
         results.push(format!("| startjail ({label}) | {} | {} | {} | |", ms(up.p50), ms(up.p99), up.n));
         results.push(format!("| stopjail ({label}) | {} | {} | {} | |", ms(down.p50), ms(down.p99), down.n));
@@ -714,8 +738,8 @@ fn lifecycle(p: &Plan) -> Vec<String> {
         ms(ns.p50)
     ));
     println!(
-        "[bench] lifecycle: start {:.1} ms, stop {:.1} ms, exec {:.1} ms ({enter} {:.1} ms)",
-        s.p50, t.p50, e.p50, ns.p50
+        "[bench] lifecycle: start {:.1} ms, stop {:.1} ms (floor {:.1} ms), exec {:.1} ms ({enter} {:.1} ms)",
+        s.p50, t.p50, fl.p50, e.p50, ns.p50
     );
 
     results
@@ -899,9 +923,13 @@ fn main() {
         (std::env::args().any(|a| a == "--throughput" || a == "--df"), std::env::args().any(|a| a == "--rss"));
     // `--exec`: execjail alone, by build (base and this).
     let exec = std::env::args().any(|a| a == "--exec");
+    let life_only = std::env::args().any(|a| a == "--lifecycle");
     if throughput || rss || exec {
         if exec {
             results.extend(exec_compared(&p));
+        }
+        if life_only {
+            results.extend(lifecycle(&p));
         }
         if throughput {
             results.extend(throughput_compared(&p, 100));

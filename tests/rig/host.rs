@@ -141,6 +141,18 @@ pub fn enter_true(jid: &str) -> (&'static str, Vec<String>) {
     }
 }
 
+/// The system's own tools making a jail of `root` that runs `/bin/true`
+/// and ends: the floor a start and stop is measured against (Linux: new
+/// PID, mount, UTS and IPC namespaces and a chroot; FreeBSD: jail(8)).
+pub fn jail_true(root: &str) -> (&'static str, Vec<String>) {
+    if cfg!(target_os = "linux") {
+        ("unshare", ["-fpmiu", "chroot", root, "/bin/true"].map(str::to_string).to_vec())
+    } else {
+        let path = format!("path={root}");
+        ("jail", ["-c", &path, "command=/bin/sh", "-c", "true"].map(str::to_string).to_vec())
+    }
+}
+
 /// Resident memory of a process in KiB: now, and the peak where the system
 /// keeps it (Linux's VmHWM).
 pub fn rss_kib(pid: u32) -> (u64, Option<u64>) {
