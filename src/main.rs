@@ -127,7 +127,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Key(k) => key(k),
         Command::Tls(TlsCommand::SelfSigned { cert, key, names }) => {
-            tls::self_signed(&cert, &key, names).map_err(|e| e.to_string()).map(|()| {
+            tls::self_signed(&cert, &key, names).map_err(Failure::from).map(|()| {
                 println!("wrote {} and {}", cert.display(), key.display());
             })
         }
@@ -135,22 +135,37 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("iocaged: {e}");
+            let mut said = e.to_string();
+            eprintln!("iocaged: {said}");
+            // The causes the message does not already give.
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                let why = c.to_string();
+                if !said.contains(&why) {
+                    eprintln!("  because: {why}");
+                    said.push_str(&why);
+                }
+                cause = c.source();
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-fn key(cmd: KeyCommand) -> Result<(), String> {
+/// Why a command failed: the library's own typed error (or a message of
+/// this file's), printed with its causes.
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+fn key(cmd: KeyCommand) -> Result<(), Failure> {
     match cmd {
         KeyCommand::Add { name, role, file } => {
             let role = Role::parse(&role).ok_or_else(|| format!("invalid role {role:?}: use read or write"))?;
-            let key = keys::add(&file, &name, role).map_err(|e| e.to_string())?;
+            let key = keys::add(&file, &name, role)?;
             println!("{key}");
         }
-        KeyCommand::Revoke { name, file } => keys::revoke(&file, &name).map_err(|e| e.to_string())?,
+        KeyCommand::Revoke { name, file } => keys::revoke(&file, &name)?,
         KeyCommand::List { file } => {
-            for k in keys::load(&file).map_err(|e| e.to_string())? {
+            for k in keys::load(&file)? {
                 println!("{} {}", k.name, k.role.as_str());
             }
         }
@@ -158,9 +173,9 @@ fn key(cmd: KeyCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
+fn serve(args: ServeArgs) -> Result<(), Failure> {
     let mut config = match &args.config {
-        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        Some(path) => Config::load(path)?,
         None => Config::default(),
     };
     if !args.websocket.is_empty() {
@@ -186,7 +201,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         config.tls_key = args.tls_key;
     }
     config.allow_plaintext |= args.allow_plaintext;
-    config.validate().map_err(|e| e.to_string())?;
+    config.validate()?;
 
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))
@@ -203,17 +218,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::warn!("listening in plaintext on {addr} (allow_plaintext): credentials cross the network in clear");
     }
     let acceptor = match (&config.tls_certificate, &config.tls_key) {
-        (Some(c), Some(k)) => Some(tls::acceptor(c, k).map_err(|e| e.to_string())?),
+        (Some(c), Some(k)) => Some(tls::acceptor(c, k)?),
         _ => None,
     };
-    let keys = keys::KeyStore::open(&config.keys).map_err(|e| e.to_string())?;
+    let keys = keys::KeyStore::open(&config.keys)?;
     let client_keys = match config.key_logins {
-        true => Some(ClientKeys::open(&config.client_keys).map_err(|e| e.to_string())?),
+        true => Some(ClientKeys::open(&config.client_keys)?),
         false => None,
     };
     // libzfs_init itself refuses a kernel module whose interface does not
     // match this userland; the error says so (see Libzfs::init).
-    let zfs = Zfs::start_with_queue(config.zfs_queue).map_err(|e| e.to_string())?;
+    let zfs = Zfs::start_with_queue(config.zfs_queue)?;
     // Reads answer from memory while ZFS announces no change (zfs::follow);
     // without the event queue, each read asks ZFS, as it always can. Started
     // from a job of the owner thread: libzfs_init sets process-wide tables,
@@ -228,11 +243,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             None
         }
     };
-    let running = zfs.run_blocking(|l| l.versions()).map_err(|e| e.to_string())?;
+    let running = zfs.run_blocking(|l| l.versions())?;
     tracing::info!(userland = %running.userland, kernel = %running.kernel, built_against = OPENZFS_BUILD_VERSION, "OpenZFS");
     // Found (and logged) now, before an upgrade can replace either binary.
     iocaged::runtime::helper::program();
-    let pool = config.pool_choice().map_err(|e| e.to_string())?;
+    let pool = config.pool_choice()?;
     let limits = config.limits();
     // Jail events and long actions' progress, on their way to subscribers.
     let events = Arc::new(iocaged::api::events::Hub::default());
