@@ -253,7 +253,7 @@ impl Iocage {
                 }
             }
         };
-        joined.unwrap_or_else(|e| Err(ActionError::Io { what: "run the action".into(), message: e.to_string() }))
+        joined.unwrap_or_else(|e| Err(steps::joined_failed("run the action", e)))
     }
 
     /// Every complete jail's tag, properties and whether it runs, for the

@@ -109,17 +109,13 @@ impl Iocage {
         F: FnOnce(&dyn Runtime) -> Result<R, ActionError> + Send + 'static,
     {
         let rt = self.runtime.clone();
-        tokio::task::spawn_blocking(move || f(&*rt))
-            .await
-            .unwrap_or_else(|e| Err(ActionError::Io { what: "run the action".into(), message: e.to_string() }))
+        on_blocking_thread("run the action", move || f(&*rt)).await
     }
 
     /// createjail in its steps (see `create`): the copy of a thick jail runs
     /// on a blocking thread, between two short trips to the owner thread.
     pub(super) async fn create(&self, kind: CreateKind, props: PropList) -> Result<create::Plan, ActionError> {
-        let hostid = tokio::task::spawn_blocking(crate::iocage::names::host_id)
-            .await
-            .map_err(|e| ActionError::Io { what: "read /etc/hostid".into(), message: e.to_string() })?;
+        let hostid = on_blocking_thread("read /etc/hostid", || Ok(crate::iocage::names::host_id())).await?;
         let new = create::NewJail { kind, props, allow_host_hooks: self.policy.allow_host_hooks, hostid };
         let plan = self
             .on_jails(move |lib, layout, jails| {
@@ -136,9 +132,7 @@ impl Iocage {
             CopyProgress::Done { bytes } => r.finish(bytes),
         });
         let zfs = self.zfs.clone();
-        let copied = tokio::task::spawn_blocking(move || create::copy(&zfs, &p, on_progress))
-            .await
-            .unwrap_or_else(|e| Err(ActionError::Io { what: "copy the release".into(), message: e.to_string() }));
+        let copied = on_blocking_thread("copy the release", move || create::copy(&zfs, &p, on_progress)).await;
         if let Err(cause) = copied {
             report.fail(&cause);
             let p = plan.clone();
@@ -159,9 +153,7 @@ impl Iocage {
     /// marker removed. A failure undoes the create.
     pub(super) async fn complete_create(&self, plan: create::Plan, dir: String) -> Result<create::Plan, ActionError> {
         let p = plan.clone();
-        let written = tokio::task::spawn_blocking(move || create::write_fstab(&p, &dir))
-            .await
-            .unwrap_or_else(|e| Err(ActionError::Io { what: "write the jail's fstab".into(), message: e.to_string() }));
+        let written = on_blocking_thread("write the jail's fstab", move || create::write_fstab(&p, &dir)).await;
         let p = plan.clone();
         match written {
             Ok(()) => self.zfs.run(move |lib| create::unmark(lib, &p)).await??,
@@ -192,4 +184,18 @@ pub(super) fn located(
         .filter(|m| m.starts_with('/'))
         .map(std::path::PathBuf::from);
     Ok(plan)
+}
+
+/// Runs `f` on a blocking thread; a panic there fails as `what`.
+pub(super) async fn on_blocking_thread<T, F>(what: &str, f: F) -> Result<T, ActionError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ActionError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(joined_failed(what, e)))
+}
+
+/// A task that panicked (or was cancelled) while doing `what`.
+pub(super) fn joined_failed(what: &str, e: tokio::task::JoinError) -> ActionError {
+    ActionError::Io { what: what.into(), message: e.to_string() }
 }
