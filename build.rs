@@ -37,7 +37,9 @@ fn build_id() -> String {
 
 fn main() {
     println!("cargo::rerun-if-changed=src");
-    println!("cargo::rerun-if-changed=Cargo.lock");
+    if Path::new("Cargo.lock").exists() {
+        println!("cargo::rerun-if-changed=Cargo.lock");
+    }
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rustc-env=IOCAGED_BUILD_ID={}", build_id());
     println!("cargo::rerun-if-env-changed=DEP_ZFS_VERSION");

@@ -33,6 +33,10 @@ fn a_request_of_another_build_is_refused_before_anything_is_done() {
             assert!(said(program, &["jail-init", "0.0.1-other"]).starts_with("error "), "{program}");
         }
     }
+    // An older daemon put its request (a command, a user) where the id
+    // goes: the refusal does not repeat it.
+    let reply = said(HELPER, &["jail-exec", r#"{"command":"secret-thing"}"#]);
+    assert!(reply.contains("one without a build id") && !reply.contains("secret-thing"), "{reply}");
     // Without a verb it is no command.
     assert!(!Command::new(HELPER).status().unwrap().success());
 }

@@ -220,17 +220,20 @@ pub(crate) fn line_helper(subcommand: &str, request: &[u8], bound: Duration, wha
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("starting the {what}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(request).map_err(|e| format!("writing to the {what}: {e}"))?;
-    }
+    // A helper that refuses (another build's) may exit before reading:
+    // its own line then says why better than the broken pipe.
+    let written = child.stdin.take().map(|mut stdin| stdin.write_all(request)).transpose();
     let out = wait_output(child, Some(bound)).map_err(|e| format!("waiting for the {what}: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.trim();
-    if let Some(rest) = line.strip_prefix("ok").filter(|r| r.is_empty() || r.starts_with(' ')) {
-        return Ok(rest.trim_start().to_string());
+    if let Some(why) = line.strip_prefix("error ") {
+        return Err(why.to_string());
     }
-    match line.strip_prefix("error ") {
-        Some(why) => Err(why.to_string()),
+    if let Err(e) = written {
+        return Err(format!("writing to the {what}: {e}"));
+    }
+    match line.strip_prefix("ok").filter(|r| r.is_empty() || r.starts_with(' ')) {
+        Some(rest) => Ok(rest.trim_start().to_string()),
         None => Err(failed(what, out.status, &out.stderr)),
     }
 }

@@ -76,9 +76,13 @@ pub fn helper_main(args: &[String]) -> Option<ExitCode> {
     let rest = match args.get(2) {
         Some(id) if id == BUILD_ID => &args[3..],
         other => {
+            // An older daemon sends its request here: never echo that.
+            let theirs = other
+                .map(String::as_str)
+                .filter(|id| id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c)))
+                .unwrap_or("one without a build id");
             let why = format!(
-                "the helper is build {BUILD_ID}, the daemon {}: install both binaries of one build and restart iocaged",
-                other.map_or("unknown", String::as_str)
+                "the helper is build {BUILD_ID}, the daemon {theirs}: install both binaries of one build and restart iocaged"
             );
             return Some(if verb == "jail-exec" { reply(HelperReply::Failed(why)) } else { refuse_line(&why) });
         }

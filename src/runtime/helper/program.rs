@@ -56,7 +56,9 @@ fn found() -> &'static Program {
     PROGRAM.get_or_init(|| {
         let fallback = |why: String| Program { path: crate::self_exe(), name: "iocaged", why, _file: None };
         let Some(candidate) = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.join(HELPER_BINARY))) else {
-            return fallback("the daemon's own binary (its directory is unknown)".into());
+            let p = fallback("the daemon's own binary (its directory is unknown)".into());
+            tracing::warn!(helpers = %p.why, "jail helpers");
+            return p;
         };
         let program = match open_trusted(&candidate).and_then(|p| p.map(same_build).transpose()) {
             Ok(Some(p)) => p,
@@ -119,11 +121,13 @@ fn same_build(program: Program) -> Result<Program, String> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("it cannot be started: {e}"))?;
+    let started = std::time::Instant::now();
     let out =
         crate::runtime::exec::wait_output(child, Some(PROBE_WAIT)).map_err(|e| format!("it did not answer: {e}"))?;
     let said = String::from_utf8_lossy(&out.stdout);
     match said.trim() {
         id if id == super::BUILD_ID => Ok(program),
+        _ if started.elapsed() >= PROBE_WAIT => Err(format!("it did not answer within {} s", PROBE_WAIT.as_secs())),
         "" => Err(format!("it does not say its build ({})", out.status)),
         id => Err(format!("it is build {id}, the daemon {}", super::BUILD_ID)),
     }
@@ -202,7 +206,22 @@ mod tests {
         // (scripts by their path: through /proc/self/fd their interpreter
         // could not open them; the real helper is an ELF binary, which
         // tests/helper_host.rs starts).
+        // Another test thread's fork may hold the script open for a
+        // moment after it was written ("Text file busy"): try again.
         let by_path = || Program { path: bin.clone(), name: HELPER_BINARY, why: String::new(), _file: None };
+        let same_build = |p: Program| {
+            let mut r = super::same_build(p);
+            for _ in 0..20 {
+                match &r {
+                    Err(e) if e.contains("busy") => {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        r = super::same_build(by_path());
+                    }
+                    _ => break,
+                }
+            }
+            r
+        };
         let said = same_build(by_path()).err().unwrap_or_default();
         assert!(said.contains("does not say its build"), "{said}");
         std::fs::write(&bin, b"#!/bin/sh\necho 0.0.1-other\n").unwrap();
