@@ -108,7 +108,13 @@ fn a_jail_runs_isolated_and_stops_without_a_trace() {
     assert_eq!(l["state"], "up", "{l}");
     let jid = l["jid"].as_str().unwrap().to_string();
     host::assert_runs_as(&jid, &uuid);
-    assert!(get(&format!("{}/iocage/jails/{uuid}", f.pool), "org.freebsd.iocage:last_started").starts_with("20"));
+    // Recorded right after the reply (startjail answers once the jail runs).
+    let recorded = || get(&format!("{}/iocage/jails/{uuid}", f.pool), "org.freebsd.iocage:last_started");
+    let since = std::time::Instant::now();
+    while !recorded().starts_with("20") {
+        assert!(since.elapsed() < std::time::Duration::from_secs(10), "last_started: {}", recorded());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_eq!(
         std::fs::read_to_string(format!("/iocage/jails/{uuid}/root/tmp/rc.ran")).unwrap(),
         "bbhost\n",

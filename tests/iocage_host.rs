@@ -25,7 +25,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use host::fake_runtime::FakeRuntime;
-use host::fake_zfs::FakeZfs;
+use host::fake_zfs::{FakeZfs, RECORD};
 use host::server::Server;
 use iocaged::config::Limits;
 use iocaged::iocage::{Iocage, PoolChoice};
@@ -195,6 +195,18 @@ fn test_jail(rig: &Rig, up: bool) {
     if up {
         let r = rig.call(json!({"action": "startjail", "jail": "test"}));
         assert!(r["test"]["+ Starting services OK"].is_string(), "{r}");
+        wait_recorded(rig, &jail_datasets(rig)[0]);
+    }
+}
+
+/// Waits (at most 5 s) until a start of the jail of `dataset` is recorded
+/// in its `last_started` (written after startjail's reply).
+fn wait_recorded(rig: &Rig, dataset: &str) {
+    let last = || rig.zfs.local(dataset, &format!("{IOC}last_started")).unwrap_or_default();
+    let since = std::time::Instant::now();
+    while !last().starts_with("20") {
+        assert!(since.elapsed() < std::time::Duration::from_secs(5), "last_started: {}", last());
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -408,6 +420,82 @@ fn start_runs_rc_in_the_jail_made_from_the_jail_s_properties_and_stop_undoes_it(
     );
     assert!(rig.runtime.spec(&kernel).is_none(), "nothing of it runs");
     assert_eq!(rig.call(json!({"action": "listjails"}))[&uuid]["state"], "down");
+}
+
+#[test]
+fn a_command_in_a_running_jail_reads_nothing_of_the_jail_from_zfs() {
+    let rig = Rig::fresh("exec-reads-nothing");
+    test_jail(&rig, true);
+    let uuid = jail_datasets(&rig)[0].rsplit('/').next().unwrap().to_string();
+    assert_eq!(rig.call(json!({"action": "listjails"}))[&uuid]["state"], "up");
+    // Any read of the jail's own dataset now fails: a command needs only
+    // which jail it is (the index) and the runtime.
+    for op in ["native_props", "user_props", "exists"] {
+        rig.zfs.fail(op, &format!("tank/iocage/jails/{uuid}"));
+    }
+    rig.runtime.take_calls();
+    let exec = json!({"action": "execjail", "jail": "test", "user": "root", "command": "echo hi"});
+    let r = rig.call(exec.clone());
+    assert!(!r.to_string().contains("error"), "the command ran: {r}");
+    let kernel = format!("ioc-{uuid}");
+    assert_eq!(rig.runtime.take_calls(), [format!("exec {kernel} root echo hi")]);
+    // A stopped jail is said to be down, by its name, and nothing runs.
+    rig.runtime.end_all();
+    let r = rig.call(exec);
+    let err = r["error"].as_str().unwrap_or_else(|| panic!("ran in a stopped jail: {r}"));
+    assert!(err.contains(&uuid) && err.contains("(test)") && err.contains("not running"), "{err}");
+    assert!(rig.runtime.take_calls().iter().all(|c| !c.starts_with("exec")));
+}
+
+#[test]
+fn a_long_pool_history_is_read_in_pieces_and_the_first_listing_does_not_wait_for_it() {
+    let rig = Rig::fresh("long-history");
+    let uuid = "11111111-2222-3333-4444-555555555555";
+    rig.jail(uuid, &[("tag".into(), "first".into())]);
+    // 20000 records (about 20 MB of log) of someone else's changes.
+    let lib = rig.zfs.backend();
+    for i in 0..20_000 {
+        lib.set_props(POOL, &[("org.example:n", &i.to_string())]).unwrap();
+    }
+    let whole = lib.history_end(POOL, 0).unwrap() / RECORD;
+    let read_before = rig.zfs.history_read();
+    let listed = rig.call(json!({"action": "listjails"}));
+    assert_eq!(listed[uuid]["tag"], "first", "{listed}");
+    let read = rig.zfs.history_read() - read_before;
+    assert!(read < whole / 2, "the first listing read {read} of the log's {whole} records");
+    // While the log is still being read, listings are read afresh: a
+    // change behind the daemon's back shows at once.
+    lib.set_props(&format!("tank/iocage/jails/{uuid}"), &[(&format!("{IOC}tag"), "second")]).unwrap();
+    assert_eq!(rig.call(json!({"action": "listjails"}))[uuid]["tag"], "second");
+    // Looks go on reading where the last stopped: a few reach the end,
+    // and the index stands (a listing then reads no jail).
+    for _ in 0..4 {
+        rig.call(json!({"action": "listjails"}));
+    }
+    let total = rig.zfs.history_read() - read_before;
+    assert!(total < whole * 3 / 2, "the log was read about once, not from 0 each time: {total} of {whole} records");
+    rig.zfs.fail("scan_children", "tank/iocage/jails");
+    let listed = rig.call(json!({"action": "listjails"}));
+    assert_eq!(listed[uuid]["tag"], "second", "answered from the index: {listed}");
+}
+
+#[test]
+fn a_start_is_recorded_after_it_and_a_failure_to_record_it_leaves_the_jail_running() {
+    let rig = Rig::fresh("last-started");
+    test_jail(&rig, false);
+    let dataset = jail_datasets(&rig)[0].clone();
+    let last = || rig.zfs.local(&dataset, &format!("{IOC}last_started")).unwrap_or_default();
+    assert_eq!(last(), "none");
+    rig.zfs.fail("set_props", &dataset);
+    let r = rig.call(json!({"action": "startjail", "jail": "test"}));
+    assert!(r["test"]["+ Starting services OK"].is_string(), "the jail started: {r}");
+    // The stop takes the jail's turn after the record's try.
+    let r = rig.call(json!({"action": "stopjail", "jail": "test"}));
+    assert!(r["test"]["+ Removing jail process OK"].is_string(), "{r}");
+    assert_eq!(last(), "none", "the record failed");
+    let r = rig.call(json!({"action": "startjail", "jail": "test"}));
+    assert!(r["test"]["+ Starting services OK"].is_string(), "{r}");
+    wait_recorded(&rig, &dataset);
 }
 
 #[test]

@@ -26,7 +26,10 @@ pub fn read_jail_file(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     if !meta.file_type().is_file() {
         return Err(format!("{} is not a regular file", path.display()));
     }
-    let mut buf = Vec::new();
+    // Room for the size it has now (one read, not a doubling series from
+    // 32 bytes); it may grow while read, up to the bound.
+    let room = usize::try_from(meta.len().min(limit).saturating_add(1)).unwrap_or(0);
+    let mut buf = Vec::with_capacity(room);
     f.take(limit.saturating_add(1)).read_to_end(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
     if buf.len() as u64 > limit {
         return Err(format!("{} is larger than {limit} bytes", path.display()));

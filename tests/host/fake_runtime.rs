@@ -27,6 +27,12 @@ impl FakeRuntime {
         self.jails.lock().unwrap_or_else(|p| p.into_inner()).get(name).map(|(_, s)| s.clone())
     }
 
+    /// Every jail ends at once, behind the service's back (as after a
+    /// crash of the jails' processes).
+    pub fn end_all(&self) {
+        self.jails.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// The calls so far, and forgets them.
     pub fn take_calls(&self) -> Vec<String> {
         std::mem::take(&mut *self.calls.lock().unwrap_or_else(|p| p.into_inner()))

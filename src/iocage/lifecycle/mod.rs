@@ -20,5 +20,5 @@ mod confine;
 mod plan;
 mod run;
 
-pub use plan::{Plan, Policy, plan};
+pub use plan::{Plan, Policy, Target, plan};
 pub use run::{Progress, cap, console, exec, start, stop};

@@ -38,6 +38,25 @@ pub struct Plan {
     pub policy: Policy,
 }
 
+/// What running a client's command in a running jail needs of the jail:
+/// which one it is, and the configured bounds. No property of the jail
+/// takes part (the runtime's record of the running jail has what entering
+/// it needs), so it comes from the index's listing as a read's does, with
+/// no proof asked of ZFS (see `service::Iocage::target`).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub uuid: String,
+    /// `UUID (tag)`, as errors name the jail.
+    pub label: String,
+    pub policy: Policy,
+}
+
+impl Target {
+    pub fn new(jail: &Jail, policy: Policy) -> Target {
+        Target { uuid: jail.uuid.clone(), label: format!("{} ({})", jail.uuid, jail.tag()), policy }
+    }
+}
+
 /// What the configuration says about commands run for clients and hooks.
 #[derive(Debug, Clone)]
 pub struct Policy {

@@ -11,9 +11,9 @@ use crate::runtime::console::Console;
 use crate::runtime::stream::Outlet;
 use crate::runtime::{self, Bounds, ExecIo, ExecOutput, ExecSpec, JailSpec, RunningJail, Runtime, RuntimeError};
 
-use super::Plan;
 use super::confine::{check_home, confine_mounts, write_resolver};
 use super::plan::fstab_mounts;
+use super::{Plan, Target};
 
 /// A result that is not an error: the jail already was where asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,15 +114,15 @@ pub fn cap(rt: &dyn Runtime, plan: &Plan) -> Result<(), ActionError> {
 /// comes.
 pub fn exec(
     rt: &dyn Runtime,
-    plan: &Plan,
+    target: &Target,
     user: &str,
     command: &str,
     timeout: Option<Duration>,
     outlet: Option<Outlet>,
 ) -> Result<ExecOutput, ActionError> {
-    let _slot = plan.policy.slot()?;
-    let jail = find_running(rt, &plan.uuid)?.ok_or_else(|| ActionError::NotRunning(plan.label()))?;
-    let b = plan.policy.bounds(timeout);
+    let _slot = target.policy.slot()?;
+    let jail = find_running(rt, &target.uuid)?.ok_or_else(|| ActionError::NotRunning(target.label.clone()))?;
+    let b = target.policy.bounds(timeout);
     let spec = ExecSpec {
         user: user.to_string(),
         command: command.to_string(),
@@ -138,19 +138,19 @@ pub fn exec(
 /// among the running execjails. What it shows goes to `outlet`.
 pub fn console(
     rt: &dyn Runtime,
-    plan: &Plan,
+    target: &Target,
     user: &str,
     outlet: Outlet,
     console: Console,
 ) -> Result<ExecOutput, ActionError> {
-    let _slot = plan.policy.slot()?;
-    let jail = find_running(rt, &plan.uuid)?.ok_or_else(|| ActionError::NotRunning(plan.label()))?;
+    let _slot = target.policy.slot()?;
+    let jail = find_running(rt, &target.uuid)?.ok_or_else(|| ActionError::NotRunning(target.label.clone()))?;
     let spec = ExecSpec {
         user: user.to_string(),
         command: String::new(),
         // Bounded by its client (a hang-up, or runtime::console::IDLE).
         timeout: None,
-        output_limit: plan.policy.output_limit,
+        output_limit: target.policy.output_limit,
         io: ExecIo::Console(outlet, console),
     };
     Ok(rt.exec(&jail, &spec)?)

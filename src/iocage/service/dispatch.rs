@@ -14,13 +14,13 @@ use crate::iocage::error::ActionError;
 use crate::iocage::index::Listing;
 use crate::iocage::jails::{self, Natives};
 use crate::iocage::lifecycle::{self, Progress};
-use crate::iocage::props::{self, USER_PREFIX};
+use crate::iocage::props;
 use crate::iocage::replies::{
     activated, console_reply, deactivated, default_settings, df, exec_reply, jail_settings, keyed, list_releases,
     progress_body,
 };
 use crate::iocage::request::{CreateKind, Request, Shown};
-use crate::iocage::{create, destroy, names, pool};
+use crate::iocage::{create, destroy, pool};
 use crate::runtime::console::Console;
 
 impl Iocage {
@@ -148,12 +148,10 @@ impl Iocage {
                 Ok(json!({ "success": format!("release {release} destroyed.") }))
             }
             Request::StartJail { jail } => {
-                let (plan, _turn) = self.plan_and_lock(&jail).await?;
+                let (plan, turn) = self.plan_and_lock(&jail).await?;
                 let (progress, plan) = self.blocking(move |rt| lifecycle::start(rt, &plan).map(|p| (p, plan))).await?;
                 if let Progress::Lines(_) = progress {
-                    let prop = format!("{USER_PREFIX}last_started");
-                    let stamp = names::timestamp();
-                    self.zfs.run(move |lib| lib.set_props(&plan.dataset, &[(prop.as_str(), stamp.as_str())])).await??;
+                    self.record_start(plan.dataset, turn);
                 }
                 Ok(keyed(jail, progress_body(progress)))
             }
@@ -180,8 +178,9 @@ impl Iocage {
                     Shown::Lines | Shown::Lossless => None,
                 };
                 // No turn: commands may run alongside each other and a stop.
-                let plan = self.plan(&jail).await?;
-                let out = self.blocking(move |rt| lifecycle::exec(rt, &plan, &user, &command, timeout, outlet)).await?;
+                let target = self.target(&jail).await?;
+                let out =
+                    self.blocking(move |rt| lifecycle::exec(rt, &target, &user, &command, timeout, outlet)).await?;
                 Ok(exec_reply(&out, &output))
             }
             Request::Console { jail, user, size, io } => {
@@ -191,10 +190,10 @@ impl Iocage {
                         reason: "a console runs over a WebSocket: its input and output are messages there".into(),
                     });
                 };
-                let plan = self.plan(&jail).await?;
+                let target = self.target(&jail).await?;
                 let started = std::time::Instant::now();
                 let console = Console { size, inlet };
-                let out = self.blocking(move |rt| lifecycle::console(rt, &plan, &user, outlet, console)).await?;
+                let out = self.blocking(move |rt| lifecycle::console(rt, &target, &user, outlet, console)).await?;
                 Ok(console_reply(&out, started.elapsed()))
             }
         };

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::OwnedMutexGuard;
 
 use super::Iocage;
+use super::on_pool::MissingPool;
 use crate::iocage::error::ActionError;
 use crate::iocage::layout::Layout;
 use crate::iocage::progress::Reporter;
@@ -83,18 +84,58 @@ impl Iocage {
         .await
     }
 
+    /// The running jail a command is for (execjail, console), found as a
+    /// read finds it: from the index's listing, with no proof asked of ZFS
+    /// while it announced no change (see `index`). A command writes nothing
+    /// to ZFS, and whether the jail runs is asked of the runtime, live.
+    pub(super) async fn target(&self, query: &str) -> Result<lifecycle::Target, ActionError> {
+        let (_, jails) = self.read_jails(MissingPool::HasNoJails).await?;
+        Ok(lifecycle::Target::new(jails::resolve(&jails, query)?, self.policy.clone()))
+    }
+
     /// This jail's turn, and then its plan: start, stop, cap and destroy of
     /// one jail never interleave (other jails' go on in parallel), and the
     /// plan is made from what the jail is once the turn is ours (a destroy
     /// or a change of properties may have come first).
+    ///
+    /// Which jail the client means is found as a read finds it (the index,
+    /// trusted while ZFS announced no change): the plan, made after the
+    /// turn is ours, is proven with ZFS, by UUID.
     pub(super) async fn plan_and_lock(
         &self,
         query: &str,
     ) -> Result<(lifecycle::Plan, OwnedMutexGuard<()>), ActionError> {
-        let uuid = self.uuid_of(query).await?;
+        let (_, jails) = self.read_jails(MissingPool::HasNoJails).await?;
+        let uuid = jails::resolve(&jails, query)?.uuid.clone();
         let turn = self.turn(&uuid).await;
         let plan = self.plan(&uuid).await?;
         Ok((plan, turn))
+    }
+
+    /// Records a start in the jail's `last_started`, as iocage did, after
+    /// the reply: the jail runs once `lifecycle::start` returns, and a
+    /// property write waits for ZFS to sync (tens of milliseconds, a
+    /// large part of a start). The jail's turn is held until the write
+    /// ends, so a stop, cap or destroy of it (and the daemon's own stops
+    /// at shutdown) comes after; the index and the jail watcher are told
+    /// when it has. A failure is logged: the jail runs all the same.
+    pub(super) fn record_start(&self, dataset: String, turn: OwnedMutexGuard<()>) {
+        let this = self.clone();
+        // Counted among the actions in flight when there is room, so that
+        // the daemon's shutdown (`drain`) waits for it.
+        let permit = self.actions.clone().try_acquire_owned().ok();
+        tokio::spawn(async move {
+            let (_turn, _permit) = (turn, permit);
+            let _written = super::WriteEnded(this.clone());
+            let prop = format!("{}last_started", crate::iocage::props::USER_PREFIX);
+            let stamp = crate::iocage::names::timestamp();
+            let d = dataset.clone();
+            match this.zfs.run(move |lib| lib.set_props(&d, &[(prop.as_str(), stamp.as_str())])).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(%dataset, error = %e, "startjail: recording last_started failed"),
+                Err(e) => tracing::warn!(%dataset, error = %e, "startjail: recording last_started failed"),
+            }
+        });
     }
 
     /// Waits for, and holds, the jail's turn.
