@@ -504,10 +504,6 @@ fn profile(d: &Daemon, label: &str) {
 /// malloc held to one arena per CPU at most (`MALLOC_ARENA_MAX`), on one
 /// pool in one run.
 fn rss_compared(n: usize) -> Vec<String> {
-    let _f = Fixture::fresh();
-    let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
-    populate(&d, n);
-    assert!(d.stop());
     let mut rows = vec![
         format!("### Daemon memory at {n} jails after the same reads (KiB)"),
         String::new(),
@@ -520,8 +516,22 @@ fn rss_compared(n: usize) -> Vec<String> {
         Err(_) => vec![std::env::var("IOCAGED_BASE_BIN").ok(), None],
     };
     let cpus = std::thread::available_parallelism().map_or(1, |c| c.get()).to_string();
+    // IOCAGED_RSS_ENVS="A=1 B=2;C=3": these environments instead (`;`
+    // between them, `-` for none), to compare the allocator's settings.
+    let envs: Vec<Vec<(String, String)>> = match std::env::var("IOCAGED_RSS_ENVS") {
+        Ok(list) => list
+            .split(';')
+            .map(|e| {
+                e.split_whitespace()
+                    .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                    .collect()
+            })
+            .collect(),
+        Err(_) => vec![vec![], vec![("MALLOC_ARENA_MAX".to_string(), cpus)]],
+    };
     for bin in bins.iter().map(Option::as_deref) {
-        for env in [vec![], vec![("MALLOC_ARENA_MAX", cpus.as_str())]] {
+        for env in &envs {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let d = Daemon::start_build_env(bin, &[], Some(DAEMON_LOG), &env);
             read_everything(&d, n);
             let (rss, peak) = rig::host::rss_kib(d.pid().unwrap());
@@ -533,11 +543,135 @@ fn rss_compared(n: usize) -> Vec<String> {
                 peak.map_or("-".to_string(), |p| p.to_string())
             ));
             println!("[bench] {}", rows.last().unwrap());
+            if std::env::var_os("IOCAGED_BENCH_PERF").is_some() {
+                let pid = d.pid().unwrap();
+                for line in memory_map(pid) {
+                    println!("[bench]   {line}");
+                }
+                // What the allocator holds free: glibc's malloc_trim(0)
+                // called inside the daemon (gdb), and the RSS after it.
+                if cfg!(target_os = "linux") {
+                    let gdb = Command::new("gdb")
+                        .args(["-p", &pid.to_string(), "-batch", "-ex", "call (int) malloc_trim(0)"])
+                        .output();
+                    let said = gdb.map(|o| String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string());
+                    println!(
+                        "[bench]   malloc_trim(0) in the daemon: {said:?}; RSS now {} KiB",
+                        rig::host::rss_kib(pid).0
+                    );
+                }
+            }
             assert!(d.stop());
         }
     }
     rows.push(String::new());
     rows
+}
+
+/// `--first-answer`: the first listjails after the daemon starts, on a
+/// pool of `n` jails whose history log is long (about 40 MB, written here),
+/// next to one `zfs list -d 1` of the jails, for the base build
+/// (IOCAGED_BASE_BIN, when set) and this one, in turns.
+fn first_answer(n: usize) -> Vec<String> {
+    let pool = rig::pool();
+    let jails = format!("{pool}/iocage/jails");
+    let filler = format!("{pool}/bench-history");
+    let log_end = || Libzfs::init().expect("libzfs").history_end(&pool, 0).expect("the pool's log");
+    let before = log_end();
+    // 100 commands of 50 properties of 8000 bytes: about 40 MB of log
+    // (a pool keeps up to 1% of its size, at most 1 GiB).
+    let _ = Command::new("zfs").args(["create", &filler]).status();
+    let value = "x".repeat(8000);
+    for c in 0..100 {
+        let mut args: Vec<String> = vec!["set".into()];
+        args.extend((0..50).map(|i| format!("org.example:c{c}p{i}={value}")));
+        args.push(filler.clone());
+        run("zfs", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    rig::zfs(&["destroy", &filler]);
+    let end = log_end();
+    let base = std::env::var("IOCAGED_BASE_BIN").ok();
+    let builds: Vec<Option<&str>> = match base.as_deref() {
+        Some(b) => vec![Some(b), None],
+        None => vec![None],
+    };
+    let rounds = 3;
+    let mut firsts: Vec<Vec<Duration>> = vec![Vec::new(); builds.len()];
+    let mut lists = Vec::new();
+    for _ in 0..rounds {
+        for (which, bin) in builds.iter().enumerate() {
+            let t = Instant::now();
+            run("zfs", &["list", "-H", "-d", "1", &jails]);
+            lists.push(t.elapsed());
+            let d = Daemon::start_build(*bin, &[], Some(DAEMON_LOG));
+            *KEY.lock().unwrap() = d.key.clone();
+            let t = Instant::now();
+            let listed = ok(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails");
+            firsts[which].push(t.elapsed());
+            assert_eq!(listed.as_object().map(|o| o.len()), Some(n), "{n} jails listed");
+            assert!(d.stop());
+        }
+    }
+    let l = stats(lists);
+    let mut rows = vec![
+        format!(
+            "### First listjails after the daemon starts: {n} jails, the pool's log at {:.1} MB ({:.1} MB of it written for this), ms",
+            end as f64 / 1e6,
+            end.saturating_sub(before) as f64 / 1e6
+        ),
+        String::new(),
+        format!("| build | first listjails p50 | n | `zfs list -H -d 1 {jails}` p50 | x that |"),
+        "|---|---|---|---|---|".into(),
+    ];
+    for (bin, times) in builds.iter().zip(firsts) {
+        let f = stats(times);
+        let label = bin.map_or("this build".to_string(), |b| format!("`{b}`"));
+        println!("[bench] first answer ({label}): {:.1} ms, zfs list {:.1} ms", f.p50, l.p50);
+        rows.push(format!("| {label} | {} | {} | {} | {:.2} |", ms(f.p50), f.n, ms(l.p50), f.p50 / l.p50));
+    }
+    rows.push(String::new());
+    rows
+}
+
+/// Where a process's resident memory is (Linux): its anonymous and
+/// file-backed totals, then its mappings by resident size, largest first
+/// (`/proc/PID/smaps`), for `IOCAGED_BENCH_PERF`.
+fn memory_map(pid: u32) -> Vec<String> {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return vec![] };
+    let mut out: Vec<String> = status
+        .lines()
+        .filter(|l| l.starts_with("Rss") || l.starts_with("VmRSS") || l.starts_with("Threads"))
+        .map(str::to_string)
+        .collect();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut maps: Vec<(u64, String)> = Vec::new();
+    let mut name = String::new();
+    let mut size = 0u64;
+    for l in smaps.lines() {
+        let first = l.split_whitespace().next().unwrap_or_default();
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            name = format!("{} {}", fields.get(5).copied().unwrap_or("[anon]"), fields.get(1).copied().unwrap_or(""));
+        } else if let Some(v) = l.strip_prefix("Size:") {
+            size = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
+        } else if let Some(v) = l.strip_prefix("Rss:") {
+            let kib: u64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
+            maps.push((kib, name.clone()));
+            if name.starts_with("[anon]") && kib >= 512 {
+                out.push(format!("one anonymous mapping of {size} KiB: {kib} KiB resident"));
+            }
+        }
+    }
+    // The same file's or kind's mappings added up.
+    let mut by: std::collections::BTreeMap<String, u64> = Default::default();
+    for (kib, n) in &maps {
+        *by.entry(n.clone()).or_default() += kib;
+    }
+    let mut by: Vec<(u64, String)> = by.into_iter().map(|(n, k)| (k, n)).collect();
+    by.sort_by(|a, b| b.cmp(a));
+    out.extend(by.into_iter().take(20).map(|(k, n)| format!("{k:>7} KiB {n}")));
+    out.push(format!("{} mappings", maps.len()));
+    out
 }
 
 /// Every read action 20 times over REST and over a WebSocket (df, which
@@ -745,6 +879,143 @@ fn lifecycle(p: &Plan) -> Vec<String> {
     results
 }
 
+/// `--profile-jail`: where the time of execjail `true` and of a jail's
+/// start and stop goes, system-wide (`perf record -a`: the daemon, its
+/// helpers, the jail's processes and the kernel), next to the same profile
+/// of the system's tools doing the least of the same (`nsenter`/`jexec`,
+/// `unshare ... chroot`/`jail -c`). Printed, not tabled.
+fn profile_jail(p: &Plan) {
+    let f = Fixture::fresh();
+    f.static_release("13.2-RELEASE");
+    let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
+    let props = "tag=life release=13.2-RELEASE exec_start=: exec_stop=:";
+    ok(&client::rest(d.rest, &json!({"action": "createjail", "props": props, "switches": "-c"})).body, "createjail");
+    let uuid = ok(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails")
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let root = format!("/iocage/jails/{uuid}/root");
+    let start = json!({"action": "startjail", "jail": "life"});
+    let stop = json!({"action": "stopjail", "jail": "life"});
+    let rounds = p.cycles.max(5);
+    system_profile("startjail + stopjail", || {
+        for _ in 0..rounds {
+            ok(&client::rest(d.rest, &start).body, "startjail");
+            ok(&client::rest(d.rest, &stop).body, "stopjail");
+        }
+    });
+    traced(&d, "startjail + stopjail", || {
+        ok(&client::rest(d.rest, &start).body, "startjail");
+        ok(&client::rest(d.rest, &stop).body, "stopjail");
+    });
+    system_profile("the floor: the system's tools making a jail that runs true", || {
+        for _ in 0..rounds {
+            let (prog, args) = rig::host::jail_true(&root);
+            run(prog, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    });
+    ok(&client::rest(d.rest, &start).body, "startjail");
+    let jid = ok(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails")[&uuid]["jid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let exec = json!({"action": "execjail", "jail": "life", "user": "root", "command": "true"});
+    for _ in 0..3 {
+        ok(&client::rest(d.rest, &exec).body, "execjail");
+    }
+    system_profile("execjail true", || {
+        for _ in 0..rounds * 5 {
+            ok(&client::rest(d.rest, &exec).body, "execjail");
+        }
+    });
+    traced(&d, "execjail true", || ok(&client::rest(d.rest, &exec).body, "execjail"));
+    system_profile("the system's way into the jail", || {
+        for _ in 0..rounds * 5 {
+            let (prog, args) = rig::host::enter_true(&jid);
+            run(prog, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    });
+    ok(&client::rest(d.rest, &stop).body, "stopjail");
+    assert!(d.stop());
+}
+
+/// The daemon and every process it starts under `strace -f` while `work`
+/// runs: wall time by system call (where the waits are, which a CPU
+/// profile does not see), then each call that took 2 ms or more, in order.
+fn traced<T>(d: &Daemon, label: &str, work: impl FnOnce() -> T) {
+    let out = "/tmp/strace.out";
+    let pid = d.pid().expect("the daemon runs").to_string();
+    let mut strace = Command::new("strace")
+        .args(["-f", "-tt", "-T", "-qq", "-o", out, "-p", &pid])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strace");
+    std::thread::sleep(Duration::from_millis(1000));
+    let t = Instant::now();
+    work();
+    let wall = t.elapsed();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = Command::new("kill").args(["-INT", &strace.id().to_string()]).status();
+    strace.wait().expect("strace ends");
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    println!("=== strace of the daemon: {label}: {:.0} ms of wall time (traced) ===", wall.as_secs_f64() * 1000.0);
+    // `... <0.012345>`: the call's own time.
+    let took =
+        |l: &str| -> f64 { l.rsplit_once('<').and_then(|(_, t)| t.trim_end_matches('>').parse().ok()).unwrap_or(0.0) };
+    let mut by: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    for l in text.lines() {
+        let call = l.split_whitespace().nth(2).and_then(|c| c.split('(').next()).unwrap_or("?").to_string();
+        let e = by.entry(call).or_default();
+        e.0 += took(l);
+        e.1 += 1;
+    }
+    let mut by: Vec<_> = by.into_iter().collect();
+    by.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
+    for (call, (secs, n)) in by.iter().take(15) {
+        println!("{:>9.1} ms {n:>5} {call}", secs * 1000.0);
+    }
+    for l in text.lines().filter(|l| took(l) >= 0.002) {
+        println!("{}", l.chars().take(220).collect::<String>());
+    }
+    let _ = std::fs::remove_file(out);
+}
+
+/// `perf record -a` while `work` runs; then the time by process and
+/// library, and by function, printed under `label`, with the wall time.
+fn system_profile(label: &str, work: impl FnOnce()) {
+    let data = "/tmp/perf-system.data";
+    let mut perf = Command::new("perf")
+        .args(["record", "-a", "-F", "999", "-g", "-o", data, "-q"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("perf");
+    // perf needs a moment before it records.
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    work();
+    let wall = t.elapsed();
+    let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
+    perf.wait().expect("perf ends");
+    println!("=== system profile: {label}: {:.0} ms of wall time ===", wall.as_secs_f64() * 1000.0);
+    for sort in [
+        &["--sort", "comm"][..],
+        &["--sort", "comm,dso", "--percent-limit", "1"],
+        &["--sort", "comm,sym", "--percent-limit", "0.4"],
+    ] {
+        let report = Command::new("perf")
+            .args(["report", "-i", data, "--stdio", "--no-children", "-g", "none"])
+            .args(sort)
+            .output()
+            .expect("perf report");
+        let text = String::from_utf8_lossy(&report.stdout);
+        println!("{}", text.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("\n"));
+    }
+    let _ = std::fs::remove_file(data);
+}
+
 /// execjail `true` in one running jail, for the base build
 /// (IOCAGED_BASE_BIN, when set) and this one, each round followed by the
 /// system's own way into the same jail (`nsenter`, `jexec`): one jail, one
@@ -924,7 +1195,12 @@ fn main() {
     // `--exec`: execjail alone, by build (base and this).
     let exec = std::env::args().any(|a| a == "--exec");
     let life_only = std::env::args().any(|a| a == "--lifecycle");
-    if throughput || rss || exec {
+    // `--profile-jail`: where execjail's and start/stop's time goes.
+    let profiled = std::env::args().any(|a| a == "--profile-jail");
+    if profiled {
+        profile_jail(&p);
+    }
+    if throughput || rss || exec || profiled || std::env::args().any(|a| a == "--first-answer") {
         if exec {
             results.extend(exec_compared(&p));
         }
@@ -934,8 +1210,19 @@ fn main() {
         if throughput {
             results.extend(throughput_compared(&p, 100));
         }
-        if rss {
-            results.extend(rss_compared(*p.sizes.last().unwrap()));
+        let first = std::env::args().any(|a| a == "--first-answer");
+        if rss || first {
+            let n = *p.sizes.last().unwrap();
+            let _f = Fixture::fresh();
+            let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
+            populate(&d, n);
+            assert!(d.stop());
+            if rss {
+                results.extend(rss_compared(n));
+            }
+            if first {
+                results.extend(first_answer(n));
+            }
         }
         for line in results {
             say(line);

@@ -62,6 +62,8 @@ ENV
 [ -z "${IOCAGED_BASE_BIN:-}" ] || echo "IOCAGED_BASE_BIN='$IOCAGED_BASE_BIN'; export IOCAGED_BASE_BIN" >>"$stage/env"
 # The builds the benchmark's memory table compares (guest_bench --rss).
 [ -z "${IOCAGED_RSS_BINS:-}" ] || echo "IOCAGED_RSS_BINS='$IOCAGED_RSS_BINS'; export IOCAGED_RSS_BINS" >>"$stage/env"
+# The allocator settings the memory table compares (guest_bench --rss).
+[ -z "${IOCAGED_RSS_ENVS:-}" ] || echo "IOCAGED_RSS_ENVS='$IOCAGED_RSS_ENVS'; export IOCAGED_RSS_ENVS" >>"$stage/env"
 # A profile of the daemon under load in the benchmark (guest_bench --throughput).
 [ -z "${IOCAGED_BENCH_PERF:-}" ] || echo "IOCAGED_BENCH_PERF=1; export IOCAGED_BENCH_PERF" >>"$stage/env"
 # How long tests/guest_abuse.rs's soak runs (the benchmark's long form).
