@@ -21,12 +21,6 @@
 //! native ones such as `used` change with data writes, which the log does
 //! not record, so they are read fresh. Jails still being created are kept
 //! too, apart (a new tag must not be one of theirs either).
-//!
-//! The log is up to 1 GiB, and where it ends is only found by reading it:
-//! no look reads more than [`WALK`] of it. Until one reaches the end (the
-//! first look after the daemon starts, on a pool with a long log; or after
-//! more than that was written at once), the jails are read afresh for each
-//! answer and the next look reads on where the last one stopped.
 
 use std::collections::BTreeSet;
 use std::ops::Deref;
@@ -140,29 +134,9 @@ const GUID_AGE: Duration = Duration::ZERO;
 /// logs one record per property it sets, about 40 KiB in all.
 const MAX_TAIL: u64 = 64 * 1024;
 
-/// How much history one look reads at most. A pool's log is up to 1 GiB;
-/// read whole before the first answer, a long one kept the daemon's first
-/// listing waiting for seconds to minutes. A look that does not reach the
-/// end answers from the jails read afresh and leaves where it got to
-/// ([`Walk`]); the next look (a client's, or the jail watcher's a second
-/// later) reads on from there, until one reaches the end and the index is
-/// made.
-const WALK: u64 = 8 << 20;
-
-/// How far the reading of a pool's log got, while it is longer than one
-/// look reads ([`WALK`]).
-struct Walk {
-    pool: String,
-    /// The jails dataset's guid: a pool made again starts from 0.
-    guid: String,
-    at: u64,
-}
-
 #[derive(Default)]
 pub struct Index {
     current: Mutex<Option<Snapshot>>,
-    /// Only while no snapshot stands (locked after `current`).
-    walk: Mutex<Option<Walk>>,
     /// ZFS's announced changes, when its event queue is followed.
     changes: Option<Arc<Changes>>,
     /// This daemon's writes that ended ([`Index::invalidate`]).
@@ -314,26 +288,13 @@ impl Index {
             },
         };
         let same = mine.filter(|s| s.guid == guid);
-        let mut walk = self.walk.lock().unwrap_or_else(|p| p.into_inner());
-        let walked = walk.as_ref().filter(|w| w.pool == layout.pool() && w.guid == guid).map(|w| w.at);
-        let from = same.as_ref().map(|s| s.history_end).or(walked).unwrap_or(0);
+        let from = same.as_ref().map_or(0, |s| s.history_end);
         // Read where the log ends *before* reading the jails: a change made
         // while they are read shows as growth next time.
         // A proof counts from before its look (requests arriving during it
         // were not covered by it).
         let now = Instant::now();
-        let tail = lib.history_since(layout.pool(), from, same.is_some(), WALK)?;
-        if !tail.complete {
-            // More log than one look reads: the jails as they are now,
-            // without an index, and the reading goes on next time.
-            tracing::debug!(from, at = tail.end, "index: the pool's log is read on in pieces");
-            *current = None;
-            *walk = Some(Walk { pool: layout.pool().to_string(), guid, at: tail.end });
-            Counts::add(&self.counts.read);
-            return Ok(Listing::new(jails::read_all_with_incomplete(lib, layout)?));
-        }
-        *walk = None;
-        drop(walk);
+        let tail = lib.history_since(layout.pool(), from, same.is_some())?;
         if let Some(s) = same {
             if s.guid_at.elapsed() >= GUID_AGE {
                 s.guid_at = now;
@@ -394,12 +355,7 @@ mod tests {
     }
 
     fn tail(names: &[&str], renamed: bool, grew: u64) -> HistoryTail {
-        HistoryTail {
-            end: 1000 + grew,
-            datasets: names.iter().map(|n| n.to_string()).collect(),
-            renamed,
-            complete: true,
-        }
+        HistoryTail { end: 1000 + grew, datasets: names.iter().map(|n| n.to_string()).collect(), renamed }
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub trait Backend {
     fn forget_pools(&self);
     fn set_pool_prop(&self, pool: &str, prop: &str, value: &str) -> Result<()>;
     fn history_end(&self, pool: &str, from: u64) -> Result<u64>;
-    fn history_since(&self, pool: &str, from: u64, names: bool, limit: u64) -> Result<HistoryTail>;
+    fn history_since(&self, pool: &str, from: u64, names: bool) -> Result<HistoryTail>;
 
     fn native_props(&self, name: &str, props: &[&str]) -> Result<BTreeMap<String, NativeValue>>;
     fn user_props(&self, name: &str) -> Result<BTreeMap<String, UserProp>>;
@@ -75,7 +75,7 @@ forward! {
     forget_pools() -> ();
     set_pool_prop(pool: &str, prop: &str, value: &str) -> Result<()>;
     history_end(pool: &str, from: u64) -> Result<u64>;
-    history_since(pool: &str, from: u64, names: bool, limit: u64) -> Result<HistoryTail>;
+    history_since(pool: &str, from: u64, names: bool) -> Result<HistoryTail>;
     native_props(name: &str, props: &[&str]) -> Result<BTreeMap<String, NativeValue>>;
     user_props(name: &str) -> Result<BTreeMap<String, UserProp>>;
     scan_children(parent: &str, native: &[&str]) -> Result<Vec<DatasetProps>>;

@@ -37,9 +37,6 @@ pub struct HistoryTail {
     pub datasets: Vec<String>,
     /// A rename is among them: its record names only the old name.
     pub renamed: bool,
-    /// `end` is the log's end: false when the read stopped at its limit
-    /// with more to come (read on from `end`).
-    pub complete: bool,
 }
 
 /// A pool's property, literally (`None` when unset or unreadable).
@@ -105,15 +102,12 @@ impl Libzfs {
     ///
     /// The pool's handle stays open between calls (see [`Libzfs::forget_pools`]).
     pub fn history_end(&self, pool: &str, from: u64) -> Result<u64> {
-        Ok(self.history_since(pool, from, false, u64::MAX)?.end)
+        Ok(self.history_since(pool, from, false)?.end)
     }
 
     /// [`Libzfs::history_end`], and with `names` set, which datasets the
-    /// records appended since `from` name (see [`HistoryTail`]). Stops
-    /// once about `limit` bytes of log were read (libzfs reads up to 1 MiB
-    /// at a time), with `complete` false when more follow: a log of up to
-    /// 1 GiB is read in pieces of bounded time.
-    pub fn history_since(&self, pool: &str, from: u64, names: bool, limit: u64) -> Result<HistoryTail> {
+    /// records appended since `from` name (see [`HistoryTail`]).
+    pub fn history_since(&self, pool: &str, from: u64, names: bool) -> Result<HistoryTail> {
         const OP: &str = "read the history of";
         let cached = self.history_pools.borrow().get(pool).copied();
         let zph = match cached {
@@ -126,7 +120,7 @@ impl Libzfs {
                 zph
             }
         };
-        let result = self.read_history(zph, pool, from, names, limit);
+        let result = self.read_history(zph, pool, from, names);
         if result.is_err() {
             // Exported or destroyed: open it afresh next time.
             self.forget_pools();
@@ -150,10 +144,9 @@ impl Libzfs {
         pool: &str,
         from: u64,
         names: bool,
-        limit: u64,
     ) -> Result<HistoryTail> {
         const OP: &str = "read the history of";
-        let mut tail = HistoryTail { end: from, datasets: Vec::new(), renamed: false, complete: false };
+        let mut tail = HistoryTail { end: from, datasets: Vec::new(), renamed: false };
         loop {
             let mut list: *mut sys::nvlist_t = std::ptr::null_mut();
             let mut eof = sys::boolean_t::B_FALSE;
@@ -174,10 +167,6 @@ impl Libzfs {
                 return Err(self.last_error(OP, pool));
             }
             if eof == sys::boolean_t::B_TRUE {
-                tail.complete = true;
-                return Ok(tail);
-            }
-            if tail.end.saturating_sub(from) >= limit {
                 return Ok(tail);
             }
         }

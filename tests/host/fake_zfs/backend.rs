@@ -8,10 +8,6 @@ use iocaged::zfs::{Backend, DatasetProps, ErrorKind, HistoryTail, NativeValue, P
 
 use super::{FakeZfs, State, err};
 
-/// The bytes of log each history record stands for (a property set's
-/// record is a few hundred bytes to 8 KiB; a create logs one per property).
-pub const RECORD: u64 = 1024;
-
 /// The backend the owner thread holds.
 pub struct Backed(pub(super) FakeZfs);
 
@@ -105,30 +101,21 @@ impl Backend for Backed {
     }
 
     fn history_end(&self, pool: &str, from: u64) -> Result<u64> {
-        Ok(self.history_since(pool, from, false, u64::MAX)?.end)
+        Ok(self.history_since(pool, from, false)?.end)
     }
 
-    /// Every record is [`RECORD`] bytes of log here; `limit` is met as
-    /// libzfs meets it (the piece that passes it is read whole).
-    fn history_since(&self, pool: &str, from: u64, names: bool, limit: u64) -> Result<HistoryTail> {
-        let mut s = self.s("history_since", pool)?;
+    fn history_since(&self, pool: &str, from: u64, names: bool) -> Result<HistoryTail> {
+        let s = self.s("history_since", pool)?;
         if !s.pools.contains_key(pool) {
             return Err(err("read the history of", pool, ErrorKind::NotFound, "no such pool"));
         }
         let log = s.history.get(pool).map(Vec::as_slice).unwrap_or_default();
-        let first = usize::try_from(from / RECORD).unwrap_or(usize::MAX);
-        let new = log.get(first..).unwrap_or_default();
-        let new = &new[..new.len().min(usize::try_from(limit.div_ceil(RECORD)).unwrap_or(usize::MAX))];
-        let whole = log.len() as u64 * RECORD;
-        let end = if new.is_empty() { whole } else { (first + new.len()) as u64 * RECORD };
-        let tail = HistoryTail {
-            end,
+        let new = log.get(usize::try_from(from).unwrap_or(usize::MAX)..).unwrap_or_default();
+        Ok(HistoryTail {
+            end: log.len() as u64,
             datasets: if names { new.iter().filter_map(|(n, _)| n.clone()).collect() } else { Vec::new() },
             renamed: names && new.iter().any(|(_, r)| *r),
-            complete: end >= whole,
-        };
-        s.history_read += new.len() as u64;
-        Ok(tail)
+        })
     }
 
     fn native_props(&self, name: &str, props: &[&str]) -> Result<BTreeMap<String, NativeValue>> {

@@ -30,10 +30,6 @@ use iocaged::zfs::{Copier, ErrorKind, NativeValue, OnProgress, Progress, PropSou
 
 mod backend;
 
-// Not every test binary that includes `host` uses it.
-#[allow(unused_imports)]
-pub use backend::RECORD;
-
 pub use backend::Backed;
 
 /// Native properties that ZFS computes: never set, source none.
@@ -111,8 +107,6 @@ pub struct State {
     /// Per pool: each record's dataset (none for a pool's own), and
     /// whether it was a rename.
     history: BTreeMap<String, Vec<(Option<String>, bool)>>,
-    /// Records `history_since` has read, in all.
-    history_read: u64,
     next_guid: u64,
     /// (operation, name prefix): the next such call fails.
     fail: Vec<(&'static str, String)>,
@@ -191,11 +185,6 @@ impl FakeZfs {
     /// starting with `prefix` fail.
     pub fn fail(&self, op: &'static str, prefix: &str) {
         self.state().fail.push((op, prefix.to_string()));
-    }
-
-    /// How many history records were read so far.
-    pub fn history_read(&self) -> u64 {
-        self.state().history_read
     }
 
     /// Mounts of names starting with `prefix` succeed but show no
