@@ -3,8 +3,9 @@
 //! [`Runtime`](crate::runtime::Runtime) interface.
 //!
 //! [`plan()`] turns a jail's properties into a [`Plan`] (no side effects;
-//! owner thread). [`start`], [`stop`], [`cap`] and [`exec`] carry it out
-//! on a blocking thread and return the progress lines the API shows.
+//! owner thread). [`start`], [`stop`] and [`cap`] carry it out on a
+//! blocking thread and return the progress lines the API shows; [`exec`]
+//! and [`console`] need only a [`Target`] (which jail, and the bounds).
 //! Hooks: `exec_prestart`, `exec_poststart`, `exec_prestop` and
 //! `exec_poststop` run on the host (an executable file of that name without
 //! the `exec_` prefix in the jail's directory wins over the property);

@@ -13,7 +13,9 @@
 //!
 //! An action costs one trip to the owner thread for what it reads, where
 //! it reads everything it needs (pools, jails, properties) in one pass;
-//! a listing while ZFS announced no change costs none.
+//! a listing while ZFS announced no change costs none. Actions that name a
+//! jail first find which one (a proven listing, `steps::proven_listing`);
+//! a start records `last_started` in a trip after its reply.
 
 mod dispatch;
 mod flight;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use tokio::sync::OwnedMutexGuard;
 
 use super::Iocage;
-use super::on_pool::MissingPool;
 use crate::iocage::error::ActionError;
+use crate::iocage::index::Listing;
 use crate::iocage::layout::Layout;
 use crate::iocage::progress::Reporter;
 use crate::iocage::request::{CreateKind, PropList};
@@ -72,24 +72,35 @@ impl Iocage {
 
     /// The lifecycle plan of the jail a client names, from its properties
     /// (its fstab, a host file, is read by start and stop themselves).
-    pub(super) async fn plan(&self, query: &str) -> Result<lifecycle::Plan, ActionError> {
-        let query = query.to_string();
+    pub(super) async fn plan(&self, uuid: &str) -> Result<lifecycle::Plan, ActionError> {
+        let uuid = uuid.to_string();
         let policy = self.policy.clone();
         self.on_jails(move |lib, layout, listed| {
             let mut plan =
-                located(lib, &layout, lifecycle::plan(&jails::resolve(&listed, &query)?.with_natives(lib)?)?)?;
+                located(lib, &layout, lifecycle::plan(&jails::by_uuid(&listed, &uuid)?.with_natives(lib)?)?)?;
             plan.policy = policy;
             Ok(plan)
         })
         .await
     }
 
-    /// The running jail a command is for (execjail, console), found as a
-    /// read finds it: from the index's listing, with no proof asked of ZFS
-    /// while it announced no change (see `index`). A command writes nothing
-    /// to ZFS, and whether the jail runs is asked of the runtime, live.
+    /// The jails of the pool in use, proven current with ZFS (the
+    /// history ioctl: a tag changed behind the daemon's back is seen as
+    /// soon as the change returned), with the pool in use as reads find
+    /// it (trusted for a second, `POOL_CHOICE_AGE`). What actions that
+    /// name a jail resolve the name with: two ioctls where finding the pool
+    /// afresh opens every pool.
+    async fn proven_listing(&self) -> Result<Listing, ActionError> {
+        let index = self.index.clone();
+        self.on_read_pool(move |lib, layout| index.proven_jails(lib, &layout)).await
+    }
+
+    /// The running jail a command is for (execjail, console): which one the
+    /// client means ([`Iocage::proven_listing`]), and no more. A command
+    /// writes nothing to ZFS and needs none of the jail's properties;
+    /// whether the jail runs is asked of the runtime, live.
     pub(super) async fn target(&self, query: &str) -> Result<lifecycle::Target, ActionError> {
-        let (_, jails) = self.read_jails(MissingPool::HasNoJails).await?;
+        let jails = self.proven_listing().await?;
         Ok(lifecycle::Target::new(jails::resolve(&jails, query)?, self.policy.clone()))
     }
 
@@ -98,15 +109,14 @@ impl Iocage {
     /// plan is made from what the jail is once the turn is ours (a destroy
     /// or a change of properties may have come first).
     ///
-    /// Which jail the client means is found as a read finds it (the index,
-    /// trusted while ZFS announced no change): the plan, made after the
-    /// turn is ours, is proven with ZFS, by UUID.
+    /// Which jail the client means is found with [`Iocage::proven_listing`];
+    /// the plan, made once the turn is ours, with the pool found afresh, by
+    /// that UUID.
     pub(super) async fn plan_and_lock(
         &self,
         query: &str,
     ) -> Result<(lifecycle::Plan, OwnedMutexGuard<()>), ActionError> {
-        let (_, jails) = self.read_jails(MissingPool::HasNoJails).await?;
-        let uuid = jails::resolve(&jails, query)?.uuid.clone();
+        let uuid = jails::resolve(&self.proven_listing().await?, query)?.uuid.clone();
         let turn = self.turn(&uuid).await;
         let plan = self.plan(&uuid).await?;
         Ok((plan, turn))
