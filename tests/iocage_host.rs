@@ -48,6 +48,11 @@ struct Rig {
 impl Rig {
     /// An empty iocage layout on pool `tank`, marked active, served.
     fn fresh(name: &str) -> Rig {
+        Rig::with(name, |i| i)
+    }
+
+    /// [`Rig::fresh`] with the service set up by `setup` too.
+    fn with(name: &str, setup: impl FnOnce(Iocage) -> Iocage) -> Rig {
         let dir = std::env::temp_dir().join(format!("iocaged-iocage-host-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -65,7 +70,7 @@ impl Rig {
         let backend = zfs.backend();
         let owner = Zfs::start_on(64, move || Ok(backend)).unwrap().with_copier(zfs.copier());
         let runtime = Arc::new(FakeRuntime::default());
-        let iocage = Iocage::new(owner, runtime.clone(), PoolChoice::Auto);
+        let iocage = setup(Iocage::new(owner, runtime.clone(), PoolChoice::Auto));
         let server = Server::start(name, Limits::default(), Arc::new(iocage));
         Rig { zfs, runtime, server, dir }
     }
@@ -461,9 +466,25 @@ fn a_start_is_recorded_after_it_and_a_failure_to_record_it_leaves_the_jail_runni
     let r = rig.call(json!({"action": "stopjail", "jail": "test"}));
     assert!(r["test"]["+ Removing jail process OK"].is_string(), "{r}");
     assert_eq!(last(), "none", "the record failed");
+    rig.zfs.slow("set_props", &dataset, std::time::Duration::from_millis(300));
     let r = rig.call(json!({"action": "startjail", "jail": "test"}));
     assert!(r["test"]["+ Starting services OK"].is_string(), "{r}");
+    assert_eq!(last(), "none", "the reply came before the record's write ended");
     wait_recorded(&rig, &dataset);
+}
+
+#[test]
+fn a_start_with_no_room_for_its_record_makes_it_before_the_reply() {
+    // One action at a time: the start holds the only place.
+    let rig = Rig::with("last-started-inline", |i| i.with_limits(1, std::time::Duration::from_secs(30)));
+    test_jail(&rig, false);
+    let dataset = jail_datasets(&rig)[0].clone();
+    // The record's write waits, as ZFS's does for a sync.
+    rig.zfs.slow("set_props", &dataset, std::time::Duration::from_millis(300));
+    let r = rig.call(json!({"action": "startjail", "jail": "test"}));
+    assert!(r["test"]["+ Starting services OK"].is_string(), "{r}");
+    let last = rig.zfs.local(&dataset, &format!("{IOC}last_started")).unwrap_or_default();
+    assert!(last.starts_with("20"), "recorded before the reply: {last:?}");
 }
 
 #[test]

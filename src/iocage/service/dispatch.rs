@@ -151,7 +151,7 @@ impl Iocage {
                 let (plan, turn) = self.plan_and_lock(&jail).await?;
                 let (progress, plan) = self.blocking(move |rt| lifecycle::start(rt, &plan).map(|p| (p, plan))).await?;
                 if let Progress::Lines(_) = progress {
-                    self.record_start(plan.dataset, turn);
+                    self.record_start(plan.dataset, turn).await;
                 }
                 Ok(keyed(jail, progress_body(progress)))
             }

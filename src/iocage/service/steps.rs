@@ -125,27 +125,37 @@ impl Iocage {
     /// Records a start in the jail's `last_started`, as iocage did, after
     /// the reply: the jail runs once `lifecycle::start` returns, and a
     /// property write waits for ZFS to sync (tens of milliseconds, a
-    /// large part of a start). The jail's turn is held until the write
-    /// ends, so a stop, cap or destroy of it (and the daemon's own stops
-    /// at shutdown) comes after; the index and the jail watcher are told
-    /// when it has. A failure is logged: the jail runs all the same.
-    pub(super) fn record_start(&self, dataset: String, turn: OwnedMutexGuard<()>) {
-        let this = self.clone();
-        // Counted among the actions in flight when there is room, so that
-        // the daemon's shutdown (`drain`) waits for it.
-        let permit = self.actions.clone().try_acquire_owned().ok();
-        tokio::spawn(async move {
-            let (_turn, _permit) = (turn, permit);
-            let _written = super::WriteEnded(this.clone());
-            let prop = format!("{}last_started", crate::iocage::props::USER_PREFIX);
-            let stamp = crate::iocage::names::timestamp();
-            let d = dataset.clone();
-            match this.zfs.run(move |lib| lib.set_props(&d, &[(prop.as_str(), stamp.as_str())])).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(%dataset, error = %e, "startjail: recording last_started failed"),
-                Err(e) => tracing::warn!(%dataset, error = %e, "startjail: recording last_started failed"),
+    /// large part of a start). The write holds the jail's turn, so a stop,
+    /// cap or destroy of it (and the daemon's own stops at shutdown) comes
+    /// after, and a place among the actions in flight, so that shutdown
+    /// (`drain`) waits for it. With no place free (the daemon busy, or
+    /// shutting down) it is made before the reply instead, in the start's
+    /// own place. The index and the jail watcher are told when it has been
+    /// made. A failure is logged: the jail runs all the same.
+    pub(super) async fn record_start(&self, dataset: String, turn: OwnedMutexGuard<()>) {
+        match self.actions.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    this.write_last_started(dataset, turn).await;
+                });
             }
-        });
+            Err(_) => self.write_last_started(dataset, turn).await,
+        }
+    }
+
+    async fn write_last_started(&self, dataset: String, turn: OwnedMutexGuard<()>) {
+        let _turn = turn;
+        let _written = super::WriteEnded(self.clone());
+        let prop = format!("{}last_started", crate::iocage::props::USER_PREFIX);
+        let stamp = crate::iocage::names::timestamp();
+        let d = dataset.clone();
+        match self.zfs.run(move |lib| lib.set_props(&d, &[(prop.as_str(), stamp.as_str())])).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(%dataset, error = %e, "startjail: recording last_started failed"),
+            Err(e) => tracing::warn!(%dataset, error = %e, "startjail: recording last_started failed"),
+        }
     }
 
     /// Waits for, and holds, the jail's turn.

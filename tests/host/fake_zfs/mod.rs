@@ -112,6 +112,8 @@ pub struct State {
     fail: Vec<(&'static str, String)>,
     /// Name prefixes whose mounts succeed without showing a directory.
     hollow: Vec<String>,
+    /// (operation, name prefix, how long): such calls take that long.
+    slow: Vec<(&'static str, String, std::time::Duration)>,
 }
 
 /// A handle on the fake: give [`FakeZfs::backend`] to the owner thread,
@@ -185,6 +187,12 @@ impl FakeZfs {
     /// starting with `prefix` fail.
     pub fn fail(&self, op: &'static str, prefix: &str) {
         self.state().fail.push((op, prefix.to_string()));
+    }
+
+    /// Every `op` on a name starting with `prefix` takes `d` (as a ZFS
+    /// write waits for a sync).
+    pub fn slow(&self, op: &'static str, prefix: &str, d: std::time::Duration) {
+        self.state().slow.push((op, prefix.to_string(), d));
     }
 
     /// Mounts of names starting with `prefix` succeed but show no
