@@ -2,14 +2,14 @@
 //! when configured), the envelope, credentials, and dispatch.
 //!
 //! A request's path: [`server`] accepts a connection (and its TLS) and tags
-//! it with the peer -> [`rest`] or [`ws`] turn bytes into a [`Call`] and
+//! it with the peer -> `rest` or `ws` turn bytes into a [`Call`] and
 //! [`auth::Credentials`] -> [`Api::handle`] refuses locked-out addresses,
 //! authenticates (`crate::auth`), checks the role, dispatches by
 //! `namespace/name`, logs one line -> the transport writes the reply.
 //!
 //! [`Api`]'s calls are spread by job: logging in (`login`), client keys
 //! (`settings`), output pushed as it comes (`streamed`), console frames
-//! ([`console`]); dispatch and the role check are here.
+//! (`console`); dispatch and the role check are here.
 
 pub mod auth;
 pub(crate) mod console;
@@ -56,7 +56,7 @@ pub trait Actions: Send + Sync + 'static {
     fn run(&self, req: Request) -> BoxFuture<'_, Result<Body, ActionError>>;
     /// Every imported pool's name, health and capacity (percent used).
     fn pool_states(&self) -> BoxFuture<'_, Result<PoolStates, ActionError>>;
-    /// What the service reports to `GET /metrics` (see [`metrics`]).
+    /// What the service reports to `GET /metrics` (see `metrics`).
     fn metrics(&self) -> BoxFuture<'_, ServiceMetrics>;
 }
 
@@ -219,7 +219,7 @@ impl Api {
         result
     }
 
-    /// `GET /metrics`: the exposition (see [`metrics`]), for any caller
+    /// `GET /metrics`: the exposition (see `metrics`), for any caller
     /// with a read key or better; `connections` is the server's count of
     /// open connections. Counted and logged like a call.
     pub async fn metrics(&self, peer: Peer, creds: &Credentials, connections: usize) -> Result<String, ProtocolError> {

@@ -1,12 +1,12 @@
 //! Authentication: who the caller is and what they may do.
 //!
-//! - passwords through PAM ([`pam`]), once per `rpc/auth` or per REST
+//! - passwords through PAM (`pam`), once per `rpc/auth` or per REST
 //!   request with `Authorization: Basic`;
-//! - session tokens ([`tokens`]) from `rpc/auth`, and API keys ([`keys`]),
+//! - session tokens (`tokens`) from `rpc/auth`, and API keys ([`keys`]),
 //!   both presented as `Authorization: Bearer` or with `rpc/auth_token`;
 //! - sysadm clients' registered RSA keys ([`client_keys`]), proven with
 //!   `rpc/auth_ssl` instead of a password;
-//! - roles from the system's groups ([`roles`]);
+//! - roles from the system's groups (`roles`);
 //! - a lockout of addresses that keep failing ([`lockout`]).
 
 pub mod client_keys;

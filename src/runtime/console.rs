@@ -3,10 +3,10 @@
 //!
 //! It is a streamed execjail (see [`super::stream`]) with a way in:
 //! - the client's frames ([`Input`]: typed text, a new window size) come
-//!   through an [`Inlet`]; the daemon ([`Feed`]) writes them as JSON lines
+//!   through an [`Inlet`]; the daemon (`Feed`) writes them as JSON lines
 //!   to the helper's stdin;
 //! - the helper (`iocaged jail-exec` asked for a console, see
-//!   [`super::helper`]) opens a pseudo-terminal ([`super::pty`]), starts the
+//!   [`super::helper`]) opens a pseudo-terminal (`super::pty`), starts the
 //!   shell on it, and relays: the lines on its stdin to the terminal, what
 //!   the terminal shows to its stdout, as `HelperReply::Output` chunks;
 //! - the reply is the shell's ending.
@@ -19,7 +19,7 @@
 //! their reaper) and closes the terminal.
 //!
 //! Bounds: [`ROOM`] frames wait between the socket and the helper (the
-//! socket is not read meanwhile), [`TYPED_MAX`] bytes between the helper
+//! socket is not read meanwhile), `TYPED_MAX` bytes between the helper
 //! and the terminal (the helper stops reading its stdin meanwhile).
 
 use std::sync::{Arc, Mutex};

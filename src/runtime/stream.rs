@@ -2,17 +2,17 @@
 //! `"output": "stream"`), both sides of the helper's pipe.
 //!
 //! The command writes into the helper's sealed memory files as always
-//! ([`Capture`]). In the helper, [`Pump`] sends what is new in them, every
-//! tick of its wait loop, as [`HelperReply::Output`] lines on its stdout;
-//! the last line is the usual [`HelperReply::Done`], without the output
-//! (it went as chunks). In the daemon, [`read_streamed`] reads those lines
+//! (`Capture`). In the helper, `Pump` sends what is new in them, every
+//! tick of its wait loop, as `HelperReply::Output` lines on its stdout;
+//! the last line is the usual `HelperReply::Done`, without the output
+//! (it went as chunks). In the daemon, `read_streamed` reads those lines
 //! and hands the chunks to the request's [`Outlet`].
 //!
 //! A slow reader never stalls the command or the helper's clock: the
 //! helper writes its stdout without blocking and leaves what the pipe does
 //! not take in the memory files (bounded by the output limit, as for any
 //! execjail), and the daemon stops reading the pipe while the outlet is
-//! full ([`QUEUED`] chunks at most wait in between). Nothing is dropped: a
+//! full (`QUEUED` chunks at most wait in between). Nothing is dropped: a
 //! slow client sees the output later. Chunks of one stream come in order;
 //! stdout and stderr are interleaved only as finely as the helper's tick.
 //!

@@ -4,14 +4,14 @@
 //! installed next to the daemon's, else as the daemon's binary
 //! ([`program`]).
 //!
-//! `iocaged jail-exec REQUEST` (REQUEST: a JSON [`HelperRequest`]) enters
+//! `iocaged jail-exec REQUEST` (REQUEST: a JSON `HelperRequest`) enters
 //! the jail, forks (on Linux the child is then inside the jail's PID
 //! namespace and in a cgroup of its own below the jail's), becomes the user
 //! as the jail's own `/etc/passwd` defines it, drops to the jail's
 //! confinement and runs `/bin/sh -c COMMAND` with output captured; the
 //! parent waits, and kills the command with everything it started when
 //! the timeout passes or the output reaches its limit, and prints one JSON
-//! [`HelperReply`]. Nothing else is ever printed on its stdout. Asked to
+//! `HelperReply`. Nothing else is ever printed on its stdout. Asked to
 //! stream, it sends the output as it comes, before the reply (see
 //! [`super::stream`]). SIGTERM kills the command with everything it
 //! started (the daemon sends it when the output's reader went away).
@@ -20,12 +20,12 @@
 //! decided and compiled, the clock started and the thread count checked
 //! (on the host's `/proc`) before entering; nothing of the jail is read
 //! except `/etc/passwd` and `/etc/group`, through
-//! [`super::passwd::read_jail_file`]; the child leaves with `_exit`.
+//! `super::passwd::read_jail_file`; the child leaves with `_exit`.
 //!
 //! Its parts: [`program`], which binary the helpers run as;
-//! [`process`], what a single-threaded process may do (fork,
-//! `_exit`, reaping, the signals it waits for); [`setup`], what is
-//! decided and opened on the host before entering; [`child`], the forked
+//! `process`, what a single-threaded process may do (fork,
+//! `_exit`, reaping, the signals it waits for); `setup`, what is
+//! decided and opened on the host before entering; `child`, the forked
 //! child's way to the command.
 
 mod child;
