@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod host;
 pub mod iocage;
+pub mod memory;
 pub mod runtime;
 pub mod zfs;
 

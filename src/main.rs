@@ -303,6 +303,15 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         let (stop_watch, stopped) = tokio::sync::watch::channel(false);
         let sink: Arc<dyn iocaged::iocage::watch::Sink> = events.clone();
         let watcher = tokio::spawn(iocaged::iocage::watch::watch(iocage.clone(), sink, iocage.changes(), stopped));
+        // Free memory back to the system now and then (see iocaged::memory).
+        let trimmer = tokio::spawn(async {
+            let mut every = tokio::time::interval(iocaged::memory::TRIM_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let _ = tokio::task::spawn_blocking(iocaged::memory::trim).await;
+            }
+        });
         // Autostart once listening: clients (and subscribers) can connect
         // while the jails start.
         let autostart = config.autostart.then(|| {
@@ -316,6 +325,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         if let Some(task) = autostart {
             task.abort(); // no new starts; those begun run as their own tasks
         }
+        trimmer.abort();
         // Actions in flight (a client's, autostart's) finish before the
         // stops, and before the runtime goes.
         if !iocage.drain(std::time::Duration::from_secs(30)).await {
