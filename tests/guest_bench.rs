@@ -534,6 +534,9 @@ fn rss_compared(n: usize) -> Vec<String> {
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let d = Daemon::start_build_env(bin, &[], Some(DAEMON_LOG), &env);
             read_everything(&d, n);
+            // Idle past the daemon's memory trim (iocaged::memory::TRIM_EVERY):
+            // what it holds between bursts, not during one.
+            std::thread::sleep(Duration::from_secs(12));
             let (rss, peak) = rig::host::rss_kib(d.pid().unwrap());
             let shown = env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
             rows.push(format!(
