@@ -466,10 +466,11 @@ fn a_start_is_recorded_after_it_and_a_failure_to_record_it_leaves_the_jail_runni
     let r = rig.call(json!({"action": "stopjail", "jail": "test"}));
     assert!(r["test"]["+ Removing jail process OK"].is_string(), "{r}");
     assert_eq!(last(), "none", "the record failed");
-    rig.zfs.slow("set_props", &dataset, std::time::Duration::from_millis(300));
+    let gate = rig.zfs.hold("set_props", &dataset);
     let r = rig.call(json!({"action": "startjail", "jail": "test"}));
     assert!(r["test"]["+ Starting services OK"].is_string(), "{r}");
     assert_eq!(last(), "none", "the reply came before the record's write ended");
+    gate.open();
     wait_recorded(&rig, &dataset);
 }
 
@@ -479,10 +480,18 @@ fn a_start_with_no_room_for_its_record_makes_it_before_the_reply() {
     let rig = Rig::with("last-started-inline", |i| i.with_limits(1, std::time::Duration::from_secs(30)));
     test_jail(&rig, false);
     let dataset = jail_datasets(&rig)[0].clone();
-    // The record's write waits, as ZFS's does for a sync.
-    rig.zfs.slow("set_props", &dataset, std::time::Duration::from_millis(300));
-    let r = rig.call(json!({"action": "startjail", "jail": "test"}));
-    assert!(r["test"]["+ Starting services OK"].is_string(), "{r}");
+    // The record's write waits, as ZFS's does for a sync: no reply while
+    // it does (a slow machine only makes the reply later still).
+    let gate = rig.zfs.hold("set_props", &dataset);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| tx.send(rig.call(json!({"action": "startjail", "jail": "test"}))).unwrap());
+        let early = rx.recv_timeout(std::time::Duration::from_millis(300));
+        assert!(early.is_err(), "a reply while the record's write waits: {early:?}");
+        gate.open();
+        let r = rx.recv().unwrap();
+        assert!(r["test"]["+ Starting services OK"].is_string(), "{r}");
+    });
     let last = rig.zfs.local(&dataset, &format!("{IOC}last_started")).unwrap_or_default();
     assert!(last.starts_with("20"), "recorded before the reply: {last:?}");
 }

@@ -15,7 +15,8 @@
 //! it reads everything it needs (pools, jails, properties) in one pass;
 //! a listing while ZFS announced no change costs none. Actions that name a
 //! jail first find which one (a proven listing, `steps::proven_listing`);
-//! a start records `last_started` in a trip after its reply.
+//! a start records `last_started` in a trip after its reply (before it,
+//! when `max_actions` leaves no room).
 
 mod dispatch;
 mod flight;

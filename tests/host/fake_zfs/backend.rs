@@ -13,9 +13,10 @@ pub struct Backed(pub(super) FakeZfs);
 
 impl Backed {
     fn s(&self, op: &'static str, name: &str) -> Result<MutexGuard<'_, State>> {
-        let slow = self.0.state().slow.iter().find(|(o, p, _)| *o == op && name.starts_with(p.as_str())).map(|s| s.2);
-        if let Some(d) = slow {
-            std::thread::sleep(d);
+        let held =
+            self.0.state().held.iter().find(|(o, p, _)| *o == op && name.starts_with(p.as_str())).map(|h| h.2.clone());
+        if let Some(gate) = held {
+            gate.pass();
         }
         let mut s = self.0.state();
         s.take_failure(op, name)?;

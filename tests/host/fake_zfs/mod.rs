@@ -112,8 +112,8 @@ pub struct State {
     fail: Vec<(&'static str, String)>,
     /// Name prefixes whose mounts succeed without showing a directory.
     hollow: Vec<String>,
-    /// (operation, name prefix, how long): such calls take that long.
-    slow: Vec<(&'static str, String, std::time::Duration)>,
+    /// (operation, name prefix, gate): such calls wait until the gate opens.
+    held: Vec<(&'static str, String, Gate)>,
 }
 
 /// A handle on the fake: give [`FakeZfs::backend`] to the owner thread,
@@ -189,10 +189,12 @@ impl FakeZfs {
         self.state().fail.push((op, prefix.to_string()));
     }
 
-    /// Every `op` on a name starting with `prefix` takes `d` (as a ZFS
-    /// write waits for a sync).
-    pub fn slow(&self, op: &'static str, prefix: &str, d: std::time::Duration) {
-        self.state().slow.push((op, prefix.to_string(), d));
+    /// Every `op` on a name starting with `prefix` waits until the gate
+    /// returned opens (as a ZFS write waits for a sync), at most 10 s.
+    pub fn hold(&self, op: &'static str, prefix: &str) -> Gate {
+        let gate = Gate::default();
+        self.state().held.push((op, prefix.to_string(), gate.clone()));
+        gate
     }
 
     /// Mounts of names starting with `prefix` succeed but show no
@@ -494,5 +496,24 @@ impl State {
             }
         }
         out
+    }
+}
+
+/// What held calls wait for ([`FakeZfs::hold`]).
+#[derive(Debug, Clone, Default)]
+pub struct Gate(std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    /// Lets every held call (and every later one) go on.
+    pub fn open(&self) {
+        *self.0.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.0.1.notify_all();
+    }
+
+    /// Waits until the gate is open, at most 10 s (a test that forgets to
+    /// open it fails rather than hangs).
+    fn pass(&self) {
+        let open = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.0.1.wait_timeout_while(open, std::time::Duration::from_secs(10), |o| !*o);
     }
 }
