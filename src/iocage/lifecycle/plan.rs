@@ -41,8 +41,8 @@ pub struct Plan {
 /// What running a client's command in a running jail needs of the jail:
 /// which one it is, and the configured bounds. No property of the jail
 /// takes part (the runtime's record of the running jail has what entering
-/// it needs), so it comes from the index's listing as a read's does, with
-/// no proof asked of ZFS (see `service::Iocage::target`).
+/// it needs), so it comes from a listing proven with ZFS, with none of the
+/// start's plan (see `service::Iocage::target`).
 #[derive(Debug, Clone)]
 pub struct Target {
     pub uuid: String,
