@@ -82,6 +82,7 @@ const FUNCTIONS: &[&str] = &[
     "nvlist_lookup_nvlist",
     "nvlist_lookup_nvlist_array",
     "nvlist_next_nvpair",
+    "nvlist_size",
     "nvpair_name",
     "nvpair_type",
     "nvpair_value_nvlist",
@@ -100,8 +101,14 @@ const TYPES: &[&str] = &[
     "lzc_send_flags",
 ];
 
-const VARS: &[&str] =
-    &["NV_UNIQUE_NAME", "ZFS_MAXPROPLEN", "ZPOOL_MAXPROPLEN", "ZFS_MAX_DATASET_NAME_LEN", "ZAP_MAXVALUELEN"];
+const VARS: &[&str] = &[
+    "NV_UNIQUE_NAME",
+    "NV_ENCODE_NATIVE",
+    "ZFS_MAXPROPLEN",
+    "ZPOOL_MAXPROPLEN",
+    "ZFS_MAX_DATASET_NAME_LEN",
+    "ZAP_MAXVALUELEN",
+];
 
 struct Headers {
     clang_args: Vec<String>,

@@ -1035,7 +1035,8 @@ fn system_profile(label: &str, work: impl FnOnce()) {
 /// (IOCAGED_BASE_BIN, when set) and this one, each round followed by the
 /// system's own way into the same jail (`nsenter`, `jexec`): one jail, one
 /// run, the builds in turns (base, this, base, this), each row saying which
-/// program its daemon ran the helpers as (from its log).
+/// program its daemon ran the helpers as (from its log). In the same turns,
+/// starts and stops of that jail, each next to the floor (`jail_true`).
 fn exec_compared(p: &Plan) -> Vec<String> {
     let f = Fixture::fresh();
     f.static_release("13.2-RELEASE");
@@ -1051,6 +1052,15 @@ fn exec_compared(p: &Plan) -> Vec<String> {
     };
     // Per build: its helpers, its execjails, the entries next to them.
     let mut measured: Vec<(String, Vec<Duration>, Vec<Duration>)> = vec![Default::default(); builds.len()];
+    // Per build: its starts and stops, the floors next to them.
+    let mut cycled: Vec<[Vec<Duration>; 3]> = vec![Default::default(); builds.len()];
+    let (floor, floor_args) = rig::host::jail_true("ROOT");
+    let root = {
+        let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
+        let listed = ok(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails");
+        assert!(d.stop());
+        format!("/iocage/jails/{}/root", listed.as_object().unwrap().keys().next().unwrap())
+    };
     for turn in 0..2 * builds.len() {
         let which = turn % builds.len();
         let d = Daemon::start_build(builds[which], &[], Some(DAEMON_LOG));
@@ -1076,20 +1086,68 @@ fn exec_compared(p: &Plan) -> Vec<String> {
             }
         }
         ok(&client::rest(d.rest, &json!({"action": "stopjail", "jail": "life"})).body, "stopjail");
+        // Then starts and stops of the same jail, each cycle next to the
+        // floor (the system's tools making a jail of its root that runs
+        // `/bin/true`); the first cycle of a turn warms up.
+        for round in 0..=p.cycles / 2 {
+            let (prog, args) = rig::host::jail_true(&root);
+            let t = Instant::now();
+            run(prog, &args.iter().map(String::as_str).collect::<Vec<_>>());
+            let fl = t.elapsed();
+            let t = Instant::now();
+            let r = client::rest(d.rest, &json!({"action": "startjail", "jail": "life"}));
+            let up = t.elapsed();
+            ok(&r.body, "startjail");
+            let t = Instant::now();
+            let r = client::rest(d.rest, &json!({"action": "stopjail", "jail": "life"}));
+            let down = t.elapsed();
+            ok(&r.body, "stopjail");
+            if round > 0 {
+                for (v, took) in cycled[which].iter_mut().zip([up, down, fl]) {
+                    v.push(took);
+                }
+            }
+        }
         assert!(d.stop());
     }
+    let label = |bin: &Option<&str>| {
+        bin.map_or_else(
+            || std::env::var("IOCAGED_BIN").map_or("this build".to_string(), |b| format!("`{b}`")),
+            |b| format!("`{b}`"),
+        )
+    };
     let mut rows = vec![
+        format!("### startjail + stopjail, by build, next to `{floor} {}` on the same root (ms)", floor_args.join(" ")),
+        String::new(),
+        "| build | startjail p50 | stopjail p50 | start + stop p50 | p99 | n | floor p50 | x floor |".into(),
+        "|---|---|---|---|---|---|---|---|".into(),
+    ];
+    for (bin, [ups, downs, floors]) in builds.iter().zip(cycled) {
+        let both: Vec<Duration> = ups.iter().zip(&downs).map(|(a, b)| *a + *b).collect();
+        let (u, w, c, f) = (stats(ups), stats(downs), stats(both), stats(floors));
+        println!("[bench] start+stop ({}): {:.1} + {:.1} ms, floor {:.1} ms", label(bin), u.p50, w.p50, f.p50);
+        rows.push(format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} |",
+            label(bin),
+            ms(u.p50),
+            ms(w.p50),
+            ms(c.p50),
+            ms(c.p99),
+            c.n,
+            ms(f.p50),
+            c.p50 / f.p50
+        ));
+    }
+    rows.push(String::new());
+    rows.extend([
         "### execjail `true`, by build, next to the system's way into the same jail (ms)".to_string(),
         String::new(),
         format!("| build | helpers | execjail p50 | p99 | n | `{enter} {}` p50 | x that |", enter_args.join(" ")),
         "|---|---|---|---|---|---|---|".into(),
-    ];
+    ]);
     for (bin, (helpers, execs, enters)) in builds.iter().zip(measured) {
         let (e, n) = (stats(execs), stats(enters));
-        let label = bin.map_or_else(
-            || std::env::var("IOCAGED_BIN").map_or("this build".to_string(), |b| format!("`{b}`")),
-            |b| format!("`{b}`"),
-        );
+        let label = label(bin);
         println!("[bench] exec ({label}, {helpers}): {:.1} ms, {enter} {:.1} ms", e.p50, n.p50);
         rows.push(format!(
             "| {label} | {helpers} | {} | {} | {} | {} | {:.2} |",
@@ -1263,12 +1321,29 @@ fn main() {
     results.push("|---|---|---|---|---|---|---|---|---|---|---|".into());
     let mut rss_line = String::new();
     let mut write_rows = Vec::new();
+    let mut catch_up = Vec::new();
     for &n in &p.sizes {
         let f = Fixture::fresh();
         let d = Daemon::start_logging(&[], Some(DAEMON_LOG));
         let first = populate(&d, n);
         let jails = format!("{}/iocage/jails", f.pool);
-        let listed = ok(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails");
+        // The jails were made behind the daemon's back while it ran: the
+        // first listing after is timed, and one longer than
+        // request_timeout (503) is said and asked again.
+        let t = Instant::now();
+        let mut refused = 0;
+        let listed = loop {
+            let r = client::rest(d.rest, &json!({"action": "listjails"}));
+            if r.status != 503 || refused >= 20 {
+                break ok(&r.body, "listjails");
+            }
+            refused += 1;
+        };
+        let caught_up = t.elapsed();
+        say(format!(
+            "[bench] {n} jails: the first listjails after they were made: {caught_up:.1?} ({refused} refused)"
+        ));
+        catch_up.push(format!("{n} jails: {:.0} ms ({refused} refused first, 503)", caught_up.as_secs_f64() * 1e3));
         assert_eq!(listed.as_object().map(|o| o.len()), Some(n), "{n} jails listed");
         let mut ws = Ws::connect(d.ws);
         for (label, action, req) in reads() {
@@ -1307,9 +1382,11 @@ fn main() {
             ));
         }
         if n == *p.sizes.last().unwrap() {
+            // As `--rss`: idle past the daemon's memory trim first.
+            std::thread::sleep(Duration::from_secs(12));
             let pid = d.pid().unwrap();
             let (rss, peak) = rig::host::rss_kib(pid);
-            rss_line = format!("Daemon memory after the reads at {n} jails: RSS {rss} KiB");
+            rss_line = format!("Daemon memory after the reads at {n} jails and 12 s idle: RSS {rss} KiB");
             if let Some(peak) = peak {
                 rss_line += &format!(", peak (VmHWM) {peak} KiB");
             }
@@ -1325,6 +1402,11 @@ fn main() {
     results.push(String::new());
     results.push(rss_line);
     results.push(String::new());
+    results.push(format!(
+        "The first listjails after the pool's jails were made behind the running daemon's back (through libzfs, as fast as it goes): {}.",
+        catch_up.join("; ")
+    ));
+    results.push(String::new());
     results.push("### Write actions by pool size: p50 ms (createjail -e, clonejail of it, destroyjail of each)".into());
     results.push(String::new());
     results.push("| jails | createjail -e | clonejail | destroyjail | rounds |".into());
@@ -1335,6 +1417,11 @@ fn main() {
     results.extend(throughput);
     results.extend(life);
     results.extend(fetched);
+    // Last, on the largest pool (left as the loop made it): the first
+    // answer after the daemon starts, with a long pool log.
+    if full {
+        results.extend(first_answer(*p.sizes.last().unwrap()));
+    }
 
     println!("=== BENCHMARK RESULTS BEGIN ===");
     for l in &results {

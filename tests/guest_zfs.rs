@@ -364,9 +364,52 @@ fn the_history_names_the_datasets_changed_since_an_offset() {
     for name in [&s.name, &s.path("moved")] {
         assert!(t.datasets.contains(name), "{name} is named: {:?}", t.datasets);
     }
+    assert!(t.complete, "every record since the offset was read: {t:?}");
     let end = t.end;
     let p = pool();
     assert_eq!(z.run_blocking(move |l| l.history_end(&p, end)).unwrap().unwrap(), since(end).end);
+}
+
+/// A pool's log is a ring (1% of the pool when it was made, at least
+/// 128 KiB); a read from an offset it has gone past starts at its oldest
+/// record without an error. `complete` tells: the records read then do not
+/// take the whole log from the offset on.
+#[test]
+fn a_tail_read_from_an_offset_the_ring_has_overwritten_is_not_complete() {
+    // A pool of 64 MiB (the least ZFS makes) keeps about 600 KiB of log.
+    let vdev = format!("/var/lib/iocaged-{}/vdev-ring", pool());
+    let name = "ringlog";
+    rig::cmd("truncate", &["-s", "64M", &vdev]);
+    rig::cmd("zpool", &["create", "-o", "cachefile=none", name, &vdev]);
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("zpool").args(["destroy", "ringlog"]).status();
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _gone = Gone(vdev);
+    let z = lib();
+    let since = |from: u64| z.run_blocking(move |l| l.history_since(name, from, true)).unwrap().unwrap();
+    let start = since(0).end;
+    zfs(&["set", "org.example:a=1", name]);
+    let t = since(start);
+    assert!(t.complete && t.datasets.contains(&name.to_string()), "{t:?}");
+    // Records of 8000 bytes, 50 a command: far more than the ring holds.
+    let value = "x".repeat(8000);
+    for c in 0..4 {
+        let mut args: Vec<String> = vec!["set".into()];
+        args.extend((0..50).map(|i| format!("org.example:c{c}p{i}={value}")));
+        args.push(name.into());
+        zfs(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    let wrapped = since(start);
+    assert!(wrapped.end > start + 1_000_000, "the log went past a ring of 600 KiB: {}", wrapped.end);
+    assert!(!wrapped.complete, "records read from an overwritten offset are not all since it");
+    // From the end: complete again.
+    zfs(&["set", "org.example:b=1", name]);
+    let t = since(wrapped.end);
+    assert!(t.complete && t.datasets.contains(&name.to_string()), "{t:?}");
 }
 
 /// The owner thread's queue is bounded: with the thread busy and the queue

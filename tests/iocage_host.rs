@@ -497,6 +497,22 @@ fn a_start_with_no_room_for_its_record_makes_it_before_the_reply() {
 }
 
 #[test]
+fn a_change_whose_record_the_log_has_overwritten_is_still_listed() {
+    let rig = Rig::fresh("history-ring");
+    test_jail(&rig, false);
+    let listed = rig.call(json!({"action": "listjails"}));
+    let uuid = listed.as_object().unwrap().keys().next().unwrap().clone();
+    assert_eq!(listed[&uuid]["tag"], "test", "{listed}");
+    // Behind the service's back: a new tag, then so much log that ZFS's
+    // ring goes round past the service's last look (the tag's record too).
+    let dataset = format!("tank/iocage/jails/{uuid}");
+    rig.zfs.backend().set_props(&dataset, &[(&format!("{IOC}tag"), "renamed")]).unwrap();
+    rig.zfs.overwrite_history(POOL);
+    let listed = rig.call(json!({"action": "listjails"}));
+    assert_eq!(listed[&uuid]["tag"], "renamed", "a change whose record is gone is seen: {listed}");
+}
+
+#[test]
 fn a_start_whose_rc_fails_removes_the_jail_again() {
     let rig = Rig::fresh("start-rc-fails");
     rig.release("10.2-RELEASE");

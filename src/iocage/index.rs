@@ -11,8 +11,8 @@
 //! same one (its guid), the index is current. When it has grown, the new
 //! records name the datasets changed: only those jails are read again
 //! (everything is, after a rename, a change to the jails dataset or one of
-//! its parents, whose values the jails inherit, or more log than could be
-//! safely read back; see [`changed_jails`]).
+//! its parents, whose values the jails inherit, records lost to the log's
+//! ring, or changes to most jails; see [`changed_jails`]).
 //! Requests queued behind one that found the index current use that
 //! finding (see [`Index::jails`]). When ZFS's event queue is followed
 //! (`zfs::follow`), a read that finds no change announced since the index
@@ -126,14 +126,6 @@ pub(super) fn lock_if_free<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 /// second, made it likely (guest_api's listings test caught it).
 const GUID_AGE: Duration = Duration::ZERO;
 
-/// How much new history is read back record by record. The log keeps the
-/// pool's creation records and then a ring of at least 128 KiB less those
-/// (a few KiB); while less than this was appended since the last look, no
-/// record since then can have been overwritten (the kernel would skip
-/// ahead silently). Beyond it, everything is read again. A jail create
-/// logs one record per property it sets, about 40 KiB in all.
-const MAX_TAIL: u64 = 64 * 1024;
-
 #[derive(Default)]
 pub struct Index {
     current: Mutex<Option<Snapshot>>,
@@ -175,14 +167,15 @@ impl std::fmt::Display for Counts {
     }
 }
 
-/// The jails (UUIDs) the history appended since `from` names, or `None`
-/// when the whole index must be read again: a rename (its record names
-/// only the old name), a change to the jails dataset or one of its parents
-/// (jails inherit their values), or more log than [`MAX_TAIL`]. Changes
-/// elsewhere on the pool (releases, templates, other datasets) name no
-/// jail.
-fn changed_jails(layout: &Layout, tail: &HistoryTail, from: u64) -> Option<BTreeSet<String>> {
-    if tail.renamed || tail.end.saturating_sub(from) > MAX_TAIL {
+/// The jails (UUIDs) the history appended since the last look names, or
+/// `None` when the whole index must be read again: records lost (ZFS's log
+/// is a ring, and went round past the last look's end: see
+/// [`HistoryTail::complete`]), a rename (its record names only the old
+/// name), or a change to the jails dataset or one of its parents (jails
+/// inherit their values). Changes elsewhere on the pool (releases,
+/// templates, other datasets) name no jail.
+fn changed_jails(layout: &Layout, tail: &HistoryTail) -> Option<BTreeSet<String>> {
+    if !tail.complete || tail.renamed {
         return None;
     }
     let parent = layout.jails();
@@ -305,7 +298,9 @@ impl Index {
                 Counts::add(&self.counts.proven);
                 return Ok(s.jails.clone());
             }
-            if let Some(changed) = changed_jails(layout, &tail, from) {
+            // Reading most jails one by one costs more than one scan.
+            let few = |c: &BTreeSet<String>| c.len().saturating_mul(2) <= s.jails.with_incomplete().len();
+            if let Some(changed) = changed_jails(layout, &tail).filter(few) {
                 let mut all: Vec<Arc<Jail>> =
                     s.jails.with_incomplete().iter().filter(|j| !changed.contains(&j.uuid)).cloned().collect();
                 for uuid in &changed {
@@ -354,14 +349,14 @@ mod tests {
         assert!(jails::resolve(&l, "new").is_err(), "a jail being created is not found by its tag");
     }
 
-    fn tail(names: &[&str], renamed: bool, grew: u64) -> HistoryTail {
-        HistoryTail { end: 1000 + grew, datasets: names.iter().map(|n| n.to_string()).collect(), renamed }
+    fn tail(names: &[&str], renamed: bool, complete: bool) -> HistoryTail {
+        HistoryTail { end: 1100, datasets: names.iter().map(|n| n.to_string()).collect(), renamed, complete }
     }
 
     #[test]
     fn the_history_names_the_jails_to_read_again() {
         let l = Layout::new("tank");
-        let changed = |t: &HistoryTail| changed_jails(&l, t, 1000).map(|s| s.into_iter().collect::<Vec<_>>());
+        let changed = |t: &HistoryTail| changed_jails(&l, t).map(|s| s.into_iter().collect::<Vec<_>>());
         let t = tail(
             &[
                 "tank/iocage/jails/aaaa",
@@ -372,15 +367,16 @@ mod tests {
                 "tank/elsewhere",
             ],
             false,
-            500,
+            true,
         );
         assert_eq!(changed(&t).unwrap(), ["aaaa", "bbbb", "cccc"], "jails named, other datasets not");
-        assert_eq!(changed(&tail(&[], false, 100)).unwrap(), Vec::<String>::new(), "pool events only");
+        assert_eq!(changed(&tail(&[], false, true)).unwrap(), Vec::<String>::new(), "pool events only");
         for parent in ["tank/iocage/jails", "tank/iocage", "tank", "tank@snap"] {
-            assert_eq!(changed(&tail(&[parent], false, 100)), None, "{parent}: jails inherit from it");
+            assert_eq!(changed(&tail(&[parent], false, true)), None, "{parent}: jails inherit from it");
         }
-        assert_eq!(changed(&tail(&["tank/iocage/jails/aaaa"], true, 100)), None, "a rename");
-        assert_eq!(changed(&tail(&["tank/iocage/jails/aaaa"], false, MAX_TAIL + 1)), None, "too much log");
-        assert_eq!(changed(&tail(&["tank/iocage/jailsX/aaaa"], false, 100)).unwrap(), Vec::<String>::new());
+        assert_eq!(changed(&tail(&["tank/iocage/jails/aaaa"], true, true)), None, "a rename");
+        assert_eq!(changed(&tail(&["tank/iocage/jails/aaaa"], false, false)), None, "records lost to the ring");
+        assert_eq!(changed(&tail(&[], false, false)), None, "records lost, whatever is left");
+        assert_eq!(changed(&tail(&["tank/iocage/jailsX/aaaa"], false, true)).unwrap(), Vec::<String>::new());
     }
 }

@@ -96,12 +96,22 @@ pub(crate) unsafe fn read_user_props(list: *mut sys::nvlist_t) -> Vec<(String, S
 }
 
 /// Adds to `tail` what the records of one `zpool_get_history` chunk name:
-/// each record's `dsname`, and whether one is a rename.
+/// each record's `dsname` (a run of records naming one dataset once; at
+/// most `MAX_HISTORY_NAMES`), and whether one is a rename; and to `bytes`, how
+/// much of the log they took: ZFS writes each record as its length (8
+/// bytes) and the record packed in libnvpair's native encoding, whose size
+/// `nvlist_size` gives again for the unpacked record (`u64::MAX` when it
+/// cannot, or more datasets are named than are kept: the sum then never
+/// matches, see `Libzfs::read_history`).
 ///
 /// # Safety
 /// `list` must be a valid nvlist returned by `zpool_get_history` that stays
 /// alive during the call.
-pub(crate) unsafe fn read_history_records(list: *mut sys::nvlist_t, tail: &mut super::libzfs::HistoryTail) {
+pub(crate) unsafe fn read_history_records(
+    list: *mut sys::nvlist_t,
+    tail: &mut super::libzfs::HistoryTail,
+    bytes: &mut u64,
+) {
     let mut records: *mut *mut sys::nvlist_t = ptr::null_mut();
     let mut count: sys::uint_t = 0;
     // SAFETY: `list` is valid per the caller; on success `records` points
@@ -114,9 +124,24 @@ pub(crate) unsafe fn read_history_records(list: *mut sys::nvlist_t, tail: &mut s
     // SAFETY: as above: `count` valid pointers at `records`.
     let records = unsafe { std::slice::from_raw_parts(records, count as usize) };
     for &record in records {
+        let mut size: libc::size_t = 0;
+        // SAFETY: each record is a valid nvlist owned by `list`; `size` is
+        // a valid out-pointer; nvlist_size only reads the list.
+        let sized = unsafe { sys::nvlist_size(record, &mut size, sys::NV_ENCODE_NATIVE as libc::c_int) } == 0;
+        let taken = if sized { u64::try_from(size).map_or(u64::MAX, |s| s.saturating_add(8)) } else { u64::MAX };
+        *bytes = bytes.saturating_add(taken);
         // SAFETY: each record is a valid nvlist owned by `list`.
         if let Some(name) = unsafe { lookup_string(record, c"dsname") } {
-            tail.datasets.push(name);
+            // A create or a `zfs set` logs a record per property, each
+            // naming the dataset: one name for a run of them.
+            if tail.datasets.last() != Some(&name) {
+                if tail.datasets.len() < super::libzfs::MAX_HISTORY_NAMES {
+                    tail.datasets.push(name);
+                } else {
+                    // More than is kept: what changed is not known.
+                    *bytes = u64::MAX;
+                }
+            }
         }
         // SAFETY: as above.
         if unsafe { lookup_string(record, c"internal_name") }.is_some_and(|event| event == "rename") {

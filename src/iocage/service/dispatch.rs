@@ -104,7 +104,7 @@ impl Iocage {
                 Ok(json!({ "jail": jail, "props": raw_props, "success": { "Successfully created": created } }))
             }
             Request::DestroyJail { jail } => {
-                let uuid = self.uuid_of(&jail).await?;
+                let uuid = jails::resolve(&self.proven_listing().await?, &jail)?.uuid.clone();
                 let _turn = self.turn(&uuid).await;
                 let running = self.running_names()?;
                 // The jail whose turn we hold, by its UUID: the client's

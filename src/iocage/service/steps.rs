@@ -27,12 +27,6 @@ pub(super) fn ended<T>(report: &Reporter, result: Result<T, ActionError>) -> Res
 }
 
 impl Iocage {
-    /// The UUID of the jail a client names.
-    pub(super) async fn uuid_of(&self, query: &str) -> Result<String, ActionError> {
-        let query = query.to_string();
-        self.on_jails(move |_, _, jails| Ok(jails::resolve(&jails, &query)?.uuid.clone())).await
-    }
-
     /// Takes the turn of every jail of the pool (in UUID order, so two
     /// cleans cannot deadlock; other actions hold one turn at a time) and
     /// stops the running ones. The clean actions hold the turns until the
@@ -90,7 +84,7 @@ impl Iocage {
     /// it (trusted for a second, `POOL_CHOICE_AGE`). What actions that
     /// name a jail resolve the name with: two ioctls where finding the pool
     /// afresh opens every pool.
-    async fn proven_listing(&self) -> Result<Listing, ActionError> {
+    pub(super) async fn proven_listing(&self) -> Result<Listing, ActionError> {
         let index = self.index.clone();
         self.on_read_pool(move |lib, layout| index.proven_jails(lib, &layout)).await
     }
@@ -128,10 +122,12 @@ impl Iocage {
     /// large part of a start). The write holds the jail's turn, so a stop,
     /// cap or destroy of it (and the daemon's own stops at shutdown) comes
     /// after, and a place among the actions in flight, so that shutdown
-    /// (`drain`) waits for it. With no place free (the daemon busy, or
-    /// shutting down) it is made before the reply instead, in the start's
-    /// own place. The index and the jail watcher are told when it has been
-    /// made. A failure is logged: the jail runs all the same.
+    /// (`drain`) waits for it (taken while the start holds its own, which
+    /// it gives up with the reply: no request after the reply finds fewer
+    /// places free than during the start). With no place free (the daemon busy, or shutting down) it is
+    /// made before the reply instead, in the start's own place. The index
+    /// and the jail watcher are told when it has been made. A failure is
+    /// logged: the jail runs all the same.
     pub(super) async fn record_start(&self, dataset: String, turn: OwnedMutexGuard<()>) {
         match self.actions.clone().try_acquire_owned() {
             Ok(permit) => {
@@ -151,10 +147,9 @@ impl Iocage {
         let prop = format!("{}last_started", crate::iocage::props::USER_PREFIX);
         let stamp = crate::iocage::names::timestamp();
         let d = dataset.clone();
-        match self.zfs.run(move |lib| lib.set_props(&d, &[(prop.as_str(), stamp.as_str())])).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(%dataset, error = %e, "startjail: recording last_started failed"),
-            Err(e) => tracing::warn!(%dataset, error = %e, "startjail: recording last_started failed"),
+        let written = self.zfs.run(move |lib| lib.set_props(&d, &[(prop.as_str(), stamp.as_str())])).await;
+        if let Err(error) = written.map_err(|e| e.to_string()).and_then(|w| w.map_err(|e| e.to_string())) {
+            tracing::warn!(%dataset, %error, "startjail: recording last_started failed");
         }
     }
 

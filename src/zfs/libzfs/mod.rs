@@ -25,7 +25,7 @@ use iocaged_sys as sys;
 
 use super::error::{ErrorKind, Result, ZfsError};
 
-pub use pool::{HistoryTail, PoolInfo};
+pub use pool::{HistoryTail, MAX_HISTORY_NAMES, PoolInfo};
 pub use props::{DatasetProps, NativeValue, PropSource, UserProp};
 
 /// Longest property value libzfs returns (ZAP_MAXVALUELEN, 8 KiB) plus NUL.

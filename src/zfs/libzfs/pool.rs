@@ -26,17 +26,32 @@ pub struct PoolInfo {
     pub capacity: u64,
 }
 
+/// The most datasets a [`HistoryTail`] names; a tail that names more is
+/// not [`HistoryTail::complete`] (a whole ring of 1 GiB of log could name
+/// millions).
+pub const MAX_HISTORY_NAMES: usize = 65_536;
+
 /// What a pool's history log gained since an offset ([`Libzfs::history_since`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HistoryTail {
     /// Where the log ends now: the offset to read on from next time.
     pub end: u64,
-    /// The datasets the new records name, in order (ZFS logs every
-    /// property set or inherit, create, destroy, clone, snapshot, receive
-    /// and rename with the dataset's name; `name@snap` for snapshots).
+    /// The datasets the new records name, in order, a run of records
+    /// naming one dataset once (ZFS logs every property set or inherit,
+    /// create, destroy, clone, snapshot, receive and rename with the
+    /// dataset's name; `name@snap` for snapshots).
     pub datasets: Vec<String>,
     /// A rename is among them: its record names only the old name.
     pub renamed: bool,
+    /// With names asked for: the records read are every record since the
+    /// offset. ZFS keeps its log in a ring (1% of the pool's space when it
+    /// was made, from 128 KiB to 1 GiB) and starts a read from an offset it
+    /// has overwritten at its oldest record instead, without saying so;
+    /// this is how that is told: the records read take exactly the log
+    /// from the offset to its end. `false` when they do not, when names
+    /// were not asked for, or when more than [`MAX_HISTORY_NAMES`] datasets
+    /// are named: what changed is then not known.
+    pub complete: bool,
 }
 
 /// A pool's property, literally (`None` when unset or unreadable).
@@ -146,7 +161,8 @@ impl Libzfs {
         names: bool,
     ) -> Result<HistoryTail> {
         const OP: &str = "read the history of";
-        let mut tail = HistoryTail { end: from, datasets: Vec::new(), renamed: false };
+        let mut tail = HistoryTail { end: from, ..HistoryTail::default() };
+        let mut bytes = 0u64;
         loop {
             let mut list: *mut sys::nvlist_t = std::ptr::null_mut();
             let mut eof = sys::boolean_t::B_FALSE;
@@ -158,7 +174,7 @@ impl Libzfs {
                 if names {
                     // SAFETY: `list` is the valid nvlist just returned; its
                     // records live until it is freed, right after.
-                    unsafe { read_history_records(list, &mut tail) };
+                    unsafe { read_history_records(list, &mut tail, &mut bytes) };
                 }
                 // SAFETY: allocated by zpool_get_history for us, freed once.
                 unsafe { sys::nvlist_free(list) };
@@ -167,6 +183,7 @@ impl Libzfs {
                 return Err(self.last_error(OP, pool));
             }
             if eof == sys::boolean_t::B_TRUE {
+                tail.complete = names && Some(bytes) == tail.end.checked_sub(from);
                 return Ok(tail);
             }
         }

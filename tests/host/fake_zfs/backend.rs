@@ -115,11 +115,16 @@ impl Backend for Backed {
             return Err(err("read the history of", pool, ErrorKind::NotFound, "no such pool"));
         }
         let log = s.history.get(pool).map(Vec::as_slice).unwrap_or_default();
-        let new = log.get(usize::try_from(from).unwrap_or(usize::MAX)..).unwrap_or_default();
+        // As ZFS: a read from an overwritten offset starts at the oldest
+        // record kept, and says nothing of it.
+        let asked = usize::try_from(from).unwrap_or(usize::MAX);
+        let start = asked.max(s.overwritten.get(pool).copied().unwrap_or(0));
+        let new = log.get(start..).unwrap_or_default();
         Ok(HistoryTail {
             end: log.len() as u64,
             datasets: if names { new.iter().filter_map(|(n, _)| n.clone()).collect() } else { Vec::new() },
             renamed: names && new.iter().any(|(_, r)| *r),
+            complete: names && start == asked,
         })
     }
 

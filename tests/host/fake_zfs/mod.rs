@@ -107,6 +107,9 @@ pub struct State {
     /// Per pool: each record's dataset (none for a pool's own), and
     /// whether it was a rename.
     history: BTreeMap<String, Vec<(Option<String>, bool)>>,
+    /// Per pool: how many of its oldest records the log's ring has
+    /// overwritten (a read from before them starts after them).
+    overwritten: BTreeMap<String, usize>,
     next_guid: u64,
     /// (operation, name prefix): the next such call fails.
     fail: Vec<(&'static str, String)>,
@@ -195,6 +198,14 @@ impl FakeZfs {
         let gate = Gate::default();
         self.state().held.push((op, prefix.to_string(), gate.clone()));
         gate
+    }
+
+    /// The pool's log as ZFS's ring leaves it once it has gone round: the
+    /// records so far are overwritten, its end stays where it is.
+    pub fn overwrite_history(&self, pool: &str) {
+        let mut s = self.state();
+        let len = s.history.get(pool).map_or(0, Vec::len);
+        s.overwritten.insert(pool.to_string(), len);
     }
 
     /// Mounts of names starting with `prefix` succeed but show no
