@@ -370,13 +370,13 @@ fn the_history_names_the_datasets_changed_since_an_offset() {
     assert_eq!(z.run_blocking(move |l| l.history_end(&p, end)).unwrap().unwrap(), since(end).end);
 }
 
-/// A pool's log is a ring (1% of the pool when it was made, at least
+/// A pool's log is a ring (0.1% of the pool when it was made, at least
 /// 128 KiB); a read from an offset it has gone past starts at its oldest
 /// record without an error. `complete` tells: the records read then do not
 /// take the whole log from the offset on.
 #[test]
 fn a_tail_read_from_an_offset_the_ring_has_overwritten_is_not_complete() {
-    // A pool of 64 MiB (the least ZFS makes) keeps about 600 KiB of log.
+    // A pool of 64 MiB (the least ZFS makes) keeps 128 KiB of log.
     let vdev = format!("/var/lib/iocaged-{}/vdev-ring", pool());
     let name = "ringlog";
     rig::cmd("truncate", &["-s", "64M", &vdev]);
@@ -404,7 +404,7 @@ fn a_tail_read_from_an_offset_the_ring_has_overwritten_is_not_complete() {
         zfs(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
     let wrapped = since(start);
-    assert!(wrapped.end > start + 1_000_000, "the log went past a ring of 600 KiB: {}", wrapped.end);
+    assert!(wrapped.end > start + 1_000_000, "the log went past a ring of 128 KiB: {}", wrapped.end);
     assert!(!wrapped.complete, "records read from an overwritten offset are not all since it");
     // From the end: complete again.
     zfs(&["set", "org.example:b=1", name]);

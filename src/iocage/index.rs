@@ -11,8 +11,9 @@
 //! same one (its guid), the index is current. When it has grown, the new
 //! records name the datasets changed: only those jails are read again
 //! (everything is, after a rename, a change to the jails dataset or one of
-//! its parents, whose values the jails inherit, records lost to the log's
-//! ring, or changes to most jails; see [`changed_jails`]).
+//! its parents, whose values the jails inherit, or records lost to the
+//! log's ring: see [`changed_jails`]; and when most jails changed, one scan
+//! costs less than reading them one by one).
 //! Requests queued behind one that found the index current use that
 //! finding (see [`Index::jails`]). When ZFS's event queue is followed
 //! (`zfs::follow`), a read that finds no change announced since the index
@@ -173,7 +174,7 @@ impl std::fmt::Display for Counts {
 /// [`HistoryTail::complete`]), a rename (its record names only the old
 /// name), or a change to the jails dataset or one of its parents (jails
 /// inherit their values). Changes elsewhere on the pool (releases,
-/// templates, other datasets) name no jail.
+/// templates, other datasets) and snapshots name no jail.
 fn changed_jails(layout: &Layout, tail: &HistoryTail) -> Option<BTreeSet<String>> {
     if !tail.complete || tail.renamed {
         return None;
@@ -181,9 +182,11 @@ fn changed_jails(layout: &Layout, tail: &HistoryTail) -> Option<BTreeSet<String>
     let parent = layout.jails();
     let inside = format!("{parent}/");
     let mut changed = BTreeSet::new();
-    for name in &tail.datasets {
-        let dataset = name.split('@').next().unwrap_or(name);
-        if dataset == parent || parent.starts_with(&format!("{dataset}/")) {
+    // A snapshot's record (taken, destroyed, its own properties set)
+    // changes no filesystem's properties: a recursive snapshot of the pool
+    // by a backup tool reads nothing again.
+    for dataset in tail.datasets.iter().filter(|n| !n.contains('@')) {
+        if *dataset == parent || parent.starts_with(&format!("{dataset}/")) {
             return None;
         }
         if let Some(uuid) = dataset.strip_prefix(&inside).and_then(|rest| rest.split('/').next()) {
@@ -369,11 +372,13 @@ mod tests {
             false,
             true,
         );
-        assert_eq!(changed(&t).unwrap(), ["aaaa", "bbbb", "cccc"], "jails named, other datasets not");
+        assert_eq!(changed(&t).unwrap(), ["aaaa", "bbbb"], "jails named, other datasets and snapshots not");
         assert_eq!(changed(&tail(&[], false, true)).unwrap(), Vec::<String>::new(), "pool events only");
-        for parent in ["tank/iocage/jails", "tank/iocage", "tank", "tank@snap"] {
+        for parent in ["tank/iocage/jails", "tank/iocage", "tank"] {
             assert_eq!(changed(&tail(&[parent], false, true)), None, "{parent}: jails inherit from it");
         }
+        let snapshots = ["tank@daily", "tank/iocage@daily", "tank/iocage/jails@daily", "tank/iocage/jails/aaaa@daily"];
+        assert_eq!(changed(&tail(&snapshots, false, true)).unwrap(), Vec::<String>::new(), "snapshots");
         assert_eq!(changed(&tail(&["tank/iocage/jails/aaaa"], true, true)), None, "a rename");
         assert_eq!(changed(&tail(&["tank/iocage/jails/aaaa"], false, false)), None, "records lost to the ring");
         assert_eq!(changed(&tail(&[], false, false)), None, "records lost, whatever is left");

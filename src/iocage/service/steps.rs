@@ -124,10 +124,10 @@ impl Iocage {
     /// after, and a place among the actions in flight, so that shutdown
     /// (`drain`) waits for it (taken while the start holds its own, which
     /// it gives up with the reply: no request after the reply finds fewer
-    /// places free than during the start). With no place free (the daemon busy, or shutting down) it is
-    /// made before the reply instead, in the start's own place. The index
-    /// and the jail watcher are told when it has been made. A failure is
-    /// logged: the jail runs all the same.
+    /// places free than during the start). With no place free (the daemon
+    /// busy, or shutting down) it is made before the reply instead, in the
+    /// start's own place. The index and the jail watcher are told when it
+    /// has been made. A failure is logged: the jail runs all the same.
     pub(super) async fn record_start(&self, dataset: String, turn: OwnedMutexGuard<()>) {
         match self.actions.clone().try_acquire_owned() {
             Ok(permit) => {

@@ -44,8 +44,8 @@ pub struct HistoryTail {
     /// A rename is among them: its record names only the old name.
     pub renamed: bool,
     /// With names asked for: the records read are every record since the
-    /// offset. ZFS keeps its log in a ring (1% of the pool's space when it
-    /// was made, from 128 KiB to 1 GiB) and starts a read from an offset it
+    /// offset. ZFS keeps its log in a ring (0.1% of the pool's space when
+    /// it was made, from 128 KiB to 1 GiB) and starts a read from an offset it
     /// has overwritten at its oldest record instead, without saying so;
     /// this is how that is told: the records read take exactly the log
     /// from the offset to its end. `false` when they do not, when names
