@@ -8,7 +8,7 @@
 //! moments resident for ever, in holes the heap cannot shrink past. In the
 //! guest at 1000 jails, after the benchmark's reads, the daemon held 35.4
 //! MiB resident, of which `malloc_trim(0)` gave back 10.2 (BENCHMARKS.md,
-//! its last section). So the daemon calls [`trim`] every [`TRIM_EVERY`].
+//! "execjail, start and memory after a profile"). So the daemon calls [`trim`] every [`TRIM_EVERY`].
 //!
 //! FreeBSD's allocator (jemalloc) gives unused pages back by itself, after
 //! a delay (its decay); there, [`trim`] does nothing.

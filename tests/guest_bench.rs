@@ -571,6 +571,27 @@ fn rss_compared(n: usize) -> Vec<String> {
     rows
 }
 
+/// The daemon's first listjails: how long the first ask took, how long
+/// until one answered with `n` jails, and how many were refused before it.
+/// One longer than request_timeout is refused (503): counted, and asked
+/// again (at most 20 times more).
+fn first_listing(d: &Daemon, n: usize) -> (Duration, Duration, usize) {
+    let t = Instant::now();
+    let mut first = None;
+    let mut refused = 0;
+    loop {
+        let r = client::rest(d.rest, &json!({"action": "listjails"}));
+        let took = t.elapsed();
+        first.get_or_insert(took);
+        if r.status != 503 || refused >= 20 {
+            let listed = ok(&r.body, "listjails");
+            assert_eq!(listed.as_object().map(|o| o.len()), Some(n), "{n} jails listed");
+            return (first.unwrap_or(took), took, refused);
+        }
+        refused += 1;
+    }
+}
+
 /// `--first-answer`: the first listjails after the daemon starts, on a
 /// pool of `n` jails whose history log is long (about 20 MB, written here),
 /// next to one `zfs list -d 1` of the jails, for the base build
@@ -611,19 +632,9 @@ fn first_answer(n: usize) -> Vec<String> {
             lists.push(t.elapsed());
             let d = Daemon::start_build(*bin, &[], Some(DAEMON_LOG));
             *KEY.lock().unwrap() = d.key.clone();
-            let t = Instant::now();
-            let r = client::rest(d.rest, &json!({"action": "listjails"}));
-            firsts[which].push(t.elapsed());
-            // A first read longer than request_timeout is refused (503):
-            // said in the table, then the listing waited for.
-            if r.status == 503 {
-                refused[which] += 1;
-                let answered = (0..20).any(|_| client::rest(d.rest, &json!({"action": "listjails"})).status != 503);
-                assert!(answered, "listjails refused 20 times more");
-            } else {
-                let listed = ok(&r.body, "listjails");
-                assert_eq!(listed.as_object().map(|o| o.len()), Some(n), "{n} jails listed");
-            }
+            let (first, _, more) = first_listing(&d, n);
+            firsts[which].push(first);
+            refused[which] += usize::from(more > 0);
             assert!(d.stop());
         }
     }
@@ -1332,21 +1343,11 @@ fn main() {
         // The jails were made behind the daemon's back while it ran: the
         // first listing after is timed, and one longer than
         // request_timeout (503) is said and asked again.
-        let t = Instant::now();
-        let mut refused = 0;
-        let listed = loop {
-            let r = client::rest(d.rest, &json!({"action": "listjails"}));
-            if r.status != 503 || refused >= 20 {
-                break ok(&r.body, "listjails");
-            }
-            refused += 1;
-        };
-        let caught_up = t.elapsed();
+        let (_, caught_up, refused) = first_listing(&d, n);
         say(format!(
             "[bench] {n} jails: the first listjails after they were made: {caught_up:.1?} ({refused} refused)"
         ));
         catch_up.push(format!("{n} jails: {:.0} ms ({refused} refused first, 503)", caught_up.as_secs_f64() * 1e3));
-        assert_eq!(listed.as_object().map(|o| o.len()), Some(n), "{n} jails listed");
         let mut ws = Ws::connect(d.ws);
         for (label, action, req) in reads() {
             let rest = measure(&p, || rest_call(d.rest, &req, action));
