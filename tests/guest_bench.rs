@@ -1005,6 +1005,31 @@ fn traced<T>(d: &Daemon, label: &str, work: impl FnOnce() -> T) {
     for (call, (secs, n)) in by.iter().take(15) {
         println!("{:>9.1} ms {n:>5} {call}", secs * 1000.0);
     }
+    // Which ZFS ioctls, by thread: `TID ... ioctl(FD, ZFS_IOC_X, ...`
+    // (a call cut by another thread's line still names its request).
+    let comm = |tid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+            .map_or_else(|_| format!("thread {tid}"), |c| c.trim().to_string())
+    };
+    let mut ioctls: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for l in text.lines() {
+        let Some((_, rest)) = l.split_once(" ioctl(") else { continue };
+        let Some(request) = rest.split(", ").nth(1).filter(|r| r.starts_with("ZFS_IOC_")) else { continue };
+        let tid = l.split_whitespace().next().unwrap_or("?");
+        *ioctls.entry((comm(tid), request.trim_end_matches([',', ')']).to_string())).or_default() += 1;
+    }
+    // Time in ioctls by thread: a cut call's time is on its resumed line.
+    let mut spent: std::collections::BTreeMap<String, f64> = Default::default();
+    for l in text.lines().filter(|l| l.contains(" ioctl(") || l.contains("<... ioctl resumed>")) {
+        *spent.entry(comm(l.split_whitespace().next().unwrap_or("?"))).or_default() += took(l);
+    }
+    println!("ZFS ioctls by thread and request:");
+    for ((thread, request), n) in &ioctls {
+        println!("{n:>5} {thread} {request}");
+    }
+    for (thread, secs) in &spent {
+        println!("{:>9.1} ms in ioctls: {thread}", secs * 1000.0);
+    }
     for l in text.lines().filter(|l| took(l) >= 0.002) {
         println!("{}", l.chars().take(220).collect::<String>());
     }

@@ -370,6 +370,59 @@ fn the_history_names_the_datasets_changed_since_an_offset() {
     assert_eq!(z.run_blocking(move |l| l.history_end(&p, end)).unwrap().unwrap(), since(end).end);
 }
 
+/// ZFS's events, followed: a change to a dataset below the pool's root
+/// leaves the count of changes to pools as it was (the daemon's own writes
+/// then keep its pool choice), one to the root dataset (where iocage marks
+/// the active pool) moves it.
+#[test]
+fn the_followed_events_tell_a_pool_s_changes_from_its_datasets() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let s = Scratch::new("poolcount");
+    let z = lib();
+    let changes = Arc::new(iocaged::zfs::Changes::default());
+    iocaged::zfs::follow(changes.clone()).expect("the event queue followed");
+    // Both counts once they have stood, settled, for 200 ms: whatever was
+    // announced before this was called is counted then.
+    let standing = || {
+        let since = Instant::now();
+        let mut last = None;
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = changes.settled().zip(changes.pools_settled());
+            if let Some(both) = now.filter(|_| now == last) {
+                return both;
+            }
+            last = now;
+            assert!(since.elapsed() < Duration::from_secs(60), "the counts never stood: {last:?}");
+        }
+    };
+    let set = |name: String, value: String| {
+        z.run_blocking(move |l| l.set_props(&name, &[("org.example:count", value.as_str())])).unwrap().unwrap()
+    };
+    // Other tests change the pool meanwhile (their `zfs` commands log
+    // records naming no dataset, which count as the pool's): a round they
+    // cut into proves nothing and is made again.
+    let mut kept = false;
+    for round in 0..20 {
+        let (changes_before, pools_before) = standing();
+        set(s.name.clone(), round.to_string());
+        let (changes_after, pools_after) = standing();
+        assert!(changes_after > changes_before, "the set was announced");
+        if pools_after == pools_before {
+            kept = true;
+            break;
+        }
+    }
+    assert!(kept, "a dataset's property set moved the count of pools' changes in 20 rounds");
+    let (_, pools_before) = standing();
+    set(pool(), "1".into());
+    let (_, pools_after) = standing();
+    assert!(pools_after > pools_before, "a property of the root dataset is a pool's change");
+    let root = pool();
+    z.run_blocking(move |l| l.inherit(&root, "org.example:count")).unwrap().unwrap();
+}
+
 /// A pool's log is a ring (0.1% of the pool when it was made, at least
 /// 128 KiB); a read from an offset it has gone past starts at its oldest
 /// record without an error. `complete` tells: the records read then do not

@@ -30,7 +30,7 @@ use host::server::Server;
 use iocaged::config::Limits;
 use iocaged::iocage::{Iocage, PoolChoice};
 use iocaged::runtime::Runtime;
-use iocaged::zfs::{Backend, Zfs};
+use iocaged::zfs::{Backend, Changes, TRUST_AGE, Zfs};
 use seed::{Example, Mismatches, Transport, normalise};
 
 const POOL: &str = "tank";
@@ -494,6 +494,103 @@ fn a_start_with_no_room_for_its_record_makes_it_before_the_reply() {
     });
     let last = rig.zfs.local(&dataset, &format!("{IOC}last_started")).unwrap_or_default();
     assert!(last.starts_with("20"), "recorded before the reply: {last:?}");
+}
+
+/// A rig whose service follows `changes`, standing in for ZFS's event
+/// queue (posted and settled by the test); settled, nothing posted yet.
+fn following(name: &str) -> (Rig, Arc<Changes>) {
+    let changes = Arc::new(Changes::default());
+    changes.settle_all();
+    let c = changes.clone();
+    (Rig::with(name, move |i| i.with_changes(c)), changes)
+}
+
+/// ZFS announcing a change, written: to a pool itself when `pool_level`.
+fn announce(changes: &Changes, pool_level: bool) {
+    changes.post(pool_level);
+    changes.settle_all();
+}
+
+/// Runs `round` until one takes less than `TRUST_AGE` (what a finding
+/// is trusted for; a host too slow for that proves nothing), at most 5
+/// times; the result of that round.
+fn within_trust_age<T>(mut round: impl FnMut() -> (std::time::Duration, T)) -> T {
+    for _ in 0..5 {
+        let (took, out) = round();
+        if took < TRUST_AGE {
+            return out;
+        }
+    }
+    panic!("no round took less than {TRUST_AGE:?}");
+}
+
+#[test]
+fn a_write_finds_the_pool_again_only_once_zfs_announces_a_change_to_a_pool() {
+    let (rig, changes) = following("pool-choice-followed");
+    test_jail(&rig, false);
+    // A stop of a stopped jail is a write's trip: its plan, on the pool in
+    // use, changes nothing.
+    let stop = json!({"action": "stopjail", "jail": "test"});
+    let (second, third) = within_trust_age(|| {
+        announce(&changes, true);
+        let t = std::time::Instant::now();
+        let first = rig.call(stop.clone());
+        assert!(first["test"]["INFO"].is_string(), "the pool found: {first}");
+        rig.zfs.fail("pools", "");
+        let second = rig.call(stop.clone());
+        let took = t.elapsed();
+        // A pool imported, marked or made: the next write looks again.
+        announce(&changes, true);
+        let third = rig.call(stop.clone());
+        (took, (second, third))
+    });
+    assert!(second["test"]["INFO"].is_string(), "no pool changed: the finding stands, no pool opened: {second}");
+    let err = third["error"].as_str().unwrap_or_else(|| panic!("the pools were not looked at again: {third}"));
+    assert!(err.contains("failed as the test asked"), "{err}");
+    // A change to a dataset (this daemon's own writes) leaves it standing.
+    let (after, took) = {
+        announce(&changes, true);
+        let t = std::time::Instant::now();
+        rig.call(stop.clone());
+        announce(&changes, false);
+        rig.zfs.fail("pools", "");
+        (rig.call(stop.clone()), t.elapsed())
+    };
+    if took < TRUST_AGE {
+        assert!(after["test"]["INFO"].is_string(), "a dataset's change is no pool's: {after}");
+    }
+}
+
+#[test]
+fn the_jails_dataset_s_identity_is_read_again_only_once_zfs_announces_a_change_to_a_pool() {
+    let (rig, changes) = following("guid-followed");
+    test_jail(&rig, false);
+    let uuid = jail_datasets(&rig)[0].rsplit('/').next().unwrap().to_string();
+    // Two more jails: one changed of three is read alone (of one, the
+    // whole index would be, the guid with it).
+    for other in ["b0000000-0000-0000-0000-000000000000", "c0000000-0000-0000-0000-000000000000"] {
+        rig.jail(other, &[("tag".to_string(), other[..1].to_string())]);
+    }
+    let dataset = format!("tank/iocage/jails/{uuid}");
+    let (second, third) = within_trust_age(|| {
+        announce(&changes, true);
+        let t = std::time::Instant::now();
+        assert!(rig.call(json!({"action": "listjails"}))[&uuid].is_object(), "looked, the guid read");
+        rig.zfs.fail("native_props", "tank/iocage/jails");
+        // A change behind the daemon's back, announced: a look, from the
+        // log, without opening the jails dataset.
+        let tag = format!("t{}", t.elapsed().as_nanos());
+        rig.zfs.backend().set_props(&dataset, &[(&format!("{IOC}tag"), tag.as_str())]).unwrap();
+        announce(&changes, false);
+        let second = rig.call(json!({"action": "listjails"}));
+        let took = t.elapsed();
+        assert_eq!(second[&uuid]["tag"], tag.as_str(), "{second}");
+        announce(&changes, true);
+        let third = rig.server.rest(Some(&rig.server.write_key), &[], &json!({"action": "listjails"}));
+        (took, (second, third))
+    });
+    assert!(second[&uuid].is_object(), "{second}");
+    assert!(third.raw.contains("failed as the test asked"), "a pool's change: the guid is read again: {}", third.raw);
 }
 
 #[test]

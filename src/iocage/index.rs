@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::zfs::{Backend, Changes, ErrorKind, HistoryTail, TRUST_AGE};
 
@@ -39,10 +39,9 @@ use super::layout::Layout;
 struct Snapshot {
     pool: String,
     /// guid of `POOL/iocage/jails`: a pool or dataset recreated under the
-    /// same name starts a history of its own. Looked up again when older
-    /// than [`GUID_AGE`].
-    guid: String,
-    guid_at: Instant,
+    /// same name starts a history of its own. Looked up again unless it
+    /// is [`GuidRead::trusted`].
+    guid: GuidRead,
     history_end: u64,
     /// When the history was last found unchanged (or the jails read).
     validated: Instant,
@@ -119,13 +118,45 @@ pub(super) fn lock_if_free<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     }
 }
 
-/// How long a jails dataset's guid is trusted: none, it is read on every
-/// look (one dataset opened). Trusted for a second, a pool destroyed and
-/// created again under the same name went unnoticed: its history, read from
-/// the old pool's end, shows nothing new, so the old pool's jails were
-/// listed. Rare with clients alone; the jail watcher, which looks every
-/// second, made it likely (guest_api's listings test caught it).
-const GUID_AGE: Duration = Duration::ZERO;
+/// The jails dataset's guid as last read, and what that stands on.
+///
+/// The guid tells a pool destroyed and created again under the same name
+/// from the one read before: its history, read from the old pool's end,
+/// would show nothing new, and the old pool's jails would be listed.
+/// (Trusted for a plain second once, that went unnoticed: guest_api's
+/// listings test caught it.) ZFS announces a pool destroyed, created,
+/// imported or exported, so the guid is trusted while ZFS's count of such
+/// changes stands (`Changes::pools_settled`, read before the guid was) and
+/// for at most [`TRUST_AGE`] (what ZFS does not announce); otherwise it is
+/// read (one dataset opened, the costliest part of a look that finds
+/// nothing new). The jails dataset destroyed and made again on the same
+/// pool is in that pool's log, which makes the look read everything, and
+/// the guid with it.
+#[derive(Debug, Clone)]
+struct GuidRead {
+    guid: String,
+    at: Instant,
+    pools: Option<u64>,
+}
+
+impl GuidRead {
+    fn trusted(&self, pools_now: Option<u64>) -> bool {
+        pools_now.is_some() && self.pools == pools_now && self.at.elapsed() < TRUST_AGE
+    }
+}
+
+/// The guid of the pool's jails dataset (`None`: there is none).
+fn read_guid(lib: &dyn Backend, layout: &Layout, pools: Option<u64>) -> Result<Option<GuidRead>, ActionError> {
+    let at = Instant::now();
+    match lib.native_props(&layout.jails(), &["guid"]) {
+        Ok(mut n) => {
+            let guid = n.remove("guid").and_then(|v| v.raw).unwrap_or_default();
+            Ok(Some(GuidRead { guid, at, pools }))
+        }
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
 
 #[derive(Default)]
 pub struct Index {
@@ -208,6 +239,13 @@ impl Index {
         &self.counts
     }
 
+    /// ZFS's count of changes that may concern pools themselves, when
+    /// followed and settled (see `zfs::Changes::pools_settled`): what a
+    /// finding of which pools there are stands on. Read it before finding.
+    pub fn pools_stamp(&self) -> Option<u64> {
+        self.changes.as_ref().and_then(|c| c.pools_settled())
+    }
+
     /// The stamp a proof made now would carry (`None`: not following).
     fn stamp(&self) -> Option<Stamp> {
         let changes = self.changes.as_ref().and_then(|c| c.settled())?;
@@ -248,7 +286,11 @@ impl Index {
     /// [`Index::jails`] proven with ZFS even when no change was announced:
     /// for write actions, which act on what they read (one ioctl is
     /// nothing next to a write, and closes the window an event not yet
-    /// counted leaves).
+    /// counted leaves for changes to the pool's datasets). Which pool the
+    /// log is that of (the jails dataset's guid) is still taken from ZFS's
+    /// events when they announced no change to any pool (see [`GuidRead`]):
+    /// a pool destroyed and made again under the same name in the moment
+    /// before its events are counted is the window left.
     pub fn proven_jails(&self, lib: &dyn Backend, layout: &Layout) -> Result<Listing, ActionError> {
         self.jails_trusting(lib, layout, Instant::now(), false)
     }
@@ -261,6 +303,7 @@ impl Index {
         trust_events: bool,
     ) -> Result<Listing, ActionError> {
         // Before anything is read: what this read proves holds from here.
+        let pools = self.pools_stamp();
         let stamp = self.stamp();
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let mine = current.as_mut().filter(|s| s.pool == layout.pool());
@@ -272,18 +315,18 @@ impl Index {
             Counts::add(&self.counts.proven);
             return Ok(s.jails.clone());
         }
-        let guid = match mine.as_ref().filter(|s| s.guid_at.elapsed() < GUID_AGE) {
-            Some(s) => s.guid.clone(),
-            None => match lib.native_props(&layout.jails(), &["guid"]) {
-                Ok(mut n) => n.remove("guid").and_then(|v| v.raw).unwrap_or_default(),
-                Err(e) if e.kind == ErrorKind::NotFound => {
+        let trusted = mine.as_ref().map(|s| s.guid.clone()).filter(|g| g.trusted(pools));
+        let guid = match trusted.clone() {
+            Some(g) => g,
+            None => match read_guid(lib, layout, pools)? {
+                Some(g) => g,
+                None => {
                     *current = None;
                     return Ok(Listing::default());
                 }
-                Err(e) => return Err(e.into()),
             },
         };
-        let same = mine.filter(|s| s.guid == guid);
+        let same = mine.filter(|s| s.guid.guid == guid.guid);
         let from = same.as_ref().map_or(0, |s| s.history_end);
         // Read where the log ends *before* reading the jails: a change made
         // while they are read shows as growth next time.
@@ -292,9 +335,7 @@ impl Index {
         let now = Instant::now();
         let tail = lib.history_since(layout.pool(), from, same.is_some())?;
         if let Some(s) = same {
-            if s.guid_at.elapsed() >= GUID_AGE {
-                s.guid_at = now;
-            }
+            s.guid = guid.clone();
             if s.history_end == tail.end {
                 s.validated = now;
                 s.stamp = stamp;
@@ -318,14 +359,30 @@ impl Index {
                 return Ok(s.jails.clone());
             }
         }
-        let end = tail.end;
+        let mut end = tail.end;
+        let mut guid = guid;
+        if let Some(old) = trusted {
+            // Everything is read: so is the guid (a dataset made again
+            // shows here). Another one means another pool whose events
+            // went unannounced: the tail, read from the old pool's end,
+            // says nothing of it, so its end is read from the start.
+            guid = match read_guid(lib, layout, pools)? {
+                Some(g) => g,
+                None => {
+                    *current = None;
+                    return Ok(Listing::default());
+                }
+            };
+            if guid.guid != old.guid {
+                end = lib.history_since(layout.pool(), 0, false)?.end;
+            }
+        }
         let jails = Listing::new(jails::read_all_with_incomplete(lib, layout)?);
         tracing::debug!(jails = jails.with_incomplete().len(), "index: every jail read");
         Counts::add(&self.counts.read);
         *current = Some(Snapshot {
             pool: layout.pool().to_string(),
             guid,
-            guid_at: now,
             history_end: end,
             validated: now,
             stamp,

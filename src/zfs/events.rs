@@ -38,6 +38,13 @@
 //! also require their proof to be younger than [`TRUST_AGE`], and what it
 //! misses shows within that (see `iocage::index`).
 //!
+//! Apart, the follower counts the changes that may concern pools
+//! themselves ([`Changes::pools_settled`]): every event but a history
+//! record naming a dataset below a pool's root or a snapshot. Which pool is
+//! in use (iocage's marker is a property of the root dataset) and which
+//! jails dataset the index's log is that of stand while that count does;
+//! this daemon's own writes, being below the root, leave it as it is.
+//!
 //! The thread waits for events without a timeout: it is a listener, not a
 //! caller waiting for an answer; it holds no lock while it waits, and the
 //! process's exit ends it.
@@ -72,6 +79,11 @@ const ZEVENT_NONBLOCK: libc::c_uint = 0x1;
 pub struct Changes {
     /// Events read (and drops seen) since the daemon started.
     posted: AtomicU64,
+    /// Those of them that may change which pools there are or how they
+    /// are marked (see [`Changes::pools_settled`]).
+    pools: AtomicU64,
+    /// `pools` as it was when every change so far was known written.
+    pools_written: AtomicU64,
     /// `posted` as it was when every change so far was known written.
     settled: AtomicU64,
     /// Whether the follower runs and has settled at least once.
@@ -91,9 +103,42 @@ impl Changes {
         (settled == self.posted.load(Ordering::Acquire)).then_some(settled)
     }
 
-    /// One change announced (an event read, or events dropped).
-    fn post(&self) {
+    /// The count of changes that may concern pools themselves (a pool
+    /// imported, exported, created, destroyed; a property of one or of its
+    /// root dataset, where iocage marks the active pool; a command's own
+    /// record, events dropped) when every one of them announced is
+    /// written; `None` otherwise. Changes to datasets below a pool's root,
+    /// this daemon's own writes among them, neither move it nor keep it
+    /// unsettled while they are synced. Read it *before* finding which
+    /// pools there are; while it stays, that finding stands.
+    pub fn pools_settled(&self) -> Option<u64> {
+        // Before `pools_written`, which never passes it: a change counted
+        // after this read moves the next one.
+        let pools = self.pools.load(Ordering::Acquire);
+        if !self.following.load(Ordering::Acquire) {
+            return None;
+        }
+        (self.pools_written.load(Ordering::Acquire) == pools).then_some(pools)
+    }
+
+    /// One change announced (an event read, or events dropped), and
+    /// whether it may concern pools themselves. Called by the follower;
+    /// public for tests that stand in for it.
+    #[doc(hidden)]
+    pub fn post(&self, pool_level: bool) {
         self.posted.fetch_add(1, Ordering::AcqRel);
+        if pool_level {
+            self.pools.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Every change announced so far is written (the follower found its
+    /// pools synced; only it posts, so the counts it reads are exact).
+    /// Public for tests that stand in for the follower.
+    #[doc(hidden)]
+    pub fn settle_all(&self) {
+        self.pools_written.store(self.pools.load(Ordering::Acquire), Ordering::Release);
+        self.settle(self.posted.load(Ordering::Acquire));
     }
 
     /// Every change announced up to `upto` (a `posted` value) is written.
@@ -105,7 +150,7 @@ impl Changes {
     /// The queue can no longer be followed: nothing is vouched for again.
     fn stop(&self) {
         self.following.store(false, Ordering::Release);
-        self.post();
+        self.post(true);
     }
 }
 
@@ -116,6 +161,9 @@ struct Event {
     change: bool,
     /// The pool it is about, if it names one.
     pool: Option<String>,
+    /// Whether it may concern a pool itself rather than only datasets
+    /// below a pool's root (see [`pool_level`]).
+    pool_level: bool,
     /// Events ZFS dropped before this one (its queue was full).
     dropped: bool,
 }
@@ -148,11 +196,14 @@ impl Libzfs {
             }
             // SAFETY: `list` is a valid nvlist owned here; the string is
             // copied before the list is freed.
-            let (class, pool) = unsafe { (lookup_string(list, c"class"), lookup_string(list, c"pool")) };
+            let (class, pool, dataset) = unsafe {
+                (lookup_string(list, c"class"), lookup_string(list, c"pool"), lookup_string(list, c"history_dsname"))
+            };
             // SAFETY: `list` came from zpool_events_next and is freed once.
             unsafe { sys::nvlist_free(list) };
-            let change = class.is_none_or(|c| c.starts_with("sysevent."));
-            return Ok(Some(Event { change, pool, dropped: dropped != 0 }));
+            let change = class.as_deref().is_none_or(|c| c.starts_with("sysevent."));
+            let pool_level = pool_level(class.as_deref(), dataset.as_deref());
+            return Ok(Some(Event { change, pool, pool_level, dropped: dropped != 0 }));
         }
     }
 
@@ -182,6 +233,20 @@ impl Libzfs {
             e => Err(e),
         }
     }
+}
+
+/// The class of a pool history record's event (`ESC_ZFS_HISTORY_EVENT`).
+const HISTORY_EVENT: &str = "sysevent.fs.zfs.history_event";
+
+/// Whether an event of `class`, naming `dataset` (`history_dsname`), may
+/// concern a pool itself: every event but a history record of a dataset
+/// below a pool's root or of a snapshot. Pool events (imported, exported,
+/// created, destroyed, its configuration), records of pool properties and
+/// of commands name no dataset, and the root dataset, which carries
+/// iocage's active marker, is named by the pool's name alone.
+fn pool_level(class: Option<&str>, dataset: Option<&str>) -> bool {
+    let below_a_root = |d: &str| d.contains('/') || d.contains('@');
+    !(class == Some(HISTORY_EVENT) && dataset.is_some_and(below_a_root))
 }
 
 /// Starts the thread that follows ZFS's event queue into `changes`.
@@ -255,14 +320,14 @@ fn run(lib: &Libzfs, zevent: &File, changes: &Changes) -> Result<()> {
                 // covered by TRUST_AGE like the changes ZFS never announces
                 // (syncing every pool for each would let a failing disk's
                 // reports keep the count from settling).
-                changes.post();
+                changes.post(event.pool_level || event.dropped);
                 pending.extend(event.pool.filter(|_| event.change));
                 wait = false;
             }
             Some(_) => wait = false, // an error report: no dataset changed
             None if pending.is_empty() => {
                 // Nothing announced since the last sync began: all written.
-                changes.settle(changes.posted.load(Ordering::Acquire));
+                changes.settle_all();
                 wait = true;
             }
             None => {
@@ -291,10 +356,10 @@ mod tests {
     fn a_count_vouches_only_once_settled_and_until_the_next_change() {
         let c = Changes::default();
         assert_eq!(c.settled(), None, "not followed yet");
-        c.post();
+        c.post(false);
         c.settle(1);
         assert_eq!(c.settled(), Some(1));
-        c.post();
+        c.post(false);
         assert_eq!(c.settled(), None, "a change announced, not yet known written");
         c.settle(2);
         assert_eq!(c.settled(), Some(2), "written: a new count, so proofs made before do not stand");
@@ -303,5 +368,38 @@ mod tests {
         c.settle(3);
         c.following.store(false, Ordering::Release);
         assert_eq!(c.settled(), None);
+    }
+
+    #[test]
+    fn only_changes_below_a_pool_s_root_leave_the_pool_count_as_it_is() {
+        let c = Changes::default();
+        assert_eq!(c.pools_settled(), None, "not followed yet");
+        c.settle_all();
+        let first = c.pools_settled().expect("settled");
+        c.post(false);
+        assert_eq!(c.pools_settled(), Some(first), "a dataset's change, written or not, is not a pool's");
+        assert_eq!(c.settled(), None);
+        c.post(true);
+        assert_eq!(c.pools_settled(), None, "a pool's change announced, not yet known written");
+        c.settle_all();
+        let second = c.pools_settled().expect("settled");
+        assert_ne!(second, first, "a pool's change moves it");
+        c.post(false);
+        c.settle_all();
+        assert_eq!(c.pools_settled(), Some(second));
+        c.stop();
+        assert_eq!(c.pools_settled(), None, "no longer followed");
+    }
+
+    #[test]
+    fn which_events_may_concern_a_pool() {
+        let h = Some(HISTORY_EVENT);
+        assert!(!pool_level(h, Some("tank/iocage/jails/a")), "a jail's property");
+        assert!(!pool_level(h, Some("tank@daily")), "a snapshot of the root");
+        assert!(pool_level(h, Some("tank")), "the root dataset: iocage's marker");
+        assert!(pool_level(h, None), "a pool property, a command's record");
+        assert!(pool_level(Some("sysevent.fs.zfs.pool_import"), None));
+        assert!(pool_level(Some("sysevent.fs.zfs.pool_destroy"), Some("tank/x")), "only history records name datasets");
+        assert!(pool_level(None, None), "no class: unknown");
     }
 }

@@ -1,6 +1,7 @@
 //! How actions reach the pool in use: which pool it is ([`PoolChoice`],
-//! found and then trusted for a second), the libzfs owner thread, and the
-//! jails through the index.
+//! found and then trusted for a second, by writes only while ZFS announced
+//! no change to any pool), the libzfs owner thread, and the jails through
+//! the index.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use crate::iocage::error::ActionError;
 use crate::iocage::index::{Listing, lock_if_free};
 use crate::iocage::layout::Layout;
 use crate::iocage::pool;
-use crate::zfs::Backend;
+use crate::zfs::{Backend, TRUST_AGE};
 
 /// Which pool the service works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +24,21 @@ pub enum PoolChoice {
 /// When the pool in use was found, and which it was (or why none).
 pub(super) struct FoundPool {
     at: Instant,
+    /// ZFS's count of changes to pools themselves, read before finding it
+    /// (`None`: not followed, or not settled then).
+    pools: Option<u64>,
     found: Result<String, ActionError>,
+}
+
+impl FoundPool {
+    /// Whether a write may use this finding: ZFS has announced no change
+    /// to any pool since (none imported, exported, created or destroyed,
+    /// no pool's or root dataset's property set: where the active markers
+    /// are), and it is younger than [`TRUST_AGE`] (changes ZFS does not
+    /// announce show within that, as for reads).
+    fn stands_for_writes(&self, pools_now: Option<u64>) -> bool {
+        self.found.is_ok() && pools_now.is_some() && self.pools == pools_now && self.at.elapsed() < TRUST_AGE
+    }
 }
 
 /// How old the pool choice a read uses may be: a pool imported, exported
@@ -88,7 +103,10 @@ impl Iocage {
     }
 
     /// Runs `f` on the owner thread with the layout of the pool in use,
-    /// found afresh (every action that changes anything uses this).
+    /// found afresh unless ZFS announced no change to any pool since it was
+    /// last found, less than [`TRUST_AGE`] ago (every action that changes
+    /// anything uses this). Finding it opens every pool: a start and its
+    /// stop did it twice, a third of their ZFS calls.
     pub(in crate::iocage) async fn on_pool<R, F>(&self, f: F) -> Result<R, ActionError>
     where
         R: Send + 'static,
@@ -130,23 +148,30 @@ impl Iocage {
     {
         let choice = self.pool.clone();
         let cache = self.pool_choice.clone();
+        let index = self.index.clone();
         self.zfs
             .run(move |lib| {
                 let pool = match choice {
                     PoolChoice::Fixed(p) => p,
                     PoolChoice::Auto => {
+                        // Before finding: what the finding stands on.
+                        let pools = index.pools_stamp();
                         let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
                         // Only a pool found is reused: a failure to find one
                         // (none active, as while a pool is being set up behind
                         // the daemon's back) is looked at again by the next
                         // read, not kept for POOL_CHOICE_AGE.
-                        let fresh = |f: &&FoundPool| f.found.is_ok() && !age.is_zero() && f.at.elapsed() < age;
+                        let fresh = |f: &&FoundPool| match age.is_zero() {
+                            true => f.stands_for_writes(pools),
+                            false => f.found.is_ok() && f.at.elapsed() < age,
+                        };
                         match cache.as_ref().filter(fresh) {
                             Some(f) => f.found.clone()?,
                             None => {
                                 lib.forget_pools();
+                                let at = Instant::now();
                                 let found = lib.pools().map_err(ActionError::from).and_then(|p| pool::active(&p));
-                                *cache = Some(FoundPool { at: Instant::now(), found: found.clone() });
+                                *cache = Some(FoundPool { at, pools, found: found.clone() });
                                 found?
                             }
                         }

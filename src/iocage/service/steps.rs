@@ -82,8 +82,8 @@ impl Iocage {
     /// history ioctl: a tag changed behind the daemon's back is seen as
     /// soon as the change returned), with the pool in use as reads find
     /// it (trusted for a second, `POOL_CHOICE_AGE`). What actions that
-    /// name a jail resolve the name with: two ioctls where finding the pool
-    /// afresh opens every pool.
+    /// name a jail resolve the name with: one or two ioctls where finding
+    /// the pool afresh opens every pool.
     pub(super) async fn proven_listing(&self) -> Result<Listing, ActionError> {
         let index = self.index.clone();
         self.on_read_pool(move |lib, layout| index.proven_jails(lib, &layout)).await
@@ -104,8 +104,8 @@ impl Iocage {
     /// or a change of properties may have come first).
     ///
     /// Which jail the client means is found with [`Iocage::proven_listing`];
-    /// the plan, made once the turn is ours, with the pool found afresh, by
-    /// that UUID.
+    /// the plan, made once the turn is ours, with the pool as writes find
+    /// it (`Iocage::on_pool`), by that UUID.
     pub(super) async fn plan_and_lock(
         &self,
         query: &str,
