@@ -400,9 +400,9 @@ fn the_followed_events_tell_a_pool_s_changes_from_its_datasets() {
     let set = |name: String, value: String| {
         z.run_blocking(move |l| l.set_props(&name, &[("org.example:count", value.as_str())])).unwrap().unwrap()
     };
-    // Other tests change the pool meanwhile (their `zfs` commands log
-    // records naming no dataset, which count as the pool's): a round they
-    // cut into proves nothing and is made again.
+    // Anything else changing a pool meanwhile (the guest runs one test at
+    // a time, but its pools are not this test's alone) moves the count: a
+    // round it cuts into proves nothing and is made again.
     let mut kept = false;
     for round in 0..20 {
         let (changes_before, pools_before) = standing();

@@ -53,8 +53,8 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::ptr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use iocaged_sys as sys;
 
@@ -82,7 +82,7 @@ pub struct Changes {
     /// Those of them that may change which pools there are or how they
     /// are marked (see [`Changes::pools_settled`]).
     pools: AtomicU64,
-    /// `pools` as it was when every change so far was known written.
+    /// `pools` as it was when every change it counts was known written.
     pools_written: AtomicU64,
     /// `posted` as it was when every change so far was known written.
     settled: AtomicU64,
@@ -105,12 +105,14 @@ impl Changes {
 
     /// The count of changes that may concern pools themselves (a pool
     /// imported, exported, created, destroyed; a property of one or of its
-    /// root dataset, where iocage marks the active pool; a command's own
-    /// record, events dropped) when every one of them announced is
-    /// written; `None` otherwise. Changes to datasets below a pool's root,
-    /// this daemon's own writes among them, neither move it nor keep it
-    /// unsettled while they are synced. Read it *before* finding which
-    /// pools there are; while it stays, that finding stands.
+    /// root dataset, where iocage marks the active pool; events dropped)
+    /// when every one of them announced is written; `None` otherwise.
+    /// Changes to datasets below a pool's root, this daemon's own writes
+    /// among them, neither move it nor keep it unsettled while ZFS syncs
+    /// them: the follower goes on reading events while a pool is synced
+    /// (the syncer is a thread of its own), so a pool's change announced
+    /// meanwhile is counted, and unsettles this, at once. Read it *before*
+    /// finding which pools there are; while it stays, that finding stands.
     pub fn pools_settled(&self) -> Option<u64> {
         // Before `pools_written`, which never passes it: a change counted
         // after this read moves the next one.
@@ -132,19 +134,26 @@ impl Changes {
         }
     }
 
-    /// Every change announced so far is written (the follower found its
-    /// pools synced; only it posts, so the counts it reads are exact).
-    /// Public for tests that stand in for the follower.
+    /// Every change announced so far is written (nothing read is left to
+    /// sync). Called with the follower's lock held (see [`Shared`]), so the
+    /// counts read are exact; public for tests that stand in for it.
     #[doc(hidden)]
     pub fn settle_all(&self) {
-        self.pools_written.store(self.pools.load(Ordering::Acquire), Ordering::Release);
-        self.settle(self.posted.load(Ordering::Acquire));
+        self.settle(self.posted.load(Ordering::Acquire), self.pools.load(Ordering::Acquire));
     }
 
-    /// Every change announced up to `upto` (a `posted` value) is written.
-    fn settle(&self, upto: u64) {
+    /// Every change announced up to `upto` (a `posted` value), of which
+    /// `pools` concern pools, is written.
+    fn settle(&self, upto: u64, pools: u64) {
+        self.pools_written.store(pools, Ordering::Release);
         self.settled.store(upto, Ordering::Release);
         self.following.store(true, Ordering::Release);
+    }
+
+    /// The changes of pools up to `pools` (a `pools` value) are written,
+    /// whatever changes to datasets came since.
+    fn pools_written_up_to(&self, pools: u64) {
+        self.pools_written.store(pools, Ordering::Release);
     }
 
     /// The queue can no longer be followed: nothing is vouched for again.
@@ -241,18 +250,31 @@ const HISTORY_EVENT: &str = "sysevent.fs.zfs.history_event";
 /// Whether an event of `class`, naming `dataset` (`history_dsname`), may
 /// concern a pool itself: every event but a history record of a dataset
 /// below a pool's root or of a snapshot. Pool events (imported, exported,
-/// created, destroyed, its configuration), records of pool properties and
-/// of commands name no dataset, and the root dataset, which carries
-/// iocage's active marker, is named by the pool's name alone.
+/// created, destroyed, its configuration) and records of pool properties
+/// name no dataset, and the root dataset, which carries iocage's active
+/// marker, is named by the pool's name alone. (The command lines `zfs` and
+/// `zpool` log post no event; what they change is logged, and posted, as
+/// ZFS's own records.)
 fn pool_level(class: Option<&str>, dataset: Option<&str>) -> bool {
     let below_a_root = |d: &str| d.contains('/') || d.contains('@');
     !(class == Some(HISTORY_EVENT) && dataset.is_some_and(below_a_root))
 }
 
-/// Starts the thread that follows ZFS's event queue into `changes`.
-/// Fails when libzfs or `/dev/zfs` cannot be opened; the daemon then asks
-/// ZFS on every read, as without it.
+/// Starts the threads that follow ZFS's event queue into `changes`: the
+/// follower, which reads events, and the syncer, which waits for the pools
+/// they name to be written. Fails when libzfs or `/dev/zfs` cannot be
+/// opened; the daemon then asks ZFS on every read, as without it.
 pub fn follow(changes: Arc<Changes>) -> Result<()> {
+    let shared = Arc::new(Shared { changes, unsynced: Mutex::default(), wake: Condvar::new() });
+    let opened = || {
+        block_signals();
+        Libzfs::init()
+    };
+    let syncing = shared.clone();
+    super::owner::spawn_ready("zfs-sync", opened, move |lib| {
+        let _stop = StopOnExit(&syncing.changes);
+        sync_loop(&lib, &syncing);
+    })?;
     let open = || {
         block_signals();
         let lib = Libzfs::init()?;
@@ -263,11 +285,38 @@ pub fn follow(changes: Arc<Changes>) -> Result<()> {
     };
     super::owner::spawn_ready("zfs-events", open, move |(lib, zevent)| {
         // However the loop ends (an error, a panic), nothing is vouched for.
-        let _stop = StopOnExit(&changes);
-        if let Err(e) = run(&lib, &zevent, &changes) {
+        let _stop = StopOnExit(&shared.changes);
+        if let Err(e) = run(&lib, &zevent, &shared) {
             tracing::warn!(error = %e, "ZFS's event queue is no longer followed: every read asks ZFS again");
         }
     })
+}
+
+/// What the follower and the syncer share.
+struct Shared {
+    changes: Arc<Changes>,
+    /// Held while a change is counted and its pool noted, and while the
+    /// syncer takes what to sync: so the counts it reads then are exactly
+    /// those of the pools it takes.
+    unsynced: Mutex<Unsynced>,
+    /// Wakes the syncer: pools to sync.
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Unsynced> {
+        self.unsynced.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Pools named by changes read and not yet synced (at most one entry per
+/// pool), whether the syncer is syncing some, and the count of changes
+/// when the follower last found the queue empty.
+#[derive(Debug, Default)]
+struct Unsynced {
+    pools: BTreeSet<String>,
+    busy: bool,
+    drained: Option<u64>,
 }
 
 /// Stops [`Changes`] when dropped: the follower's thread ending, by an
@@ -304,12 +353,11 @@ fn block_signals() {
     }
 }
 
-/// The follower's loop: read every queued event, sync the pools they name,
-/// settle when no event came meanwhile, then wait for the next one. Returns
-/// only on an error reading the queue.
-fn run(lib: &Libzfs, zevent: &File, changes: &Changes) -> Result<()> {
-    // Pools with events read but not yet synced. At most one entry per pool.
-    let mut pending: BTreeSet<String> = BTreeSet::new();
+/// The follower's loop: reads every queued event, counts the changes and
+/// notes their pools for the syncer; when the queue is empty and nothing
+/// is left to sync, everything is written (settled); then waits for the
+/// next event. Returns only on an error reading the queue.
+fn run(lib: &Libzfs, zevent: &File, shared: &Shared) -> Result<()> {
     // At start: the queue's older events are read first (they settle once).
     let mut wait = false;
     loop {
@@ -320,30 +368,65 @@ fn run(lib: &Libzfs, zevent: &File, changes: &Changes) -> Result<()> {
                 // covered by TRUST_AGE like the changes ZFS never announces
                 // (syncing every pool for each would let a failing disk's
                 // reports keep the count from settling).
-                changes.post(event.pool_level || event.dropped);
-                pending.extend(event.pool.filter(|_| event.change));
+                let mut unsynced = shared.lock();
+                shared.changes.post(event.pool_level || event.dropped);
+                unsynced.pools.extend(event.pool.filter(|_| event.change));
                 wait = false;
             }
             Some(_) => wait = false, // an error report: no dataset changed
-            None if pending.is_empty() => {
-                // Nothing announced since the last sync began: all written.
-                changes.settle_all();
+            None => {
+                let mut unsynced = shared.lock();
+                unsynced.drained = Some(shared.changes.posted.load(Ordering::Acquire));
+                if unsynced.pools.is_empty() && !unsynced.busy {
+                    // Nothing read is left to sync: all written.
+                    shared.changes.settle_all();
+                } else {
+                    shared.wake.notify_one();
+                }
                 wait = true;
             }
-            None => {
-                let mut refused = BTreeSet::new();
-                for pool in std::mem::take(&mut pending) {
-                    if let Err(e) = lib.sync_pool(&pool) {
-                        tracing::debug!(error = %e, "zfs-events: not synced yet; reads ask ZFS meanwhile");
-                        refused.insert(pool);
-                    }
-                }
-                if !refused.is_empty() {
-                    // Unsettled until they sync: reads keep asking ZFS.
-                    pending = refused;
-                    std::thread::sleep(SYNC_RETRY);
-                }
+        }
+    }
+}
+
+/// The syncer's loop: takes the pools noted, with the counts of changes
+/// read so far, and waits until each is written (`zpool sync` without
+/// `-f`); then the pools' changes up to those counts are written, and, if
+/// nothing is left to sync and the follower has found the queue empty
+/// since the last change it read, all are (settled). A pool that refuses
+/// (suspended, faulted) is tried again after [`SYNC_RETRY`], and keeps the
+/// counts unsettled until then. It waits for work without a timeout, as
+/// the follower waits for events.
+fn sync_loop(lib: &Libzfs, shared: &Shared) {
+    let mut unsynced = shared.lock();
+    loop {
+        while unsynced.pools.is_empty() {
+            unsynced = shared.wake.wait(unsynced).unwrap_or_else(|p| p.into_inner());
+        }
+        let batch = std::mem::take(&mut unsynced.pools);
+        let pools = shared.changes.pools.load(Ordering::Acquire);
+        unsynced.busy = true;
+        drop(unsynced);
+        let mut refused = BTreeSet::new();
+        for pool in batch {
+            if let Err(e) = lib.sync_pool(&pool) {
+                tracing::debug!(error = %e, "zfs-sync: not synced yet; reads ask ZFS meanwhile");
+                refused.insert(pool);
             }
+        }
+        if !refused.is_empty() {
+            std::thread::sleep(SYNC_RETRY);
+        }
+        unsynced = shared.lock();
+        unsynced.busy = false;
+        if refused.is_empty() {
+            shared.changes.pools_written_up_to(pools);
+            // Changes read since that name no pool (drops) need no sync.
+            if unsynced.pools.is_empty() && unsynced.drained == Some(shared.changes.posted.load(Ordering::Acquire)) {
+                shared.changes.settle_all();
+            }
+        } else {
+            unsynced.pools.extend(refused);
         }
     }
 }
@@ -357,15 +440,15 @@ mod tests {
         let c = Changes::default();
         assert_eq!(c.settled(), None, "not followed yet");
         c.post(false);
-        c.settle(1);
+        c.settle(1, 0);
         assert_eq!(c.settled(), Some(1));
         c.post(false);
         assert_eq!(c.settled(), None, "a change announced, not yet known written");
-        c.settle(2);
+        c.settle(2, 0);
         assert_eq!(c.settled(), Some(2), "written: a new count, so proofs made before do not stand");
         c.stop();
         assert_eq!(c.settled(), None, "no longer followed");
-        c.settle(3);
+        c.settle(3, 1);
         c.following.store(false, Ordering::Release);
         assert_eq!(c.settled(), None);
     }
@@ -381,11 +464,15 @@ mod tests {
         assert_eq!(c.settled(), None);
         c.post(true);
         assert_eq!(c.pools_settled(), None, "a pool's change announced, not yet known written");
-        c.settle_all();
-        let second = c.pools_settled().expect("settled");
-        assert_ne!(second, first, "a pool's change moves it");
+        // A sync that took the changes so far ends while a dataset's
+        // change read since is not yet synced: the pools' count stands.
+        let (posted, pools) = (c.posted.load(Ordering::Acquire), c.pools.load(Ordering::Acquire));
         c.post(false);
-        c.settle_all();
+        c.pools_written_up_to(pools);
+        let second = c.pools_settled().expect("the pools' changes written");
+        assert_ne!(second, first, "a pool's change moves it");
+        assert_eq!(c.settled(), None, "the dataset's change is not");
+        c.settle(posted + 1, pools);
         assert_eq!(c.pools_settled(), Some(second));
         c.stop();
         assert_eq!(c.pools_settled(), None, "no longer followed");

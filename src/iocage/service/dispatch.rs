@@ -66,17 +66,13 @@ impl Iocage {
                 self.df.join_or_start(since, scan).await
             }
             Request::ActivatePool { pool: Some(name) } => {
-                let done = self.zfs.run(move |lib| pool::activate(lib, &name).map(|()| activated(&name))).await?;
-                self.forget_pool_choice();
-                done
+                self.marking_pools(move |lib| pool::activate(lib, &name).map(|()| activated(&name))).await
             }
             Request::ActivatePool { pool: None } => {
                 self.on_read_pool(|_, layout| Ok(json!({"currently active": {"pool": layout.pool()}}))).await
             }
             Request::DeactivatePool { pool: name } => {
-                let done = self.zfs.run(move |lib| pool::deactivate(lib, &name).map(|()| deactivated(&name))).await?;
-                self.forget_pool_choice();
-                done
+                self.marking_pools(move |lib| pool::deactivate(lib, &name).map(|()| deactivated(&name))).await
             }
             Request::CreateJail { props, kind, raw_props, raw_switches } => {
                 let plan = self.create(kind, props).await?;

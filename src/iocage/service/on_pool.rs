@@ -97,9 +97,24 @@ impl Iocage {
         Some((pool, jails))
     }
 
-    /// After activatepool or deactivatepool: reads find the pool afresh.
-    pub(super) fn forget_pool_choice(&self) {
-        *self.pool_choice.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    /// Runs `f` (activatepool, deactivatepool: it marks pools) on the
+    /// owner thread and forgets which pool is in use in the same trip,
+    /// whatever `f` did: every job after it there, read or write, finds
+    /// the pool afresh (forgotten after the trip, a job queued behind it
+    /// could use the old finding before the markers' events are counted).
+    pub(super) async fn marking_pools<R, F>(&self, f: F) -> Result<R, ActionError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn Backend) -> Result<R, ActionError> + Send + 'static,
+    {
+        let cache = self.pool_choice.clone();
+        self.zfs
+            .run(move |lib| {
+                let done = f(lib);
+                *cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                done
+            })
+            .await?
     }
 
     /// Runs `f` on the owner thread with the layout of the pool in use,
