@@ -9,16 +9,19 @@
 //! it) posts a `sysevent.fs.zfs.history_event`, and pools imported,
 //! exported, created or destroyed post events of their own. [`follow`]
 //! runs one thread that waits on that queue and counts what it reads
-//! ([`Changes`]); a read that finds the count where it was when the index
-//! was last proven current needs neither the owner thread nor an ioctl.
+//! ([`Changes`]), and one that syncs the pools the events name; a read
+//! that finds the count where it was when the index was last proven
+//! current needs neither the owner thread nor an ioctl.
 //!
 //! The count only vouches for records that are *written*: ZFS posts the
 //! history event just before it writes the record, in the same sync. So
-//! after reading events the thread waits for their pools' open transaction
-//! groups to be synced (`zpool_sync_one`, not forced: no uberblock is
-//! rewritten for it) and only then marks the count settled
-//! ([`Changes::settled`]). An index proven current after that has read the
-//! records. What remains is the time between ZFS posting an event and
+//! after events are read the syncer waits for their pools' open
+//! transaction groups to be synced (`zpool_sync_one`, not forced: no
+//! uberblock is rewritten for it; ZFS waits for the open group and the two
+//! after it) and only then is the count settled ([`Changes::settled`]).
+//! The follower goes on reading meanwhile, so a change announced during a
+//! long sync is counted at once. An index proven current after that has
+//! read the records. What remains is the time between ZFS posting an event and
 //! this thread waking to count it: a read in that window answers as of
 //! just before the change (BENCHMARKS.md measures it).
 //!
@@ -66,7 +69,7 @@ use super::nvlist::lookup_string;
 /// did not announce show within this.
 pub const TRUST_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How long the follower waits before trying again to sync a pool that
+/// How long the syncer waits before trying again to sync a pool that
 /// refused (suspended, faulted).
 const SYNC_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -88,6 +91,9 @@ pub struct Changes {
     settled: AtomicU64,
     /// Whether the follower runs and has settled at least once.
     following: AtomicBool,
+    /// The follower or the syncer ended: never vouched for again, whatever
+    /// the other thread settles after.
+    stopped: AtomicBool,
 }
 
 impl Changes {
@@ -96,7 +102,7 @@ impl Changes {
     /// *before* proving something current; while it stays the same, that
     /// proof stands.
     pub fn settled(&self) -> Option<u64> {
-        if !self.following.load(Ordering::Acquire) {
+        if !self.following.load(Ordering::Acquire) || self.stopped.load(Ordering::Acquire) {
             return None;
         }
         let settled = self.settled.load(Ordering::Acquire);
@@ -117,7 +123,7 @@ impl Changes {
         // Before `pools_written`, which never passes it: a change counted
         // after this read moves the next one.
         let pools = self.pools.load(Ordering::Acquire);
-        if !self.following.load(Ordering::Acquire) {
+        if !self.following.load(Ordering::Acquire) || self.stopped.load(Ordering::Acquire) {
             return None;
         }
         (self.pools_written.load(Ordering::Acquire) == pools).then_some(pools)
@@ -135,8 +141,9 @@ impl Changes {
     }
 
     /// Every change announced so far is written (nothing read is left to
-    /// sync). Called with the follower's lock held (see [`Shared`]), so the
-    /// counts read are exact; public for tests that stand in for it.
+    /// sync). Called with the lock the follower and the syncer share held
+    /// (see [`Shared`]), so the counts read are exact; public for tests
+    /// that stand in for them.
     #[doc(hidden)]
     pub fn settle_all(&self) {
         self.settle(self.posted.load(Ordering::Acquire), self.pools.load(Ordering::Acquire));
@@ -158,6 +165,7 @@ impl Changes {
 
     /// The queue can no longer be followed: nothing is vouched for again.
     fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
         self.following.store(false, Ordering::Release);
         self.post(true);
     }
@@ -319,8 +327,8 @@ struct Unsynced {
     drained: Option<u64>,
 }
 
-/// Stops [`Changes`] when dropped: the follower's thread ending, by an
-/// error or by a panic unwinding it.
+/// Stops [`Changes`] when dropped: the follower's or the syncer's thread
+/// ending, by an error or by a panic unwinding it.
 struct StopOnExit<'a>(&'a Changes);
 
 impl Drop for StopOnExit<'_> {
@@ -448,9 +456,9 @@ mod tests {
         assert_eq!(c.settled(), Some(2), "written: a new count, so proofs made before do not stand");
         c.stop();
         assert_eq!(c.settled(), None, "no longer followed");
-        c.settle(3, 1);
-        c.following.store(false, Ordering::Release);
-        assert_eq!(c.settled(), None);
+        // The other thread settling after the stop vouches for nothing.
+        c.settle_all();
+        assert_eq!((c.settled(), c.pools_settled()), (None, None), "stopped for good");
     }
 
     #[test]
