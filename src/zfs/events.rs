@@ -260,9 +260,9 @@ const HISTORY_EVENT: &str = "sysevent.fs.zfs.history_event";
 /// below a pool's root or of a snapshot. Pool events (imported, exported,
 /// created, destroyed, its configuration) and records of pool properties
 /// name no dataset, and the root dataset, which carries iocage's active
-/// marker, is named by the pool's name alone. (The command lines `zfs` and
-/// `zpool` log post no event; what they change is logged, and posted, as
-/// ZFS's own records.)
+/// marker, is named by the pool's name alone. (The command lines that
+/// `zfs` and `zpool` log post no event; what they change is logged, and
+/// posted, as ZFS's own records.)
 fn pool_level(class: Option<&str>, dataset: Option<&str>) -> bool {
     let below_a_root = |d: &str| d.contains('/') || d.contains('@');
     !(class == Some(HISTORY_EVENT) && dataset.is_some_and(below_a_root))

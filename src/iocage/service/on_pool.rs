@@ -121,7 +121,7 @@ impl Iocage {
     /// found afresh unless ZFS announced no change to any pool since it was
     /// last found, less than [`TRUST_AGE`] ago (every action that changes
     /// anything uses this). Finding it opens every pool: a start and its
-    /// stop did it twice, a third of their ZFS calls.
+    /// stop did it at least twice, about a third of their ZFS calls.
     pub(in crate::iocage) async fn on_pool<R, F>(&self, f: F) -> Result<R, ActionError>
     where
         R: Send + 'static,
