@@ -145,6 +145,12 @@ impl GuidRead {
     }
 }
 
+/// The pool has no jails dataset: nothing is kept, no jail is listed.
+fn no_jails_dataset(current: &mut Option<Snapshot>) -> Listing {
+    *current = None;
+    Listing::default()
+}
+
 /// The guid of the pool's jails dataset (`None`: there is none).
 fn read_guid(lib: &dyn Backend, layout: &Layout, pools: Option<u64>) -> Result<Option<GuidRead>, ActionError> {
     let at = Instant::now();
@@ -320,10 +326,7 @@ impl Index {
             Some(g) => g,
             None => match read_guid(lib, layout, pools)? {
                 Some(g) => g,
-                None => {
-                    *current = None;
-                    return Ok(Listing::default());
-                }
+                None => return Ok(no_jails_dataset(&mut current)),
             },
         };
         let same = mine.filter(|s| s.guid.guid == guid.guid);
@@ -368,10 +371,7 @@ impl Index {
             // says nothing of it, so its end is read from the start.
             guid = match read_guid(lib, layout, pools)? {
                 Some(g) => g,
-                None => {
-                    *current = None;
-                    return Ok(Listing::default());
-                }
+                None => return Ok(no_jails_dataset(&mut current)),
             };
             if guid.guid != old.guid {
                 end = lib.history_since(layout.pool(), 0, false)?.end;

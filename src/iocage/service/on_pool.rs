@@ -108,13 +108,12 @@ impl Iocage {
         F: FnOnce(&dyn Backend) -> Result<R, ActionError> + Send + 'static,
     {
         let cache = self.pool_choice.clone();
-        self.zfs
-            .run(move |lib| {
-                let done = f(lib);
-                *cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                done
-            })
-            .await?
+        self.on_owner(move |lib| {
+            let done = f(lib);
+            *cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            done
+        })
+        .await
     }
 
     /// Runs `f` on the owner thread with the layout of the pool in use,
