@@ -929,21 +929,32 @@ fn profile_jail(p: &Plan) {
     let start = json!({"action": "startjail", "jail": "life"});
     let stop = json!({"action": "stopjail", "jail": "life"});
     let rounds = p.cycles.max(5);
-    system_profile("startjail + stopjail", || {
-        for _ in 0..rounds {
+    // `--timeline`: the timelines alone.
+    let whole = !std::env::args().any(|a| a == "--timeline");
+    if whole {
+        system_profile("startjail + stopjail", || {
+            for _ in 0..rounds {
+                ok(&client::rest(d.rest, &start).body, "startjail");
+                ok(&client::rest(d.rest, &stop).body, "stopjail");
+            }
+        });
+        traced(&d, "startjail + stopjail", || {
             ok(&client::rest(d.rest, &start).body, "startjail");
             ok(&client::rest(d.rest, &stop).body, "stopjail");
-        }
-    });
-    traced(&d, "startjail + stopjail", || {
+        });
+        system_profile("the floor: the system's tools making a jail that runs true", || {
+            for _ in 0..rounds {
+                let (prog, args) = rig::host::jail_true(&root);
+                run(prog, &args.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+        });
+    }
+    // A cycle first: the timeline is of one like the rest, not the first.
+    ok(&client::rest(d.rest, &start).body, "startjail");
+    ok(&client::rest(d.rest, &stop).body, "stopjail");
+    timeline("startjail + stopjail", || {
         ok(&client::rest(d.rest, &start).body, "startjail");
         ok(&client::rest(d.rest, &stop).body, "stopjail");
-    });
-    system_profile("the floor: the system's tools making a jail that runs true", || {
-        for _ in 0..rounds {
-            let (prog, args) = rig::host::jail_true(&root);
-            run(prog, &args.iter().map(String::as_str).collect::<Vec<_>>());
-        }
     });
     ok(&client::rest(d.rest, &start).body, "startjail");
     let jid = ok(&client::rest(d.rest, &json!({"action": "listjails"})).body, "listjails")[&uuid]["jid"]
@@ -954,18 +965,33 @@ fn profile_jail(p: &Plan) {
     for _ in 0..3 {
         ok(&client::rest(d.rest, &exec).body, "execjail");
     }
-    system_profile("execjail true", || {
-        for _ in 0..rounds * 5 {
+    if whole {
+        system_profile("execjail true", || {
+            for _ in 0..rounds * 5 {
+                ok(&client::rest(d.rest, &exec).body, "execjail");
+            }
+        });
+        traced(&d, "execjail true", || ok(&client::rest(d.rest, &exec).body, "execjail"));
+    }
+    timeline("execjail true", || {
+        for _ in 0..2 {
             ok(&client::rest(d.rest, &exec).body, "execjail");
         }
     });
-    traced(&d, "execjail true", || ok(&client::rest(d.rest, &exec).body, "execjail"));
-    system_profile("the system's way into the jail", || {
-        for _ in 0..rounds * 5 {
+    timeline("the system's way into the jail", || {
+        for _ in 0..2 {
             let (prog, args) = rig::host::enter_true(&jid);
             run(prog, &args.iter().map(String::as_str).collect::<Vec<_>>());
         }
     });
+    if whole {
+        system_profile("the system's way into the jail", || {
+            for _ in 0..rounds * 5 {
+                let (prog, args) = rig::host::enter_true(&jid);
+                run(prog, &args.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+        });
+    }
     ok(&client::rest(d.rest, &stop).body, "stopjail");
     assert!(d.stop());
 }
@@ -1034,6 +1060,61 @@ fn traced<T>(d: &Daemon, label: &str, work: impl FnOnce() -> T) {
         println!("{}", l.chars().take(220).collect::<String>());
     }
     let _ = std::fs::remove_file(out);
+}
+
+/// Every process's system calls, forks, execs and exits while `work`
+/// runs, in order, with the time from the first (the kernel's own tracer,
+/// through tracefs: the `raw_syscalls` and `sched` tracepoints, far
+/// lighter than strace): where the wall time of a request goes between the
+/// client, the daemon, its helpers and the command. Printed one event a
+/// line.
+fn timeline(label: &str, work: impl FnOnce()) {
+    let tracefs = std::path::Path::new("/sys/kernel/tracing");
+    // The guest does not mount tracefs.
+    if !tracefs.join("events").exists() {
+        let _ = Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]).status();
+    }
+    // A trace instance of its own: its own buffer and events, gone after.
+    let dir = tracefs.join("instances/iocaged-bench-timeline");
+    let _ = std::fs::remove_dir(&dir);
+    std::fs::create_dir(&dir).expect("a trace instance");
+    let set = |f: &str, v: &str| std::fs::write(dir.join(f), v).unwrap_or_else(|e| panic!("tracefs {f}: {e}"));
+    set("tracing_on", "0");
+    set("buffer_size_kb", "16384");
+    for e in [
+        "raw_syscalls/sys_enter",
+        "raw_syscalls/sys_exit",
+        "sched/sched_process_fork",
+        "sched/sched_process_exec",
+        "sched/sched_process_exit",
+    ] {
+        set(&format!("events/{e}/enable"), "1");
+    }
+    set("tracing_on", "1");
+    let t = Instant::now();
+    work();
+    let wall = t.elapsed();
+    set("tracing_on", "0");
+    let text = std::fs::read_to_string(dir.join("trace")).unwrap_or_default();
+    let _ = std::fs::remove_dir(&dir);
+    println!("=== timeline: {label}: {:.0} ms of wall time ===", wall.as_secs_f64() * 1000.0);
+    let mut first = None;
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        // `COMM-PID [CPU] FLAGS SECONDS: EVENT: DETAIL`
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let Some(i) = f.iter().position(|w| w.ends_with(':') && w.trim_end_matches(':').parse::<f64>().is_ok()) else {
+            continue;
+        };
+        let at: f64 = f[i].trim_end_matches(':').parse().unwrap_or(0.0);
+        let t0 = *first.get_or_insert(at);
+        let what = f[i + 1..].join(" ").replace("sys_enter: ", "> ").replace("sys_exit: ", "< ");
+        // A call's arguments are long and mostly addresses: the first two.
+        let what = match what.split_once('(') {
+            Some((head, args)) => format!("{head}({})", args.split(", ").take(2).collect::<Vec<_>>().join(", ")),
+            None => what,
+        };
+        println!("{:9.3} {} {what}", (at - t0) * 1000.0, f[0]);
+    }
 }
 
 /// `perf record -a` while `work` runs; then the time by process and

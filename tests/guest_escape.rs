@@ -366,6 +366,37 @@ fn host_processes_are_out_of_reach() {
     done(d);
 }
 
+/// The jail's init holds nothing of the host's open (a descriptor of the
+/// host's tree would let the jail's root walk up from `/proc/1/fd/N/..`),
+/// and what it holds is not the jail's root's to open: the init is not
+/// dumpable, so `/proc/1/fd/N` does not open without CAP_SYS_PTRACE.
+#[test]
+fn the_jail_s_init_holds_nothing_of_the_host() {
+    let (_g, _f, d) = small_pool("");
+    let uuid = started_jail(&d, "init", "mount_procfs=1");
+    if cfg!(target_os = "linux") {
+        let init = call(&d, json!({"action": "listjails"}))[&uuid]["jid"].as_str().unwrap().to_string();
+        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{init}/fd"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        fds.sort();
+        assert_eq!(fds, ["0", "1", "2"], "the init holds more than its stdin, stdout and stderr");
+        use std::os::unix::fs::MetadataExt;
+        let null = std::fs::metadata("/dev/null").unwrap().rdev();
+        for fd in &fds {
+            let held = std::fs::metadata(format!("/proc/{init}/fd/{fd}")).unwrap();
+            assert_eq!(held.rdev(), null, "the init's fd {fd} is not /dev/null");
+        }
+        // The names show (root owns the directory); what they lead to does
+        // not open.
+        let (_, err, code, _) = sh(&d, "init", "root", "cat /proc/1/fd/0");
+        assert_ne!(code, json!(0), "the jail's root opened its init's descriptor");
+        assert!(err.contains("ermission denied"), "{err}");
+    }
+    done(d);
+}
+
 /// One jail cannot reach another's files, nor its own cgroup limits.
 #[test]
 fn other_jails_and_its_own_limits_are_out_of_reach() {

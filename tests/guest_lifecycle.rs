@@ -539,6 +539,64 @@ fn streamed(ws: &mut Ws, id: &str, jail: &str, command: &str) -> Vec<(std::time:
     }
 }
 
+/// Linux: the jail's init and every command run in it are made in their
+/// cgroups, and the helpers that start them stay out: no process is moved
+/// into a jail's group (a move costs the mover an RCU grace period), and a
+/// command's group is its own, below the jail's.
+#[test]
+fn jail_processes_are_made_in_their_cgroups_not_moved_there() {
+    let (_g, _f, d) = small_pool();
+    let uuid = small_jail(&d, "tag=born mount_procfs=1");
+    let (mut cgroup, mut init_cgroup) = (String::new(), String::new());
+    let moved = host::moved_into_jail_groups(|| {
+        let r = call(&d, json!({"action": "startjail", "jail": "born"}));
+        assert!(r["born"]["+ Starting services OK"].is_string(), "{r}");
+        let init = listed(&d, &uuid)["jid"].as_str().unwrap().to_string();
+        init_cgroup = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap_or_default().trim().to_string();
+        let r = call(
+            &d,
+            json!({"action": "execjail", "jail": "born", "user": "root", "command": "cat /proc/self/cgroup", "output": "lossless"}),
+        );
+        cgroup = r["stdout"].as_str().unwrap_or_else(|| panic!("{r}")).trim().to_string();
+        let r = call(&d, json!({"action": "stopjail", "jail": "born"}));
+        assert!(r["born"]["+ Stopping services OK"].is_string(), "{r}");
+    });
+    let Some(moved) = moved else { return assert!(d.stop()) };
+    assert_eq!(moved, Vec::<String>::new(), "processes were moved into the jail's groups");
+    assert_eq!(init_cgroup, format!("0::/iocaged/ioc-{uuid}"), "the jail's init is in the jail's group");
+    let own = format!("0::/iocaged/ioc-{uuid}/exec-");
+    assert!(cgroup.starts_with(&own), "the command runs in a group of its own below the jail's: {cgroup}");
+    assert!(d.stop());
+}
+
+/// A jail's `cpuset` holds for its init and for every command run in it,
+/// from their first instruction (a process made in a cpuset's group by
+/// clone3 took its parent's CPUs on kernels before 6.4, whatever the
+/// group's).
+#[test]
+fn a_jail_s_cpuset_holds_for_its_init_and_its_commands() {
+    let (_g, _f, d) = small_pool();
+    let uuid = small_jail(&d, "tag=pinned mount_procfs=1 cpuset=1");
+    let r = call(&d, json!({"action": "startjail", "jail": "pinned"}));
+    assert!(r["pinned"]["+ Starting services OK"].is_string(), "{r}");
+    if cfg!(target_os = "linux") {
+        let allowed = |status: &str| {
+            status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string())
+        };
+        let init = listed(&d, &uuid)["jid"].as_str().unwrap().to_string();
+        let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+        assert_eq!(allowed(&status).as_deref(), Some("1"), "the init's CPUs");
+        let r = call(
+            &d,
+            json!({"action": "execjail", "jail": "pinned", "user": "root", "command": "cat /proc/self/status", "output": "lossless"}),
+        );
+        assert_eq!(allowed(r["stdout"].as_str().unwrap_or_default()).as_deref(), Some("1"), "a command's CPUs: {r}");
+    }
+    let r = call(&d, json!({"action": "stopjail", "jail": "pinned"}));
+    assert!(r["pinned"].is_object(), "{r}");
+    assert!(d.stop());
+}
+
 /// A pool with a small jail tagged `tag`, started.
 fn small_running_jail(tag: &str) -> (std::sync::MutexGuard<'static, ()>, Fixture, Daemon) {
     let (turn, f, d) = small_pool();
@@ -669,6 +727,29 @@ fn a_console_is_a_login_shell_on_a_terminal_of_the_jail() {
     assert!(r["error"].as_str().is_some_and(|e| e.contains("WebSocket")), "{r}");
     let r = call(&d, json!({"action": "stopjail", "jail": "con"}));
     assert!(r["con"].is_object(), "{r}");
+}
+
+/// A stop ends the commands the daemon runs in the jail at once, even one
+/// that ignores SIGTERM (a console's shell does), rather than after the
+/// jail's `stop_timeout` (30 s here); the command's reply says why it
+/// ended.
+#[test]
+fn a_stop_ends_the_commands_it_finds_running_at_once() {
+    let (_turn, _f, d) = small_running_jail("halt");
+    let exec = json!({"action": "execjail", "jail": "halt", "user": "root", "output": "lossless",
+                      "command": "trap '' TERM; sleep 100004"});
+    let rest = d.rest;
+    let running = std::thread::spawn(move || rig::client::rest(rest, &exec).body["args"]["execjail"].clone());
+    runs_within_30_s(&["sleep", "100004"], "the command never ran");
+    let since = std::time::Instant::now();
+    let r = call(&d, json!({"action": "stopjail", "jail": "halt"}));
+    let took = since.elapsed();
+    assert!(r["halt"].is_object(), "{r}");
+    assert!(took < std::time::Duration::from_secs(20), "the stop waited {took:?} for the command");
+    let ended = running.join().unwrap();
+    let error = ended["error"].as_str().unwrap_or_else(|| panic!("{ended}"));
+    assert!(error.contains("the command was stopped") && error.contains("the jail is being stopped"), "{ended}");
+    gone_within_30_s(&["sleep", "100004"], "the command outlived the jail");
 }
 
 #[test]

@@ -123,8 +123,14 @@ const HELPER_GRACE: Duration = Duration::from_secs(30);
 /// reads its reply. Streamed, the output goes to the outlet as it comes
 /// and the reply has none; for a console, the helper runs the user's
 /// shell on a terminal instead of the command, and the console's input
-/// goes to it.
-pub(crate) fn run_helper(req: HelperRequest, io: &ExecIo) -> Result<ExecOutput, RuntimeError> {
+/// goes to it. `started` is told the helper's pid, before anything waits
+/// for it; what it returns is kept until the helper is reaped, and an
+/// error kills the helper and is the request's.
+pub(crate) fn run_helper<T>(
+    req: HelperRequest,
+    io: &ExecIo,
+    started: impl FnOnce(u32) -> Result<T, String>,
+) -> Result<ExecOutput, RuntimeError> {
     use std::os::unix::process::CommandExt;
     let verb = if matches!(io, ExecIo::Console(..)) { "run a console in" } else { "run a command in" };
     let fail = |m: String| RuntimeError::new(verb, &req.name, m);
@@ -146,6 +152,14 @@ pub(crate) fn run_helper(req: HelperRequest, io: &ExecIo) -> Result<ExecOutput, 
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| fail(format!("starting the helper: {e}")))?;
+    let _started = match started(child.id()) {
+        Ok(kept) => kept,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail(e));
+        }
+    };
     let bound = (req.timeout > 0).then(|| Duration::from_secs(req.timeout).saturating_add(HELPER_GRACE));
     if let Some(outlet) = outlet {
         let mut feed = match (inlet, child.stdin.take()) {
@@ -267,7 +281,7 @@ pub struct Bounds {
 
 /// Runs `spec` in `jail` (FreeBSD, or any runtime without a cgroup).
 pub fn run(jail: &RunningJail, spec: &ExecSpec) -> Result<ExecOutput, RuntimeError> {
-    run_helper(HelperRequest::new(jail, spec), &spec.io)
+    run_helper(HelperRequest::new(jail, spec), &spec.io, |_| Ok(()))
 }
 
 /// Whole seconds, at least 1; 0 for none.

@@ -201,8 +201,8 @@ pub(crate) fn relay(child: Pid, master: &OwnedFd, signals: &SigSet, kill: &dyn F
                 drain = 0;
             } else if stopped.is_none() {
                 stopped = Some(
-                    "the console was stopped: the helper was told to stop (its client went away, or the daemon \
-                     stops)"
+                    "the console was stopped: the helper was told to stop (its client went away, the jail is \
+                     being stopped, or the daemon stops)"
                         .into(),
                 );
                 kill(false);

@@ -233,6 +233,45 @@ pub fn helpers(arg: &str) -> Option<Vec<u32>> {
     Some(pids)
 }
 
+/// Linux: the processes moved into a group below `/sys/fs/cgroup/iocaged`
+/// while `work` ran, one `dst_path=... pid=... comm=...` each (the
+/// kernel's `cgroup:cgroup_attach_task` tracepoint, read through tracefs;
+/// a process made in its group, by clone3's `CLONE_INTO_CGROUP`, is not
+/// moved and does not show). `None` elsewhere (no cgroups).
+pub fn moved_into_jail_groups(work: impl FnOnce()) -> Option<Vec<String>> {
+    if !cfg!(target_os = "linux") {
+        work();
+        return None;
+    }
+    let tracefs = Path::new("/sys/kernel/tracing");
+    if !tracefs.join("events").exists() {
+        let mounted = Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]).status();
+        assert!(mounted.is_ok_and(|s| s.success()), "mounting tracefs");
+    }
+    // A trace instance of its own (its own buffer and events), removed
+    // however `work` ends.
+    struct Instance(std::path::PathBuf);
+    impl Drop for Instance {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let instance = Instance(tracefs.join("instances/iocaged-test-moves"));
+    let _ = std::fs::remove_dir(&instance.0);
+    std::fs::create_dir(&instance.0).expect("a trace instance");
+    let enable = instance.0.join("events/cgroup/cgroup_attach_task/enable");
+    std::fs::write(&enable, "1").expect("tracing cgroup_attach_task");
+    work();
+    std::fs::write(&enable, "0").expect("tracing cgroup_attach_task");
+    let text = std::fs::read_to_string(instance.0.join("trace")).expect("reading the trace");
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once("dst_path=").map(|(_, rest)| rest.to_string()))
+            .filter(|rest| rest.starts_with("/iocaged/"))
+            .collect(),
+    )
+}
+
 /// Ends a running jail behind the daemon's back, as another tool would:
 /// Linux, its init killed; FreeBSD, `jail -r`.
 pub fn kill_jail(uuid: &str) {

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::WaitStatus;
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::Pid;
 
 use super::RunningJail;
 use super::capture::{Capture, TICK};
@@ -48,7 +48,9 @@ use super::exec::{ExecOutput, HelperReply, HelperRequest};
 use super::pty::{self, Pty};
 use super::stream::Pump;
 use child::{Io, become_and_exec};
-pub(crate) use process::{SingleThreaded, child_exit, fork_single_threaded, reap};
+#[cfg(target_os = "linux")]
+pub(crate) use process::fork_into;
+pub(crate) use process::{Forked, SingleThreaded, child_exit, reap};
 use process::{block_wait_signals, tick};
 pub use program::{HELPER_BINARY, name as program_name, program};
 use setup::Setup;
@@ -72,6 +74,9 @@ pub fn helper_main(args: &[String]) -> Option<ExitCode> {
     }
     if !matches!(verb, "jail-exec" | "jail-init" | "jail-net") {
         return None;
+    }
+    if let Err(why) = process::close_inherited() {
+        return Some(if verb == "jail-exec" { reply(HelperReply::Failed(why)) } else { refuse_line(&why) });
     }
     let rest = match args.get(2) {
         Some(id) if id == BUILD_ID => &args[3..],
@@ -148,6 +153,12 @@ fn exec_in_jail(args: &[String]) -> Result<ExecOutput, String> {
     #[cfg(not(target_os = "linux"))]
     let mut pty = req.console.map(|_| Pty::open()).transpose()?;
     let mut pump = if req.stream && req.console.is_none() { Some(Pump::start()?) } else { None };
+    // Until it execs, the child holds descriptors of the host's (its
+    // command group's directory, opened here on the host): born not
+    // dumpable, its /proc/PID/fd is not the jail's root's to open (the
+    // exec makes it dumpable again, and closes them).
+    #[cfg(target_os = "linux")]
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
     super::enter(&jail).map_err(|e| format!("entering the jail: {e}"))?;
     // Linux: a terminal of the jail's own devpts, once inside.
     #[cfg(target_os = "linux")]
@@ -155,19 +166,22 @@ fn exec_in_jail(args: &[String]) -> Result<ExecOutput, String> {
     if let (Some(p), Some(size)) = (&pty, req.console) {
         pty::set_size(&p.master, size)?;
     }
-    match fork_single_threaded(&single)? {
-        ForkResult::Child => {
+    match setup.fork(&single)? {
+        Forked::Child(in_group) => {
             drop(status_r);
             let _ = signals.thread_unblock();
             let io = match &pty {
                 Some(p) => Io::Terminal(&p.slave),
                 None => Io::Captured { devnull: &devnull, out: &out, err: &err },
             };
-            let why = become_and_exec(&req, &setup, io);
+            let why = match in_group {
+                Ok(()) => become_and_exec(&req, &setup, io),
+                Err(why) => why,
+            };
             let _ = nix::unistd::write(&status_w, why.as_bytes());
             child_exit(127)
         }
-        ForkResult::Parent { child } => {
+        Forked::Parent { child } => {
             drop(status_w);
             // Also set here: the timer may fire before the child runs (a
             // console's shell makes a session of its own instead).
@@ -240,7 +254,10 @@ fn wait_bounded(
             }
         }
         if signals.wait() == Ok(Signal::SIGTERM) && cancelled.is_none() {
-            cancelled = Some("the helper was told to stop (its client went away, or the daemon stops)".to_string());
+            cancelled = Some(
+                "the helper was told to stop (its client went away, the jail is being stopped, or the daemon stops)"
+                    .to_string(),
+            );
             setup.kill(child, false);
         }
     };

@@ -44,6 +44,141 @@ pub(crate) fn fork_single_threaded(_proof: &SingleThreaded) -> Result<ForkResult
     unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))
 }
 
+/// What a fork returned, in each process (see [`fork_into`]).
+pub(crate) enum Forked {
+    Parent {
+        child: Pid,
+    },
+    /// In the child: in the group, or why it could not join it.
+    Child(Result<(), String>),
+}
+
+/// fork(2) for the helpers, the child made in `group`: clone3(2) with
+/// `CLONE_INTO_CGROUP` (Linux 5.7), so that no process is moved between
+/// groups (see [`Birthplace`] for what a move costs). On a kernel without
+/// it, a plain fork whose child joins the group first thing; the caller
+/// sends a child that could not join away before it does anything else.
+///
+/// A group at its process limit (`pids.max`, the jail's `maxproc`) takes
+/// no child: the error says so. (A move is not checked against that limit,
+/// so on a kernel before 5.7 the child gets past it.)
+///
+/// [`Birthplace`]: crate::runtime::linux::cgroup::Birthplace
+#[cfg(target_os = "linux")]
+pub(crate) fn fork_into(
+    proof: &SingleThreaded,
+    group: &crate::runtime::linux::cgroup::Birthplace,
+) -> Result<Forked, String> {
+    use nix::errno::Errno;
+    match clone_into_cgroup(proof, group.dir()) {
+        Ok(0) => {
+            group.pin();
+            Ok(Forked::Child(Ok(())))
+        }
+        Ok(pid) => Ok(Forked::Parent { child: Pid::from_raw(pid) }),
+        // Before 5.3 no clone3; before 5.7 no CLONE_INTO_CGROUP (an
+        // unknown flag, or arguments longer than the kernel's). A seccomp
+        // profile that refuses clone3 answers ENOSYS (Docker's) or EPERM
+        // (which the kernel itself never gives root here).
+        Err(Errno::ENOSYS | Errno::EINVAL | Errno::E2BIG | Errno::EPERM) => match fork_single_threaded(proof)? {
+            ForkResult::Child => Ok(Forked::Child(group.join())),
+            ForkResult::Parent { child } => Ok(Forked::Parent { child }),
+        },
+        Err(Errno::EAGAIN) => Err(format!(
+            "cannot start a process in {}: {} (the jail's process limit, maxproc, may be reached)",
+            group.path().display(),
+            Errno::EAGAIN.desc()
+        )),
+        Err(e) => Err(format!("cannot start a process in {}: {}", group.path().display(), e.desc())),
+    }
+}
+
+/// `struct clone_args` of `<linux/sched.h>` as of Linux 5.7
+/// (`CLONE_ARGS_SIZE_VER2`, 88 bytes).
+#[cfg(target_os = "linux")]
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_INTO_CGROUP` of `<linux/sched.h>` (the libc crate's is an int).
+#[cfg(target_os = "linux")]
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3(2) as fork(2), the child made in the cgroup `dir`: the child's
+/// pid in the parent, 0 in the child.
+#[cfg(target_os = "linux")]
+fn clone_into_cgroup(_proof: &SingleThreaded, dir: std::os::fd::BorrowedFd<'_>) -> Result<i32, nix::errno::Errno> {
+    use std::os::fd::AsRawFd;
+    let fd = u64::try_from(dir.as_raw_fd()).map_err(|_| nix::errno::Errno::EBADF)?;
+    let args =
+        CloneArgs { flags: CLONE_INTO_CGROUP, exit_signal: libc::SIGCHLD as u64, cgroup: fd, ..Default::default() };
+    // SAFETY: without CLONE_VM, CLONE_THREAD or a stack of its own, clone3
+    // is fork(2): the child goes on from this call on its own copy of this
+    // stack and memory. Sound for the reason fork_single_threaded is: the
+    // process is single-threaded (`_proof`), so no lock held by another
+    // thread is copied. What glibc's fork would also do in the child is
+    // not needed: atfork handlers (`iocaged-jail` registers none; run as
+    // the daemon's binary, its libraries' handlers are for a child that
+    // goes on using them) and its cached thread id (read only by pthread
+    // functions): the children are a command on its way to exec and a
+    // jail's init, which only reaps, and neither starts a thread. The
+    // kernel reads `args`, whose size is passed, during the call only.
+    let rc = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    nix::errno::Errno::result(rc).map(|pid| pid as i32)
+}
+
+/// Closes every descriptor above stderr the helper was started with. A
+/// helper needs only its stdin, stdout and stderr, and nothing the daemon
+/// left open by mistake (a descriptor without close-on-exec, say of a PAM
+/// module's) may reach a jail through it: the jail's init never execs, so
+/// close-on-exec would not keep it out.
+pub(crate) fn close_inherited() -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: close_range reads no memory; at the helper's start no
+        // object of this process owns a descriptor above 2 (the standard
+        // library opens none before main).
+        if unsafe { libc::close_range(3, libc::c_uint::MAX, 0) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+            return Err(format!("closing inherited descriptors: {e}"));
+        }
+        // Before Linux 5.9 (or under a seccomp profile that refuses
+        // close_range): one by one, as the host's /proc lists them (the
+        // listing's own descriptor among them, closed twice: EBADF).
+        let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .map_err(|e| format!("closing inherited descriptors: /proc/self/fd: {e}"))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect();
+        for fd in open {
+            // SAFETY: as above; close touches no memory.
+            unsafe { libc::close(fd) };
+        }
+    }
+    #[cfg(target_os = "freebsd")]
+    // SAFETY: as above; closefrom touches no memory.
+    unsafe {
+        libc::closefrom(3)
+    };
+    Ok(())
+}
+
 /// How a forked child ends: `_exit(2)`, without the parent's exit
 /// handlers or the buffers it copied.
 pub(crate) fn child_exit(code: i32) -> ! {

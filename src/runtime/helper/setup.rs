@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::unistd::{ForkResult, Pid};
 
+use super::process::{Forked, SingleThreaded, fork_single_threaded};
 use crate::runtime::exec::HelperRequest;
 
 /// How long a killed command's group may take to empty before it is
@@ -30,14 +31,9 @@ impl Setup {
         use crate::runtime::linux::{cgroup, confine};
         let c = req.confine.as_ref().ok_or("no confinement was given for the jail")?;
         let confine = confine::prepare(c)?;
-        let group = match &req.cgroup {
-            Some(dir) => {
-                // The helper itself counts against the jail's limits.
-                std::fs::write(dir.join("cgroup.procs"), "0").map_err(|e| format!("joining {}: {e}", dir.display()))?;
-                Some(cgroup::CommandGroup::create(dir)?)
-            }
-            None => None,
-        };
+        // The helper stays in the daemon's group: only the command is the
+        // jail's (made in a group of its own below the jail's, see `fork`).
+        let group = req.cgroup.as_deref().map(cgroup::CommandGroup::create).transpose()?;
         Ok(Setup { confine, group })
     }
 
@@ -50,13 +46,17 @@ impl Setup {
         Ok(Setup {})
     }
 
-    /// In the child, first: into the command's own group.
-    pub(super) fn join(&self) -> Result<(), String> {
+    /// Forks the command's process: on Linux made in the command's own
+    /// group (see `process::fork_into`).
+    pub(super) fn fork(&self, single: &SingleThreaded) -> Result<Forked, String> {
         #[cfg(target_os = "linux")]
         if let Some(g) = &self.group {
-            g.join()?;
+            return super::process::fork_into(single, g.birthplace());
         }
-        Ok(())
+        Ok(match fork_single_threaded(single)? {
+            ForkResult::Parent { child } => Forked::Parent { child },
+            ForkResult::Child => Forked::Child(Ok(())),
+        })
     }
 
     /// Kills the command and everything it started: its cgroup (Linux),

@@ -1,9 +1,13 @@
 //! cgroup v2 for Linux jails: one group per jail under
 //! `/sys/fs/cgroup/iocaged`, holding every process of the jail (so that
-//! stop can find and kill them all) and its limits.
+//! stop can find and kill them all) and its limits, and below it a group
+//! per command run in the jail. The helpers that start a jail's processes
+//! stay outside both: each process is made in its group ([`Birthplace`]),
+//! not moved there.
 
 use std::fs;
 use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -220,15 +224,127 @@ fn populated(dir: &Path) -> bool {
     }
 }
 
+/// A group a helper's child is to start in (see
+/// `helper::fork_into`): the group's directory, which clone3(2) takes to
+/// make the child in it, and its `cgroup.procs`, for a kernel without
+/// `CLONE_INTO_CGROUP` (before 5.7), where the child joins first thing.
+/// Opened on the host, before the helper enters a jail (whose mounts may
+/// hide the host's cgroup tree).
+///
+/// Why not simply join: moving a process between groups (a write to
+/// `cgroup.procs`) makes the writer wait for an RCU grace period
+/// (`cgroup_threadgroup_rwsem`, a percpu rwsem): 13 to 21 ms in the
+/// benchmark's guest for the first move in a while. An execjail moved two
+/// processes (the helper, then its command), a start and a stop seven in
+/// all; a process made in its group moves nothing.
+///
+/// It also keeps the CPUs the group's processes may use (the
+/// `cpuset.cpus.effective` of the group, or of the nearest group above it
+/// with the cpuset controller: a command's group has none of its own),
+/// which a child made in it takes at once ([`Birthplace::pin`]): kernels
+/// from 5.7 without 42a11bf5c543 ("Make cpuset_fork() handle
+/// CLONE_INTO_CGROUP properly", 6.4, backported to some stable series)
+/// gave such a child its parent's CPUs, whatever the group's cpuset.
+pub struct Birthplace {
+    path: PathBuf,
+    dir: fs::File,
+    procs: fs::File,
+    cpus: Option<nix::sched::CpuSet>,
+}
+
+impl Birthplace {
+    /// The group `dir`, whose CPUs are those of `cpus_of` (the group
+    /// itself, or the one above it that has the cpuset controller).
+    pub fn open(dir: &Path, cpus_of: &Path) -> Result<Birthplace, String> {
+        let group = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let procs = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .map_err(|e| format!("{}/cgroup.procs: {e}", dir.display()))?;
+        Ok(Birthplace { path: dir.to_path_buf(), dir: group, procs, cpus: effective_cpus(cpus_of)? })
+    }
+
+    /// In a child made in the group: takes the group's CPUs. Best effort:
+    /// a cpuset changed since the group was opened (capjail) may leave
+    /// none of those CPUs, and the kernel's own choice then stands.
+    pub fn pin(&self) {
+        if let Some(set) = &self.cpus {
+            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set);
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The group's directory, for clone3's `cgroup`.
+    pub fn dir(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.dir.as_fd()
+    }
+
+    /// Moves the calling process into the group (the way without clone3).
+    pub fn join(&self) -> Result<(), String> {
+        use std::io::Write;
+        (&self.procs).write_all(b"0").map_err(|e| format!("joining {}: {e}", self.path.display()))
+    }
+}
+
+/// The CPUs `cpuset.cpus.effective` of the group `dir` lists; `None`
+/// without the cpuset controller, or with a CPU past what a `CpuSet` holds
+/// (1024: the kernel's own choice then stands, see [`Birthplace`]).
+fn effective_cpus(dir: &Path) -> Result<Option<nix::sched::CpuSet>, String> {
+    let path = dir.join("cpuset.cpus.effective");
+    match fs::read_to_string(&path) {
+        Ok(list) if !list.trim().is_empty() => match cpu_set(list.trim()) {
+            Ok(set) => Ok(Some(set)),
+            Err(CpuList::TooLarge) => Ok(None),
+            Err(CpuList::Bad) => Err(format!("{}: not a CPU list: {:?}", path.display(), list.trim())),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// Why a CPU list was not taken.
+#[derive(Debug, PartialEq, Eq)]
+enum CpuList {
+    Bad,
+    TooLarge,
+}
+
+/// A CPU list as cgroup files write it (`0-3,8,10-11`).
+fn cpu_set(list: &str) -> Result<nix::sched::CpuSet, CpuList> {
+    let mut set = nix::sched::CpuSet::new();
+    for part in list.split(',') {
+        let (from, to) = part.split_once('-').unwrap_or((part, part));
+        let number = |n: &str| n.trim().parse::<usize>().map_err(|_| CpuList::Bad);
+        let (from, to) = (number(from)?, number(to)?);
+        if from > to {
+            return Err(CpuList::Bad);
+        }
+        if to >= nix::sched::CpuSet::count() {
+            return Err(CpuList::TooLarge);
+        }
+        for cpu in from..=to {
+            set.set(cpu).map_err(|_| CpuList::TooLarge)?;
+        }
+    }
+    Ok(set)
+}
+
 /// The group of one command run in a jail (`exec-<helper pid>-<ns>` below the
-/// jail's group): the command joins it, and killing the group kills
+/// jail's group): the command starts in it, and killing the group kills
 /// everything the command started, however it detached itself. Opened on
 /// the host by the helper before it enters the jail; used through these
 /// descriptors afterwards.
 pub struct CommandGroup {
     parent: fs::File,
     name: String,
-    procs: fs::File,
+    birthplace: Birthplace,
     kill: Option<fs::File>,
 }
 
@@ -241,17 +357,18 @@ impl CommandGroup {
             Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(format!("{}: {e}", dir.display())),
             _ => {}
         }
-        let open = |f: &str| fs::OpenOptions::new().write(true).open(dir.join(f));
-        let procs = open("cgroup.procs").map_err(|e| format!("{}/cgroup.procs: {e}", dir.display()))?;
+        // No controller is enabled below a jail's group: the command's
+        // CPUs are the jail's.
+        let birthplace = Birthplace::open(&dir, jail_group)?;
         let parent = fs::File::open(jail_group).map_err(|e| format!("{}: {e}", jail_group.display()))?;
         // cgroup.kill is Linux 5.14; without it, the process group is killed.
-        Ok(CommandGroup { parent, name, procs, kill: open("cgroup.kill").ok() })
+        let kill = fs::OpenOptions::new().write(true).open(dir.join("cgroup.kill")).ok();
+        Ok(CommandGroup { parent, name, birthplace, kill })
     }
 
-    /// Moves the calling process into the group.
-    pub fn join(&self) -> Result<(), String> {
-        use std::io::Write;
-        (&self.procs).write_all(b"0").map_err(|e| format!("joining the command's cgroup: {e}"))
+    /// Where the command starts.
+    pub fn birthplace(&self) -> &Birthplace {
+        &self.birthplace
     }
 
     /// Kills every process in the group.
@@ -262,8 +379,6 @@ impl CommandGroup {
         }
     }
 
-    /// Removes the group if it is empty (a non-empty one stays, and goes
-    /// with the jail's).
     /// Removes the group once it is empty, trying for up to `wait` (its
     /// killed processes may still be exiting); a group still in use is
     /// left (it goes with the jail).
@@ -286,6 +401,39 @@ mod tests {
 
     fn limit(r: &str, v: &str) -> Limit {
         Limit::parse(r, v).unwrap().unwrap()
+    }
+
+    #[test]
+    fn cpu_lists_are_read_as_cgroup_files_write_them() {
+        let set = cpu_set("0-2,5,7-8").unwrap();
+        let on: Vec<usize> = (0..16).filter(|c| set.is_set(*c).unwrap()).collect();
+        assert_eq!(on, [0, 1, 2, 5, 7, 8]);
+        assert_eq!((0..16).filter(|c| cpu_set("3").unwrap().is_set(*c).unwrap()).collect::<Vec<_>>(), [3]);
+        for bad in ["", "a", "3-1", "1-", "1,,2"] {
+            assert_eq!(cpu_set(bad).err(), Some(CpuList::Bad), "{bad:?}");
+        }
+        assert_eq!(cpu_set("0-99999").err(), Some(CpuList::TooLarge));
+    }
+
+    #[test]
+    fn a_command_s_group_takes_the_jail_s_cpus() {
+        let jail = std::env::temp_dir().join(format!("iocaged-cpus-{}", std::process::id()));
+        let command = jail.join("exec-1-2");
+        fs::create_dir_all(&command).unwrap();
+        fs::write(command.join("cgroup.procs"), "").unwrap();
+        fs::write(jail.join("cgroup.procs"), "").unwrap();
+        fs::write(jail.join("cpuset.cpus.effective"), "1\n").unwrap();
+        let cpus =
+            |b: &Birthplace| b.cpus.as_ref().map(|s| (0..8).filter(|c| s.is_set(*c).unwrap()).collect::<Vec<_>>());
+        // A command's group has no cpuset file of its own.
+        assert_eq!(cpus(&Birthplace::open(&command, &jail).unwrap()), Some(vec![1]));
+        assert_eq!(cpus(&Birthplace::open(&command, &command).unwrap()), None);
+        assert_eq!(cpus(&Birthplace::open(&jail, &jail).unwrap()), Some(vec![1]));
+        fs::write(jail.join("cpuset.cpus.effective"), "0-4095\n").unwrap();
+        assert_eq!(cpus(&Birthplace::open(&jail, &jail).unwrap()), None, "more CPUs than a set holds");
+        fs::write(jail.join("cpuset.cpus.effective"), "x\n").unwrap();
+        assert!(Birthplace::open(&jail, &jail).is_err());
+        fs::remove_dir_all(&jail).unwrap();
     }
 
     #[test]

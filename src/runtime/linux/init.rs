@@ -1,10 +1,11 @@
 //! `iocaged jail-init` (Linux): sets a jail up and stays as its init.
 //!
-//! Reads an [`InitRequest`] on stdin, joins the jail's cgroup, unshares the
-//! namespaces, then forks: the child is PID 1 of the new PID namespace. It
-//! mounts what the spec says inside the jail's root (in the jail's private
-//! mount namespace, so nothing shows on the host and everything goes when
-//! the namespace dies), pivots into the root, reports `ok` to the parent
+//! Reads an [`InitRequest`] on stdin, unshares the namespaces, then forks:
+//! the child is PID 1 of the new PID namespace, made in the jail's cgroup
+//! (the helper itself stays out of it). It mounts what the spec says
+//! inside the jail's root (in the jail's private mount namespace, so
+//! nothing shows on the host and everything goes when the namespace dies),
+//! pivots into the root, reports `ok` to the parent
 //! over a pipe and reaps orphans until it is killed. The parent prints
 //! `ok <child pid>` (or `error <step>: <why>`) and exits. A failure
 //! part-way needs no undo: the namespaces die with the child.
@@ -20,11 +21,11 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
 
+use super::cgroup::Birthplace;
 use super::confine::{self, Confinement};
-use crate::runtime::helper::{SingleThreaded, child_exit, fork_single_threaded};
+use crate::runtime::helper::{Forked, SingleThreaded, child_exit, fork_into};
 use crate::runtime::{JailSpec, Mount};
 
 /// fstab filesystem types a Linux jail can mount.
@@ -70,7 +71,8 @@ fn start() -> Result<i32, Failed> {
     // The init keeps no capability; decided and compiled here, on the host.
     let prepared = step("preparing the confinement", confine::prepare(&req.confine.for_init()))?;
     let _ = nix::unistd::setsid();
-    step("joining the jail's cgroup", fs::write(req.cgroup.join("cgroup.procs"), "0"))?;
+    // The init is made in the jail's group; this helper stays out of it.
+    let group = step("opening the jail's cgroup", Birthplace::open(&req.cgroup, &req.cgroup))?;
     let mut flags =
         CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
     if req.confine.own_network {
@@ -84,21 +86,34 @@ fn start() -> Result<i32, Failed> {
     step("setting the hostname", nix::unistd::sethostname(&spec.hostname))?;
     let devnull = step("opening /dev/null", fs::File::open("/dev/null"))?;
     let (report_r, report_w) = step("creating a pipe", nix::unistd::pipe2(OFlag::O_CLOEXEC))?;
-    match fork_single_threaded(&single).map_err(|e| ("forking the init".to_string(), e))? {
-        ForkResult::Child => {
+    // The init is born not dumpable (as a process that changed its
+    // identity is) and never execs: the jail's root cannot open what it
+    // holds through /proc/1/fd, nor its root or cwd.
+    step("making the init undumpable", nix::sys::prctl::set_dumpable(false))?;
+    match fork_into(&single, &group).map_err(|e| ("starting the init".to_string(), e))? {
+        Forked::Child(in_group) => {
             drop(report_r);
-            let message =
-                match setup(spec).and_then(|()| step("confining the init", confine::apply(&prepared, || Ok(())))) {
-                    Ok(()) => "ok".to_string(),
-                    Err((what, why)) => format!("{what}: {why}"),
-                };
+            // The group's descriptors are of the host's tree: none may stay
+            // open in the jail (its root could walk up from
+            // `/proc/1/fd/N/..`).
+            drop(group);
+            let message = match step("joining the jail's cgroup", in_group)
+                .and_then(|()| setup(spec))
+                .and_then(|()| step("confining the init", confine::apply(&prepared, || Ok(()))))
+            {
+                Ok(()) => "ok".to_string(),
+                Err((what, why)) => format!("{what}: {why}"),
+            };
             let ok = message == "ok";
             if ok {
-                // Nothing of the daemon's may stay open in the jail.
+                // Nothing of the daemon's may stay open in the jail: the
+                // init keeps /dev/null as its stdin, stdout and stderr and
+                // no other descriptor.
                 let _ = nix::unistd::dup2_stdin(devnull.as_fd());
                 let _ = nix::unistd::dup2_stdout(devnull.as_fd());
                 let _ = nix::unistd::dup2_stderr(devnull.as_fd());
             }
+            drop(devnull);
             let _ = nix::unistd::write(&report_w, message.as_bytes());
             drop(report_w);
             if !ok {
@@ -106,7 +121,7 @@ fn start() -> Result<i32, Failed> {
             }
             reap_forever()
         }
-        ForkResult::Parent { child } => {
+        Forked::Parent { child } => {
             drop(report_w);
             let mut message = String::new();
             let _ = fs::File::from(report_r).read_to_string(&mut message);

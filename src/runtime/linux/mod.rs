@@ -28,6 +28,7 @@ use super::{ExecOutput, ExecSpec, JailSpec, Limit, Mount, RunningJail, Runtime, 
 
 pub mod cgroup;
 pub mod confine;
+mod helpers;
 pub mod init;
 pub mod net;
 
@@ -37,11 +38,16 @@ pub const DEFAULT_CGROUP_DIR: &str = "/sys/fs/cgroup/iocaged";
 pub struct Linux {
     state_dir: PathBuf,
     cgroups: cgroup::Cgroups,
+    helpers: helpers::Helpers,
 }
 
 impl Linux {
     pub fn new(state_dir: impl Into<PathBuf>, cgroup_dir: impl Into<PathBuf>) -> Self {
-        Linux { state_dir: state_dir.into(), cgroups: cgroup::Cgroups::new(cgroup_dir) }
+        Linux {
+            state_dir: state_dir.into(),
+            cgroups: cgroup::Cgroups::new(cgroup_dir),
+            helpers: helpers::Helpers::default(),
+        }
     }
 
     /// Claims the jail's name: its state directory, made atomically, so
@@ -178,6 +184,8 @@ impl Runtime for Linux {
         let confine =
             confine::confinement(spec).map_err(|r| fail(format!("cannot honour on Linux: {}", r.join("; "))))?;
         self.claim(&spec.name).map_err(fail)?;
+        // No stop of an earlier run is under way any more.
+        self.helpers.stopped(&spec.name, Duration::ZERO);
         let unclaim = |e: RuntimeError| {
             let _ = fs::remove_dir_all(self.state_dir.join(&spec.name));
             e
@@ -244,6 +252,9 @@ impl Runtime for Linux {
         let fail = |m: String| RuntimeError::new("stop", &jail.name, m);
         let pid = i32::try_from(jail.jid).map_err(|_| fail(format!("bad init pid {}", jail.jid)))?;
         let started = start_time(pid);
+        // The commands the daemon runs in the jail end at once, their
+        // helpers telling why (see `helpers`); waited for below.
+        self.helpers.stopping(&jail.name);
         // stop_timeout: SIGTERM to every process but the init, and time to
         // leave, as jail(8) gives a FreeBSD jail's.
         if let Some(t) = spec.jail.stop_timeout {
@@ -251,17 +262,11 @@ impl Runtime for Linux {
         }
         // SIGKILL to a PID namespace's init makes the kernel kill every
         // other process of the namespace.
-        match kill(Pid::from_raw(pid), Signal::SIGKILL) {
-            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-            Err(e) => return Err(fail(format!("killing its init {pid}: {e}"))),
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while started.is_some() && start_time(pid) == started {
-            if Instant::now() > deadline {
-                return Err(fail(format!("its init {pid} did not die")));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let killed = kill_init(pid, started);
+        // The helpers hold the jail's namespaces while they live; and a
+        // jail whose init would not die is not stopping any more.
+        let helpers_ended = self.helpers.stopped(&jail.name, HELPERS_BOUND);
+        killed.map_err(fail)?;
         // What its start made on the host (veth host ends): gone with the
         // namespace, but asynchronously; removed here so that stop returns
         // with none of it left.
@@ -271,7 +276,19 @@ impl Runtime for Linux {
             Err(e) if e.kind() != ErrorKind::NotFound => return Err(fail(format!("removing its state: {e}"))),
             _ => {}
         }
-        if leftovers.is_empty() { Ok(()) } else { Err(fail(format!("its network: {}", leftovers.join("; ")))) }
+        if !leftovers.is_empty() {
+            return Err(fail(format!("its network: {}", leftovers.join("; "))));
+        }
+        if !helpers_ended {
+            // The jail is gone all the same; what such a helper holds goes
+            // when it ends.
+            tracing::warn!(
+                jail = %jail.name,
+                "helpers running commands in it did not end within {} s of being told to stop",
+                HELPERS_BOUND.as_secs()
+            );
+        }
+        Ok(())
     }
 
     fn set_limits(&self, jail: &RunningJail, limits: &[Limit], cpuset: Option<&str>) -> Result<(), RuntimeError> {
@@ -293,9 +310,29 @@ impl Runtime for Linux {
             confine: Some(confine),
             ..exec::HelperRequest::new(jail, spec)
         };
-        exec::run_helper(req, &spec.io)
+        exec::run_helper(req, &spec.io, |pid| self.helpers.register(&jail.name, pid))
     }
 }
+
+/// Kills a jail's init (`pid`, which started at `started`) and waits up to
+/// 10 s for it to be gone.
+fn kill_init(pid: i32, started: Option<u64>) -> Result<(), String> {
+    match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => return Err(format!("killing its init {pid}: {e}")),
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while started.is_some() && start_time(pid) == started {
+        if Instant::now() > deadline {
+            return Err(format!("its init {pid} did not die"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+/// How long a stop waits for the jail's helpers, told to stop, to end.
+const HELPERS_BOUND: Duration = Duration::from_secs(10);
 
 /// How long the init helper may take to set a jail up before it is killed.
 const INIT_BOUND: Duration = Duration::from_secs(120);
@@ -339,7 +376,7 @@ fn spawn_init(spec: &JailSpec, confine: &confine::Confinement, cgroup: &std::pat
     rest.parse().map_err(|_| format!("the init helper said \"ok {rest}\""))
 }
 
-/// Enters a running jail's namespaces and cgroup (helper side).
+/// Enters a running jail's namespaces (helper side).
 pub(crate) fn enter(jail: &RunningJail) -> Result<(), String> {
     let pid = jail.jid;
     // Open every namespace first: once in the jail's mount namespace,
