@@ -1069,18 +1069,9 @@ fn traced<T>(d: &Daemon, label: &str, work: impl FnOnce() -> T) {
 /// client, the daemon, its helpers and the command. Printed one event a
 /// line.
 fn timeline(label: &str, work: impl FnOnce()) {
-    let tracefs = std::path::Path::new("/sys/kernel/tracing");
-    // The guest does not mount tracefs.
-    if !tracefs.join("events").exists() {
-        let _ = Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]).status();
-    }
-    // A trace instance of its own: its own buffer and events, gone after.
-    let dir = tracefs.join("instances/iocaged-bench-timeline");
-    let _ = std::fs::remove_dir(&dir);
-    std::fs::create_dir(&dir).expect("a trace instance");
-    let set = |f: &str, v: &str| std::fs::write(dir.join(f), v).unwrap_or_else(|e| panic!("tracefs {f}: {e}"));
-    set("tracing_on", "0");
-    set("buffer_size_kb", "16384");
+    let trace = rig::host::TraceInstance::new("iocaged-bench-timeline");
+    trace.set("tracing_on", "0");
+    trace.set("buffer_size_kb", "16384");
     for e in [
         "raw_syscalls/sys_enter",
         "raw_syscalls/sys_exit",
@@ -1088,15 +1079,15 @@ fn timeline(label: &str, work: impl FnOnce()) {
         "sched/sched_process_exec",
         "sched/sched_process_exit",
     ] {
-        set(&format!("events/{e}/enable"), "1");
+        trace.set(&format!("events/{e}/enable"), "1");
     }
-    set("tracing_on", "1");
+    trace.set("tracing_on", "1");
     let t = Instant::now();
     work();
     let wall = t.elapsed();
-    set("tracing_on", "0");
-    let text = std::fs::read_to_string(dir.join("trace")).unwrap_or_default();
-    let _ = std::fs::remove_dir(&dir);
+    trace.set("tracing_on", "0");
+    let text = trace.trace();
+    drop(trace);
     println!("=== timeline: {label}: {:.0} ms of wall time ===", wall.as_secs_f64() * 1000.0);
     let mut first = None;
     for l in text.lines().filter(|l| !l.starts_with('#')) {

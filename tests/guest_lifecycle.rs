@@ -462,10 +462,7 @@ fn jail_samples(d: &Daemon, uuid: &str) -> std::collections::BTreeMap<String, f6
 
 #[test]
 fn metrics_show_what_a_running_jail_uses() {
-    let (_turn, _f, d) = small_pool();
-    let uuid = small_jail(&d, "tag=hog rlimits=on memoryuse=128M:deny");
-    let r = call(&d, json!({"action": "startjail", "jail": "hog"}));
-    assert!(r["hog"]["+ Starting services OK"].is_string(), "{r}");
+    let (_turn, _f, d, uuid) = small_running_jail("hog", "rlimits=on memoryuse=128M:deny");
     let before = jail_samples(&d, &uuid);
     assert!(before["iocaged_jail_processes"] >= 1.0, "{before:?}");
     // What the kernel enforces (Linux: memory.max; FreeBSD: the deny rule).
@@ -575,10 +572,7 @@ fn jail_processes_are_made_in_their_cgroups_not_moved_there() {
 /// group's).
 #[test]
 fn a_jail_s_cpuset_holds_for_its_init_and_its_commands() {
-    let (_g, _f, d) = small_pool();
-    let uuid = small_jail(&d, "tag=pinned mount_procfs=1 cpuset=1");
-    let r = call(&d, json!({"action": "startjail", "jail": "pinned"}));
-    assert!(r["pinned"]["+ Starting services OK"].is_string(), "{r}");
+    let (_g, _f, d, uuid) = small_running_jail("pinned", "mount_procfs=1 cpuset=1");
     if cfg!(target_os = "linux") {
         let allowed = |status: &str| {
             status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string())
@@ -597,13 +591,14 @@ fn a_jail_s_cpuset_holds_for_its_init_and_its_commands() {
     assert!(d.stop());
 }
 
-/// A pool with a small jail tagged `tag`, started.
-fn small_running_jail(tag: &str) -> (std::sync::MutexGuard<'static, ()>, Fixture, Daemon) {
+/// A pool with a small jail tagged `tag`, made with the properties
+/// `props` besides, and started; the jail's uuid last.
+fn small_running_jail(tag: &str, props: &str) -> (std::sync::MutexGuard<'static, ()>, Fixture, Daemon, String) {
     let (turn, f, d) = small_pool();
-    small_jail(&d, &format!("tag={tag}"));
+    let uuid = small_jail(&d, format!("tag={tag} {props}").trim_end());
     let r = call(&d, json!({"action": "startjail", "jail": tag}));
     assert!(r[tag]["+ Starting services OK"].is_string(), "{r}");
-    (turn, f, d)
+    (turn, f, d, uuid)
 }
 
 /// Waits up to 30 s until one process runs `argv`; fails with `why`.
@@ -649,7 +644,7 @@ fn shown_until(ws: &mut Ws, id: &str, want: &str) -> (String, Option<Value>) {
 
 #[test]
 fn a_console_is_a_login_shell_on_a_terminal_of_the_jail() {
-    let (_turn, _f, d) = small_running_jail("con");
+    let (_turn, _f, d, _) = small_running_jail("con", "");
     let mut ws = Ws::connect(d.ws);
     let open = |ws: &mut Ws, id: &str| {
         ws.send(&json!({"id": id, "namespace": "sysadm", "name": "iocage",
@@ -735,7 +730,7 @@ fn a_console_is_a_login_shell_on_a_terminal_of_the_jail() {
 /// ended.
 #[test]
 fn a_stop_ends_the_commands_it_finds_running_at_once() {
-    let (_turn, _f, d) = small_running_jail("halt");
+    let (_turn, _f, d, _) = small_running_jail("halt", "");
     let exec = json!({"action": "execjail", "jail": "halt", "user": "root", "output": "lossless",
                       "command": "trap '' TERM; sleep 100004"});
     let rest = d.rest;
@@ -754,7 +749,7 @@ fn a_stop_ends_the_commands_it_finds_running_at_once() {
 
 #[test]
 fn streamed_exec_comes_as_it_runs_and_stops_with_its_socket() {
-    let (_turn, _f, d) = small_running_jail("st");
+    let (_turn, _f, d, _) = small_running_jail("st", "");
     // A line every 100 ms, then stderr, a character whose two bytes are
     // written apart, a status.
     let command = "i=0; while [ $i -lt 10 ]; do echo line $i; i=$((i+1)); sleep 0.1; done; \

@@ -5,7 +5,7 @@
 //! Linux: the runtime's state under /run/iocaged, its cgroups, /proc.
 //! FreeBSD: jls(8), jail(8), rctl(8), ps(1), mount(8) and pw(8) as oracles.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::cmd;
@@ -233,39 +233,61 @@ pub fn helpers(arg: &str) -> Option<Vec<u32>> {
     Some(pids)
 }
 
+/// A tracefs instance of a test's own (Linux): its own buffer and events,
+/// so that it neither sees nor disturbs another tracer; removed when
+/// dropped, however the test ends. tracefs is mounted if the guest has not.
+pub struct TraceInstance(PathBuf);
+
+impl TraceInstance {
+    pub fn new(name: &str) -> TraceInstance {
+        let tracefs = Path::new("/sys/kernel/tracing");
+        if !tracefs.join("events").exists() {
+            let mounted = Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]).status();
+            assert!(mounted.is_ok_and(|s| s.success()), "mounting tracefs");
+        }
+        let dir = tracefs.join("instances").join(name);
+        // One a killed run left.
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("the trace instance {}: {e}", dir.display()));
+        TraceInstance(dir)
+    }
+
+    /// Writes one of the instance's files: `tracing_on`,
+    /// `events/GROUP/EVENT/enable`, `buffer_size_kb`.
+    pub fn set(&self, file: &str, value: &str) {
+        std::fs::write(self.0.join(file), value).unwrap_or_else(|e| panic!("tracefs {file}: {e}"));
+    }
+
+    /// What was traced, one event a line after `#` comments.
+    pub fn trace(&self) -> String {
+        std::fs::read_to_string(self.0.join("trace")).unwrap_or_else(|e| panic!("reading the trace: {e}"))
+    }
+}
+
+impl Drop for TraceInstance {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
 /// Linux: the processes moved into a group below `/sys/fs/cgroup/iocaged`
 /// while `work` ran, one `dst_path=... pid=... comm=...` each (the
-/// kernel's `cgroup:cgroup_attach_task` tracepoint, read through tracefs;
-/// a process made in its group, by clone3's `CLONE_INTO_CGROUP`, is not
-/// moved and does not show). `None` elsewhere (no cgroups).
+/// kernel's `cgroup:cgroup_attach_task` tracepoint; a process made in its
+/// group, by clone3's `CLONE_INTO_CGROUP`, is not moved and does not
+/// show). `None` elsewhere (no cgroups).
 pub fn moved_into_jail_groups(work: impl FnOnce()) -> Option<Vec<String>> {
     if !cfg!(target_os = "linux") {
         work();
         return None;
     }
-    let tracefs = Path::new("/sys/kernel/tracing");
-    if !tracefs.join("events").exists() {
-        let mounted = Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]).status();
-        assert!(mounted.is_ok_and(|s| s.success()), "mounting tracefs");
-    }
-    // A trace instance of its own (its own buffer and events), removed
-    // however `work` ends.
-    struct Instance(std::path::PathBuf);
-    impl Drop for Instance {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir(&self.0);
-        }
-    }
-    let instance = Instance(tracefs.join("instances/iocaged-test-moves"));
-    let _ = std::fs::remove_dir(&instance.0);
-    std::fs::create_dir(&instance.0).expect("a trace instance");
-    let enable = instance.0.join("events/cgroup/cgroup_attach_task/enable");
-    std::fs::write(&enable, "1").expect("tracing cgroup_attach_task");
+    let trace = TraceInstance::new("iocaged-test-moves");
+    trace.set("events/cgroup/cgroup_attach_task/enable", "1");
     work();
-    std::fs::write(&enable, "0").expect("tracing cgroup_attach_task");
-    let text = std::fs::read_to_string(instance.0.join("trace")).expect("reading the trace");
+    trace.set("events/cgroup/cgroup_attach_task/enable", "0");
     Some(
-        text.lines()
+        trace
+            .trace()
+            .lines()
             .filter_map(|l| l.split_once("dst_path=").map(|(_, rest)| rest.to_string()))
             .filter(|rest| rest.starts_with("/iocaged/"))
             .collect(),
