@@ -54,6 +54,32 @@ fn native_properties_printed_and_raw() {
     assert_eq!(props["mountpoint"].printed.as_deref(), Some(format!("/{}", s.name).as_str()));
 }
 
+/// One dataset's user properties and named native ones in one read, as a
+/// scan of its parent reads each child (the index's read of one jail).
+#[test]
+fn one_dataset_s_properties_read_as_a_scan_reads_each_child() {
+    let s = Scratch::new("oneds");
+    zfs(&["create", &s.path("child")]);
+    zfs(&["set", "org.freebsd.iocage:notes=inherited", &s.name]);
+    zfs(&["set", "org.freebsd.iocage:tag=child", "mountpoint=/oneds-elsewhere", &s.path("child")]);
+    let (parent, child) = (s.name.clone(), s.path("child"));
+    let (one, scanned) = lib()
+        .run_blocking(move |l| {
+            (
+                l.dataset_props(&child, &["mountpoint", "quota"]).unwrap(),
+                l.scan_children(&parent, &["mountpoint", "quota"]).unwrap(),
+            )
+        })
+        .unwrap();
+    assert_eq!(one.name, s.path("child"));
+    assert_eq!(one.user["org.freebsd.iocage:tag"].value, "child");
+    assert_eq!(one.user["org.freebsd.iocage:notes"].source, s.name, "inherited from the parent");
+    assert_eq!(one.native["mountpoint"].printed.as_deref(), Some(get(&s.path("child"), "mountpoint").as_str()));
+    assert_eq!(one.native["mountpoint"].source, PropSource::Local);
+    assert_eq!(one.native["quota"].printed.as_deref(), Some("none"));
+    assert_eq!(scanned, vec![one], "the same as the scan's");
+}
+
 #[test]
 fn unknown_native_property_is_an_error_naming_it() {
     let s = Scratch::new("badnative");

@@ -427,6 +427,38 @@ fn start_runs_rc_in_the_jail_made_from_the_jail_s_properties_and_stop_undoes_it(
     assert_eq!(rig.call(json!({"action": "listjails"}))[&uuid]["state"], "down");
 }
 
+/// A start and a stop take the jail's directory from the index, not from
+/// a read of the jail's dataset (the kernel hands over all its hundred
+/// properties for one), and the index sees it moved behind the service's
+/// back: by the jail's own mountpoint, or by a parent's.
+#[test]
+fn start_and_stop_take_the_jail_s_directory_from_the_index_and_see_it_moved() {
+    let rig = Rig::fresh("indexed-dir");
+    test_jail(&rig, false);
+    let dataset = jail_datasets(&rig)[0].clone();
+    let uuid = dataset.rsplit('/').next().unwrap().to_string();
+    rig.zfs.fail("native_props", &dataset);
+    let r = rig.call(json!({"action": "startjail", "jail": "test"}));
+    assert!(r["test"]["+ Starting services OK"].is_string(), "{r}");
+    wait_recorded(&rig, &dataset);
+    let r = rig.call(json!({"action": "stopjail", "jail": "test"}));
+    assert!(r["test"]["+ Removing jail process OK"].is_string(), "{r}");
+
+    let lib = rig.zfs.backend();
+    lib.set_props(&dataset, &[("mountpoint", "/elsewhere")]).unwrap();
+    let r = rig.call(json!({"action": "startjail", "jail": "test"}));
+    let e = r["error"].as_str().unwrap_or_else(|| panic!("started where it was: {r}"));
+    assert!(e.contains("elsewhere") && e.contains("not at"), "{e}");
+
+    lib.inherit(&dataset, "mountpoint").unwrap();
+    lib.set_props("tank/iocage/jails", &[("mountpoint", "/iocage/moved")]).unwrap();
+    // The plan follows (the fake mounts nothing again: the start stops
+    // at the new root, which it names).
+    let r = rig.call(json!({"action": "startjail", "jail": "test"}));
+    let e = r["error"].as_str().unwrap_or_else(|| panic!("{r}"));
+    assert!(e.contains(&format!("/iocage/moved/{uuid}/root:")), "{e}");
+}
+
 #[test]
 fn a_command_in_a_running_jail_reads_nothing_of_the_jail_from_zfs() {
     let rig = Rig::fresh("exec-reads-nothing");

@@ -77,11 +77,10 @@ impl Jail {
     }
 }
 
-/// Which native ZFS properties a read needs (they cost two libzfs lookups
-/// per jail each; listjails needs none).
+/// Which native ZFS properties a scan of every jail reads (they cost two
+/// libzfs lookups per jail each; the index's are [`INDEXED_NATIVES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Natives {
-    None,
     /// available, compressratio, quota, reservation, used.
     Space,
     All,
@@ -90,7 +89,6 @@ pub enum Natives {
 impl Natives {
     fn names(self) -> Vec<&'static str> {
         match self {
-            Natives::None => Vec::new(),
             Natives::Space => vec!["available", "compressratio", "quota", "reservation", "used"],
             Natives::All => props::native_names().collect(),
         }
@@ -100,30 +98,39 @@ impl Natives {
 /// Every complete jail on the pool, sorted by UUID, with the native
 /// properties asked for (others read as `-`). No jails dataset: no jails.
 pub fn read_all(lib: &dyn Backend, layout: &Layout, natives: Natives) -> Result<Vec<Arc<Jail>>, ZfsError> {
-    Ok(read(lib, layout, natives)?.into_iter().filter(|j| !j.incomplete).collect())
+    Ok(read(lib, layout, &natives.names())?.into_iter().filter(|j| !j.incomplete).collect())
 }
+
+/// The native properties the index keeps with the iocage ones: those only
+/// a write the pool's log records can change (a set, an inherit, a rename,
+/// a receive, or one of a parent's, after which the index reads every jail
+/// again), unlike `used` and its like, which data writes move. A lifecycle
+/// plan takes the jail's directory from it: reading it afresh would open
+/// the jail's dataset once more, and the kernel hands every property over
+/// for that, the jail's hundred iocage ones with the rest.
+pub const INDEXED_NATIVES: [&str; 1] = ["mountpoint"];
 
 /// Every jail dataset, those still being created included, with its iocage
-/// properties only: what the writes check (tags in use, running jails,
-/// dependents, unfinished creates) needs no native property, and reading
-/// those costs two libzfs lookups per property and jail.
+/// properties and [`INDEXED_NATIVES`]: what the writes check (tags in use,
+/// running jails, dependents, unfinished creates) needs no other native
+/// property, and reading those costs two libzfs lookups per property and
+/// jail.
 pub fn read_all_with_incomplete(lib: &dyn Backend, layout: &Layout) -> Result<Vec<Arc<Jail>>, ZfsError> {
-    read(lib, layout, Natives::None)
+    read(lib, layout, &INDEXED_NATIVES)
 }
 
-/// One jail dataset (complete or not) with its iocage properties; `None`
-/// when there is no such dataset.
+/// One jail dataset (complete or not) as [`read_all_with_incomplete`]
+/// reads each; `None` when there is no such dataset.
 pub fn read_one(lib: &dyn Backend, layout: &Layout, uuid: &str) -> Result<Option<Arc<Jail>>, ZfsError> {
-    let name = layout.jail(uuid);
-    match lib.user_props(&name) {
-        Ok(user) => Ok(Some(Arc::new(Jail::from_dataset(DatasetProps { name, user, native: BTreeMap::new() })))),
+    match lib.dataset_props(&layout.jail(uuid), &INDEXED_NATIVES) {
+        Ok(d) => Ok(Some(Arc::new(Jail::from_dataset(d)))),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-fn read(lib: &dyn Backend, layout: &Layout, natives: Natives) -> Result<Vec<Arc<Jail>>, ZfsError> {
-    match lib.scan_children(&layout.jails(), &natives.names()) {
+fn read(lib: &dyn Backend, layout: &Layout, natives: &[&str]) -> Result<Vec<Arc<Jail>>, ZfsError> {
+    match lib.scan_children(&layout.jails(), natives) {
         Ok(ds) => Ok(ds.into_iter().map(|d| Arc::new(Jail::from_dataset(d))).collect()),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),

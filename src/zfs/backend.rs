@@ -32,6 +32,7 @@ pub trait Backend {
 
     fn native_props(&self, name: &str, props: &[&str]) -> Result<BTreeMap<String, NativeValue>>;
     fn user_props(&self, name: &str) -> Result<BTreeMap<String, UserProp>>;
+    fn dataset_props(&self, name: &str, native: &[&str]) -> Result<DatasetProps>;
     fn scan_children(&self, parent: &str, native: &[&str]) -> Result<Vec<DatasetProps>>;
     fn set_props(&self, name: &str, props: &[(&str, &str)]) -> Result<()>;
     fn inherit(&self, name: &str, prop: &str) -> Result<()>;
@@ -78,6 +79,7 @@ forward! {
     history_since(pool: &str, from: u64, names: bool) -> Result<HistoryTail>;
     native_props(name: &str, props: &[&str]) -> Result<BTreeMap<String, NativeValue>>;
     user_props(name: &str) -> Result<BTreeMap<String, UserProp>>;
+    dataset_props(name: &str, native: &[&str]) -> Result<DatasetProps>;
     scan_children(parent: &str, native: &[&str]) -> Result<Vec<DatasetProps>>;
     set_props(name: &str, props: &[(&str, &str)]) -> Result<()>;
     inherit(name: &str, prop: &str) -> Result<()>;

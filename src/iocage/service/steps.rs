@@ -47,7 +47,7 @@ impl Iocage {
                 jails
                     .iter()
                     .filter(|j| running.contains(&kernel_name(&j.uuid)))
-                    .map(|j| located(lib, &layout, lifecycle::plan(&j.with_natives(lib)?)?))
+                    .map(|j| located(lib, &layout, lifecycle::plan(j)?))
                     .collect()
             })
             .await?;
@@ -70,8 +70,8 @@ impl Iocage {
         let uuid = uuid.to_string();
         let policy = self.policy.clone();
         self.on_jails(move |lib, layout, listed| {
-            let mut plan =
-                located(lib, &layout, lifecycle::plan(&jails::by_uuid(&listed, &uuid)?.with_natives(lib)?)?)?;
+            // The jail's directory is the index's (`jails::INDEXED_NATIVES`).
+            let mut plan = located(lib, &layout, lifecycle::plan(jails::by_uuid(&listed, &uuid)?)?)?;
             plan.policy = policy;
             Ok(plan)
         })

@@ -130,6 +130,18 @@ impl Libzfs {
         Ok(Self::user_of(&ds))
     }
 
+    /// One dataset with all its user properties and the named native ones
+    /// (one open: the kernel hands every property over at once).
+    pub fn dataset_props(&self, name: &str, native: &[&str]) -> Result<DatasetProps> {
+        let ds = self.open("read properties of", name, ANY)?;
+        self.props_of(&ds, native)
+    }
+
+    fn props_of(&self, ds: &Dataset<'_>, native: &[&str]) -> Result<DatasetProps> {
+        let native = native.iter().map(|n| Ok((n.to_string(), self.native_of(ds, n)?))).collect::<Result<_>>()?;
+        Ok(DatasetProps { name: ds.name(), user: Self::user_of(ds), native })
+    }
+
     /// Every direct child filesystem of `parent` with all its user properties
     /// and the named native ones, in one pass (one open per child).
     pub fn scan_children(&self, parent: &str, native: &[&str]) -> Result<Vec<DatasetProps>> {
@@ -140,16 +152,10 @@ impl Libzfs {
             if err.is_some() {
                 return;
             }
-            let mut props = DatasetProps { name: c.name(), user: Self::user_of(&c), native: BTreeMap::new() };
-            for n in native {
-                match self.native_of(&c, n) {
-                    Ok(v) => {
-                        props.native.insert(n.to_string(), v);
-                    }
-                    Err(e) => err = Some(e),
-                }
+            match self.props_of(&c, native) {
+                Ok(props) => out.push(props),
+                Err(e) => err = Some(e),
             }
-            out.push(props);
         })?;
         match err {
             Some(e) => Err(e),

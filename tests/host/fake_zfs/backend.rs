@@ -137,17 +137,14 @@ impl Backend for Backed {
         self.s("user_props", name)?.user(name)
     }
 
+    fn dataset_props(&self, name: &str, native: &[&str]) -> Result<DatasetProps> {
+        self.s("dataset_props", name)?.props(name, native)
+    }
+
     fn scan_children(&self, parent: &str, native: &[&str]) -> Result<Vec<DatasetProps>> {
         let s = self.s("scan_children", parent)?;
         s.get("list children of", parent)?;
-        s.children(parent)
-            .into_iter()
-            .map(|name| {
-                let user = s.user(&name)?;
-                let native = native.iter().map(|p| Ok((p.to_string(), s.native(&name, p)?))).collect::<Result<_>>()?;
-                Ok(DatasetProps { name, user, native })
-            })
-            .collect()
+        s.children(parent).into_iter().map(|name| s.props(&name, native)).collect()
     }
 
     fn set_props(&self, name: &str, props: &[(&str, &str)]) -> Result<()> {

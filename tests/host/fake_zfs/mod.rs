@@ -26,7 +26,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use iocaged::zfs::{Copier, ErrorKind, NativeValue, OnProgress, Progress, PropSource, Result, UserProp, ZfsError};
+use iocaged::zfs::{
+    Copier, DatasetProps, ErrorKind, NativeValue, OnProgress, Progress, PropSource, Result, UserProp, ZfsError,
+};
 
 mod backend;
 
@@ -384,6 +386,13 @@ impl State {
             };
         }
         Ok(out)
+    }
+
+    /// One dataset's user properties and the named native ones.
+    fn props(&self, name: &str, native: &[&str]) -> Result<DatasetProps> {
+        let user = self.user(name)?;
+        let native = native.iter().map(|p| Ok((p.to_string(), self.native(name, p)?))).collect::<Result<_>>()?;
+        Ok(DatasetProps { name: name.to_string(), user, native })
     }
 
     /// Checks every property first, then sets them all (libzfs sets a
