@@ -192,8 +192,8 @@ fn with_jails_shown(ex: &Example, rig: &Rig) {
 }
 
 /// Jail `test`, a clone of release 10.2-RELEASE, made through the API;
-/// started when `up`.
-fn test_jail(rig: &Rig, up: bool) {
+/// started when `up`. Returns its UUID.
+fn test_jail(rig: &Rig, up: bool) -> String {
     rig.release("10.2-RELEASE");
     let r = rig.call(json!({"action": "createjail", "props": "tag=test release=10.2-RELEASE", "switches": "-c"}));
     assert!(r["success"].is_object(), "{r}");
@@ -202,6 +202,7 @@ fn test_jail(rig: &Rig, up: bool) {
         assert!(r["test"]["+ Starting services OK"].is_string(), "{r}");
         wait_recorded(rig, &jail_datasets(rig)[0]);
     }
+    jail_datasets(rig)[0].rsplit('/').next().unwrap().to_string()
 }
 
 /// Waits (at most 5 s) until a start of the jail of `dataset` is recorded
@@ -284,7 +285,7 @@ fn the_write_actions_match_the_document_and_change_the_pool() {
     );
     conform(
         "clonejail",
-        |_, rig| test_jail(rig, false),
+        |_, rig| drop(test_jail(rig, false)),
         |_, rig, _| {
             let source = uuid_of(rig, "test").expect("the source stays");
             let uuids = jail_uuids(rig);
@@ -304,7 +305,7 @@ fn the_write_actions_match_the_document_and_change_the_pool() {
     );
     conform(
         "destroyjail",
-        |_, rig| test_jail(rig, false),
+        |_, rig| drop(test_jail(rig, false)),
         |_, rig, _| assert_eq!(jail_uuids(rig), Vec::<String>::new()),
     );
     // Something of each kind, none depending on another: a release, an
@@ -399,8 +400,7 @@ fn a_create_whose_fstab_cannot_be_written_is_undone() {
 #[test]
 fn start_runs_rc_in_the_jail_made_from_the_jail_s_properties_and_stop_undoes_it() {
     let rig = Rig::fresh("start-stop");
-    test_jail(&rig, false);
-    let uuid = jail_datasets(&rig)[0].rsplit('/').next().unwrap().to_string();
+    let uuid = test_jail(&rig, false);
     let kernel = format!("ioc-{uuid}");
     rig.runtime.take_calls();
     rig.call(json!({"action": "startjail", "jail": "test"}));
@@ -459,11 +459,27 @@ fn start_and_stop_take_the_jail_s_directory_from_the_index_and_see_it_moved() {
     assert!(e.contains(&format!("/iocage/moved/{uuid}/root:")), "{e}");
 }
 
+/// The pool imported again under another altroot while the service runs:
+/// every mountpoint prints elsewhere, with no record in the log naming a
+/// dataset; the jails' directories are read again, not kept.
+#[test]
+fn a_pool_imported_again_elsewhere_moves_the_jails_directories() {
+    let rig = Rig::fresh("altroot");
+    let uuid = test_jail(&rig, false);
+    assert_eq!(rig.call(json!({"action": "listjails"}))[&uuid]["state"], "down");
+    let moved = std::env::temp_dir().join(format!("iocaged-iocage-host-{}-reimported", std::process::id()));
+    rig.zfs.import_under(&moved);
+    // Nothing was moved on disk: the start stops at the new place, which
+    // it names (kept, the jail's place would not be under the jails').
+    let r = rig.call(json!({"action": "startjail", "jail": "test"}));
+    let e = r["error"].as_str().unwrap_or_else(|| panic!("{r}"));
+    assert!(e.contains(&format!("{}/iocage/jails/{uuid}", moved.display())) && !e.contains("not at"), "{e}");
+}
+
 #[test]
 fn a_command_in_a_running_jail_reads_nothing_of_the_jail_from_zfs() {
     let rig = Rig::fresh("exec-reads-nothing");
-    test_jail(&rig, true);
-    let uuid = jail_datasets(&rig)[0].rsplit('/').next().unwrap().to_string();
+    let uuid = test_jail(&rig, true);
     assert_eq!(rig.call(json!({"action": "listjails"}))[&uuid]["state"], "up");
     // Any read of the jail's own dataset now fails: a command needs only
     // which jail it is (the index) and the runtime.
@@ -599,8 +615,7 @@ fn a_write_finds_the_pool_again_only_once_zfs_announces_a_change_to_a_pool() {
 #[test]
 fn the_jails_dataset_s_identity_is_read_again_only_once_zfs_announces_a_change_to_a_pool() {
     let (rig, changes) = following("guid-followed");
-    test_jail(&rig, false);
-    let uuid = jail_datasets(&rig)[0].rsplit('/').next().unwrap().to_string();
+    let uuid = test_jail(&rig, false);
     // Two more jails: one changed of three is read alone (of one, the
     // whole index would be, the guid with it).
     for other in ["b0000000-0000-0000-0000-000000000000", "c0000000-0000-0000-0000-000000000000"] {
@@ -662,8 +677,7 @@ fn a_start_whose_rc_fails_removes_the_jail_again() {
 #[test]
 fn a_running_jail_is_not_destroyed_and_a_stopped_one_goes_with_its_files() {
     let rig = Rig::fresh("destroy");
-    test_jail(&rig, true);
-    let uuid = jail_datasets(&rig)[0].rsplit('/').next().unwrap().to_string();
+    let uuid = test_jail(&rig, true);
     let home = rig.zfs.dir(&format!("tank/iocage/jails/{uuid}")).unwrap();
     assert!(home.join("root/bin/marker").is_file(), "the clone has its release's files");
     let before = rig.zfs.dump();

@@ -25,6 +25,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::Deref;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
@@ -67,13 +68,28 @@ pub struct Listing {
     /// sorted by UUID.
     jails: Arc<Vec<Arc<Jail>>>,
     complete: usize,
+    /// The mountpoint of the pool's `iocage/jails`, read with its guid
+    /// (see [`GuidRead`]); `None` when it is not a path.
+    jails_dir: Option<Arc<Path>>,
 }
 
 impl Listing {
     pub(super) fn new(mut jails: Vec<Arc<Jail>>) -> Listing {
         jails.sort_by(|a, b| a.incomplete.cmp(&b.incomplete).then_with(|| a.uuid.cmp(&b.uuid)));
         let complete = jails.iter().take_while(|j| !j.incomplete).count();
-        Listing { jails: Arc::new(jails), complete }
+        Listing { jails: Arc::new(jails), complete, jails_dir: None }
+    }
+
+    /// This listing, its jails under the jails dataset `guid` read.
+    fn under(mut self, guid: &GuidRead) -> Listing {
+        self.jails_dir = guid.mountpoint.as_deref().filter(|m| m.starts_with('/')).map(|m| Arc::from(Path::new(m)));
+        self
+    }
+
+    /// Where the pool's `iocage/jails` is mounted: every jail's directory
+    /// must be its own there.
+    pub fn jails_dir(&self) -> Option<&Path> {
+        self.jails_dir.as_deref()
     }
 
     /// Whether `other` is this very listing (a clone of it), not merely an
@@ -132,11 +148,27 @@ pub(super) fn lock_if_free<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 /// nothing new). The jails dataset destroyed and made again on the same
 /// pool is in that pool's log, which makes the look read everything, and
 /// the guid with it.
+///
+/// The dataset's mountpoint is read with it (the same open), as ZFS prints
+/// it: the pool's altroot in front. Every jail's directory must be under
+/// it, and the jails' own mountpoints, which the index keeps, are printed
+/// under it too. A new one makes the look read every jail again: set with
+/// `zfs`, it is also in the log, which says so; but the pool imported
+/// again under another altroot changes what every mountpoint prints with
+/// no record naming a dataset.
 #[derive(Debug, Clone)]
 struct GuidRead {
     guid: String,
+    mountpoint: Option<String>,
     at: Instant,
     pools: Option<u64>,
+}
+
+impl GuidRead {
+    /// The same jails dataset, mounted where it was.
+    fn same_as(&self, other: &GuidRead) -> bool {
+        self.guid == other.guid && self.mountpoint == other.mountpoint
+    }
 }
 
 impl GuidRead {
@@ -151,13 +183,15 @@ fn no_jails_dataset(current: &mut Option<Snapshot>) -> Listing {
     Listing::default()
 }
 
-/// The guid of the pool's jails dataset (`None`: there is none).
+/// The guid and mountpoint of the pool's jails dataset (`None`: there is
+/// none).
 fn read_guid(lib: &dyn Backend, layout: &Layout, pools: Option<u64>) -> Result<Option<GuidRead>, ActionError> {
     let at = Instant::now();
-    match lib.native_props(&layout.jails(), &["guid"]) {
+    match lib.native_props(&layout.jails(), &["guid", "mountpoint"]) {
         Ok(mut n) => {
             let guid = n.remove("guid").and_then(|v| v.raw).unwrap_or_default();
-            Ok(Some(GuidRead { guid, at, pools }))
+            let mountpoint = n.remove("mountpoint").and_then(|v| v.printed);
+            Ok(Some(GuidRead { guid, mountpoint, at, pools }))
         }
         Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
@@ -329,7 +363,7 @@ impl Index {
                 None => return Ok(no_jails_dataset(&mut current)),
             },
         };
-        let same = mine.filter(|s| s.guid.guid == guid.guid);
+        let same = mine.filter(|s| s.guid.same_as(&guid));
         let from = same.as_ref().map_or(0, |s| s.history_end);
         // Read where the log ends *before* reading the jails: a change made
         // while they are read shows as growth next time.
@@ -355,7 +389,7 @@ impl Index {
                 }
                 tracing::debug!(changed = changed.len(), jails = all.len(), "index: changed jails read again");
                 Counts::add(&self.counts.read);
-                s.jails = Listing::new(all);
+                s.jails = Listing::new(all).under(&guid);
                 s.history_end = tail.end;
                 s.validated = now;
                 s.stamp = stamp;
@@ -377,7 +411,7 @@ impl Index {
                 end = lib.history_since(layout.pool(), 0, false)?.end;
             }
         }
-        let jails = Listing::new(jails::read_all_with_incomplete(lib, layout)?);
+        let jails = Listing::new(jails::read_all_with_incomplete(lib, layout)?).under(&guid);
         tracing::debug!(jails = jails.with_incomplete().len(), "index: every jail read");
         Counts::add(&self.counts.read);
         *current = Some(Snapshot {

@@ -10,12 +10,11 @@ use tokio::sync::OwnedMutexGuard;
 use super::Iocage;
 use crate::iocage::error::ActionError;
 use crate::iocage::index::Listing;
-use crate::iocage::layout::Layout;
 use crate::iocage::progress::Reporter;
 use crate::iocage::request::{CreateKind, PropList};
 use crate::iocage::{create, jails, lifecycle};
 use crate::runtime::{Runtime, kernel_name};
-use crate::zfs::{Backend, OnProgress, Progress as CopyProgress};
+use crate::zfs::{OnProgress, Progress as CopyProgress};
 
 /// A step's result, its end reported: failed (with why) or left to the
 /// caller to finish.
@@ -43,11 +42,11 @@ impl Iocage {
         // Which run is read once every turn is ours: none can change now.
         let running = self.running_names()?;
         let plans = self
-            .on_jails(move |lib, layout, jails| {
+            .on_jails(move |_, _, jails| {
                 jails
                     .iter()
                     .filter(|j| running.contains(&kernel_name(&j.uuid)))
-                    .map(|j| located(lib, &layout, lifecycle::plan(j)?))
+                    .map(|j| Ok(located(&jails, lifecycle::plan(j)?)))
                     .collect()
             })
             .await?;
@@ -69,9 +68,9 @@ impl Iocage {
     pub(super) async fn plan(&self, uuid: &str) -> Result<lifecycle::Plan, ActionError> {
         let uuid = uuid.to_string();
         let policy = self.policy.clone();
-        self.on_jails(move |lib, layout, listed| {
+        self.on_jails(move |_, _, listed| {
             // The jail's directory is the index's (`jails::INDEXED_NATIVES`).
-            let mut plan = located(lib, &layout, lifecycle::plan(jails::by_uuid(&listed, &uuid)?)?)?;
+            let mut plan = located(&listed, lifecycle::plan(jails::by_uuid(&listed, &uuid)?)?);
             plan.policy = policy;
             Ok(plan)
         })
@@ -226,20 +225,12 @@ impl Iocage {
     }
 }
 
-/// A lifecycle plan with the place its jail must be mounted at (the
-/// mountpoint of the pool's `iocage/jails`).
-pub(super) fn located(
-    lib: &dyn Backend,
-    layout: &Layout,
-    mut plan: lifecycle::Plan,
-) -> Result<lifecycle::Plan, ActionError> {
-    let mp = lib.native_props(&layout.jails(), &["mountpoint"])?;
-    plan.jails_dir = mp
-        .get("mountpoint")
-        .and_then(|m| m.printed.as_deref())
-        .filter(|m| m.starts_with('/'))
-        .map(std::path::PathBuf::from);
-    Ok(plan)
+/// A lifecycle plan with the place its jail must be mounted at: the
+/// mountpoint of the pool's `iocage/jails` as the index read it with the
+/// jails (see `index::GuidRead`).
+pub(super) fn located(listed: &Listing, mut plan: lifecycle::Plan) -> lifecycle::Plan {
+    plan.jails_dir = listed.jails_dir().map(std::path::Path::to_path_buf);
+    plan
 }
 
 /// Runs `f` on a blocking thread; a panic there fails as `what`.
