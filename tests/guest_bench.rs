@@ -55,7 +55,18 @@ struct Plan {
     fetch_rounds: usize,
 }
 
+/// The run's sizes and rounds: `--full`'s, or a quick run's; the
+/// lifecycle's cycles set by `IOCAGED_BENCH_CYCLES` when given (more
+/// cycles, steadier medians of a start and a stop).
 fn plan(full: bool) -> Plan {
+    let mut p = sizes(full);
+    if let Some(c) = std::env::var("IOCAGED_BENCH_CYCLES").ok().and_then(|c| c.parse().ok()).filter(|c| *c > 0) {
+        p.cycles = c;
+    }
+    p
+}
+
+fn sizes(full: bool) -> Plan {
     if full {
         Plan {
             sizes: vec![10, 100, 1000],

@@ -18,9 +18,12 @@
 //! finding (see [`Index::jails`]). When ZFS's event queue is followed
 //! (`zfs::follow`), a read that finds no change announced since the index
 //! was last proven current uses it without that ioctl, and without the
-//! owner thread ([`Index::followed`]). Only user properties are indexed:
-//! native ones such as `used` change with data writes, which the log does
-//! not record, so they are read fresh. Jails still being created are kept
+//! owner thread ([`Index::followed`]). Of the native properties only the
+//! mountpoints are indexed, each jail's and the jails dataset's (a start's
+//! and a stop's plan need them; the log records every change to them but
+//! an altroot's, see [`GuidRead`]): the others, such as `used`, change
+//! with data writes, which the log does not record, so they are read
+//! fresh. Jails still being created are kept
 //! too, apart (a new tag must not be one of theirs either).
 
 use std::collections::BTreeSet;
