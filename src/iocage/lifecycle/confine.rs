@@ -65,10 +65,13 @@ pub(super) fn confine_mounts(root: &Path, mounts: &[Mount]) -> Result<Vec<Mount>
 /// between lines. Walked from the jail's root one component at a time
 /// (`etc`, then `resolv.conf`), never following a link: an `/etc` that is
 /// a link is refused, and so is a `resolv.conf` that is not a regular file.
+/// A file that already holds the text (the jail started before) is left
+/// as it is: emptying it makes ZFS free its blocks, 1 to 6 ms of a start
+/// in the guest's trace.
 pub(super) fn write_resolver(root: &Path, resolver: &str) -> Result<(), String> {
     use nix::fcntl::{AT_FDCWD, OFlag, openat};
     use nix::sys::stat::Mode;
-    use std::io::Write;
+    use std::os::unix::fs::FileExt;
     let text = match resolver {
         "-" | "" => return Ok(()),
         "none" => match std::fs::read_to_string("/etc/resolv.conf") {
@@ -93,14 +96,22 @@ pub(super) fn write_resolver(root: &Path, resolver: &str) -> Result<(), String> 
     // root left there would block a writer's open until a reader came
     // (none does: the jail is not running), holding the jail's turn.
     let file =
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
     let fd = openat(&etc, "resolv.conf", file, Mode::from_bits_truncate(0o644)).map_err(failed)?;
-    let mut f = std::fs::File::from(fd);
-    let regular = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?.is_file();
-    if !regular {
+    let f = std::fs::File::from(fd);
+    let io = |e: std::io::Error| format!("{}: {e}", path.display());
+    let meta = f.metadata().map_err(io)?;
+    if !meta.is_file() {
         return Err(format!("{} is not a regular file", path.display()));
     }
-    f.set_len(0).and_then(|()| f.write_all(text.as_bytes())).map_err(|e| format!("{}: {e}", path.display()))
+    // Read only when its size is the text's: no more than that is read.
+    if meta.len() == text.len() as u64 {
+        let mut there = vec![0; text.len()];
+        if f.read_exact_at(&mut there, 0).is_ok() && there == text.as_bytes() {
+            return Ok(());
+        }
+    }
+    f.set_len(0).and_then(|()| f.write_all_at(text.as_bytes(), 0)).map_err(io)
 }
 
 #[cfg(test)]
@@ -142,10 +153,28 @@ mod tests {
         assert!(err.contains("resolv.conf"), "a FIFO is refused, not waited on: {err}");
         std::fs::remove_file(root.join("etc/resolv.conf")).unwrap();
         write_resolver(&root, "nameserver 10.0.0.1;search example").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(root.join("etc/resolv.conf")).unwrap(),
-            "nameserver 10.0.0.1\nsearch example\n"
-        );
+        let resolv = root.join("etc/resolv.conf");
+        assert_eq!(std::fs::read_to_string(&resolv).unwrap(), "nameserver 10.0.0.1\nsearch example\n");
+        // The same text again: the file is not written (its times stay).
+        let epoch = nix::sys::time::TimeSpec::new(0, 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &resolv,
+            &epoch,
+            &epoch,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        let modified = || std::fs::metadata(&resolv).unwrap().modified().unwrap();
+        write_resolver(&root, "nameserver 10.0.0.1;search example").unwrap();
+        assert_eq!(modified(), std::time::UNIX_EPOCH, "rewritten with what it held");
+        // Another text of the same length replaces it whole.
+        write_resolver(&root, "nameserver 10.0.0.9;search example").unwrap();
+        assert_eq!(std::fs::read_to_string(&resolv).unwrap(), "nameserver 10.0.0.9\nsearch example\n");
+        assert_ne!(modified(), std::time::UNIX_EPOCH);
+        // A shorter one leaves nothing of the longer.
+        write_resolver(&root, "nameserver 10.0.0.1").unwrap();
+        assert_eq!(std::fs::read_to_string(&resolv).unwrap(), "nameserver 10.0.0.1\n");
         // An /etc that is a link (here to a directory inside the root, so
         // that following it would have passed any check of where it ends).
         std::fs::rename(root.join("etc"), root.join("real-etc")).unwrap();
