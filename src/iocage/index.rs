@@ -20,8 +20,8 @@
 //! was last proven current uses it without that ioctl, and without the
 //! owner thread ([`Index::followed`]). Of the native properties only the
 //! mountpoints are indexed, each jail's and the jails dataset's (a start's
-//! and a stop's plan need them; the log records every change to them but
-//! an altroot's, see [`GuidRead`]): the others, such as `used`, change
+//! and a stop's plan need them; the log records every change to them, see
+//! [`GuidRead`]): the others, such as `used`, change
 //! with data writes, which the log does not record, so they are read
 //! fresh. Jails still being created are kept
 //! too, apart (a new tag must not be one of theirs either).
@@ -152,26 +152,20 @@ pub(super) fn lock_if_free<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 /// pool is in that pool's log, which makes the look read everything, and
 /// the guid with it.
 ///
-/// The dataset's mountpoint is read with it (the same open), as ZFS prints
-/// it: the pool's altroot in front. Every jail's directory must be under
-/// it, and the jails' own mountpoints, which the index keeps, are printed
-/// under it too. A new one makes the look read every jail again: set with
-/// `zfs`, it is also in the log, which says so; but the pool imported
-/// again under another altroot changes what every mountpoint prints with
-/// no record naming a dataset.
+/// The dataset's mountpoint is read with it (the same open): every jail's
+/// directory must be its own under it. A new one is set with `zfs`, which
+/// the log records, naming the dataset: the look reads every jail again,
+/// and the guid and mountpoint with them. (A pool imported again under
+/// another altroot while the daemon runs changes what every mountpoint
+/// prints with no such record; but libzfs keeps a pool's properties, its
+/// altroot among them, for the life of the process, so no read here would
+/// see it: README's limits say to restart the daemon.)
 #[derive(Debug, Clone)]
 struct GuidRead {
     guid: String,
     mountpoint: Option<String>,
     at: Instant,
     pools: Option<u64>,
-}
-
-impl GuidRead {
-    /// The same jails dataset, mounted where it was.
-    fn same_as(&self, other: &GuidRead) -> bool {
-        self.guid == other.guid && self.mountpoint == other.mountpoint
-    }
 }
 
 impl GuidRead {
@@ -316,7 +310,7 @@ impl Index {
         self.writes.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Every complete jail with its iocage properties (no native ones),
+    /// Every complete jail with its iocage properties and mountpoint,
     /// from memory when nothing changed. Runs on the owner thread.
     ///
     /// `arrived` is when the request came: if the index was found current
@@ -366,7 +360,7 @@ impl Index {
                 None => return Ok(no_jails_dataset(&mut current)),
             },
         };
-        let same = mine.filter(|s| s.guid.same_as(&guid));
+        let same = mine.filter(|s| s.guid.guid == guid.guid);
         let from = same.as_ref().map_or(0, |s| s.history_end);
         // Read where the log ends *before* reading the jails: a change made
         // while they are read shows as growth next time.

@@ -22,6 +22,9 @@ done
 # looks like a terminal to the guest).
 test_args="--color=never $*"
 [ -n "$bins" ] || { echo "usage: $0 BINARY... [-- TEST-ARGS...]" >&2; exit 2; }
+case "${IOCAGED_BENCH_CYCLES:-1}" in
+*[!0-9]* | 0) echo "IOCAGED_BENCH_CYCLES must be a number above 0, not '$IOCAGED_BENCH_CYCLES'" >&2; exit 2 ;;
+esac
 
 cache=$("$here/setup.sh")
 
@@ -66,12 +69,9 @@ ENV
 [ -z "${IOCAGED_RSS_ENVS:-}" ] || echo "IOCAGED_RSS_ENVS='$IOCAGED_RSS_ENVS'; export IOCAGED_RSS_ENVS" >>"$stage/env"
 # A profile of the daemon under load in the benchmark (guest_bench --throughput).
 [ -z "${IOCAGED_BENCH_PERF:-}" ] || echo "IOCAGED_BENCH_PERF=1; export IOCAGED_BENCH_PERF" >>"$stage/env"
-# The start and stop cycles the benchmark measures (guest_bench --exec).
-case "${IOCAGED_BENCH_CYCLES:-}" in
-'') ;;
-*[!0-9]*) echo "IOCAGED_BENCH_CYCLES must be a number, not '$IOCAGED_BENCH_CYCLES'" >&2; exit 2 ;;
-*) echo "IOCAGED_BENCH_CYCLES=$IOCAGED_BENCH_CYCLES; export IOCAGED_BENCH_CYCLES" >>"$stage/env" ;;
-esac
+# The benchmark's start and stop cycles (guest_bench: its lifecycle tables,
+# and the execjails measured beside them); checked before anything is set up.
+[ -z "${IOCAGED_BENCH_CYCLES:-}" ] || echo "IOCAGED_BENCH_CYCLES=$IOCAGED_BENCH_CYCLES; export IOCAGED_BENCH_CYCLES" >>"$stage/env"
 # How long tests/guest_abuse.rs's soak runs (the benchmark's long form).
 [ -z "${IOCAGED_ABUSE_SECS:-}" ] || echo "IOCAGED_ABUSE_SECS='$IOCAGED_ABUSE_SECS'; export IOCAGED_ABUSE_SECS" >>"$stage/env"
 

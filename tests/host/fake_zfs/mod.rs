@@ -210,17 +210,6 @@ impl FakeZfs {
         s.overwritten.insert(pool.to_string(), len);
     }
 
-    /// The pool exported and imported again under `altroot`: every
-    /// mountpoint prints under it, and the log's one new record (the
-    /// import) names no dataset. The files stay where they were.
-    pub fn import_under(&self, altroot: &Path) {
-        let mut s = self.state();
-        s.altroot = altroot.to_path_buf();
-        for log in s.history.values_mut() {
-            log.push((None, false));
-        }
-    }
-
     /// Mounts of names starting with `prefix` succeed but show no
     /// directory (a mount that did not happen), so that what the service
     /// writes there fails.
