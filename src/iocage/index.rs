@@ -159,7 +159,7 @@ pub(super) fn lock_if_free<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 /// another altroot while the daemon runs changes what every mountpoint
 /// prints with no such record; but libzfs keeps a pool's properties, its
 /// altroot among them, for the life of the process, so no read here would
-/// see it: README's limits say to restart the daemon.)
+/// see it: README says to restart the daemon then.)
 #[derive(Debug, Clone)]
 struct GuidRead {
     guid: String,
